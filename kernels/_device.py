@@ -1,0 +1,68 @@
+"""Where the kernels run: the GPU when CUDA is available, else Triton's interpreter.
+
+Triton decides at decoration time (``@triton.jit``) whether a kernel is compiled or
+interpreted, reading ``TRITON_INTERPRET`` when ``triton`` is first imported, so the
+choice is made once per process, before any kernel module is imported:
+
+* ``FLASHANIM_DEVICE=cpu`` forces the interpreter (even on a GPU machine);
+* ``FLASHANIM_DEVICE=cuda`` insists on the GPU (an error if there is none);
+* unset or ``auto``: CUDA when ``torch.cuda.is_available()``, else the interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+__all__ = ["BACKEND", "INTERPRET", "check_device", "default_device"]
+
+
+def _choose() -> str:
+    want = os.environ.get("FLASHANIM_DEVICE", "auto").strip().lower() or "auto"
+    if want not in ("auto", "cpu", "cuda"):
+        raise ValueError(
+            f"FLASHANIM_DEVICE={want!r} is not understood; use 'auto', 'cpu' or 'cuda'"
+        )
+    if want == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("FLASHANIM_DEVICE=cuda, but PyTorch sees no CUDA device")
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cpu":
+        if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
+            raise RuntimeError(
+                "flashanim needs Triton's CPU interpreter here, but triton was imported "
+                "before flashanim.kernels without TRITON_INTERPRET=1; import "
+                "flashanim.kernels first or set TRITON_INTERPRET=1 in the environment"
+            )
+        os.environ["TRITON_INTERPRET"] = "1"
+    return want
+
+
+#: ``"cuda"`` (compiled kernels) or ``"cpu"`` (Triton's interpreter), fixed per process.
+BACKEND: str = _choose()
+INTERPRET: bool = BACKEND == "cpu"
+
+
+def default_device() -> torch.device:
+    """The device the kernels run on in this process."""
+    return torch.device(BACKEND)
+
+
+def check_device(*tensors: torch.Tensor) -> torch.device:
+    """Check that all tensors live on this process's kernel device; return it."""
+    dev = default_device()
+    for t in tensors:
+        if t.device.type != dev.type:
+            hint = (
+                "move them with .cuda()"
+                if BACKEND == "cuda"
+                else "this process runs the kernels through Triton's CPU interpreter"
+                " (no CUDA, or FLASHANIM_DEVICE=cpu)"
+            )
+            raise ValueError(
+                f"flashanim kernels run on {BACKEND!r} in this process but got a tensor "
+                f"on {t.device.type!r}; {hint}"
+            )
+    return dev

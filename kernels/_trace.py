@@ -1,0 +1,267 @@
+"""The trace protocol the kernels write: fixed-width event records, program headers
+and optional value snapshots.
+
+Every kernel in this package takes the same three trace buffers and a few
+compile-time switches:
+
+``TRACE: tl.constexpr``
+    When false, every trace statement sits under ``if TRACE:`` and compiles away.
+``VALUES: tl.constexpr``
+    Also write value snapshots (the tile an event produced or moved) into the
+    float32 value buffer. Only for small runs (animations, tests).
+``GPU_CLOCK: tl.constexpr``
+    Read ``%globaltimer`` and ``%smid`` with inline PTX. Only the GPU path sets it:
+    inline PTX does not run in Triton's interpreter.
+
+Buffers (allocated by :class:`TraceBuffers`):
+
+``events``  int64 ``[n_programs, max_events, REC_WIDTH]``, one record per event::
+
+    [op, tensor, row, col, nbytes, voff, vrows, vcols, time_ns, sm]
+
+``header``  int64 ``[n_programs, HDR_WIDTH]``, one row per program::
+
+    [n_events, n_values, bh, pid_m, sm, t_start_ns, t_end_ns, reserved]
+
+``values``  float32 ``[n_programs, max_values]``; an event with ``voff >= 0`` owns
+``values[program, voff : voff + vrows * vcols]`` (row-major ``vrows x vcols``).
+
+The program index is the linear program id ``pid_0 + pid_1 * grid_0``. Rows and
+columns are *tile* (block) indices, not element indices. ``nbytes`` counts the
+elements actually moved (masked tails excluded) times the element size, so the
+sums over a trace equal the closed-form HBM traffic of each kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = [
+    "OPS",
+    "TENSORS",
+    "REC_WIDTH",
+    "HDR_WIDTH",
+    "TraceBuffers",
+    "RawTrace",
+    "trace_event",
+    "trace_values_1d",
+    "trace_values_2d",
+    "trace_begin",
+    "trace_end",
+]
+
+#: Operation codes, in code order. Loads and stores move a tile between global
+#: memory (HBM) and the program's registers/shared memory (SRAM); the others are
+#: computations whose result is the event's tensor.
+OPS: tuple[str, ...] = (
+    "load",  # 0  HBM -> SRAM
+    "store",  # 1  SRAM -> HBM
+    "qk",  # 2  S = Q K^T * softmax_scale
+    "mask",  # 3  S = where(causal/tail mask, S, -inf)
+    "rowmax",  # 4  m_new = max(m_i, rowmax(S))
+    "exp",  # 5  P = exp(S - m_new)
+    "alpha",  # 6  alpha = exp(m_old - m_new)
+    "rowsum",  # 7  l_i = l_i * alpha + rowsum(P)
+    "rescale",  # 8  acc = acc * alpha
+    "pv",  # 9  acc += P V
+    "normalize",  # 10 O = acc / l_i
+    "lse",  # 11 LSE = m_i + log(l_i)
+    "rowdot",  # 12 D = rowsum(dO * O)
+    "recompute",  # 13 P = exp(S - LSE)
+    "dv",  # 14 dV += P^T dO
+    "dp",  # 15 dP = dO V^T
+    "ds",  # 16 dS = P * (dP - D)
+    "dk",  # 17 dK += dS^T Q
+    "dq",  # 18 dQ += dS K
+    "softmax",  # 19 P = softmax(S) of whole rows (standard attention)
+    "update",  # 20 FA1: O, l, m merged with the new block's statistics
+)
+
+#: Tensor codes, in code order.
+TENSORS: tuple[str, ...] = (
+    "Q", "K", "V", "O", "dO", "dQ", "dK", "dV",
+    "S", "P", "LSE", "l", "m", "D", "alpha", "acc", "dP", "dS",
+)  # fmt: skip
+
+REC_WIDTH = 10
+HDR_WIDTH = 8
+
+
+def op_code(name: str) -> int:
+    """Code of operation ``name`` (a Python int, usable as a constexpr)."""
+    return OPS.index(name)
+
+
+def tensor_code(name: str) -> int:
+    """Code of tensor ``name``."""
+    return TENSORS.index(name)
+
+
+@dataclass
+class TraceBuffers:
+    """The three buffers a traced kernel launch writes into.
+
+    Parameters
+    ----------
+    n_programs
+        Number of programs of the launch (product of the grid).
+    max_events
+        Room for events per program; a program that needs more sets its overflow
+        flag instead of writing past the end (the decoder refuses such a trace).
+    max_values
+        Room for value snapshots per program, in float32 elements (0: no values).
+    """
+
+    events: torch.Tensor
+    header: torch.Tensor
+    values: torch.Tensor
+    max_events: int
+    max_values: int
+
+    @classmethod
+    def allocate(
+        cls,
+        n_programs: int,
+        max_events: int,
+        max_values: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> TraceBuffers:
+        events = torch.full(
+            (n_programs, max_events, REC_WIDTH), -1, dtype=torch.int64, device=device
+        )
+        header = torch.full((n_programs, HDR_WIDTH), -1, dtype=torch.int64, device=device)
+        values = torch.full(
+            (n_programs, max(max_values, 1)), float("nan"), dtype=torch.float32,
+            device=device,
+        )  # fmt: skip
+        return cls(events, header, values, max_events, max(max_values, 1))
+
+    @property
+    def n_programs(self) -> int:
+        return self.header.shape[0]
+
+    def kernel_args(self) -> tuple:
+        """Positional kernel arguments: the three pointers."""
+        return (self.events, self.header, self.values)
+
+
+@dataclass
+class RawTrace:
+    """What a recorder returns: the raw buffers of each launch, and the outputs.
+
+    ``launches`` are in launch order; the decoder numbers programs on across them
+    (launch 0's programs first). ``names`` says what each launch was (e.g.
+    ``"preprocess"``, ``"dkdv"``, ``"dq"``). ``outputs`` holds the kernel's results
+    (``"O"``, ``"LSE"``; ``"dQ"``, ``"dK"``, ``"dV"`` for the backward).
+    """
+
+    kernel: str
+    launches: list[TraceBuffers]
+    names: list[str]
+    outputs: dict[str, torch.Tensor]
+    block_m: int
+    block_n: int
+
+
+@triton.jit
+def _clock(GPU_CLOCK: tl.constexpr):
+    if GPU_CLOCK:
+        t = tl.inline_asm_elementwise(
+            "mov.u64 $0, %globaltimer;", "=l", [], dtype=tl.int64, is_pure=False,
+            pack=1,
+        )  # fmt: skip
+    else:
+        t = tl.full([], -1, tl.int64)
+    return t
+
+
+@triton.jit
+def _smid(GPU_CLOCK: tl.constexpr):
+    if GPU_CLOCK:
+        s = tl.inline_asm_elementwise(
+            "mov.u32 $0, %smid;", "=r", [], dtype=tl.int32, is_pure=True, pack=1
+        ).to(tl.int64)
+    else:
+        s = tl.full([], -1, tl.int64)
+    return s
+
+
+@triton.jit
+def trace_event(
+    ev_ptr, prog, ev, op, tensor, row, col, nbytes, voff, vrows, vcols,
+    MAX_EV: tl.constexpr, GPU_CLOCK: tl.constexpr,
+):  # fmt: skip
+    """Write event record number ``ev`` of program ``prog``; return ``ev + 1``.
+
+    ``voff`` is the value-buffer offset of this event's snapshot (``-1``: none) and
+    ``vrows x vcols`` its shape. Events past ``MAX_EV`` are dropped (the header's
+    event count still counts them, so the decoder can report the overflow).
+    """
+    offs = tl.arange(0, 16)
+    t = _clock(GPU_CLOCK)
+    sm = _smid(GPU_CLOCK)
+    rec = tl.where(offs == 0, op, 0).to(tl.int64)
+    rec = tl.where(offs == 1, tensor, rec)
+    rec = tl.where(offs == 2, row, rec)
+    rec = tl.where(offs == 3, col, rec)
+    rec = tl.where(offs == 4, nbytes, rec)
+    rec = tl.where(offs == 5, voff, rec)
+    rec = tl.where(offs == 6, vrows, rec)
+    rec = tl.where(offs == 7, vcols, rec)
+    rec = tl.where(offs == 8, t, rec)
+    rec = tl.where(offs == 9, sm, rec)
+    evv = (offs * 0 + ev).to(tl.int64)  # a tensor even where ev is a Python int
+    base = (prog.to(tl.int64) * MAX_EV + evv) * 10
+    tl.store(ev_ptr + base + offs, rec, mask=(offs < 10) & (evv < MAX_EV))
+    return ev + 1
+
+
+@triton.jit
+def trace_values_2d(val_ptr, prog, voff, x, R: tl.constexpr, C: tl.constexpr,
+                    MAX_VAL: tl.constexpr):  # fmt: skip
+    """Snapshot the ``R x C`` tile ``x`` at ``voff``; return the next offset."""
+    offs = tl.arange(0, R)[:, None] * C + tl.arange(0, C)[None, :]
+    pos = (offs + voff).to(tl.int64)
+    tl.store(val_ptr + prog.to(tl.int64) * MAX_VAL + pos, x.to(tl.float32),
+             mask=pos < MAX_VAL)  # fmt: skip
+    return voff + R * C
+
+
+@triton.jit
+def trace_values_1d(val_ptr, prog, voff, x, R: tl.constexpr, MAX_VAL: tl.constexpr):
+    """Snapshot the length-``R`` vector ``x`` at ``voff``; return the next offset."""
+    offs = tl.arange(0, R)
+    pos = (offs + voff).to(tl.int64)
+    tl.store(val_ptr + prog.to(tl.int64) * MAX_VAL + pos, x.to(tl.float32),
+             mask=pos < MAX_VAL)  # fmt: skip
+    return voff + R
+
+
+@triton.jit
+def trace_begin(hdr_ptr, prog, bh, pid_m, GPU_CLOCK: tl.constexpr):
+    """Write the program's identity and start time into its header row."""
+    offs = tl.arange(0, 8)
+    t = _clock(GPU_CLOCK)
+    sm = _smid(GPU_CLOCK)
+    h = tl.where(offs == 2, bh, 0).to(tl.int64)
+    h = tl.where(offs == 3, pid_m, h)
+    h = tl.where(offs == 4, sm, h)
+    h = tl.where(offs == 5, t, h)
+    tl.store(hdr_ptr + prog.to(tl.int64) * 8 + offs, h, mask=(offs >= 2) & (offs < 6))
+
+
+@triton.jit
+def trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK: tl.constexpr):
+    """Write the event and value counts and the end time into the header row."""
+    offs = tl.arange(0, 8)
+    t = _clock(GPU_CLOCK)
+    h = tl.where(offs == 0, ev, 0).to(tl.int64)
+    h = tl.where(offs == 1, voff, h)
+    h = tl.where(offs == 6, t, h)
+    h = tl.where(offs == 7, 0, h)
+    m = (offs == 0) | (offs == 1) | (offs == 6) | (offs == 7)
+    tl.store(hdr_ptr + prog.to(tl.int64) * 8 + offs, h, mask=m)
