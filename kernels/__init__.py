@@ -14,9 +14,21 @@ from __future__ import annotations
 
 import importlib
 
-from ._device import BACKEND, INTERPRET, default_device  # noqa: F401  (must be first)
+from ._device import BACKEND, INTERPRET, default_device  # noqa: I001  (must be first)
+from .attention import FlashAttentionFunction, flash_attention
+from .fa2 import attention_backward, attention_forward
 
-__all__ = ["BACKEND", "INTERPRET", "default_device", "recorder", "RECORDERS"]
+__all__ = [
+    "BACKEND",
+    "INTERPRET",
+    "FlashAttentionFunction",
+    "RECORDERS",
+    "attention_backward",
+    "attention_forward",
+    "default_device",
+    "flash_attention",
+    "recorder",
+]
 
 #: Kernel name -> (module, recorder function).
 RECORDERS: dict[str, tuple[str, str]] = {

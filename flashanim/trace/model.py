@@ -1,4 +1,5 @@
-"""Plain data for a recorded kernel run: :class:`Trace`, :class:`Event`, :class:`Program`.
+"""Plain data for a recorded kernel run: :class:`Trace`, :class:`Event`,
+:class:`Program`.
 
 Nothing here knows of Triton or Manim: a trace is what the kernel wrote into its own
 trace buffers, decoded (see :mod:`flashanim.trace.decode`), and it can be saved and
@@ -42,11 +43,14 @@ class Event:
         ``"store"``, ``"qk"``, ``"rowmax"``, ``"pv"``, ...).
     tensor
         The tensor moved (loads/stores) or produced (computations), one of
-        :data:`flashanim.kernels._trace.TENSORS` (``"Q"``, ``"K"``, ``"S"``, ``"m"``...).
+        :data:`flashanim.kernels._trace.TENSORS` (``"Q"``, ``"K"``, ``"S"``,
+        ``"m"``...).
     row, col
-        Tile (block) coordinates: the Q block index for ``Q``, ``O``, ``m``, ``l``...;
-        the K/V block index for ``K``, ``V``, ``dK``...; ``(Q block, K block)`` for
-        ``S`` and ``P``.
+        Tile (block) coordinates in the tensor's own matrix, the same rule in every
+        kernel: ``(i, 0)`` for the ``N_q x d`` tensors and row vectors (``Q``,
+        ``O``, ``dO``, ``dQ``, ``acc``, ``m``, ``l``, ``alpha``, ``LSE``, ``D``),
+        ``(j, 0)`` for ``K``, ``V``, ``dK``, ``dV``, and ``(i, j)`` for ``S``,
+        ``P``, ``dP``, ``dS``.
     nbytes
         Bytes moved to or from HBM (0 for computations).
     bh
@@ -92,6 +96,7 @@ class Program:
     sm: int | None = None
     start_ns: int | None = None
     end_ns: int | None = None
+    launch: str = ""  # which launch of the recorder ("preprocess", "dkdv", "dq"...)
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,32 @@ class Trace:
     def of_program(self, program: int) -> tuple[Event, ...]:
         """The events of one program, in order."""
         return tuple(e for e in self.events if e.program == program)
+
+    def identical(self, other: object) -> bool:
+        """``self == other`` and also equal value snapshots and tensors.
+
+        ``==`` compares metadata, events and programs but not the arrays (they are
+        excluded from dataclass equality); this compares those too, exactly
+        (same shapes, same entries, ``NaN`` equal to ``NaN``).
+        """
+        import numpy as np
+
+        def same(a, b) -> bool:
+            if a is None or b is None:
+                return a is None and b is None
+            a, b = np.asarray(a), np.asarray(b)
+            return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
+
+        return (
+            isinstance(other, Trace)
+            and self == other
+            and all(
+                same(a.value, b.value)
+                for a, b in zip(self.events, other.events, strict=True)
+            )
+            and self.tensors.keys() == other.tensors.keys()
+            and all(same(v, other.tensors[k]) for k, v in self.tensors.items())
+        )
 
     def where(self, **fields) -> tuple[Event, ...]:
         """Events whose attributes equal the given values, e.g. ``where(op="load")``."""

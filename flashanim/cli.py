@@ -1,0 +1,321 @@
+"""The ``flashanim`` command line.
+
+Subcommands (one function each, listed in :data:`COMMANDS`)::
+
+    flashanim trace --kernel fa2-fwd --seq-len 16 --head-dim 4 --block-m 4 \\
+        --block-n 4 [--causal] [--values] [--device cpu|cuda] -o trace.json
+    flashanim check --kernel fa2-bwd --seq-len 17 --head-dim 5 --causal
+
+``trace`` records a kernel's own trace and writes it as JSON (see
+:mod:`flashanim.trace.io`); ``check`` runs a kernel and prints its error against a
+float64 reference next to flash-attn's bound (plain PyTorch in the same
+precision), exiting with 1 when it is outside the bound.
+
+Bad arguments give one line ``flashanim: error: ...`` and exit code 2. To add a
+subcommand, write ``_configure_x(parser)`` and ``_run_x(args) -> int`` and add a
+:class:`Command` to :data:`COMMANDS`.
+
+The kernels' device is fixed per process when :mod:`flashanim.kernels` is first
+imported, so ``--device`` sets ``FLASHANIM_DEVICE`` before anything imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NoReturn
+
+from flashanim.trace.model import KERNELS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+__all__ = ["main", "build_parser", "Command", "COMMANDS", "CliError"]
+
+_DTYPES = ("float32", "float16", "bfloat16")
+_DEVICES = ("cpu", "cuda")
+
+
+class CliError(Exception):
+    """A usage problem found after parsing (exit code 2, one line)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: ``flashanim: error: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        sub = self.prog.split()[1:]
+        where = f" {' '.join(sub)}" if sub else ""
+        self.exit(2, f"flashanim{where}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 1, got {text!r}"
+        ) from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {n}")
+    return n
+
+
+def _seed(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return n
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The kernel and shape arguments that ``trace`` and ``check`` share."""
+    p.add_argument(
+        "--kernel", required=True, choices=KERNELS, help="which kernel to run"
+    )
+    p.add_argument(
+        "--seq-len",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="query length N_q (default 16)",
+    )
+    p.add_argument(
+        "--seq-len-k",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="key length N_k (default: --seq-len)",
+    )
+    p.add_argument(
+        "--head-dim",
+        type=_positive_int,
+        default=4,
+        metavar="d",
+        help="head dimension d (default 4)",
+    )
+    p.add_argument(
+        "--block-m",
+        type=_positive_int,
+        default=4,
+        metavar="BM",
+        help="BLOCK_M, query rows per block (default 4)",
+    )
+    p.add_argument(
+        "--block-n",
+        type=_positive_int,
+        default=4,
+        metavar="BN",
+        help="BLOCK_N, key rows per block (default 4)",
+    )
+    p.add_argument("--batch", type=_positive_int, default=1, metavar="B")
+    p.add_argument("--heads", type=_positive_int, default=1, metavar="H")
+    p.add_argument("--causal", action="store_true", help="causal mask")
+    p.add_argument("--dtype", choices=_DTYPES, default="float32")
+    p.add_argument("--seed", type=_seed, default=0, help="input seed (default 0)")
+    p.add_argument(
+        "--device",
+        choices=_DEVICES,
+        default=None,
+        help="where the kernels run (default: cuda if available)",
+    )
+
+
+def _select_device(device: str | None) -> None:
+    """Fix the kernels' device for this process (before they are imported)."""
+    if device is None:
+        return
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CliError(
+                "--device cuda: PyTorch sees no CUDA device on this machine; "
+                "use --device cpu (Triton's interpreter)"
+            )
+    mod = sys.modules.get("flashanim.kernels._device")
+    if mod is not None and mod.BACKEND != device:
+        raise CliError(
+            f"--device {device}: this process already runs the kernels on "
+            f"{mod.BACKEND!r} (the device is chosen once per process)"
+        )
+    os.environ["FLASHANIM_DEVICE"] = device
+
+
+def _record_kwargs(args: argparse.Namespace) -> dict:
+    return dict(
+        seq_len=args.seq_len,
+        seq_len_k=args.seq_len_k,
+        head_dim=args.head_dim,
+        block_m=args.block_m,
+        block_n=args.block_n,
+        batch=args.batch,
+        heads=args.heads,
+        causal=args.causal,
+        dtype=args.dtype,
+        seed=args.seed,
+        device=args.device,
+    )
+
+
+# ------------------------------------------------------------------ flashanim trace
+
+
+def _configure_trace(p: argparse.ArgumentParser) -> None:
+    _add_run_arguments(p)
+    p.add_argument(
+        "--values", action="store_true", help="record value snapshots (small runs)"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="PATH",
+        help="trace file to write (.json or .json.gz)",
+    )
+
+
+def _run_trace(args: argparse.Namespace) -> int:
+    _select_device(args.device)
+    from flashanim.trace import record, save_trace, traffic_summary
+
+    trace = record(args.kernel, values=args.values, **_record_kwargs(args))
+    path = save_trace(trace, args.output)
+    s = traffic_summary(trace)
+    print(
+        f"wrote {path}: {len(trace.events)} events from {len(trace.programs)} "
+        f"programs; HBM read {s.read_bytes} B, written {s.write_bytes} B"
+    )
+    return 0
+
+
+# ------------------------------------------------------------------ flashanim check
+
+
+def _configure_check(p: argparse.ArgumentParser) -> None:
+    _add_run_arguments(p)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    _select_device(args.device)
+    import torch
+
+    from flashanim.kernels.reference import attention_ref, within_rule
+    from flashanim.trace import record
+
+    kw = _record_kwargs(args)
+    kernels = [args.kernel] if args.kernel != "fa2-fwd" else ["fa2-fwd", "fa2-bwd"]
+    results: dict[str, tuple[bool, float, float]] = {}
+    for kernel in kernels:
+        trace = record(kernel, values=False, keep_tensors=True, **kw)
+        t = {n: torch.from_numpy(a) for n, a in trace.tensors.items()}
+        dt = getattr(torch, args.dtype)
+        q, k, v = (t[n].to(dt) for n in ("Q", "K", "V"))
+        scale = trace.meta.softmax_scale
+        q64, k64, v64 = (x.double().requires_grad_() for x in (q, k, v))
+        qp, kp, vp = (x.clone().requires_grad_() for x in (q, k, v))
+        ref = attention_ref(q64, k64, v64, args.causal, scale, upcast=True)
+        pt = attention_ref(qp, kp, vp, args.causal, scale, upcast=False)
+        if "O" in t and "O" not in results:
+            results["O"] = within_rule(t["O"], pt.detach(), ref.detach(), factor=2.0)
+        if all(n in t for n in ("dQ", "dK", "dV")):
+            do = t["dO"].to(dt)
+            g64 = torch.autograd.grad(ref, (q64, k64, v64), do.double())
+            gpt = torch.autograd.grad(pt, (qp, kp, vp), do)
+            for name, r64, rpt in zip(("dQ", "dK", "dV"), g64, gpt, strict=True):
+                results[name] = within_rule(t[name], rpt, r64, factor=3.0)
+    m = trace.meta
+    print(
+        f"{args.kernel}: B={m.batch} H={m.heads} N_q={m.seq_len_q} N_k={m.seq_len_k} "
+        f"d={m.head_dim} BLOCK_M={m.block_m} BLOCK_N={m.block_n} causal={m.causal} "
+        f"{m.dtype} on {m.device}"
+    )
+    print(
+        "  (bound: flash-attn's rule, 2x (O) or 3x (grads) the error of plain "
+        "PyTorch in the same precision, + 1e-5)"
+    )
+    bad = []
+    for name, (ok, err, bound) in results.items():
+        print(
+            f"  {name:<3} max|err| {err:.3e}  bound {bound:.3e}  "
+            f"{'ok' if ok else 'OUTSIDE THE RULE'}"
+        )
+        if not ok:
+            bad.append(name)
+    if bad:
+        print(f"FAILED: {', '.join(bad)} outside flash-attn's rule")
+        return 1
+    print("all within flash-attn's rule")
+    return 0
+
+
+# ---------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, one-line help, argument setup and action."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+#: The subcommands, in the order ``flashanim --help`` lists them.
+COMMANDS: list[Command] = [
+    Command(
+        "trace",
+        "record a kernel's trace and write it as JSON",
+        _configure_trace,
+        _run_trace,
+    ),
+    Command(
+        "check",
+        "check a kernel against a float64 reference (flash-attn rule)",
+        _configure_check,
+        _run_check,
+    ),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``flashanim`` parser with one subparser per :data:`COMMANDS` entry."""
+    parser = _Parser(
+        prog="flashanim",
+        description="FlashAttention explained from the real kernel's own traces.",
+    )
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser, required=True
+    )
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.configure(p)
+        p.set_defaults(_run=cmd.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``flashanim`` command line; return the exit code."""
+    from flashanim.trace import TraceFormatError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, already printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return args._run(args)
+    except (CliError, TraceFormatError, ValueError, TypeError, OSError) as exc:
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"flashanim: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Run a kernel on seeded random inputs with its trace switched on, and decode it.
+
+:func:`record` is the one call a scene, a test or the command line needs: it checks
+its arguments, draws ``Q``, ``K``, ``V`` and ``dO`` from ``N(0, 1)`` with a seeded
+:class:`torch.Generator`, runs the kernel's recorder (``TRACE=True``), decodes the
+trace buffers and fills in the metadata.
+
+The kernels (and with them Triton) are imported only when :func:`record` is
+called: the device is chosen once per process when :mod:`flashanim.kernels` is
+first imported (see :mod:`flashanim.kernels._device`).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .decode import decode
+from .model import KERNELS, Trace, TraceMeta
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["record", "make_inputs", "DTYPES", "SMALL_RUN_ELEMENTS"]
+
+#: Accepted dtype names.
+DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
+
+#: A run whose tensors have at most this many elements each keeps them in
+#: :attr:`Trace.tensors` even without ``values=True``.
+SMALL_RUN_ELEMENTS = 1 << 16
+
+
+def _positive(name: str, x: object) -> int:
+    if isinstance(x, bool) or not isinstance(x, int | np.integer):
+        raise TypeError(f"{name} must be an integer >= 1, got {x!r}")
+    if x < 1:
+        raise ValueError(f"{name} must be >= 1, got {x}")
+    return int(x)
+
+
+def make_inputs(
+    *,
+    batch: int,
+    heads: int,
+    seq_len_q: int,
+    seq_len_k: int,
+    head_dim: int,
+    dtype: str,
+    seed: int,
+    device: torch.device | str,
+) -> dict[str, torch.Tensor]:
+    """Seeded ``Q``, ``K``, ``V``, ``dO`` ~ ``N(0, 1)``, shape ``(B, H, N, d)``.
+
+    They are drawn in that order from one CPU :class:`torch.Generator` (so the same
+    seed gives the same inputs on every device and for every kernel), then cast to
+    ``dtype`` and moved to ``device``.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    shapes = {
+        "Q": (batch, heads, seq_len_q, head_dim),
+        "K": (batch, heads, seq_len_k, head_dim),
+        "V": (batch, heads, seq_len_k, head_dim),
+        "dO": (batch, heads, seq_len_q, head_dim),
+    }
+    tdtype = getattr(torch, dtype)
+    return {
+        name: torch.randn(shape, generator=g, dtype=torch.float32).to(tdtype).to(device)
+        for name, shape in shapes.items()
+    }
+
+
+def record(
+    kernel: str,
+    *,
+    seq_len: int = 16,
+    seq_len_k: int | None = None,
+    head_dim: int = 4,
+    block_m: int = 4,
+    block_n: int = 4,
+    batch: int = 1,
+    heads: int = 1,
+    causal: bool = False,
+    values: bool = True,
+    dtype: str = "float32",
+    softmax_scale: float | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    keep_tensors: bool | None = None,
+) -> Trace:
+    """Run ``kernel`` with its trace on and return the decoded :class:`Trace`.
+
+    Parameters
+    ----------
+    kernel
+        One of :data:`~flashanim.trace.model.KERNELS`: ``"fa2-fwd"``,
+        ``"fa2-bwd"``, ``"fa1-fwd"``, ``"standard"``.
+    seq_len, seq_len_k
+        Query and key lengths ``N_q`` and ``N_k`` (``seq_len_k`` defaults to
+        ``seq_len``).
+    head_dim, block_m, block_n, batch, heads
+        ``d``, ``BLOCK_M``, ``BLOCK_N``, ``B``, ``H``.
+    causal
+        Causal mask (aligned top-left: query ``i`` sees keys ``0..i``).
+    values
+        Record value snapshots (S and P tiles, ``m_i``, ``l_i``, ``acc``...): for
+        small runs only.
+    dtype
+        ``"float32"``, ``"float16"`` or ``"bfloat16"``.
+    softmax_scale
+        Defaults to ``1 / sqrt(head_dim)``.
+    seed
+        Seed of the inputs' generator.
+    device
+        ``"cpu"`` (Triton's interpreter) or ``"cuda"``; must match the device this
+        process's kernels run on (``None``: that device).
+    keep_tensors
+        Keep inputs and outputs in :attr:`Trace.tensors` as float64 arrays;
+        ``None``: when ``values`` or when each has at most
+        :data:`SMALL_RUN_ELEMENTS` elements.
+
+    Raises
+    ------
+    ValueError, TypeError
+        An unknown kernel or dtype, a size below 1, a device other than this
+        process's, or a shape the kernel refuses.
+    """
+    if kernel not in KERNELS:
+        raise ValueError(
+            f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}"
+        )
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    seq_len = _positive("seq_len", seq_len)
+    seq_len_k = seq_len if seq_len_k is None else _positive("seq_len_k", seq_len_k)
+    head_dim = _positive("head_dim", head_dim)
+    block_m = _positive("block_m", block_m)
+    block_n = _positive("block_n", block_n)
+    batch = _positive("batch", batch)
+    heads = _positive("heads", heads)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if softmax_scale is None:
+        softmax_scale = 1.0 / math.sqrt(head_dim)
+    elif not isinstance(softmax_scale, int | float) or not math.isfinite(softmax_scale):
+        raise ValueError(
+            f"softmax_scale must be a finite number, got {softmax_scale!r}"
+        )
+    if device is not None and device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; choose one of cpu, cuda")
+
+    # flashanim.kernels first: it chooses the device before Triton is imported.
+    from flashanim.kernels import BACKEND, default_device, recorder
+
+    import torch  # isort: skip
+    import triton  # isort: skip
+
+    if device is not None and device != BACKEND:
+        raise ValueError(
+            f"this process runs the kernels on {BACKEND!r}, not {device!r}: the device "
+            "is chosen once per process (set FLASHANIM_DEVICE before importing "
+            "flashanim.kernels, or use `flashanim trace --device`)"
+        )
+    dev = default_device()
+    inputs = make_inputs(
+        batch=batch,
+        heads=heads,
+        seq_len_q=seq_len,
+        seq_len_k=seq_len_k,
+        head_dim=head_dim,
+        dtype=dtype,
+        seed=int(seed),
+        device=dev,
+    )
+    kwargs = dict(
+        causal=bool(causal),
+        softmax_scale=float(softmax_scale),
+        block_m=block_m,
+        block_n=block_n,
+        values=bool(values),
+    )
+    if kernel == "fa2-bwd":
+        kwargs["do"] = inputs["dO"]
+    raw = recorder(kernel)(inputs["Q"], inputs["K"], inputs["V"], **kwargs)
+    meta = TraceMeta(
+        kernel=kernel,
+        batch=batch,
+        heads=heads,
+        seq_len_q=seq_len,
+        seq_len_k=seq_len_k,
+        head_dim=head_dim,
+        block_m=raw.block_m,
+        block_n=raw.block_n,
+        causal=bool(causal),
+        dtype=dtype,
+        softmax_scale=float(softmax_scale),
+        device=dev.type,
+        values=bool(values),
+        triton_version=triton.__version__,
+        torch_version=torch.__version__,
+        gpu_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "",
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        seed=int(seed),
+    )
+    trace = decode(raw, meta)
+    biggest = max(t.numel() for t in inputs.values())
+    if keep_tensors is None:
+        keep_tensors = bool(values) or biggest <= SMALL_RUN_ELEMENTS
+    if keep_tensors:
+        names = ["Q", "K", "V"] + (["dO"] if kernel == "fa2-bwd" else [])
+        arrays = {n: inputs[n] for n in names}
+        arrays.update(raw.outputs)
+        for name, t in arrays.items():
+            trace.tensors[name] = t.detach().to("cpu", torch.float64).numpy()
+    return trace

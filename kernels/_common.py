@@ -1,0 +1,285 @@
+"""Input checks and launch helpers shared by every kernel of the package.
+
+The kernels never see an input these checks have not accepted, so a bad shape,
+dtype, device or block size is a :class:`ValueError` or :class:`TypeError` that
+says what was wrong and what is accepted, never a traceback from inside Triton.
+
+What is accepted
+----------------
+* ``q, k, v``: 4-D ``(B, H, N, d)`` tensors, ``q`` of shape ``(B, H, N_q, d)`` and
+  ``k, v`` of shape ``(B, H, N_k, d)``, ``N_q, N_k >= 1``, ``1 <= d <= 256``
+  (:data:`MAX_HEAD_DIM`), one dtype among float32, float16 and bfloat16
+  (bfloat16 on the GPU only: Triton's CPU interpreter computes it wrongly), all on
+  the process's kernel device (:func:`flashanim.kernels._device.check_device`).
+* ``block_m, block_n``: powers of two in :data:`BLOCK_RANGE` of the backend
+  (1..128 in the interpreter, 16..256 on the GPU).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import NamedTuple
+
+import torch
+
+from ._device import BACKEND, INTERPRET, check_device
+
+__all__ = [
+    "BLOCK_RANGE",
+    "DTYPES",
+    "GPU_CLOCK",
+    "LOG2E",
+    "MAX_HEAD_DIM",
+    "Shapes",
+    "check_blocks",
+    "check_like",
+    "check_qkv",
+    "check_scale",
+    "default_blocks",
+    "elem_bytes",
+    "head_block",
+    "next_pow2",
+    "resolve_blocks",
+]
+
+#: ``log2(e)``: the kernels use ``exp2`` and fold this factor into ``qk_scale``.
+LOG2E: float = 1.4426950408889634
+
+#: Accepted input dtypes (bfloat16 only when compiled for the GPU).
+DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
+
+#: Largest head dimension accepted.
+MAX_HEAD_DIM: int = 256
+
+#: Accepted block sizes ``(min, max)`` (powers of two) on this process's backend.
+#: ``tl.dot`` needs at least 16 rows/columns when compiled; the interpreter has no
+#: such floor, so small blocks (the animations' 4x4) work there.
+BLOCK_RANGE: tuple[int, int] = (1, 128) if INTERPRET else (16, 256)
+
+#: Whether kernels read ``%globaltimer``/``%smid`` (compiled on CUDA only).
+GPU_CLOCK: bool = BACKEND == "cuda"
+
+_ELEM_BYTES = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
+
+
+class Shapes(NamedTuple):
+    """The sizes of one attention problem, as :func:`check_qkv` found them."""
+
+    batch: int
+    heads: int
+    n_q: int
+    n_k: int
+    head_dim: int
+
+
+def next_pow2(n: int) -> int:
+    """The smallest power of two ``>= n`` (``n >= 1``)."""
+    return 1 << max(int(n) - 1, 0).bit_length()
+
+
+def elem_bytes(dtype: torch.dtype) -> int:
+    """Bytes per element of an accepted dtype."""
+    return _ELEM_BYTES[dtype]
+
+
+def _describe(x) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a {x.dim()}-D tensor of shape {tuple(x.shape)}"
+    return f"a {type(x).__name__}"
+
+
+def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> Shapes:
+    """Check ``q, k, v`` for the attention kernels; return their sizes.
+
+    Parameters
+    ----------
+    q, k, v
+        ``(B, H, N_q, d)``, ``(B, H, N_k, d)``, ``(B, H, N_k, d)`` of one dtype among
+        float32, float16 (and bfloat16 on the GPU), on the kernel device.
+
+    Returns
+    -------
+    Shapes
+        ``(batch, heads, n_q, n_k, head_dim)``.
+
+    Raises
+    ------
+    TypeError
+        When an argument is not a tensor or has a dtype that is not accepted.
+    ValueError
+        When shapes disagree or are out of range, when bfloat16 is asked of the CPU
+        interpreter, or when a tensor is not on the kernel device.
+    """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(
+                f"{name} must be a torch.Tensor of shape (B, H, N, d), got "
+                f"{_describe(t)}"
+            )
+        if t.dim() != 4:
+            raise ValueError(
+                f"{name} must be 4-D (batch, heads, seq_len, head_dim), got "
+                f"{_describe(t)}"
+            )
+    if q.shape[0] != k.shape[0] or q.shape[0] != v.shape[0]:
+        raise ValueError(
+            f"q, k, v must have the same batch size (dim 0), got "
+            f"{q.shape[0]}, {k.shape[0]}, {v.shape[0]}"
+        )
+    if q.shape[1] != k.shape[1] or q.shape[1] != v.shape[1]:
+        raise ValueError(
+            f"q, k, v must have the same number of heads (dim 1), got "
+            f"{q.shape[1]}, {k.shape[1]}, {v.shape[1]}"
+        )
+    if q.shape[3] != k.shape[3] or q.shape[3] != v.shape[3]:
+        raise ValueError(
+            f"q, k, v must have the same head dim (dim 3), got "
+            f"{q.shape[3]}, {k.shape[3]}, {v.shape[3]}"
+        )
+    if k.shape[2] != v.shape[2]:
+        raise ValueError(
+            f"k and v must have the same sequence length (dim 2), got "
+            f"{k.shape[2]} and {v.shape[2]}"
+        )
+    batch, heads, n_q, d = q.shape
+    n_k = k.shape[2]
+    if batch < 1 or heads < 1:
+        raise ValueError(
+            f"batch and heads must be >= 1, got batch={batch}, heads={heads}"
+        )
+    if n_q < 1 or n_k < 1:
+        raise ValueError(
+            f"sequence lengths must be >= 1, got N_q={n_q} (q) and N_k={n_k} (k, v)"
+        )
+    if not 1 <= d <= MAX_HEAD_DIM:
+        raise ValueError(
+            f"head dim d={d} is not supported; accepted: 1 <= d <= {MAX_HEAD_DIM}"
+        )
+    dtypes = {q.dtype, k.dtype, v.dtype}
+    if len(dtypes) != 1:
+        raise TypeError(
+            f"q, k, v must have the same dtype, got {q.dtype}, {k.dtype}, {v.dtype}"
+        )
+    if q.dtype not in DTYPES:
+        raise TypeError(
+            f"dtype {q.dtype} is not supported; accepted: torch.float32, "
+            "torch.float16, torch.bfloat16 (bfloat16 on the GPU only)"
+        )
+    if q.dtype == torch.bfloat16 and INTERPRET:
+        raise ValueError(
+            "bfloat16 is GPU-only: Triton's CPU interpreter computes bfloat16 "
+            "wrongly; use torch.float32 or torch.float16 on the CPU"
+        )
+    check_device(q, k, v)
+    return Shapes(int(batch), int(heads), int(n_q), int(n_k), int(d))
+
+
+def check_like(t: torch.Tensor, like: torch.Tensor, name: str, like_name: str) -> None:
+    """Check that ``t`` (e.g. ``dO``) has the shape, dtype and device of ``like``."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {_describe(t)}")
+    if t.shape != like.shape:
+        raise ValueError(
+            f"{name} must have the shape of {like_name} {tuple(like.shape)}, got "
+            f"{tuple(t.shape)}"
+        )
+    if t.dtype != like.dtype:
+        raise TypeError(
+            f"{name} must have the dtype of {like_name} ({like.dtype}), got {t.dtype}"
+        )
+    check_device(t)
+
+
+def check_blocks(block_m: int, block_n: int) -> tuple[int, int]:
+    """Check the block sizes ``BLOCK_M`` (query rows) and ``BLOCK_N`` (key rows).
+
+    Both must be powers of two within :data:`BLOCK_RANGE` (1..128 in the CPU
+    interpreter, 16..256 compiled on the GPU). Returns them as Python ints.
+    """
+    lo, hi = BLOCK_RANGE
+    out = []
+    for name, b in (("block_m", block_m), ("block_n", block_n)):
+        if isinstance(b, bool) or not isinstance(b, int):
+            raise TypeError(
+                f"{name} must be an int (a power of two in {lo}..{hi}), got "
+                f"{type(b).__name__} {b!r}"
+            )
+        if b < lo or b > hi or b & (b - 1):
+            raise ValueError(
+                f"{name}={b} is not accepted; use a power of two in {lo}..{hi} "
+                f"(on {BACKEND!r})"
+            )
+        out.append(int(b))
+    return out[0], out[1]
+
+
+def head_block(d: int) -> int:
+    """``BLOCK_D``: the head dim padded to a power of two (at least 16 on the GPU)."""
+    return max(next_pow2(d), 1 if INTERPRET else 16)
+
+
+def default_blocks(
+    n_q: int,
+    n_k: int,
+    d: int,
+    dtype: torch.dtype = torch.float16,
+    backward: bool = False,
+) -> tuple[int, int]:
+    """Default ``(BLOCK_M, BLOCK_N)`` for a problem of this size.
+
+    On the GPU: the fused-attention tutorial's 128 x 64 for the forward, made
+    smaller for wide rows (large or float32 head dims: shared memory), and 64 x 64
+    for the backward. In the interpreter every block is one NumPy operation, so
+    larger blocks run faster: 32 x 32. Blocks are not made larger than the
+    (power-of-two-padded) sequence needs, within :data:`BLOCK_RANGE`.
+    """
+    lo, hi = BLOCK_RANGE
+    if INTERPRET:
+        bm, bn = 32, 32
+    else:
+        width = head_block(d) * elem_bytes(dtype)  # bytes of one padded row
+        if backward:
+            bm, bn = (64, 64) if width <= 256 else (32, 32)
+        elif width <= 128:  # d <= 64 in 16-bit, d <= 32 in float32
+            bm, bn = 128, 64
+        elif width <= 256:
+            bm, bn = (128, 64) if dtype != torch.float32 else (128, 32)
+        elif width <= 512:
+            bm, bn = 64, 32
+        else:
+            bm, bn = 32, 32
+    bm = min(max(min(bm, next_pow2(n_q)), lo), hi)
+    bn = min(max(min(bn, next_pow2(n_k)), lo), hi)
+    return bm, bn
+
+
+def resolve_blocks(
+    block_m: int | None,
+    block_n: int | None,
+    n_q: int,
+    n_k: int,
+    d: int,
+    dtype: torch.dtype = torch.float16,
+    backward: bool = False,
+) -> tuple[int, int]:
+    """Fill missing block sizes from :func:`default_blocks`, then check both."""
+    dm, dn = default_blocks(n_q, n_k, d, dtype, backward)
+    return check_blocks(
+        dm if block_m is None else block_m, dn if block_n is None else block_n
+    )
+
+
+def check_scale(softmax_scale: float | None, d: int) -> float:
+    """The softmax scale: ``1/sqrt(d)`` when ``None``, else a finite float ``> 0``."""
+    if softmax_scale is None:
+        return 1.0 / math.sqrt(d)
+    if isinstance(softmax_scale, bool) or not isinstance(softmax_scale, numbers.Real):
+        raise TypeError(
+            f"softmax_scale must be a float > 0 or None (1/sqrt(d)), got "
+            f"{type(softmax_scale).__name__}"
+        )
+    s = float(softmax_scale)
+    if not math.isfinite(s) or s <= 0.0:
+        raise ValueError(f"softmax_scale must be finite and > 0, got {s}")
+    return s

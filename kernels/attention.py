@@ -1,0 +1,85 @@
+"""FlashAttention as a differentiable PyTorch function.
+
+:class:`FlashAttentionFunction` runs the FlashAttention-2 forward kernel and, on
+``backward``, the FlashAttention-2 backward kernels of :mod:`flashanim.kernels.fa2`
+(``P`` recomputed from the saved ``LSE``, never stored). :func:`flash_attention` is
+the functional form, a drop-in for
+``torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal,
+scale=softmax_scale)`` on ``(B, H, N, d)`` tensors.
+
+Examples
+--------
+>>> import torch
+>>> from flashanim.kernels.attention import flash_attention
+>>> q, k, v = (torch.randn(1, 2, 16, 8, requires_grad=True) for _ in range(3))
+>>> o = flash_attention(q, k, v, causal=True)
+>>> o.sum().backward()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .fa2 import attention_backward, attention_forward
+
+__all__ = ["FlashAttentionFunction", "flash_attention"]
+
+
+class FlashAttentionFunction(torch.autograd.Function):
+    """``O = softmax(scale * Q K^T [+ causal mask]) V`` with FlashAttention-2
+    kernels for the forward and the backward.
+
+    ``apply(q, k, v, causal, softmax_scale)``; gradients flow to ``q, k, v``.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        causal: bool = False,
+        softmax_scale: float | None = None,
+    ) -> torch.Tensor:
+        o, lse = attention_forward(q, k, v, causal, softmax_scale)
+        ctx.save_for_backward(q, k, v, o, lse)
+        ctx.causal = causal
+        ctx.softmax_scale = softmax_scale
+        return o
+
+    @staticmethod
+    def backward(ctx: Any, do: torch.Tensor):
+        q, k, v, o, lse = ctx.saved_tensors
+        dq, dk, dv = attention_backward(
+            q, k, v, o, lse, do.to(q.dtype), ctx.causal, ctx.softmax_scale
+        )
+        return dq, dk, dv, None, None
+
+
+def flash_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: bool = False,
+    softmax_scale: float | None = None,
+) -> torch.Tensor:
+    """FlashAttention-2, differentiable.
+
+    Parameters
+    ----------
+    q, k, v
+        ``(B, H, N_q, d)``, ``(B, H, N_k, d)``, ``(B, H, N_k, d)``, float32 or
+        float16 (bfloat16 on the GPU only), on the kernels' device.
+    causal
+        Mask keys after the query (top-left aligned, as PyTorch's ``is_causal``).
+    softmax_scale
+        Scale of ``Q K^T``; ``1/sqrt(d)`` when ``None``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``O``, ``(B, H, N_q, d)`` in the inputs' dtype.
+    """
+    return FlashAttentionFunction.apply(q, k, v, causal, softmax_scale)

@@ -1,0 +1,1307 @@
+"""FlashAttention-2 forward and backward in Triton, with a compile-time trace.
+
+Structured like Triton's fused-attention tutorial (``06-fused-attention.py``) and
+named like the FlashAttention papers: ``_attn_fwd`` runs one program per
+``(Q block i, batch-head)`` that loops over the K/V blocks ``j`` with the online
+softmax (``m_i``, ``l_i``, ``acc``, ``alpha``; ``exp2`` with ``log2(e)`` folded
+into ``qk_scale``) and writes ``O`` and ``LSE`` (natural log, float32,
+``(B, H, N_q)``). The backward recomputes ``P`` from ``Q``, ``K`` and ``LSE``:
+``_attn_bwd_preprocess`` computes ``D = rowsum(dO * O)``, ``_attn_bwd_dkdv`` runs
+one program per K/V block looping over Q blocks, ``_attn_bwd_dq`` one program per
+Q block looping over K/V blocks (no atomics).
+
+Shapes: ``q (B, H, N_q, d)``, ``k, v (B, H, N_k, d)``, any ``N_q, N_k >= 1`` (tails
+masked), ``d <= 256`` padded to ``BLOCK_D`` (a power of two). Causal attention is
+aligned top-left (query ``r`` sees keys ``0..r``, as PyTorch's ``is_causal``).
+Grids are one-dimensional; program ``p`` of the forward is Q block
+``i = p % T_r`` of batch-head ``bh = p // T_r`` (``p = i + bh * T_r``, the trace
+protocol's linear program id).
+
+Which blocks a program visits, and which it masks
+-------------------------------------------------
+With ``T_r = ceil(N_q / BLOCK_M)``, ``T_c = ceil(N_k / BLOCK_N)``, tile ``(i, j)``
+(Q block ``i``, K/V block ``j``) is *visited* when it holds a valid pair the
+softmax keeps: always without ``causal``; with it when
+``j * BLOCK_N <= min((i + 1) * BLOCK_M, N_q) - 1`` (its first key is at or before
+the block's last valid query). Tiles above the diagonal are skipped entirely.
+A visited tile is *masked* (``S`` set to ``-inf`` where a key is past ``N_k`` or,
+causal, after the query) exactly when ``(j + 1) * BLOCK_N > N_k`` (key tail) or,
+causal, ``(j + 1) * BLOCK_N - 1 > i * BLOCK_M`` (its last key is after the block's
+first query). Like the tutorial, each loop runs in two stages, the unmasked tiles
+(no mask computed) and then the masked ones (``MASK`` constexpr); since the masked
+tiles of a row are its last ones (and of a column its first ones), the forward and
+the dQ kernel visit ``j`` ascending and the dK/dV kernel visits ``i`` ascending.
+
+Trace (``TRACE=True``): the event sequence of each program
+-----------------------------------------------------------
+``op tensor(row, col)``; ``row, col`` are tile coordinates in the tensor's own
+matrix: ``Q, O, dO, dQ, acc`` (``N_q x d``) and ``m, l, alpha, LSE, D``
+(length ``N_q``) are tile ``(i, 0)``; ``K, V, dK, dV`` tile ``(j, 0)``;
+``S, P, dP, dS`` tile ``(i, j)``. ``[mask S(i, j)]`` appears only for masked tiles.
+
+forward (launch ``"fwd"``, program per Q block ``i``)::
+
+    load Q(i)
+    for each visited j:  load K(j), load V(j), qk S(i,j), [mask S(i,j)],
+                         rowmax m(i), exp P(i,j), alpha alpha(i), rowsum l(i),
+                         rescale acc(i), pv acc(i)
+    normalize O(i), lse LSE(i), store O(i), store LSE(i)
+
+backward, launch ``"preprocess"`` (program per Q block ``i``)::
+
+    load O(i), load dO(i), rowdot D(i), store D(i)
+
+launch ``"dkdv"`` (program per K/V block ``j``)::
+
+    load K(j), load V(j)
+    for each visited i:  load Q(i), load dO(i), load LSE(i), load D(i), qk S(i,j),
+                         [mask S(i,j)], recompute P(i,j), dv dV(j), dp dP(i,j),
+                         ds dS(i,j), dk dK(j)
+    store dK(j), store dV(j)
+
+launch ``"dq"`` (program per Q block ``i``)::
+
+    load Q(i), load dO(i), load LSE(i), load D(i)
+    for each visited j:  load K(j), load V(j), qk S(i,j), [mask S(i,j)],
+                         recompute P(i,j), dp dP(i,j), ds dS(i,j), dq dQ(i)
+    store dQ(i)
+
+With ``VALUES=True`` every event snapshots, as float32 in the papers' natural
+units, the tile it produced or moved: loads and stores the whole padded tile
+(``BLOCK_M x BLOCK_D`` or ``BLOCK_N x BLOCK_D``; vectors ``BLOCK_M x 1``; zeros
+outside the valid rows/columns of ``Q, K, V, O, dO``; ``+inf`` in ``LSE``'s tail
+rows of the backward loads), ``S = softmax_scale * Q K^T`` (masked entries
+``-inf``), ``m_i`` (running max of ``S``), ``P = exp(S - m_new)``,
+``alpha = exp(m_old - m_new)``, ``l_i``, ``acc`` (unnormalised), ``O``, ``LSE``
+(natural log); in the backward ``D``, ``P = exp(S - LSE)``, ``dP = dO V^T``,
+``dS = P * (dP - D)`` and the running ``dV``, ``dK = scale * dS^T Q``,
+``dQ = scale * dS K``. Rows past ``N_q`` and columns past ``N_k`` of compute
+snapshots are unspecified (crop them); valid entries are never NaN.
+
+Closed-form HBM traffic (the sums of ``nbytes``)
+-----------------------------------------------
+``nbytes`` counts the elements actually moved (tails excluded) times the element
+size ``e`` (2 or 4; ``LSE`` and ``D`` are float32: 4). Per batch-head, with
+``n_q(i) = min(BLOCK_M, N_q - i * BLOCK_M)`` valid rows of Q block ``i``,
+``n_k(j) = min(BLOCK_N, N_k - j * BLOCK_N)`` of K block ``j``, ``V`` the set of
+visited tiles and ``KV_read = sum_{(i,j) in V} n_k(j)``,
+``Q_read = sum_{(i,j) in V} n_q(i)`` (without causal: ``KV_read = T_r * N_k``,
+``Q_read = T_c * N_q``)::
+
+    fwd         reads   Q: N_q d e      K: KV_read d e     V: KV_read d e
+                writes  O: N_q d e      LSE: 4 N_q
+    preprocess  reads   O: N_q d e      dO: N_q d e        writes D: 4 N_q
+    dkdv        reads   K: N_k d e      V: N_k d e
+                        Q: Q_read d e   dO: Q_read d e     LSE: 4 Q_read  D: 4 Q_read
+                writes  dK: N_k d e     dV: N_k d e
+    dq          reads   Q: N_q d e      dO: N_q d e        LSE: 4 N_q     D: 4 N_q
+                        K: KV_read d e  V: KV_read d e
+                writes  dQ: N_q d e
+
+and everything times ``B * H``.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import (
+    GPU_CLOCK,
+    LOG2E,
+    check_like,
+    check_qkv,
+    check_scale,
+    elem_bytes,
+    head_block,
+    resolve_blocks,
+)
+from ._device import INTERPRET
+from ._trace import (
+    RawTrace,
+    TraceBuffers,
+    op_code,
+    tensor_code,
+    trace_begin,
+    trace_end,
+    trace_event,
+    trace_values_1d,
+    trace_values_2d,
+)
+
+__all__ = [
+    "attention_forward",
+    "attention_backward",
+    "record_forward",
+    "record_backward",
+    "program_events",
+    "visited_blocks",
+]
+
+# Operation and tensor codes of the trace protocol, as constexprs for the kernels.
+OP_LOAD = tl.constexpr(op_code("load"))
+OP_STORE = tl.constexpr(op_code("store"))
+OP_QK = tl.constexpr(op_code("qk"))
+OP_MASK = tl.constexpr(op_code("mask"))
+OP_ROWMAX = tl.constexpr(op_code("rowmax"))
+OP_EXP = tl.constexpr(op_code("exp"))
+OP_ALPHA = tl.constexpr(op_code("alpha"))
+OP_ROWSUM = tl.constexpr(op_code("rowsum"))
+OP_RESCALE = tl.constexpr(op_code("rescale"))
+OP_PV = tl.constexpr(op_code("pv"))
+OP_NORMALIZE = tl.constexpr(op_code("normalize"))
+OP_LSE = tl.constexpr(op_code("lse"))
+OP_ROWDOT = tl.constexpr(op_code("rowdot"))
+OP_RECOMPUTE = tl.constexpr(op_code("recompute"))
+OP_DV = tl.constexpr(op_code("dv"))
+OP_DP = tl.constexpr(op_code("dp"))
+OP_DS = tl.constexpr(op_code("ds"))
+OP_DK = tl.constexpr(op_code("dk"))
+OP_DQ = tl.constexpr(op_code("dq"))
+
+T_Q = tl.constexpr(tensor_code("Q"))
+T_K = tl.constexpr(tensor_code("K"))
+T_V = tl.constexpr(tensor_code("V"))
+T_O = tl.constexpr(tensor_code("O"))
+T_DO = tl.constexpr(tensor_code("dO"))
+T_DQ = tl.constexpr(tensor_code("dQ"))
+T_DK = tl.constexpr(tensor_code("dK"))
+T_DV = tl.constexpr(tensor_code("dV"))
+T_S = tl.constexpr(tensor_code("S"))
+T_P = tl.constexpr(tensor_code("P"))
+T_LSE = tl.constexpr(tensor_code("LSE"))
+T_L = tl.constexpr(tensor_code("l"))
+T_M = tl.constexpr(tensor_code("m"))
+T_D = tl.constexpr(tensor_code("D"))
+T_ALPHA = tl.constexpr(tensor_code("alpha"))
+T_ACC = tl.constexpr(tensor_code("acc"))
+T_DP = tl.constexpr(tensor_code("dP"))
+T_DS = tl.constexpr(tensor_code("dS"))
+
+LN2 = tl.constexpr(0.6931471805599453)
+RCP_LN2 = tl.constexpr(LOG2E)
+
+#: Value-buffer size (float32 elements) above which a VALUES run is refused.
+MAX_VALUE_ELEMENTS = 1 << 26
+
+
+# --------------------------------------------------------------------------------------
+# Trace helpers (used only under ``if TRACE:``)
+# --------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _ev_tile(ev_ptr, val_ptr, prog, ev, voff, op, tensor, row, col, nbytes, x,
+             R: tl.constexpr, C: tl.constexpr, VALUES: tl.constexpr,
+             MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr,
+             GPU_CLOCK: tl.constexpr):  # fmt: skip
+    """Record one event whose snapshot (with ``VALUES``) is the ``R x C`` tile ``x``."""
+    if VALUES:
+        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, voff, R, C,
+                         MAX_EV, GPU_CLOCK)  # fmt: skip
+        voff = trace_values_2d(val_ptr, prog, voff, x, R, C, MAX_VAL)
+    else:
+        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, -1, 0, 0,
+                         MAX_EV, GPU_CLOCK)  # fmt: skip
+    return ev, voff
+
+
+@triton.jit
+def _ev_vec(ev_ptr, val_ptr, prog, ev, voff, op, tensor, row, col, nbytes, x,
+            R: tl.constexpr, VALUES: tl.constexpr, MAX_EV: tl.constexpr,
+            MAX_VAL: tl.constexpr, GPU_CLOCK: tl.constexpr):  # fmt: skip
+    """Record one event whose snapshot (with ``VALUES``) is the vector ``x``."""
+    if VALUES:
+        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, voff, R, 1,
+                         MAX_EV, GPU_CLOCK)  # fmt: skip
+        voff = trace_values_1d(val_ptr, prog, voff, x, R, MAX_VAL)
+    else:
+        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, -1, 0, 0,
+                         MAX_EV, GPU_CLOCK)  # fmt: skip
+    return ev, voff
+
+
+@triton.jit
+def _load_tile(ptrs, offs_r, n_rows, offs_d, HEAD_DIM: tl.constexpr,
+               BLOCK_D: tl.constexpr, ROW_MASK: tl.constexpr):  # fmt: skip
+    """Load a ``rows x BLOCK_D`` tile, zero past ``n_rows`` and past ``HEAD_DIM``."""
+    if ROW_MASK:
+        if BLOCK_D == HEAD_DIM:
+            x = tl.load(ptrs, mask=offs_r[:, None] < n_rows, other=0.0)
+        else:
+            x = tl.load(ptrs, mask=(offs_r[:, None] < n_rows)
+                        & (offs_d[None, :] < HEAD_DIM), other=0.0)  # fmt: skip
+    else:
+        if BLOCK_D == HEAD_DIM:
+            x = tl.load(ptrs)
+        else:
+            x = tl.load(ptrs, mask=offs_d[None, :] < HEAD_DIM, other=0.0)
+    return x
+
+
+@triton.jit
+def _store_tile(ptrs, x, offs_r, n_rows, offs_d, HEAD_DIM: tl.constexpr,
+                BLOCK_D: tl.constexpr, ROW_MASK: tl.constexpr):  # fmt: skip
+    """Store a ``rows x BLOCK_D`` tile, skipping rows past ``n_rows``, columns past
+    ``HEAD_DIM``."""
+    if ROW_MASK:
+        if BLOCK_D == HEAD_DIM:
+            tl.store(ptrs, x, mask=offs_r[:, None] < n_rows)
+        else:
+            tl.store(ptrs, x, mask=(offs_r[:, None] < n_rows)
+                     & (offs_d[None, :] < HEAD_DIM))  # fmt: skip
+    else:
+        if BLOCK_D == HEAD_DIM:
+            tl.store(ptrs, x)
+        else:
+            tl.store(ptrs, x, mask=offs_d[None, :] < HEAD_DIM)
+
+
+@triton.jit
+def _causal_span(start_m, N_Q, N_K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                 CAUSAL: tl.constexpr):  # fmt: skip
+    """K/V blocks of Q block ``start_m``: ``[0, n_nomask)`` unmasked and
+    ``[n_nomask, n_visit)`` masked (block indices)."""
+    T_C = tl.cdiv(N_K, BLOCK_N)
+    n_full_k = N_K // BLOCK_N
+    if CAUSAL:
+        last_row = tl.minimum((start_m + 1) * BLOCK_M, N_Q) - 1
+        n_visit = tl.minimum(last_row // BLOCK_N + 1, T_C)
+        n_nomask = tl.minimum((start_m * BLOCK_M + 1) // BLOCK_N, n_full_k)
+    else:
+        n_visit = T_C
+        n_nomask = n_full_k
+    return n_nomask, n_visit
+
+
+# --------------------------------------------------------------------------------------
+# Forward
+# --------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _attn_fwd_inner(acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn,
+                    stride_vk, start_m, sm_scale, qk_scale, lo, hi, offs_m, offs_n,
+                    offs_d, N_K,
+                    ev_ptr, val_ptr, prog, ev, voff,
+                    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                    MASK: tl.constexpr, CAUSAL: tl.constexpr, ELEM: tl.constexpr,
+                    DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
+                    VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
+                    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr):  # fmt: skip
+    """The loop over K/V blocks ``lo <= j < hi`` (block indices) of one Q block."""
+    for start_n in range(lo * BLOCK_N, hi * BLOCK_N, BLOCK_N):
+        start_n = tl.multiple_of(start_n, BLOCK_N)
+        j = start_n // BLOCK_N
+        offs_kn = start_n + offs_n
+        # -- load K_j, V_j --
+        k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
+                       offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
+        if TRACE:
+            nb = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_K, j, 0,
+                                nb, k, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
+                                GPU_CLOCK)  # fmt: skip
+        v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
+                       offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_V, j, 0,
+                                nb, v, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
+                                GPU_CLOCK)  # fmt: skip
+        # -- S_ij = Q_i K_j^T (scaled below) --
+        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_QK, T_S, start_m,
+                                j, 0, qk * sm_scale, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
+                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+        if MASK:
+            keep = offs_kn[None, :] < N_K
+            if CAUSAL:
+                keep = keep & (offs_m[:, None] >= offs_kn[None, :])
+            qk = tl.where(keep, qk, float("-inf"))
+            if TRACE:
+                ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_MASK, T_S,
+                                    start_m, j, 0, qk * sm_scale, BLOCK_M, BLOCK_N,
+                                    VALUES, MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+        # -- online softmax: m_i, P_ij, alpha, l_i (log2 units: qk_scale) --
+        m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+        if TRACE:
+            ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_ROWMAX, T_M,
+                               start_m, 0, 0, m_ij * LN2, BLOCK_M, VALUES, MAX_EV,
+                               MAX_VAL, GPU_CLOCK)  # fmt: skip
+        qk = qk * qk_scale - m_ij[:, None]
+        p = tl.math.exp2(qk)
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_EXP, T_P, start_m,
+                                j, 0, p, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
+                                GPU_CLOCK)  # fmt: skip
+        alpha = tl.math.exp2(m_i - m_ij)
+        if TRACE:
+            ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_ALPHA, T_ALPHA,
+                               start_m, 0, 0, alpha, BLOCK_M, VALUES, MAX_EV,
+                               MAX_VAL, GPU_CLOCK)  # fmt: skip
+        l_i = l_i * alpha + tl.sum(p, 1)
+        if TRACE:
+            ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_ROWSUM, T_L,
+                               start_m, 0, 0, l_i, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
+                               GPU_CLOCK)  # fmt: skip
+        # -- acc = acc * alpha + P_ij V_j --
+        acc = acc * alpha[:, None]
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_RESCALE, T_ACC,
+                                start_m, 0, 0, acc, BLOCK_M, BLOCK_D, VALUES, MAX_EV,
+                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_PV, T_ACC, start_m,
+                                0, 0, acc, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
+                                GPU_CLOCK)  # fmt: skip
+        m_i = m_ij
+    return acc, l_i, m_i, ev, voff
+
+
+@triton.jit
+def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
+              stride_qz, stride_qh, stride_qm, stride_qk,
+              stride_kz, stride_kh, stride_kn, stride_kk,
+              stride_vz, stride_vh, stride_vn, stride_vk,
+              stride_oz, stride_oh, stride_om, stride_ok,
+              H, N_Q, N_K,
+              ev_ptr, hdr_ptr, val_ptr,
+              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr, EVEN_M: tl.constexpr,
+              ELEM: tl.constexpr, DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
+              VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr, MAX_EV: tl.constexpr,
+              MAX_VAL: tl.constexpr):  # fmt: skip
+    """One program: Q block ``start_m`` of batch-head ``off_hz``; writes O and LSE."""
+    prog = tl.program_id(0)
+    T_R = tl.cdiv(N_Q, BLOCK_M)
+    start_m = prog % T_R
+    off_hz = prog // T_R
+    off_z = (off_hz // H).to(tl.int64)
+    off_h = (off_hz % H).to(tl.int64)
+    Q += off_z * stride_qz + off_h * stride_qh
+    K += off_z * stride_kz + off_h * stride_kh
+    V += off_z * stride_vz + off_h * stride_vh
+    O += off_z * stride_oz + off_h * stride_oh  # noqa: E741
+    LSE += off_hz.to(tl.int64) * N_Q
+
+    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    ev = tl.zeros([], tl.int32)
+    voff = tl.zeros([], tl.int64)
+    if TRACE:
+        trace_begin(hdr_ptr, prog, off_hz, start_m, GPU_CLOCK)
+        nb_q = tl.minimum(N_Q - start_m * BLOCK_M, BLOCK_M) * (HEAD_DIM * ELEM)
+
+    # -- load Q_i; m_i = -inf, l_i = 0, acc = 0 --
+    q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
+                   offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
+    if TRACE:
+        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_Q, start_m, 0,
+                            nb_q, q, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
+                            GPU_CLOCK)  # fmt: skip
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    qk_scale = sm_scale * RCP_LN2  # log2(e) folded in: exp(x) = exp2(x * log2(e))
+
+    n_nomask, n_visit = _causal_span(start_m, N_Q, N_K, BLOCK_M, BLOCK_N, CAUSAL)
+    # stage 1: blocks that need no mask (left of the diagonal, no key tail)
+    acc, l_i, m_i, ev, voff = _attn_fwd_inner(
+        acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk, start_m,
+        sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K,
+        ev_ptr, val_ptr, prog, ev, voff,
+        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC, TRACE,
+        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
+    # stage 2: blocks on the diagonal or with the key tail, masked
+    acc, l_i, m_i, ev, voff = _attn_fwd_inner(
+        acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk, start_m,
+        sm_scale, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d, N_K,
+        ev_ptr, val_ptr, prog, ev, voff,
+        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM, DOT_PREC, TRACE,
+        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
+
+    # -- epilogue: O_i = acc / l_i, LSE_i = m_i + log(l_i) --
+    acc = acc / l_i[:, None]
+    if TRACE:
+        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_NORMALIZE, T_O,
+                            start_m, 0, 0, acc, BLOCK_M, BLOCK_D, VALUES, MAX_EV,
+                            MAX_VAL, GPU_CLOCK)  # fmt: skip
+    lse = (m_i + tl.math.log2(l_i)) * LN2
+    if TRACE:
+        ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_LSE, T_LSE, start_m, 0,
+                           0, lse, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
+                           GPU_CLOCK)  # fmt: skip
+    o = acc.to(O.dtype.element_ty)
+    _store_tile(O + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok, o,
+                offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
+    if TRACE:
+        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_O, start_m,
+                            0, nb_q, o, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
+                            GPU_CLOCK)  # fmt: skip
+    if EVEN_M:
+        tl.store(LSE + offs_m, lse)
+    else:
+        tl.store(LSE + offs_m, lse, mask=offs_m < N_Q)
+    if TRACE:
+        nb_l = tl.minimum(N_Q - start_m * BLOCK_M, BLOCK_M) * 4
+        ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_LSE, start_m,
+                           0, nb_l, lse, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
+                           GPU_CLOCK)  # fmt: skip
+        trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
+
+
+# --------------------------------------------------------------------------------------
+# Backward
+# --------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _attn_bwd_preprocess(O, DO, Delta,  # noqa: E741
+                         stride_oz, stride_oh, stride_om, stride_ok,
+                         stride_dz, stride_dh, stride_dm, stride_dk,
+                         H, N_Q,
+                         ev_ptr, hdr_ptr, val_ptr,
+                         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                         BLOCK_D: tl.constexpr, EVEN_M: tl.constexpr,
+                         ELEM: tl.constexpr, TRACE: tl.constexpr,
+                         VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
+                         MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr):  # fmt: skip
+    """``D_i = rowsum(dO_i * O_i)`` for one Q block."""
+    prog = tl.program_id(0)
+    T_R = tl.cdiv(N_Q, BLOCK_M)
+    start_m = prog % T_R
+    off_hz = prog // T_R
+    off_z = (off_hz // H).to(tl.int64)
+    off_h = (off_hz % H).to(tl.int64)
+    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    ev = tl.zeros([], tl.int32)
+    voff = tl.zeros([], tl.int64)
+    if TRACE:
+        trace_begin(hdr_ptr, prog, off_hz, start_m, GPU_CLOCK)
+        nb_q = tl.minimum(N_Q - start_m * BLOCK_M, BLOCK_M) * (HEAD_DIM * ELEM)
+    o = _load_tile(O + off_z * stride_oz + off_h * stride_oh
+                   + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok,
+                   offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
+    if TRACE:
+        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_O, start_m, 0,
+                            nb_q, o, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
+                            GPU_CLOCK)  # fmt: skip
+    do = _load_tile(DO + off_z * stride_dz + off_h * stride_dh
+                    + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
+                    offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
+    if TRACE:
+        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_DO, start_m,
+                            0, nb_q, do, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
+                            GPU_CLOCK)  # fmt: skip
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
+    if TRACE:
+        ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_ROWDOT, T_D, start_m, 0,
+                           0, delta, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
+                           GPU_CLOCK)  # fmt: skip
+    Delta += off_hz.to(tl.int64) * N_Q
+    if EVEN_M:
+        tl.store(Delta + offs_m, delta)
+    else:
+        tl.store(Delta + offs_m, delta, mask=offs_m < N_Q)
+    if TRACE:
+        nb_l = tl.minimum(N_Q - start_m * BLOCK_M, BLOCK_M) * 4
+        ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_D, start_m, 0,
+                           nb_l, delta, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
+                           GPU_CLOCK)  # fmt: skip
+        trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
+
+
+@triton.jit
+def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
+                         stride_dm, stride_dk, start_n, sm_scale, qk_scale, lo, hi,
+                         offs_n, offs_m0, offs_d, N_Q, N_K,
+                         ev_ptr, val_ptr, prog, ev, voff,
+                         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                         BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                         MASK: tl.constexpr, CAUSAL: tl.constexpr,
+                         EVEN_M: tl.constexpr, ELEM: tl.constexpr,
+                         DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
+                         VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
+                         MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr):  # fmt: skip
+    """Accumulate ``dK_j, dV_j`` over Q blocks ``lo <= i < hi`` (block indices)."""
+    j = start_n // BLOCK_N
+    for start_m in range(lo * BLOCK_M, hi * BLOCK_M, BLOCK_M):
+        start_m = tl.multiple_of(start_m, BLOCK_M)
+        i = start_m // BLOCK_M
+        offs_m = start_m + offs_m0
+        # -- load Q_i, dO_i, LSE_i, D_i --
+        q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
+                       offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
+        if TRACE:
+            nb = tl.minimum(N_Q - start_m, BLOCK_M)
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_Q, i, 0,
+                                nb * (HEAD_DIM * ELEM), q, BLOCK_M, BLOCK_D, VALUES,
+                                MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+        do = _load_tile(DO + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
+                        offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_DO, i, 0,
+                                nb * (HEAD_DIM * ELEM), do, BLOCK_M, BLOCK_D, VALUES,
+                                MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+        if EVEN_M:
+            lse = tl.load(LSE + offs_m)
+        else:
+            lse = tl.load(LSE + offs_m, mask=offs_m < N_Q, other=float("inf"))
+        if TRACE:
+            ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_LSE, i, 0,
+                               nb * 4, lse, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
+                               GPU_CLOCK)  # fmt: skip
+        if EVEN_M:
+            Di = tl.load(Delta + offs_m)
+        else:
+            Di = tl.load(Delta + offs_m, mask=offs_m < N_Q, other=0.0)
+        if TRACE:
+            ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_D, i, 0,
+                               nb * 4, Di, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
+                               GPU_CLOCK)  # fmt: skip
+        # -- S_ij = Q_i K_j^T --
+        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_QK, T_S, i, j, 0,
+                                qk * sm_scale, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
+                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+        if MASK:
+            keep = offs_n[None, :] < N_K
+            if CAUSAL:
+                keep = keep & (offs_m[:, None] >= offs_n[None, :])
+            qk = tl.where(keep, qk, float("-inf"))
+            if TRACE:
+                ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_MASK, T_S, i,
+                                    j, 0, qk * sm_scale, BLOCK_M, BLOCK_N, VALUES,
+                                    MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+        # -- P_ij = exp(S_ij - LSE_i), recomputed instead of stored --
+        p = tl.math.exp2(qk * qk_scale - lse[:, None] * RCP_LN2)
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_RECOMPUTE, T_P, i,
+                                j, 0, p, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
+                                GPU_CLOCK)  # fmt: skip
+        # -- dV_j += P_ij^T dO_i --
+        dv = tl.dot(tl.trans(p.to(do.dtype)), do, dv, input_precision=DOT_PREC)
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DV, T_DV, j, 0, 0,
+                                dv, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
+                                GPU_CLOCK)  # fmt: skip
+        # -- dP_ij = dO_i V_j^T; dS_ij = P_ij * (dP_ij - D_i) --
+        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DP, T_DP, i, j, 0,
+                                dp, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
+                                GPU_CLOCK)  # fmt: skip
+        ds = p * (dp - Di[:, None])
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DS, T_DS, i, j, 0,
+                                ds, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
+                                GPU_CLOCK)  # fmt: skip
+        # -- dK_j += dS_ij^T Q_i (softmax_scale applied at the end) --
+        dk = tl.dot(tl.trans(ds.to(q.dtype)), q, dk, input_precision=DOT_PREC)
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DK, T_DK, j, 0, 0,
+                                dk * sm_scale, BLOCK_N, BLOCK_D, VALUES, MAX_EV,
+                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+    return dk, dv, ev, voff
+
+
+@triton.jit
+def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
+                   stride_qz, stride_qh, stride_qm, stride_qk,
+                   stride_kz, stride_kh, stride_kn, stride_kk,
+                   stride_vz, stride_vh, stride_vn, stride_vk,
+                   stride_dz, stride_dh, stride_dm, stride_dk,
+                   stride_gz, stride_gh, stride_gn, stride_gk,
+                   H, N_Q, N_K,
+                   ev_ptr, hdr_ptr, val_ptr,
+                   HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                   BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                   CAUSAL: tl.constexpr, EVEN_M: tl.constexpr,
+                   EVEN_N: tl.constexpr, ELEM: tl.constexpr,
+                   DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
+                   VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
+                   MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr):  # fmt: skip
+    """One program: K/V block ``start_n`` of a batch-head; writes ``dK_j, dV_j``.
+
+    ``DK`` and ``DV`` share the strides ``stride_g*`` (both allocated here).
+    """
+    prog = tl.program_id(0)
+    T_C = tl.cdiv(N_K, BLOCK_N)
+    T_R = tl.cdiv(N_Q, BLOCK_M)
+    pid_n = prog % T_C
+    off_hz = prog // T_C
+    off_z = (off_hz // H).to(tl.int64)
+    off_h = (off_hz % H).to(tl.int64)
+    Q += off_z * stride_qz + off_h * stride_qh
+    K += off_z * stride_kz + off_h * stride_kh
+    V += off_z * stride_vz + off_h * stride_vh
+    DO += off_z * stride_dz + off_h * stride_dh
+    DK += off_z * stride_gz + off_h * stride_gh
+    DV += off_z * stride_gz + off_h * stride_gh
+    LSE += off_hz.to(tl.int64) * N_Q
+    Delta += off_hz.to(tl.int64) * N_Q
+
+    start_n = pid_n * BLOCK_N
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_m0 = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    ev = tl.zeros([], tl.int32)
+    voff = tl.zeros([], tl.int64)
+    if TRACE:
+        trace_begin(hdr_ptr, prog, off_hz, pid_n, GPU_CLOCK)
+        nb_k = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
+    # -- load K_j, V_j: they stay in SRAM; dK_j = dV_j = 0 --
+    k = _load_tile(K + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kk,
+                   offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
+    if TRACE:
+        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_K, pid_n, 0,
+                            nb_k, k, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
+                            GPU_CLOCK)  # fmt: skip
+    v = _load_tile(V + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk,
+                   offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
+    if TRACE:
+        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_V, pid_n, 0,
+                            nb_k, v, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
+                            GPU_CLOCK)  # fmt: skip
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    qk_scale = sm_scale * RCP_LN2
+
+    # Q blocks that see this K block: [i_lo, T_R); masked ones first: [i_lo, i_me)
+    if CAUSAL:
+        i_lo = tl.where(start_n < N_Q, start_n // BLOCK_M, T_R)
+        i_me = tl.cdiv(start_n + BLOCK_N - 1, BLOCK_M)
+        i_me = tl.minimum(tl.maximum(i_me, i_lo), T_R)
+    else:
+        i_lo = 0
+        i_me = 0
+    if not EVEN_N:
+        i_me = tl.where(start_n + BLOCK_N > N_K, T_R, i_me)
+    dk, dv, ev, voff = _attn_bwd_dkdv_inner(
+        dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk, stride_dm, stride_dk,
+        start_n, sm_scale, qk_scale, i_lo, i_me, offs_n, offs_m0, offs_d, N_Q, N_K,
+        ev_ptr, val_ptr, prog, ev, voff,
+        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, EVEN_M, ELEM, DOT_PREC,
+        TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
+    dk, dv, ev, voff = _attn_bwd_dkdv_inner(
+        dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk, stride_dm, stride_dk,
+        start_n, sm_scale, qk_scale, i_me, T_R, offs_n, offs_m0, offs_d, N_Q, N_K,
+        ev_ptr, val_ptr, prog, ev, voff,
+        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, EVEN_M, ELEM, DOT_PREC,
+        TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
+
+    # -- write dK_j = scale * sum dS^T Q, dV_j --
+    dk = dk * sm_scale
+    dk_out = dk.to(DK.dtype.element_ty)
+    _store_tile(DK + offs_n[:, None] * stride_gn + offs_d[None, :] * stride_gk, dk_out,
+                offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
+    if TRACE:
+        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_DK, pid_n, 0,
+                            nb_k, dk_out, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
+                            GPU_CLOCK)  # fmt: skip
+    dv_out = dv.to(DV.dtype.element_ty)
+    _store_tile(DV + offs_n[:, None] * stride_gn + offs_d[None, :] * stride_gk, dv_out,
+                offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
+    if TRACE:
+        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_DV, pid_n, 0,
+                            nb_k, dv_out, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
+                            GPU_CLOCK)  # fmt: skip
+        trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
+
+
+@triton.jit
+def _attn_bwd_dq_inner(dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn,
+                       stride_vk, start_m, sm_scale, qk_scale, lo, hi, offs_m,
+                       offs_n, offs_d, N_K,
+                       ev_ptr, val_ptr, prog, ev, voff,
+                       HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                       BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                       MASK: tl.constexpr, CAUSAL: tl.constexpr, ELEM: tl.constexpr,
+                       DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
+                       VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
+                       MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr):  # fmt: skip
+    """Accumulate ``dQ_i`` over K/V blocks ``lo <= j < hi`` (block indices)."""
+    lse2 = lse * RCP_LN2
+    for start_n in range(lo * BLOCK_N, hi * BLOCK_N, BLOCK_N):
+        start_n = tl.multiple_of(start_n, BLOCK_N)
+        j = start_n // BLOCK_N
+        offs_kn = start_n + offs_n
+        # -- load K_j, V_j --
+        k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
+                       offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
+        if TRACE:
+            nb = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_K, j, 0,
+                                nb, k, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
+                                GPU_CLOCK)  # fmt: skip
+        v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
+                       offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_V, j, 0,
+                                nb, v, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
+                                GPU_CLOCK)  # fmt: skip
+        # -- S_ij, P_ij = exp(S_ij - LSE_i) --
+        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_QK, T_S, start_m,
+                                j, 0, qk * sm_scale, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
+                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+        if MASK:
+            keep = offs_kn[None, :] < N_K
+            if CAUSAL:
+                keep = keep & (offs_m[:, None] >= offs_kn[None, :])
+            qk = tl.where(keep, qk, float("-inf"))
+            if TRACE:
+                ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_MASK, T_S,
+                                    start_m, j, 0, qk * sm_scale, BLOCK_M, BLOCK_N,
+                                    VALUES, MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+        p = tl.math.exp2(qk * qk_scale - lse2[:, None])
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_RECOMPUTE, T_P,
+                                start_m, j, 0, p, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
+                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+        # -- dP_ij = dO_i V_j^T; dS_ij = P_ij * (dP_ij - D_i); dQ_i += dS_ij K_j --
+        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DP, T_DP, start_m,
+                                j, 0, dp, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
+                                GPU_CLOCK)  # fmt: skip
+        ds = p * (dp - Di[:, None])
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DS, T_DS, start_m,
+                                j, 0, ds, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
+                                GPU_CLOCK)  # fmt: skip
+        dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PREC)
+        if TRACE:
+            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DQ, T_DQ, start_m,
+                                0, 0, dq * sm_scale, BLOCK_M, BLOCK_D, VALUES, MAX_EV,
+                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+    return dq, ev, voff
+
+
+@triton.jit
+def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
+                 stride_qz, stride_qh, stride_qm, stride_qk,
+                 stride_kz, stride_kh, stride_kn, stride_kk,
+                 stride_vz, stride_vh, stride_vn, stride_vk,
+                 stride_dz, stride_dh, stride_dm, stride_dk,
+                 stride_gz, stride_gh, stride_gm, stride_gk,
+                 H, N_Q, N_K,
+                 ev_ptr, hdr_ptr, val_ptr,
+                 HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                 BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                 CAUSAL: tl.constexpr, EVEN_M: tl.constexpr, ELEM: tl.constexpr,
+                 DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
+                 VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
+                 MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr):  # fmt: skip
+    """One program: Q block ``start_m`` of a batch-head; writes ``dQ_i``."""
+    prog = tl.program_id(0)
+    T_R = tl.cdiv(N_Q, BLOCK_M)
+    start_m = prog % T_R
+    off_hz = prog // T_R
+    off_z = (off_hz // H).to(tl.int64)
+    off_h = (off_hz % H).to(tl.int64)
+    Q += off_z * stride_qz + off_h * stride_qh
+    K += off_z * stride_kz + off_h * stride_kh
+    V += off_z * stride_vz + off_h * stride_vh
+    DO += off_z * stride_dz + off_h * stride_dh
+    DQ += off_z * stride_gz + off_h * stride_gh
+    LSE += off_hz.to(tl.int64) * N_Q
+    Delta += off_hz.to(tl.int64) * N_Q
+
+    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    ev = tl.zeros([], tl.int32)
+    voff = tl.zeros([], tl.int64)
+    if TRACE:
+        trace_begin(hdr_ptr, prog, off_hz, start_m, GPU_CLOCK)
+        nb_r = tl.minimum(N_Q - start_m * BLOCK_M, BLOCK_M)
+    # -- load Q_i, dO_i, LSE_i, D_i: they stay in SRAM; dQ_i = 0 --
+    q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
+                   offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
+    if TRACE:
+        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_Q, start_m, 0,
+                            nb_r * (HEAD_DIM * ELEM), q, BLOCK_M, BLOCK_D, VALUES,
+                            MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+    do = _load_tile(DO + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
+                    offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
+    if TRACE:
+        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_DO, start_m,
+                            0, nb_r * (HEAD_DIM * ELEM), do, BLOCK_M, BLOCK_D, VALUES,
+                            MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+    if EVEN_M:
+        lse = tl.load(LSE + offs_m)
+        Di = tl.load(Delta + offs_m)
+    else:
+        lse = tl.load(LSE + offs_m, mask=offs_m < N_Q, other=float("inf"))
+        Di = tl.load(Delta + offs_m, mask=offs_m < N_Q, other=0.0)
+    if TRACE:
+        ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_LSE, start_m,
+                           0, nb_r * 4, lse, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
+                           GPU_CLOCK)  # fmt: skip
+        ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_D, start_m, 0,
+                           nb_r * 4, Di, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
+                           GPU_CLOCK)  # fmt: skip
+    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    qk_scale = sm_scale * RCP_LN2
+
+    n_nomask, n_visit = _causal_span(start_m, N_Q, N_K, BLOCK_M, BLOCK_N, CAUSAL)
+    dq, ev, voff = _attn_bwd_dq_inner(
+        dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn, stride_vk, start_m,
+        sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K,
+        ev_ptr, val_ptr, prog, ev, voff,
+        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC, TRACE,
+        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
+    dq, ev, voff = _attn_bwd_dq_inner(
+        dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn, stride_vk, start_m,
+        sm_scale, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d, N_K,
+        ev_ptr, val_ptr, prog, ev, voff,
+        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM, DOT_PREC, TRACE,
+        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
+
+    # -- write dQ_i = scale * sum dS K --
+    dq = dq * sm_scale
+    dq_out = dq.to(DQ.dtype.element_ty)
+    _store_tile(DQ + offs_m[:, None] * stride_gm + offs_d[None, :] * stride_gk, dq_out,
+                offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
+    if TRACE:
+        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_DQ, start_m,
+                            0, nb_r * (HEAD_DIM * ELEM), dq_out, BLOCK_M, BLOCK_D,
+                            VALUES, MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+        trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
+
+
+# --------------------------------------------------------------------------------------
+# The plan of each program, in Python (sizes the trace buffers; documents the trace)
+# --------------------------------------------------------------------------------------
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def visited_blocks(
+    i: int, n_q: int, n_k: int, block_m: int, block_n: int, causal: bool
+) -> list[tuple[int, bool]]:
+    """K/V blocks ``(j, masked)`` that Q block ``i`` visits, ``j`` ascending (the
+    forward and dQ kernels' order; the dK/dV kernel visits the same tiles column by
+    column)."""
+    t_c = _cdiv(n_k, block_n)
+    if causal:
+        last_row = min((i + 1) * block_m, n_q) - 1
+        n_visit = min(last_row // block_n + 1, t_c)
+        n_nomask = min((i * block_m + 1) // block_n, n_k // block_n)
+    else:
+        n_visit, n_nomask = t_c, n_k // block_n
+    return [(j, j >= n_nomask) for j in range(n_visit)]
+
+
+def _visited_q_blocks(
+    j: int, n_q: int, n_k: int, block_m: int, block_n: int, causal: bool
+) -> list[tuple[int, bool]]:
+    """Q blocks ``(i, masked)`` that K/V block ``j`` visits, in the dK/dV order."""
+    t_r = _cdiv(n_q, block_m)
+    start_n = j * block_n
+    if causal:
+        i_lo = start_n // block_m if start_n < n_q else t_r
+        i_me = min(max(_cdiv(start_n + block_n - 1, block_m), i_lo), t_r)
+    else:
+        i_lo, i_me = 0, 0
+    if start_n + block_n > n_k:
+        i_me = t_r
+    return [(i, i < i_me) for i in range(i_lo, t_r)]
+
+
+def program_events(
+    launch: str,
+    block: int,
+    n_q: int,
+    n_k: int,
+    d: int,
+    block_m: int,
+    block_n: int,
+    causal: bool,
+    elem: int,
+) -> list[tuple[str, str, int, int, int, int]]:
+    """The events one program records, as the module docstring documents them.
+
+    Parameters
+    ----------
+    launch
+        ``"fwd"``, ``"preprocess"``, ``"dkdv"`` or ``"dq"``.
+    block
+        The program's own block index (Q block ``i``; K/V block ``j`` for dkdv).
+    elem
+        Bytes per element of the inputs.
+
+    Returns
+    -------
+    list of tuple
+        ``(op, tensor, row, col, nbytes, n_values)``: ``n_values`` is the size of
+        the event's snapshot (float32 elements) when values are recorded.
+    """
+    bd = head_block(d)
+    bm, bn = block_m, block_n
+    rows_q = lambda i: min(bm, n_q - i * bm)  # noqa: E731
+    rows_k = lambda j: min(bn, n_k - j * bn)  # noqa: E731
+    ev: list[tuple[str, str, int, int, int, int]] = []
+    if launch == "fwd":
+        i = block
+        ev.append(("load", "Q", i, 0, rows_q(i) * d * elem, bm * bd))
+        for j, masked in visited_blocks(i, n_q, n_k, bm, bn, causal):
+            ev += [("load", "K", j, 0, rows_k(j) * d * elem, bn * bd),
+                   ("load", "V", j, 0, rows_k(j) * d * elem, bn * bd),
+                   ("qk", "S", i, j, 0, bm * bn)]  # fmt: skip
+            if masked:
+                ev.append(("mask", "S", i, j, 0, bm * bn))
+            ev += [("rowmax", "m", i, 0, 0, bm), ("exp", "P", i, j, 0, bm * bn),
+                   ("alpha", "alpha", i, 0, 0, bm), ("rowsum", "l", i, 0, 0, bm),
+                   ("rescale", "acc", i, 0, 0, bm * bd),
+                   ("pv", "acc", i, 0, 0, bm * bd)]  # fmt: skip
+        ev += [("normalize", "O", i, 0, 0, bm * bd), ("lse", "LSE", i, 0, 0, bm),
+               ("store", "O", i, 0, rows_q(i) * d * elem, bm * bd),
+               ("store", "LSE", i, 0, rows_q(i) * 4, bm)]  # fmt: skip
+    elif launch == "preprocess":
+        i = block
+        ev += [("load", "O", i, 0, rows_q(i) * d * elem, bm * bd),
+               ("load", "dO", i, 0, rows_q(i) * d * elem, bm * bd),
+               ("rowdot", "D", i, 0, 0, bm),
+               ("store", "D", i, 0, rows_q(i) * 4, bm)]  # fmt: skip
+    elif launch == "dkdv":
+        j = block
+        ev += [("load", "K", j, 0, rows_k(j) * d * elem, bn * bd),
+               ("load", "V", j, 0, rows_k(j) * d * elem, bn * bd)]  # fmt: skip
+        for i, masked in _visited_q_blocks(j, n_q, n_k, bm, bn, causal):
+            ev += [("load", "Q", i, 0, rows_q(i) * d * elem, bm * bd),
+                   ("load", "dO", i, 0, rows_q(i) * d * elem, bm * bd),
+                   ("load", "LSE", i, 0, rows_q(i) * 4, bm),
+                   ("load", "D", i, 0, rows_q(i) * 4, bm),
+                   ("qk", "S", i, j, 0, bm * bn)]  # fmt: skip
+            if masked:
+                ev.append(("mask", "S", i, j, 0, bm * bn))
+            ev += [("recompute", "P", i, j, 0, bm * bn), ("dv", "dV", j, 0, 0, bn * bd),
+                   ("dp", "dP", i, j, 0, bm * bn), ("ds", "dS", i, j, 0, bm * bn),
+                   ("dk", "dK", j, 0, 0, bn * bd)]  # fmt: skip
+        ev += [("store", "dK", j, 0, rows_k(j) * d * elem, bn * bd),
+               ("store", "dV", j, 0, rows_k(j) * d * elem, bn * bd)]  # fmt: skip
+    elif launch == "dq":
+        i = block
+        ev += [("load", "Q", i, 0, rows_q(i) * d * elem, bm * bd),
+               ("load", "dO", i, 0, rows_q(i) * d * elem, bm * bd),
+               ("load", "LSE", i, 0, rows_q(i) * 4, bm),
+               ("load", "D", i, 0, rows_q(i) * 4, bm)]  # fmt: skip
+        for j, masked in visited_blocks(i, n_q, n_k, bm, bn, causal):
+            ev += [("load", "K", j, 0, rows_k(j) * d * elem, bn * bd),
+                   ("load", "V", j, 0, rows_k(j) * d * elem, bn * bd),
+                   ("qk", "S", i, j, 0, bm * bn)]  # fmt: skip
+            if masked:
+                ev.append(("mask", "S", i, j, 0, bm * bn))
+            ev += [("recompute", "P", i, j, 0, bm * bn),
+                   ("dp", "dP", i, j, 0, bm * bn), ("ds", "dS", i, j, 0, bm * bn),
+                   ("dq", "dQ", i, 0, 0, bm * bd)]  # fmt: skip
+        ev.append(("store", "dQ", i, 0, rows_q(i) * d * elem, bm * bd))
+    else:
+        raise ValueError(
+            f"unknown launch {launch!r}; one of 'fwd', 'preprocess', 'dkdv', 'dq'"
+        )
+    return ev
+
+
+def _buffers(
+    launch: str,
+    n_blocks: int,
+    bh: int,
+    n_q: int,
+    n_k: int,
+    d: int,
+    block_m: int,
+    block_n: int,
+    causal: bool,
+    elem: int,
+    values: bool,
+    device: torch.device,
+) -> TraceBuffers:
+    """Trace buffers sized exactly: the largest program's events and values."""
+    max_ev, max_val = 1, 0
+    for b in range(n_blocks):  # programs of one batch-head; all heads alike
+        evs = program_events(launch, b, n_q, n_k, d, block_m, block_n, causal, elem)
+        max_ev = max(max_ev, len(evs))
+        if values:
+            max_val = max(max_val, sum(e[5] for e in evs))
+    n_programs = n_blocks * bh
+    if values and n_programs * max_val > MAX_VALUE_ELEMENTS:
+        raise ValueError(
+            f"values=True would need {n_programs * max_val:,} float32 snapshots "
+            f"({n_programs} programs x {max_val:,}); value snapshots are for small "
+            f"runs (at most {MAX_VALUE_ELEMENTS:,}): use smaller shapes or "
+            "values=False"
+        )
+    return TraceBuffers.allocate(n_programs, max_ev, max_val, device=device)
+
+
+def _dummy_buffers(device: torch.device) -> tuple[torch.Tensor, ...]:
+    i64 = torch.empty(1, dtype=torch.int64, device=device)
+    return i64, i64, torch.empty(1, dtype=torch.float32, device=device)
+
+
+# --------------------------------------------------------------------------------------
+# Launchers
+# --------------------------------------------------------------------------------------
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    # float32 inputs: exact products (no TF32), so float32 runs meet float32's tolerance
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def _launch_opts(
+    block_m: int, block_n: int, bd: int, elem: int, backward: bool,
+    num_warps: int | None, num_stages: int | None,
+) -> dict:  # fmt: skip
+    if INTERPRET:
+        return {}
+    if num_warps is None:
+        big = max(block_m, block_n) * bd >= 128 * 128 or block_m * block_n >= 128 * 128
+        num_warps = 8 if big else 4
+    if num_stages is None:
+        num_stages = 2 if backward or bd * elem > 256 else 3
+    return {"num_warps": num_warps, "num_stages": num_stages}
+
+
+def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
+             num_warps=None, num_stages=None):  # fmt: skip
+    """Validate, allocate and launch ``_attn_fwd``; return ``(o, lse, buffers,
+    (block_m, block_n))``."""
+    batch, heads, n_q, n_k, d = check_qkv(q, k, v)
+    scale = check_scale(softmax_scale, d)
+    block_m, block_n = resolve_blocks(block_m, block_n, n_q, n_k, d, q.dtype)
+    bd, elem = head_block(d), elem_bytes(q.dtype)
+    o = torch.empty_like(q, memory_format=torch.contiguous_format)
+    lse = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
+    t_r = _cdiv(n_q, block_m)
+    if trace:
+        bufs = _buffers("fwd", t_r, batch * heads, n_q, n_k, d, block_m, block_n,
+                        causal, elem, values, q.device)  # fmt: skip
+        tbuf, max_ev, max_val = bufs.kernel_args(), bufs.max_events, bufs.max_values
+    else:
+        bufs, tbuf, max_ev, max_val = None, _dummy_buffers(q.device), 1, 1
+    _attn_fwd[(t_r * batch * heads,)](
+        q, k, v, o, lse, scale,
+        *q.stride(), *k.stride(), *v.stride(), *o.stride(),
+        heads, n_q, n_k, *tbuf,
+        HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=bd, CAUSAL=bool(causal),
+        EVEN_M=n_q % block_m == 0, ELEM=elem, DOT_PREC=_dot_precision(q.dtype),
+        TRACE=bool(trace), VALUES=bool(trace and values), GPU_CLOCK=GPU_CLOCK,
+        MAX_EV=max_ev, MAX_VAL=max_val,
+        **_launch_opts(block_m, block_n, bd, elem, False, num_warps, num_stages),
+    )  # fmt: skip
+    return o, lse, bufs, (block_m, block_n)
+
+
+def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trace,
+              values, num_warps=None, num_stages=None):  # fmt: skip
+    """Validate and launch the three backward kernels; return grads and buffers."""
+    batch, heads, n_q, n_k, d = check_qkv(q, k, v)
+    check_like(o, q, "o", "q")
+    check_like(do, q, "do", "q")
+    if not isinstance(lse, torch.Tensor) or tuple(lse.shape) != (batch, heads, n_q):
+        raise ValueError(
+            f"lse must be a float32 tensor of shape {(batch, heads, n_q)} (the "
+            "forward's second output)"
+        )
+    if lse.dtype != torch.float32:
+        raise TypeError(f"lse must be float32 (the forward's output), got {lse.dtype}")
+    scale = check_scale(softmax_scale, d)
+    block_m, block_n = resolve_blocks(block_m, block_n, n_q, n_k, d, q.dtype,
+                                      backward=True)  # fmt: skip
+    bd, elem = head_block(d), elem_bytes(q.dtype)
+    lse = lse.contiguous()
+    bh = batch * heads
+    t_r, t_c = _cdiv(n_q, block_m), _cdiv(n_k, block_n)
+    even_m, even_n = n_q % block_m == 0, n_k % block_n == 0
+    dq = torch.empty_like(q, memory_format=torch.contiguous_format)
+    dk = torch.empty_like(k, memory_format=torch.contiguous_format)
+    dv = torch.empty_like(v, memory_format=torch.contiguous_format)
+    delta = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
+    common = dict(HEAD_DIM=d, BLOCK_M=block_m, BLOCK_D=bd, EVEN_M=even_m, ELEM=elem,
+                  TRACE=bool(trace), VALUES=bool(trace and values),
+                  GPU_CLOCK=GPU_CLOCK)  # fmt: skip
+    opts = _launch_opts(block_m, block_n, bd, elem, True, num_warps, num_stages)
+    launches = []
+
+    def buffers(name, n_blocks):
+        if not trace:
+            return _dummy_buffers(q.device), {"MAX_EV": 1, "MAX_VAL": 1}
+        b = _buffers(name, n_blocks, bh, n_q, n_k, d, block_m, block_n, causal, elem,
+                     values, q.device)  # fmt: skip
+        launches.append(b)
+        return b.kernel_args(), {"MAX_EV": b.max_events, "MAX_VAL": b.max_values}
+
+    tbuf, sizes = buffers("preprocess", t_r)
+    _attn_bwd_preprocess[(t_r * bh,)](
+        o, do, delta, *o.stride(), *do.stride(), heads, n_q, *tbuf,
+        **common, **sizes, **opts,
+    )  # fmt: skip
+    tbuf, sizes = buffers("dkdv", t_c)
+    _attn_bwd_dkdv[(t_c * bh,)](
+        q, k, v, do, dk, dv, lse, delta, scale,
+        *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(),
+        heads, n_q, n_k, *tbuf,
+        BLOCK_N=block_n, CAUSAL=bool(causal), EVEN_N=even_n,
+        DOT_PREC=_dot_precision(q.dtype), **common, **sizes, **opts,
+    )  # fmt: skip
+    tbuf, sizes = buffers("dq", t_r)
+    _attn_bwd_dq[(t_r * bh,)](
+        q, k, v, do, dq, lse, delta, scale,
+        *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
+        heads, n_q, n_k, *tbuf,
+        BLOCK_N=block_n, CAUSAL=bool(causal), DOT_PREC=_dot_precision(q.dtype),
+        **common, **sizes, **opts,
+    )  # fmt: skip
+    return dq, dk, dv, launches, (block_m, block_n)
+
+
+def attention_forward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: bool = False,
+    softmax_scale: float | None = None,
+    block_m: int | None = None,
+    block_n: int | None = None,
+    *,
+    num_warps: int | None = None,
+    num_stages: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """FlashAttention-2 forward: ``O = softmax(scale * Q K^T [+ causal mask]) V``.
+
+    Parameters
+    ----------
+    q, k, v
+        ``(B, H, N_q, d)``, ``(B, H, N_k, d)``, ``(B, H, N_k, d)``; float32 or
+        float16 (bfloat16 on the GPU only).
+    causal
+        Mask keys after the query (top-left aligned: query ``r`` sees keys
+        ``0..r``).
+    softmax_scale
+        Scale of ``Q K^T``; ``1/sqrt(d)`` when ``None``.
+    block_m, block_n
+        ``BLOCK_M`` (rows of a Q block) and ``BLOCK_N`` (rows of a K/V block);
+        powers of two, defaults from :func:`~flashanim.kernels._common.default_blocks`.
+    num_warps, num_stages
+        Launch options on the GPU (ignored by the interpreter).
+
+    Returns
+    -------
+    o : torch.Tensor
+        ``(B, H, N_q, d)`` in the inputs' dtype.
+    lse : torch.Tensor
+        ``(B, H, N_q)`` float32, the natural-log ``logsumexp`` of each row of ``S``.
+    """
+    o, lse, _, _ = _forward(q, k, v, causal, softmax_scale, block_m, block_n, False,
+                            False, num_warps, num_stages)  # fmt: skip
+    return o, lse
+
+
+def attention_backward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    o: torch.Tensor,
+    lse: torch.Tensor,
+    do: torch.Tensor,
+    causal: bool = False,
+    softmax_scale: float | None = None,
+    block_m: int | None = None,
+    block_n: int | None = None,
+    *,
+    num_warps: int | None = None,
+    num_stages: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """FlashAttention-2 backward: ``dQ, dK, dV`` from ``dO`` and the forward's
+    ``O`` and ``LSE`` (``P`` is recomputed, never stored).
+
+    Parameters are those of :func:`attention_forward`, plus ``o`` and ``lse`` (its
+    outputs) and ``do`` (the gradient of ``o``, shape and dtype of ``q``).
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(dq, dk, dv)`` in the inputs' dtype.
+    """
+    dq, dk, dv, _, _ = _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m,
+                                 block_n, False, False, num_warps,
+                                 num_stages)  # fmt: skip
+    return dq, dk, dv
+
+
+# --------------------------------------------------------------------------------------
+# Recorders
+# --------------------------------------------------------------------------------------
+
+
+def record_forward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = False,
+    softmax_scale: float | None = None,
+    block_m: int | None = None,
+    block_n: int | None = None,
+    values: bool = False,
+    do: torch.Tensor | None = None,
+) -> RawTrace:
+    """Run the forward with ``TRACE=True``; return its raw trace (kernel
+    ``"fa2-fwd"``, one launch ``"fwd"``, outputs ``O`` and ``LSE``).
+
+    ``do`` is accepted for the recorders' uniform signature and ignored. With
+    ``values`` every event also snapshots its tile (small runs only).
+    """
+    del do
+    o, lse, bufs, (bm, bn) = _forward(q, k, v, causal, softmax_scale, block_m,
+                                      block_n, True, values)  # fmt: skip
+    return RawTrace(kernel="fa2-fwd", launches=[bufs], names=["fwd"],
+                    outputs={"O": o, "LSE": lse}, block_m=bm, block_n=bn)  # fmt: skip
+
+
+def record_backward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = False,
+    softmax_scale: float | None = None,
+    block_m: int | None = None,
+    block_n: int | None = None,
+    values: bool = False,
+    do: torch.Tensor | None = None,
+) -> RawTrace:
+    """Run the forward untraced, then the backward with ``TRACE=True``.
+
+    Returns the raw trace of kernel ``"fa2-bwd"``: launches ``"preprocess"``,
+    ``"dkdv"``, ``"dq"``; outputs ``O``, ``LSE``, ``dO``, ``dQ``, ``dK``, ``dV``.
+    ``do`` defaults to a standard normal tensor like ``q`` drawn with seed 0.
+    """
+    shapes = check_qkv(q, k, v)
+    bm, bn = resolve_blocks(block_m, block_n, shapes.n_q, shapes.n_k,
+                            shapes.head_dim, q.dtype, backward=True)  # fmt: skip
+    o, lse = attention_forward(q, k, v, causal, softmax_scale, bm, bn)
+    if do is None:
+        gen = torch.Generator(device=q.device).manual_seed(0)
+        do = torch.randn(q.shape, generator=gen, device=q.device).to(q.dtype)
+    dq, dk, dv, launches, _ = _backward(q, k, v, o, lse, do, causal, softmax_scale,
+                                        bm, bn, True, values)  # fmt: skip
+    return RawTrace(
+        kernel="fa2-bwd", launches=launches, names=["preprocess", "dkdv", "dq"],
+        outputs={"O": o, "LSE": lse, "dO": do, "dQ": dq, "dK": dk, "dV": dv},
+        block_m=bm, block_n=bn,
+    )  # fmt: skip
