@@ -1,0 +1,48 @@
+# flashanim: the two commands are `make video` and `make test`; each sets up what it
+# needs first (system libraries via apt-get when run as root, a virtual environment
+# with the Python packages).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.flashanim-installed
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all setup test test-gpu video preview talk bench bench-render lint clean help
+
+help:
+	@echo "make video        render every scene at 1080p60 into media/ (sets up first)"
+	@echo "make preview      render every scene at low quality, fast"
+	@echo "make test         run the test suite (sets up first)"
+	@echo "make bench        kernel benchmark (needs a CUDA GPU)"
+	@echo "make bench-render per-scene render speed against real time"
+	@echo "make lint         ruff"
+
+$(STAMP): pyproject.toml tools/setup.sh
+	@bash tools/setup.sh $(VENV)
+	@touch $@
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) --durations=15 $(PYTEST_ARGS)
+
+test-gpu: $(STAMP)
+	$(PY) -m pytest -m gpu -v $(PYTEST_ARGS)
+
+video: $(STAMP)
+	$(PY) -m flashanim.talk --quality high --jobs $(JOBS)
+
+preview: $(STAMP)
+	$(PY) -m flashanim.talk --quality low --jobs $(JOBS)
+
+bench:
+	python3 bench/bench_attention.py --out media/bench
+
+bench-render: $(STAMP)
+	$(PY) -m flashanim.talk --quality low --jobs $(JOBS) --bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf media/videos media/images media/texts media/talk .pytest_cache

@@ -1,0 +1,334 @@
+"""Benchmark flashanim's FlashAttention-2 kernel against PyTorch's own attention.
+
+Runs as-is on a GPU machine with only PyTorch and Triton (no Manim):
+
+    python bench/bench_attention.py --out media/bench [--quick]
+
+The grid is the FlashAttention papers': bf16 and fp16; head dim 64 and 128; causal
+and not; N in {512, 1k, 2k, 4k, 8k, 16k} with batch * N = 16k tokens and 2048 hidden
+(H = 2048 / d). Peers in the same run: ``scaled_dot_product_attention`` with the
+FLASH_ATTENTION backend (FlashAttention-2 inside PyTorch), CUDNN_ATTENTION and MATH
+(naive), plus the device's bf16 matmul rate (8192^3) and copy bandwidth as
+ceilings. TFLOP/s use the FA2 paper's count: 4 * B * H * N^2 * d, halved for causal,
+x2.5 for the backward. Times are ``triton.testing.do_bench`` medians on fresh random
+inputs (never zeros).
+
+Also: peak memory of our kernel against the MATH backend as N grows (until the naive
+one runs out of memory), and the cost of tracing (a traced launch, events only,
+against an untraced one), with a check of the untraced build's PTX that no
+instrumentation survives in it.
+
+Writes ``bench_<gpu>.json`` (with GPU name, driver, Triton and PyTorch versions and
+the date) and, where matplotlib is installed, a PNG plot, and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import triton
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+import flashanim.kernels.fa2 as fa2
+from flashanim.kernels._trace import TraceBuffers
+from flashanim.kernels.attention import flash_attention
+
+PEERS = {
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "math": SDPBackend.MATH,
+}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def flops(b: int, h: int, n: int, d: int, causal: bool, mode: str) -> float:
+    f = 4.0 * b * h * n * n * d
+    if causal:
+        f *= 0.5
+    if mode == "bwd":
+        f *= 2.5
+    return f
+
+
+def bench_ms(fn, warmup: int = 25, rep: int = 100) -> float:
+    return float(triton.testing.do_bench(fn, warmup=warmup, rep=rep,
+                                         return_mode="median"))  # fmt: skip
+
+
+def device_info() -> dict:
+    props = torch.cuda.get_device_properties(0)
+    try:
+        driver = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=30,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        driver = "unknown"
+    return {
+        "gpu": props.name,
+        "sms": props.multi_processor_count,
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "driver": driver,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "triton": triton.__version__,
+        "python": platform.python_version(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def ceilings() -> dict:
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    ms = bench_ms(lambda: a @ b)
+    mm = 2 * 8192**3 / ms / 1e9
+    x = torch.randn(2**28, device="cuda", dtype=torch.float32)  # 1 GiB
+    y = torch.empty_like(x)
+    ms = bench_ms(lambda: y.copy_(x))
+    bw = 2 * x.numel() * 4 / ms / 1e9  # read + write, TB/s * 1e3 -> GB/s
+    del a, b, x, y
+    torch.cuda.empty_cache()
+    return {"matmul_bf16_tflops": mm, "copy_gbps": bw}
+
+
+def run_point(dtype_name: str, d: int, causal: bool, n: int, tokens: int,
+              hidden: int, with_math: bool) -> list[dict]:  # fmt: skip
+    dtype = DTYPES[dtype_name]
+    b, h = max(1, tokens // n), hidden // d
+    gen = torch.Generator(device="cuda").manual_seed(n * 7 + d)
+    q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=dtype, generator=gen)
+               for _ in range(3))  # fmt: skip
+    do = torch.randn(b, h, n, d, device="cuda", dtype=dtype, generator=gen)
+    rows = []
+    impls = {"ours": None, **{p: be for p, be in PEERS.items()
+                              if p != "math" or with_math}}  # fmt: skip
+    for name, backend in impls.items():
+        for mode in ("fwd", "bwd"):
+            qq, kk, vv = (t.detach().clone().requires_grad_(mode == "bwd")
+                          for t in (q, k, v))  # fmt: skip
+            try:
+                if backend is None:
+                    fwd = lambda: flash_attention(qq, kk, vv, causal=causal)  # noqa: B023
+                else:
+                    def fwd(backend=backend, qq=qq, kk=kk, vv=vv):
+                        with sdpa_kernel(backend):
+                            return sdpa(qq, kk, vv, is_causal=causal)
+                if mode == "fwd":
+                    with torch.no_grad():
+                        ms = bench_ms(fwd)
+                else:
+                    o = fwd()
+                    ms = bench_ms(lambda o=o: o.backward(do, retain_graph=True))
+                tf = flops(b, h, n, d, causal, mode) / ms / 1e9
+                rows.append(dict(dtype=dtype_name, d=d, causal=causal, n=n, b=b, h=h,
+                                 impl=name, mode=mode, ms=ms, tflops=tf))  # fmt: skip
+            except (RuntimeError, torch.OutOfMemoryError) as exc:
+                rows.append(dict(dtype=dtype_name, d=d, causal=causal, n=n, b=b, h=h,
+                                 impl=name, mode=mode, ms=None, tflops=None,
+                                 error=str(exc).splitlines()[0][:200]))  # fmt: skip
+            finally:
+                torch.cuda.empty_cache()
+    return rows
+
+
+def memory_curve(dtype=torch.float16, d: int = 64, h: int = 16) -> list[dict]:
+    """Peak memory of one forward as N grows: ours vs the MATH backend."""
+    rows = []
+    math_ok = True
+    for n in [1024 * 2**i for i in range(0, 8)]:  # 1k .. 128k
+        gen = torch.Generator(device="cuda").manual_seed(n)
+        q, k, v = (torch.randn(1, h, n, d, device="cuda", dtype=dtype, generator=gen)
+                   for _ in range(3))  # fmt: skip
+        base = torch.cuda.memory_allocated()
+        row = {"n": n, "b": 1, "h": h, "d": d, "dtype": str(dtype).split(".")[-1]}
+        for name in ("ours", "math"):
+            if name == "math" and not math_ok:
+                row[name + "_mib"] = None
+                continue
+            torch.cuda.reset_peak_memory_stats()
+            try:
+                with torch.no_grad():
+                    if name == "ours":
+                        o = flash_attention(q, k, v)
+                    else:
+                        with sdpa_kernel(SDPBackend.MATH):
+                            o = sdpa(q, k, v)
+                torch.cuda.synchronize()
+                row[name + "_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+                del o
+            except torch.OutOfMemoryError:
+                row[name + "_mib"] = None
+                row[name + "_oom"] = True
+                if name == "math":
+                    math_ok = False
+            torch.cuda.empty_cache()
+        rows.append(row)
+        del q, k, v
+        torch.cuda.empty_cache()
+    return rows
+
+
+def tracing_cost(n: int = 4096, d: int = 128, dtype=torch.float16) -> dict:
+    """Traced launch (events only, no values) against an untraced one."""
+    b, h = 16384 // n, 2048 // d
+    q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=dtype) for _ in range(3))
+    out = {}
+    for causal in (False, True):
+        untraced = bench_ms(lambda c=causal: fa2.attention_forward(q, k, v, causal=c))
+        bufs = fa2.forward_trace_buffers(q, k, v, causal=causal, values=False)
+        traced = bench_ms(lambda c=causal, t=bufs: fa2.attention_forward(
+            q, k, v, causal=c, trace=t))  # fmt: skip
+        out["causal" if causal else "non_causal"] = {
+            "untraced_ms": untraced, "traced_ms": traced, "ratio": traced / untraced,
+        }  # fmt: skip
+    out["untraced_ptx"] = fa2.untraced_ptx_report(q, k, v)
+    return out
+
+
+def plot(results: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = [r for r in results["grid"] if r["tflops"]]
+    combos = sorted({(r["dtype"], r["d"], r["causal"], r["mode"]) for r in rows})
+    dtypes = sorted({c[0] for c in combos})
+    fig, axes = plt.subplots(len(dtypes) * 2, 4, figsize=(18, 4 * len(dtypes) * 2),
+                             squeeze=False)  # fmt: skip
+    colors = {"ours": "#d62728", "flash": "#1f77b4", "cudnn": "#2ca02c",
+              "math": "#7f7f7f"}  # fmt: skip
+    for (dt, d, causal, mode) in combos:
+        r_i = dtypes.index(dt) * 2 + (0 if mode == "fwd" else 1)
+        c_i = (0 if d == 64 else 2) + (1 if causal else 0)
+        ax = axes[r_i][c_i]
+        for impl, col in colors.items():
+            pts = sorted((r["n"], r["tflops"]) for r in rows if r["impl"] == impl
+                         and (r["dtype"], r["d"], r["causal"], r["mode"])
+                         == (dt, d, causal, mode))  # fmt: skip
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=col,
+                        label=impl)  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"{mode} {dt} d={d} {'causal' if causal else 'non-causal'}")
+        ax.set_xlabel("sequence length N")
+        ax.set_ylabel("TFLOP/s")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"flashanim FA2 vs PyTorch SDPA on {results['device']['gpu']} "
+                 f"({results['device']['date'][:10]})")  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    return True
+
+
+def summarize(results: dict) -> list[str]:
+    lines = []
+    grid = results["grid"]
+    key = lambda r: (r["dtype"], r["d"], r["causal"], r["n"], r["mode"])  # noqa: E731
+    by = {}
+    for r in grid:
+        by.setdefault(key(r), {})[r["impl"]] = r["tflops"]
+    mm = results["ceilings"]["matmul_bf16_tflops"]
+    lines.append(f"{'dtype':5} {'d':>4} {'causal':>6} {'N':>6} {'mode':4} "
+                 f"{'ours':>7} {'flash':>7} {'cudnn':>7} {'math':>7} "
+                 f"{'/flash':>7} {'/cudnn':>7} {'/ceil':>6}")  # fmt: skip
+    ratios = {"fwd_flash": [], "fwd_cudnn": [], "bwd_flash": [], "bwd_cudnn": []}
+    for k in sorted(by):
+        v = by[k]
+        ours, fl, cu, ma = (v.get(i) for i in ("ours", "flash", "cudnn", "math"))
+        rf = ours / fl if ours and fl else None
+        rc = ours / cu if ours and cu else None
+        if rf:
+            ratios[f"{k[4]}_flash"].append((k, rf))
+        if rc:
+            ratios[f"{k[4]}_cudnn"].append((k, rc))
+        f = lambda x: f"{x:7.1f}" if x else "      -"  # noqa: E731
+        g = lambda x: f"{x:7.2f}" if x else "      -"  # noqa: E731
+        lines.append(f"{k[0]:5} {k[1]:4d} {str(k[2]):>6} {k[3]:6d} {k[4]:4} "
+                     f"{f(ours)} {f(fl)} {f(cu)} {f(ma)} {g(rf)} {g(rc)} "
+                     f"{(ours or 0) / mm:6.2f}")  # fmt: skip
+    for name, vals in ratios.items():
+        if vals:
+            gm = math.exp(sum(math.log(x) for _, x in vals) / len(vals))
+            worst = min(vals, key=lambda kv: kv[1])
+            lines.append(f"{name}: geomean {gm:.3f}, min {worst[1]:.3f} at {worst[0]}")
+            results.setdefault("summary", {})[name] = {
+                "geomean": gm, "min": worst[1], "min_at": list(worst[0])}  # fmt: skip
+        # the targets: forward >= 1.2x flash and backward >= 1.0x flash for N >= 1k
+    for mode, target in (("fwd", 1.2), ("bwd", 1.0)):
+        pts = [(k, r) for k, r in ratios[f"{mode}_flash"] if k[3] >= 1024]
+        if pts:
+            worst = min(pts, key=lambda kv: kv[1])
+            lines.append(f"{mode} vs flash, N>=1k: min {worst[1]:.3f} "
+                         f"(target {target}) at {worst[0]}")  # fmt: skip
+    return lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="media/bench")
+    ap.add_argument("--quick", action="store_true", help="a small grid, for checking")
+    ap.add_argument("--only", choices=["grid", "memory", "trace"], nargs="*")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench_attention: needs a CUDA GPU (none found)", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = set(args.only or ["grid", "memory", "trace"])
+    t0 = time.time()
+    results = {"device": device_info(), "ceilings": ceilings(),
+               "flop_count": "4*B*H*N^2*d, /2 causal, x2.5 backward",
+               "timer": "triton.testing.do_bench median (warmup 25 ms, rep 100 ms)",
+               "grid": []}  # fmt: skip
+    print(json.dumps(results["device"]), flush=True)
+    print(json.dumps(results["ceilings"]), flush=True)
+    ns = [1024, 4096] if args.quick else [512, 1024, 2048, 4096, 8192, 16384]
+    if "grid" in parts:
+        for dtype_name in DTYPES:
+            for d in (64, 128):
+                for causal in (False, True):
+                    for n in ns:
+                        rows = run_point(dtype_name, d, causal, n, 16384, 2048,
+                                         with_math=n <= 4096)  # fmt: skip
+                        results["grid"].extend(rows)
+                        print(f"{dtype_name} d={d} causal={causal} N={n}: " + ", ".join(
+                            f"{r['impl']}/{r['mode']}="
+                            f"{r['tflops']:.0f}" if r["tflops"] else
+                            f"{r['impl']}/{r['mode']}=ERR" for r in rows), flush=True)
+    if "memory" in parts:
+        results["memory"] = memory_curve()
+        print("memory:", json.dumps(results["memory"]), flush=True)
+    if "trace" in parts:
+        results["tracing"] = tracing_cost()
+        print("tracing:", json.dumps(results["tracing"]), flush=True)
+    results["wall_s"] = time.time() - t0
+    lines = summarize(results) if results["grid"] else []
+    gpu = results["device"]["gpu"].replace(" ", "_")
+    path = out / f"bench_{gpu}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, path)
+    if results["grid"] and plot(results, out / f"bench_{gpu}.png"):
+        print(f"plot -> {out / f'bench_{gpu}.png'}")
+    print("\n".join(lines))
+    print(f"results -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

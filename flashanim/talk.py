@@ -1,0 +1,224 @@
+"""The whole talk: the scenes in the order they are shown, rendered in parallel.
+
+:data:`TALK` is the one ordered list of the explainer's scenes; ``make video`` and
+``make preview`` follow it. Each scene renders in its own ``manim render`` process
+(one scene per core), from the repository root so that Manim reads ``manim.cfg``;
+the finished clips are then joined, without re-encoding, into one MP4 of the whole
+talk under ``media/talk/``.
+
+Run as ``python -m flashanim.talk [--quality low|medium|high|4k] [--jobs N]
+[--only NAME ...] [--bench]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "TALK",
+    "QUALITIES",
+    "TalkScene",
+    "RenderResult",
+    "render_scenes",
+    "join_videos",
+    "main",
+]
+
+
+@dataclass(frozen=True)
+class TalkScene:
+    """One scene of the talk: its file under ``scenes/`` and its class."""
+
+    name: str
+    cls: str
+    title: str
+
+    @property
+    def path(self) -> Path:
+        return Path("scenes") / f"{self.name}.py"
+
+
+#: The talk, in the order it is given. One place: everything else follows it.
+TALK: tuple[TalkScene, ...] = (
+    TalkScene("tiling", "TilingScene", "Tiling: the FlashAttention-2 forward pass"),
+)
+
+#: Quality name -> (Manim flag, the folder Manim writes into).
+QUALITIES: dict[str, tuple[str, str]] = {
+    "low": ("-ql", "480p15"),
+    "medium": ("-qm", "720p30"),
+    "high": ("-qh", "1080p60"),
+    "4k": ("-qk", "2160p60"),
+}
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    scene: TalkScene
+    ok: bool
+    seconds: float
+    video: Path | None
+    log: Path
+    video_seconds: float = 0.0
+
+
+def video_duration(path: Path) -> float:
+    """Duration of a video file in seconds (read with PyAV, which Manim ships)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        return float(container.duration or 0) / 1e6
+
+
+def _render_one(
+    scene: TalkScene, quality: str, root: Path, extra: list[str]
+) -> RenderResult:
+    flag, folder = QUALITIES[quality]
+    logs = root / "media" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{scene.name}.log"
+    cmd = [sys.executable, "-m", "manim", "render", flag, *extra, str(scene.path),
+           scene.cls]  # fmt: skip
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        proc = subprocess.run(cmd, cwd=root, stdout=fh, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - t0
+    video = root / "media" / "videos" / scene.name / folder / f"{scene.cls}.mp4"
+    ok = proc.returncode == 0 and video.exists()
+    dur = video_duration(video) if ok else 0.0
+    return RenderResult(scene, ok, seconds, video if ok else None, log, dur)
+
+
+def render_scenes(
+    scenes: tuple[TalkScene, ...] | list[TalkScene],
+    quality: str = "low",
+    jobs: int = 2,
+    root: Path | None = None,
+    extra: list[str] | None = None,
+) -> list[RenderResult]:
+    """Render ``scenes`` with ``jobs`` Manim processes at once; print progress lines.
+
+    Returns the results in talk order.
+    """
+    if quality not in QUALITIES:
+        raise ValueError(
+            f"unknown quality {quality!r}; choose one of {', '.join(QUALITIES)}"
+        )
+    root = Path(root or Path.cwd())
+    for s in scenes:
+        if not (root / s.path).exists():
+            raise FileNotFoundError(f"scene file {s.path} not found under {root}")
+    results: dict[str, RenderResult] = {}
+    total = len(scenes)
+    print(f"rendering {total} scene(s) at {quality} quality with {jobs} job(s)",
+          flush=True)  # fmt: skip
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {
+            pool.submit(_render_one, s, quality, root, list(extra or [])): s
+            for s in scenes
+        }
+        for fut in as_completed(futures):
+            r = fut.result()
+            results[r.scene.name] = r
+            status = f"-> {r.video.relative_to(root)}" if r.ok else f"FAILED (see {r.log})"
+            print(f"[{len(results)}/{total}] {r.scene.name:<20} {r.seconds:6.1f} s "
+                  f"{status}", flush=True)  # fmt: skip
+    return [results[s.name] for s in scenes]
+
+
+def join_videos(videos: list[Path], out: Path) -> Path:
+    """Join MP4 clips of one quality into ``out`` without re-encoding (PyAV remux).
+
+    Written to a temporary file first and moved into place, so a failed join never
+    leaves a half-written file where a good one was.
+    """
+    import av
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+    try:
+        with av.open(str(tmp), "w") as dst:
+            with av.open(str(videos[0])) as first:
+                stream = dst.add_stream_from_template(first.streams.video[0])
+            offset = 0
+            for path in videos:
+                with av.open(str(path)) as src:
+                    vin = src.streams.video[0]
+                    last = 0
+                    for packet in src.demux(vin):
+                        if packet.dts is None:
+                            continue
+                        packet.pts += offset
+                        packet.dts += offset
+                        last = max(last, packet.pts + (packet.duration or 0))
+                        packet.stream = stream
+                        dst.mux(packet)
+                    offset = last
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m flashanim.talk", description="Render the whole talk in order."
+    )
+    parser.add_argument("--quality", default="low", choices=list(QUALITIES))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", help="render only these scenes"
+    )
+    parser.add_argument(
+        "--bench", action="store_true",
+        help="print render speed (video seconds per wall-clock second) per scene",
+    )  # fmt: skip
+    parser.add_argument("--no-join", action="store_true", help="skip the joined MP4")
+    args = parser.parse_args(argv)
+    names = [s.name for s in TALK]
+    if args.only:
+        unknown = [n for n in args.only if n not in names]
+        if unknown:
+            parser.error(f"unknown scene(s) {', '.join(unknown)}; the talk has: "
+                         f"{', '.join(names)}")  # fmt: skip
+        scenes = [s for s in TALK if s.name in args.only]
+    else:
+        scenes = list(TALK)
+    t0 = time.perf_counter()
+    results = render_scenes(scenes, args.quality, args.jobs)
+    wall = time.perf_counter() - t0
+    failed = [r for r in results if not r.ok]
+    if args.bench:
+        print(f"\n{'scene':<20} {'video s':>8} {'render s':>9} {'x real time':>12}")
+        for r in results:
+            speed = r.video_seconds / r.seconds if r.seconds else 0.0
+            print(f"{r.scene.name:<20} {r.video_seconds:8.1f} {r.seconds:9.1f} "
+                  f"{speed:12.2f}")  # fmt: skip
+        total_video = sum(r.video_seconds for r in results)
+        print(f"{'whole talk':<20} {total_video:8.1f} {wall:9.1f} "
+              f"{total_video / wall if wall else 0:12.2f}  ({args.jobs} jobs)")  # fmt: skip
+    if failed:
+        for r in failed:
+            print(f"flashanim: error: {r.scene.name} failed; log: {r.log}",
+                  file=sys.stderr)  # fmt: skip
+        return 1
+    if not args.no_join and not args.only and len(results) > 1:
+        out = Path("media") / "talk" / f"flashanim_talk_{QUALITIES[args.quality][1]}.mp4"
+        join_videos([r.video for r in results if r.video], out)
+        print(f"whole talk -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

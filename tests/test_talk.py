@@ -1,0 +1,51 @@
+"""The talk's ordered scene list and the joining of clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flashanim.talk import TALK, join_videos, main, video_duration
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_talk_scene_exists_and_defines_its_class():
+    for s in TALK:
+        src = (ROOT / s.path).read_text()
+        assert f"class {s.cls}(" in src, f"{s.path} does not define {s.cls}"
+    assert len({s.name for s in TALK}) == len(TALK)
+
+
+def _clip(path: Path, frames: int, colour: int) -> None:
+    import av
+
+    with av.open(str(path), "w") as out:
+        st = out.add_stream("libx264", rate=15)
+        st.width, st.height, st.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(frames):
+            img = np.full((48, 64, 3), colour, dtype=np.uint8)
+            for packet in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in st.encode():
+            out.mux(packet)
+
+
+def test_join_videos_concatenates_without_reencoding(tmp_path):
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    _clip(a, 15, 30)
+    _clip(b, 30, 200)
+    out = join_videos([a, b], tmp_path / "talk.mp4")
+    assert video_duration(out) == pytest.approx(
+        video_duration(a) + video_duration(b), abs=0.1
+    )
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_unknown_scene_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--only", "no_such_scene"])
+    assert exc.value.code == 2
+    assert "unknown scene(s) no_such_scene" in capsys.readouterr().err
