@@ -7,13 +7,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.flashanim-installed
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all setup test test-gpu video preview talk bench bench-render lint clean help
+.PHONY: all setup test test-gpu video preview talk bench bench-render gpu-trace lint clean help
 
 help:
 	@echo "make video        render every scene at 1080p60 into media/ (sets up first)"
 	@echo "make preview      render every scene at low quality, fast"
 	@echo "make test         run the test suite (sets up first)"
 	@echo "make bench        kernel benchmark (needs a CUDA GPU)"
+	@echo "make gpu-trace    record the GPU schedule traces (needs a CUDA GPU)"
 	@echo "make bench-render per-scene render speed against real time"
 	@echo "make lint         ruff"
 
@@ -46,3 +47,6 @@ lint: $(STAMP)
 
 clean:
 	rm -rf media/videos media/images media/texts media/talk .pytest_cache
+
+gpu-trace:
+	python3 bench/record_gpu_schedule.py --out media/traces

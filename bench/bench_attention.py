@@ -41,7 +41,6 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
 import flashanim.kernels.fa2 as fa2
-from flashanim.kernels._trace import TraceBuffers
 from flashanim.kernels.attention import flash_attention
 
 PEERS = {
@@ -179,20 +178,55 @@ def memory_curve(dtype=torch.float16, d: int = 64, h: int = 16) -> list[dict]:
     return rows
 
 
+def _compiled_kernels(jit_fn) -> list:
+    """Every compiled variant of a Triton kernel in this process (Triton 3.x cache)."""
+    out = []
+    for cache in getattr(jit_fn, "device_caches", {}).values():
+        kernel_cache = cache[0] if isinstance(cache, tuple) else cache
+        out.extend(kernel_cache.values())
+    return out
+
+
+def _ptx_facts(ptx: str) -> dict:
+    """What instrumentation a kernel's PTX holds: clock/SM reads, global stores, and
+    the pointer parameters it declares but never reads."""
+    import re
+
+    params = re.findall(r"\.param \.u64 [^ ]*?(\w+_param_\d+)", ptx)
+    unread = [p for p in params if ptx.count(p) == 1]
+    return {
+        "globaltimer_reads": ptx.count("%globaltimer"),
+        "smid_reads": ptx.count("%smid"),
+        "global_stores": len(re.findall(r"\bst\.global", ptx)),
+        "pointer_params": len(params),
+        "unread_pointer_params": len(unread),
+        "ptx_lines": ptx.count("\n"),
+    }
+
+
 def tracing_cost(n: int = 4096, d: int = 128, dtype=torch.float16) -> dict:
-    """Traced launch (events only, no values) against an untraced one."""
+    """A traced forward (events only: buffers allocated, kernel run with TRACE=True,
+    no decoding) against an untraced one, and what the two builds' PTX holds."""
     b, h = 16384 // n, 2048 // d
     q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=dtype) for _ in range(3))
-    out = {}
+    out = {"n": n, "d": d, "b": b, "h": h, "dtype": str(dtype).split(".")[-1]}
     for causal in (False, True):
-        untraced = bench_ms(lambda c=causal: fa2.attention_forward(q, k, v, causal=c))
-        bufs = fa2.forward_trace_buffers(q, k, v, causal=causal, values=False)
-        traced = bench_ms(lambda c=causal, t=bufs: fa2.attention_forward(
-            q, k, v, causal=c, trace=t))  # fmt: skip
+        untraced = bench_ms(lambda c=causal: fa2.attention_forward(q, k, v, c))
+        traced = bench_ms(lambda c=causal: fa2.record_forward(q, k, v, causal=c))
+        raw = fa2.record_forward(q, k, v, causal=causal)
+        n_events = int(sum(int(x.header[:, 0].sum()) for x in raw.launches))
         out["causal" if causal else "non_causal"] = {
-            "untraced_ms": untraced, "traced_ms": traced, "ratio": traced / untraced,
+            "untraced_ms": untraced, "traced_ms": traced,
+            "ratio": traced / untraced, "events": n_events,
         }  # fmt: skip
-    out["untraced_ptx"] = fa2.untraced_ptx_report(q, k, v)
+    # the untraced and traced builds of _attn_fwd compiled above, side by side
+    builds = {}
+    for kern in _compiled_kernels(fa2._attn_fwd):
+        ptx = kern.asm.get("ptx", "")
+        facts = _ptx_facts(ptx)
+        kind = "traced" if facts["globaltimer_reads"] else "untraced"
+        builds.setdefault(kind, facts)
+    out["ptx"] = builds
     return out
 
 

@@ -47,7 +47,9 @@ class TalkScene:
 
 #: The talk, in the order it is given. One place: everything else follows it.
 TALK: tuple[TalkScene, ...] = (
+    TalkScene("memory_hierarchy", "MemoryHierarchyScene", "The memory hierarchy"),
     TalkScene("tiling", "TilingScene", "Tiling: the FlashAttention-2 forward pass"),
+    TalkScene("io_complexity", "IOComplexityScene", "IO complexity, measured"),
 )
 
 #: Quality name -> (Manim flag, the folder Manim writes into).

@@ -13,6 +13,8 @@ What is accepted
   the process's kernel device (:func:`flashanim.kernels._device.check_device`).
 * ``block_m, block_n``: powers of two in :data:`BLOCK_RANGE` of the backend
   (1..128 in the interpreter, 16..256 on the GPU).
+* ``attn_mask`` (optional): a bool or floating tensor broadcastable to
+  ``(B, H, N_q, N_k)`` (:func:`check_attn_mask`), on the kernel device.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "MAX_HEAD_DIM",
     "Shapes",
     "check_blocks",
+    "check_attn_mask",
     "check_like",
     "check_qkv",
     "check_scale",
@@ -225,14 +228,17 @@ def default_blocks(
     d: int,
     dtype: torch.dtype = torch.float16,
     backward: bool = False,
+    causal: bool = False,
 ) -> tuple[int, int]:
     """Default ``(BLOCK_M, BLOCK_N)`` for a problem of this size.
 
-    On the GPU: the fused-attention tutorial's 128 x 64 for the forward, made
-    smaller for wide rows (large or float32 head dims: shared memory), and 64 x 64
-    for the backward. In the interpreter every block is one NumPy operation, so
-    larger blocks run faster: 32 x 32. Blocks are not made larger than the
-    (power-of-two-padded) sequence needs, within :data:`BLOCK_RANGE`.
+    On the GPU, from a sweep on an H200 (``bench/tune_fa2.py``; figures in
+    ``bench/NOTES.md``): forward 128 x 64 (128 x 128 for causal 16-bit ``d = 128``
+    past 1k keys), 64 x 64 for short sequences (``N_k <= 1024``), smaller for wide
+    float32 rows (shared memory); backward 64 x 64 (128 x 64 for causal ``d <= 64``).
+    In the interpreter every block is one NumPy operation, so larger blocks run
+    faster: 32 x 32. Blocks are not made larger than the (power-of-two-padded)
+    sequence needs, within :data:`BLOCK_RANGE`.
     """
     lo, hi = BLOCK_RANGE
     if INTERPRET:
@@ -240,11 +246,19 @@ def default_blocks(
     else:
         width = head_block(d) * elem_bytes(dtype)  # bytes of one padded row
         if backward:
-            bm, bn = (64, 64) if width <= 256 else (32, 32)
+            if width <= 128 and causal:
+                bm, bn = 128, 64
+            else:
+                bm, bn = (64, 64) if width <= 256 else (32, 32)
+        elif width <= 256 and n_k <= 1024:
+            bm, bn = 64, 64
         elif width <= 128:  # d <= 64 in 16-bit, d <= 32 in float32
             bm, bn = 128, 64
         elif width <= 256:
-            bm, bn = (128, 64) if dtype != torch.float32 else (128, 32)
+            if dtype == torch.float32:
+                bm, bn = 128, 32
+            else:
+                bm, bn = (128, 128) if causal else (128, 64)
         elif width <= 512:
             bm, bn = 64, 32
         else:
@@ -262,9 +276,10 @@ def resolve_blocks(
     d: int,
     dtype: torch.dtype = torch.float16,
     backward: bool = False,
+    causal: bool = False,
 ) -> tuple[int, int]:
     """Fill missing block sizes from :func:`default_blocks`, then check both."""
-    dm, dn = default_blocks(n_q, n_k, d, dtype, backward)
+    dm, dn = default_blocks(n_q, n_k, d, dtype, backward, causal)
     return check_blocks(
         dm if block_m is None else block_m, dn if block_n is None else block_n
     )
@@ -283,3 +298,69 @@ def check_scale(softmax_scale: float | None, d: int) -> float:
     if not math.isfinite(s) or s <= 0.0:
         raise ValueError(f"softmax_scale must be finite and > 0, got {s}")
     return s
+
+
+def check_attn_mask(
+    attn_mask: torch.Tensor | None, shapes: Shapes
+) -> torch.Tensor | None:
+    """Check an attention mask and view it as ``(B, H, N_q, N_k)`` without copying.
+
+    Parameters
+    ----------
+    attn_mask
+        ``None``, or a tensor broadcastable to ``(B, H, N_q, N_k)`` (at most 4-D;
+        missing leading dimensions and dimensions of size 1 are broadcast with
+        stride 0, so a key padding mask ``(B, 1, 1, N_k)`` costs no memory). Bool:
+        ``True`` = the key takes part, ``False`` = masked (as
+        ``scaled_dot_product_attention``). Floating: added to ``S = scale * Q K^T``
+        (``-inf`` masks); float64 is converted to float32, others are kept.
+    shapes
+        The problem's sizes (:func:`check_qkv`).
+
+    Returns
+    -------
+    torch.Tensor or None
+        The mask expanded to ``(B, H, N_q, N_k)`` (a view; bool as ``uint8``).
+
+    Raises
+    ------
+    TypeError
+        For a non-tensor, an integer dtype, or a float mask that requires grad (the
+        gradient of the bias is not computed).
+    ValueError
+        For a shape that does not broadcast, or a tensor off the kernel device.
+    """
+    if attn_mask is None:
+        return None
+    if not isinstance(attn_mask, torch.Tensor):
+        raise TypeError(
+            f"attn_mask must be a bool or floating torch.Tensor or None, got "
+            f"{_describe(attn_mask)}"
+        )
+    full = (shapes.batch, shapes.heads, shapes.n_q, shapes.n_k)
+    if attn_mask.dtype != torch.bool and not attn_mask.is_floating_point():
+        raise TypeError(
+            f"attn_mask must be bool (True = attend) or floating (added to the "
+            f"scores), got {attn_mask.dtype}"
+        )
+    if attn_mask.requires_grad:
+        raise TypeError(
+            "attn_mask requires grad, but the kernels do not compute the gradient "
+            "of an additive bias; pass attn_mask.detach()"
+        )
+    ok = attn_mask.dim() <= 4 and all(
+        m in (1, f) for m, f in zip(attn_mask.shape[::-1], full[::-1], strict=False)
+    )
+    if not ok:
+        raise ValueError(
+            f"attn_mask of shape {tuple(attn_mask.shape)} does not broadcast to "
+            f"(B, H, N_q, N_k) = {full}"
+        )
+    check_device(attn_mask)
+    if attn_mask.dtype == torch.float64 or (
+        attn_mask.dtype == torch.bfloat16 and INTERPRET
+    ):
+        attn_mask = attn_mask.float()
+    elif attn_mask.dtype == torch.bool:
+        attn_mask = attn_mask.view(torch.uint8)
+    return attn_mask.expand(full)

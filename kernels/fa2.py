@@ -32,6 +32,21 @@ first query). Like the tutorial, each loop runs in two stages, the unmasked tile
 tiles of a row are its last ones (and of a column its first ones), the forward and
 the dQ kernel visit ``j`` ascending and the dK/dV kernel visits ``i`` ascending.
 
+Masks and additive biases (``attn_mask``; constexpr ``HAS_BIAS``, off by default)
+-------------------------------------------------------------------------------
+``attention_forward/backward(..., attn_mask=m)`` take a bool or floating tensor
+broadcastable to ``(B, H, N_q, N_k)``, passed with its own strides (0 for broadcast
+dimensions: a key padding mask ``(B, 1, 1, N_k)`` is read, never copied). Each
+visited tile loads its ``BLOCK_M x BLOCK_N`` slice and applies it to ``S`` before
+the softmax, after the causal and tail masks: bool ``False`` -> ``-inf``
+(``BIAS_BOOL``), floats are added. The same tiles are visited (no block is skipped
+for the mask's sake) and the backward applies the same slice when it recomputes
+``P``. A row whose keys are all masked gets ``O = 0`` and ``LSE = +inf`` (so the
+backward's ``P = exp(S - LSE) = 0``: zero gradients), as flash-attn does (a naive
+softmax gives NaN). The forward's masked path is its own loop, ``_attn_fwd_inner_bias``, and is never traced
+(the recorders refuse ``attn_mask``); with ``HAS_BIAS=False`` the kernels compile
+exactly as without the feature.
+
 Trace (``TRACE=True``): the event sequence of each program
 -----------------------------------------------------------
 ``op tensor(row, col)``; ``row, col`` are tile coordinates in the tensor's own
@@ -110,6 +125,7 @@ import triton.language as tl
 from ._common import (
     GPU_CLOCK,
     LOG2E,
+    check_attn_mask,
     check_like,
     check_qkv,
     check_scale,
@@ -363,19 +379,83 @@ def _attn_fwd_inner(acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn,
 
 
 @triton.jit
+def _bias_scores(qk, Bias, offs_m, offs_n, stride_bm, stride_bn, N_Q, N_K, qk_scale,
+                 BIAS_BOOL: tl.constexpr):  # fmt: skip
+    """``S`` in log2 units with the bias of tile ``(offs_m, offs_n)`` applied:
+    ``qk * qk_scale + bias * log2(e)``, or ``-inf`` where a boolean mask is False.
+
+    Entries past ``N_Q`` or ``N_K`` read no bias (0 / keep); ``qk``'s own ``-inf``
+    (key tail, causal) stays ``-inf``.
+    """
+    inside = (offs_m[:, None] < N_Q) & (offs_n[None, :] < N_K)
+    ptrs = Bias + offs_m[:, None] * stride_bm + offs_n[None, :] * stride_bn
+    if BIAS_BOOL:
+        keep = tl.load(ptrs, mask=inside, other=1)
+        s = tl.where(keep != 0, qk * qk_scale, float("-inf"))
+    else:
+        b = tl.load(ptrs, mask=inside, other=0.0).to(tl.float32)
+        s = qk * qk_scale + b * RCP_LN2
+    return s
+
+
+@triton.jit
+def _attn_fwd_inner_bias(acc, l_i, m_i, q, K, V, Bias, stride_kn, stride_kk,
+                         stride_vn, stride_vk, stride_bm, stride_bn, qk_scale, lo, hi,
+                         offs_m, offs_n, offs_d, N_Q, N_K,
+                         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                         BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                         MASK: tl.constexpr, CAUSAL: tl.constexpr,
+                         BIAS_BOOL: tl.constexpr,
+                         DOT_PREC: tl.constexpr):  # fmt: skip
+    """:func:`_attn_fwd_inner` with an additive bias or boolean mask on ``S``
+    (``HAS_BIAS``; never traced). A row may see no key at all: ``m_i`` stays
+    ``-inf`` and 0 (not ``-inf``) is subtracted, so ``P = 0`` and no NaN arises."""
+    for start_n in range(lo * BLOCK_N, hi * BLOCK_N, BLOCK_N):
+        start_n = tl.multiple_of(start_n, BLOCK_N)
+        offs_kn = start_n + offs_n
+        k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
+                       offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
+        v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
+                       offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
+        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
+        if MASK:
+            keep = offs_kn[None, :] < N_K
+            if CAUSAL:
+                keep = keep & (offs_m[:, None] >= offs_kn[None, :])
+            qk = tl.where(keep, qk, float("-inf"))
+        s = _bias_scores(qk, Bias, offs_m, offs_kn, stride_bm, stride_bn, N_Q, N_K,
+                         qk_scale, BIAS_BOOL)  # fmt: skip
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_sub = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p_ij = tl.math.exp2(s - m_sub[:, None])
+        scale_old = tl.math.exp2(m_i - m_sub)
+        l_i = l_i * scale_old + tl.sum(p_ij, 1)
+        acc = acc * scale_old[:, None]
+        acc = tl.dot(p_ij.to(v.dtype), v, acc, input_precision=DOT_PREC)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.jit
 def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
               stride_qz, stride_qh, stride_qm, stride_qk,
               stride_kz, stride_kh, stride_kn, stride_kk,
               stride_vz, stride_vh, stride_vn, stride_vk,
               stride_oz, stride_oh, stride_om, stride_ok,
+              Bias, stride_bz, stride_bh, stride_bm, stride_bn,
               H, N_Q, N_K,
               ev_ptr, hdr_ptr, val_ptr,
               HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
               BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr, EVEN_M: tl.constexpr,
               ELEM: tl.constexpr, DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
               VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr, MAX_EV: tl.constexpr,
-              MAX_VAL: tl.constexpr):  # fmt: skip
-    """One program: Q block ``start_m`` of batch-head ``off_hz``; writes O and LSE."""
+              MAX_VAL: tl.constexpr, HAS_BIAS: tl.constexpr,
+              BIAS_BOOL: tl.constexpr):  # fmt: skip
+    """One program: Q block ``start_m`` of batch-head ``off_hz``; writes O and LSE.
+
+    With ``HAS_BIAS`` (never traced), ``Bias`` (strides ``stride_b*``, 0 for
+    broadcast dimensions) is added to ``S`` (``BIAS_BOOL``: a keep-mask, False ->
+    ``-inf``); rows that see no key get ``O = 0`` and ``LSE = +inf``."""
     prog = tl.program_id(0)
     T_R = tl.cdiv(N_Q, BLOCK_M)
     start_m = prog % T_R
@@ -410,20 +490,38 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
     qk_scale = sm_scale * RCP_LN2  # log2(e) folded in: exp(x) = exp2(x * log2(e))
 
     n_nomask, n_visit = _causal_span(start_m, N_Q, N_K, BLOCK_M, BLOCK_N, CAUSAL)
-    # stage 1: blocks that need no mask (left of the diagonal, no key tail)
-    acc, l_i, m_i, ev, voff = _attn_fwd_inner(
-        acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk, start_m,
-        sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K,
-        ev_ptr, val_ptr, prog, ev, voff,
-        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC, TRACE,
-        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
-    # stage 2: blocks on the diagonal or with the key tail, masked
-    acc, l_i, m_i, ev, voff = _attn_fwd_inner(
-        acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk, start_m,
-        sm_scale, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d, N_K,
-        ev_ptr, val_ptr, prog, ev, voff,
-        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM, DOT_PREC, TRACE,
-        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
+    if HAS_BIAS:
+        # the same two stages, with the bias (or boolean mask) added to S
+        Bias += off_z * stride_bz + off_h * stride_bh
+        acc, l_i, m_i = _attn_fwd_inner_bias(
+            acc, l_i, m_i, q, K, V, Bias, stride_kn, stride_kk, stride_vn, stride_vk,
+            stride_bm, stride_bn, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_Q,
+            N_K, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, BIAS_BOOL,
+            DOT_PREC)  # fmt: skip
+        acc, l_i, m_i = _attn_fwd_inner_bias(
+            acc, l_i, m_i, q, K, V, Bias, stride_kn, stride_kk, stride_vn, stride_vk,
+            stride_bm, stride_bn, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d,
+            N_Q, N_K, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, BIAS_BOOL,
+            DOT_PREC)  # fmt: skip
+        # rows that saw no key: l = 1 and m = +inf make O = 0/1 = 0, LSE = +inf
+        no_key = m_i == float("-inf")
+        l_i = tl.where(no_key, 1.0, l_i)
+        m_i = tl.where(no_key, float("inf"), m_i)
+    else:
+        # stage 1: blocks that need no mask (left of the diagonal, no key tail)
+        acc, l_i, m_i, ev, voff = _attn_fwd_inner(
+            acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk,
+            start_m, sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K,
+            ev_ptr, val_ptr, prog, ev, voff,
+            HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC,
+            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
+        # stage 2: blocks on the diagonal or with the key tail, masked
+        acc, l_i, m_i, ev, voff = _attn_fwd_inner(
+            acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk,
+            start_m, sm_scale, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d,
+            N_K, ev_ptr, val_ptr, prog, ev, voff,
+            HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM, DOT_PREC,
+            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
 
     # -- epilogue: O_i = acc / l_i, LSE_i = m_i + log(l_i) --
     acc = acc / l_i[:, None]
@@ -528,7 +626,9 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
                          EVEN_M: tl.constexpr, ELEM: tl.constexpr,
                          DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                          VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                         MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr):  # fmt: skip
+                         MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr,
+                         Bias, stride_bm, stride_bn, HAS_BIAS: tl.constexpr,
+                         BIAS_BOOL: tl.constexpr):  # fmt: skip
     """Accumulate ``dK_j, dV_j`` over Q blocks ``lo <= i < hi`` (block indices)."""
     j = start_n // BLOCK_N
     for start_m in range(lo * BLOCK_M, hi * BLOCK_M, BLOCK_M):
@@ -580,6 +680,10 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
                 ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_MASK, T_S, i,
                                     j, 0, qk * sm_scale, BLOCK_M, BLOCK_N, VALUES,
                                     MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+        if HAS_BIAS:
+            # the forward's bias on S (never traced), back in qk's units
+            qk = _bias_scores(qk, Bias, offs_m, offs_n, stride_bm, stride_bn, N_Q,
+                              N_K, qk_scale, BIAS_BOOL) * (1.0 / qk_scale)  # fmt: skip
         # -- P_ij = exp(S_ij - LSE_i), recomputed instead of stored --
         p = tl.math.exp2(qk * qk_scale - lse[:, None] * RCP_LN2)
         if TRACE:
@@ -619,6 +723,7 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
                    stride_vz, stride_vh, stride_vn, stride_vk,
                    stride_dz, stride_dh, stride_dm, stride_dk,
                    stride_gz, stride_gh, stride_gn, stride_gk,
+                   Bias, stride_bz, stride_bh, stride_bm, stride_bn,
                    H, N_Q, N_K,
                    ev_ptr, hdr_ptr, val_ptr,
                    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
@@ -627,10 +732,12 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
                    EVEN_N: tl.constexpr, ELEM: tl.constexpr,
                    DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                    VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                   MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr):  # fmt: skip
+                   MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr,
+                   HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr):  # fmt: skip
     """One program: K/V block ``start_n`` of a batch-head; writes ``dK_j, dV_j``.
 
-    ``DK`` and ``DV`` share the strides ``stride_g*`` (both allocated here).
+    ``DK`` and ``DV`` share the strides ``stride_g*`` (both allocated here). With
+    ``HAS_BIAS`` the forward's bias is applied again when ``P`` is recomputed.
     """
     prog = tl.program_id(0)
     T_C = tl.cdiv(N_K, BLOCK_N)
@@ -647,6 +754,8 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
     DV += off_z * stride_gz + off_h * stride_gh
     LSE += off_hz.to(tl.int64) * N_Q
     Delta += off_hz.to(tl.int64) * N_Q
+    if HAS_BIAS:
+        Bias += off_z * stride_bz + off_h * stride_bh
 
     start_n = pid_n * BLOCK_N
     offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -689,13 +798,15 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
         start_n, sm_scale, qk_scale, i_lo, i_me, offs_n, offs_m0, offs_d, N_Q, N_K,
         ev_ptr, val_ptr, prog, ev, voff,
         HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, EVEN_M, ELEM, DOT_PREC,
-        TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
+        TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL,
+        Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL)  # fmt: skip
     dk, dv, ev, voff = _attn_bwd_dkdv_inner(
         dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk, stride_dm, stride_dk,
         start_n, sm_scale, qk_scale, i_me, T_R, offs_n, offs_m0, offs_d, N_Q, N_K,
         ev_ptr, val_ptr, prog, ev, voff,
         HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, EVEN_M, ELEM, DOT_PREC,
-        TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
+        TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL,
+        Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL)  # fmt: skip
 
     # -- write dK_j = scale * sum dS^T Q, dV_j --
     dk = dk * sm_scale
@@ -726,7 +837,9 @@ def _attn_bwd_dq_inner(dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn
                        MASK: tl.constexpr, CAUSAL: tl.constexpr, ELEM: tl.constexpr,
                        DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                        VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                       MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr):  # fmt: skip
+                       MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr,
+                       Bias, stride_bm, stride_bn, N_Q, HAS_BIAS: tl.constexpr,
+                       BIAS_BOOL: tl.constexpr):  # fmt: skip
     """Accumulate ``dQ_i`` over K/V blocks ``lo <= j < hi`` (block indices)."""
     lse2 = lse * RCP_LN2
     for start_n in range(lo * BLOCK_N, hi * BLOCK_N, BLOCK_N):
@@ -762,6 +875,10 @@ def _attn_bwd_dq_inner(dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn
                 ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_MASK, T_S,
                                     start_m, j, 0, qk * sm_scale, BLOCK_M, BLOCK_N,
                                     VALUES, MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+        if HAS_BIAS:
+            # the forward's bias on S (never traced), back in qk's units
+            qk = _bias_scores(qk, Bias, offs_m, offs_kn, stride_bm, stride_bn, N_Q,
+                              N_K, qk_scale, BIAS_BOOL) * (1.0 / qk_scale)  # fmt: skip
         p = tl.math.exp2(qk * qk_scale - lse2[:, None])
         if TRACE:
             ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_RECOMPUTE, T_P,
@@ -793,6 +910,7 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
                  stride_vz, stride_vh, stride_vn, stride_vk,
                  stride_dz, stride_dh, stride_dm, stride_dk,
                  stride_gz, stride_gh, stride_gm, stride_gk,
+                 Bias, stride_bz, stride_bh, stride_bm, stride_bn,
                  H, N_Q, N_K,
                  ev_ptr, hdr_ptr, val_ptr,
                  HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
@@ -800,8 +918,10 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
                  CAUSAL: tl.constexpr, EVEN_M: tl.constexpr, ELEM: tl.constexpr,
                  DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                  VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                 MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr):  # fmt: skip
-    """One program: Q block ``start_m`` of a batch-head; writes ``dQ_i``."""
+                 MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr,
+                 HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr):  # fmt: skip
+    """One program: Q block ``start_m`` of a batch-head; writes ``dQ_i`` (with
+    ``HAS_BIAS``, the forward's bias applied again when ``P`` is recomputed)."""
     prog = tl.program_id(0)
     T_R = tl.cdiv(N_Q, BLOCK_M)
     start_m = prog % T_R
@@ -815,6 +935,8 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
     DQ += off_z * stride_gz + off_h * stride_gh
     LSE += off_hz.to(tl.int64) * N_Q
     Delta += off_hz.to(tl.int64) * N_Q
+    if HAS_BIAS:
+        Bias += off_z * stride_bz + off_h * stride_bh
 
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
@@ -859,13 +981,15 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
         sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K,
         ev_ptr, val_ptr, prog, ev, voff,
         HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC, TRACE,
-        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
+        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL,
+        Bias, stride_bm, stride_bn, N_Q, HAS_BIAS, BIAS_BOOL)  # fmt: skip
     dq, ev, voff = _attn_bwd_dq_inner(
         dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn, stride_vk, start_m,
         sm_scale, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d, N_K,
         ev_ptr, val_ptr, prog, ev, voff,
         HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM, DOT_PREC, TRACE,
-        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
+        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL,
+        Bias, stride_bm, stride_bn, N_Q, HAS_BIAS, BIAS_BOOL)  # fmt: skip
 
     # -- write dQ_i = scale * sum dS K --
     dq = dq * sm_scale
@@ -1052,6 +1176,22 @@ def _dummy_buffers(device: torch.device) -> tuple[torch.Tensor, ...]:
     return i64, i64, torch.empty(1, dtype=torch.float32, device=device)
 
 
+def _bias_args(attn_mask, shapes, q, trace):
+    """``(tensor, 4 strides)`` and constexprs of the kernels' ``Bias`` argument."""
+    bias = check_attn_mask(attn_mask, shapes)
+    if bias is None:
+        return (q, 0, 0, 0, 0), {"HAS_BIAS": False, "BIAS_BOOL": False}
+    if trace:
+        raise ValueError(
+            "attn_mask cannot be traced: the recorders run the mask-free kernel that "
+            "the animations show; record without attn_mask"
+        )
+    return (bias, *bias.stride()), {
+        "HAS_BIAS": True,
+        "BIAS_BOOL": bias.dtype == torch.uint8,
+    }
+
+
 # --------------------------------------------------------------------------------------
 # Launchers
 # --------------------------------------------------------------------------------------
@@ -1064,25 +1204,36 @@ def _dot_precision(dtype: torch.dtype) -> str:
 
 def _launch_opts(
     block_m: int, block_n: int, bd: int, elem: int, backward: bool,
-    num_warps: int | None, num_stages: int | None,
+    num_warps: int | None, num_stages: int | None, causal: bool = False,
 ) -> dict:  # fmt: skip
+    """``num_warps``/``num_stages`` where not given: the H200 sweep's choices
+    (``bench/tune_fa2.py``, ``bench/NOTES.md``)."""
     if INTERPRET:
         return {}
+    width = bd * elem  # bytes of one padded row
     if num_warps is None:
-        big = max(block_m, block_n) * bd >= 128 * 128 or block_m * block_n >= 128 * 128
-        num_warps = 8 if big else 4
+        if backward:
+            num_warps = 8 if block_m * block_n >= 128 * 128 else 4
+        else:
+            num_warps = 8 if width >= 256 and block_m * block_n >= 128 * 64 else 4
     if num_stages is None:
-        num_stages = 2 if backward or bd * elem > 256 else 3
+        if backward:
+            num_stages = 3 if width <= 128 and not causal else 2
+        else:
+            num_stages = 3 if width <= 256 else 2
     return {"num_warps": num_warps, "num_stages": num_stages}
 
 
 def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
-             num_warps=None, num_stages=None):  # fmt: skip
+             num_warps=None, num_stages=None, attn_mask=None):  # fmt: skip
     """Validate, allocate and launch ``_attn_fwd``; return ``(o, lse, buffers,
     (block_m, block_n))``."""
-    batch, heads, n_q, n_k, d = check_qkv(q, k, v)
+    shapes = check_qkv(q, k, v)
+    batch, heads, n_q, n_k, d = shapes
+    bias_args, bias_flags = _bias_args(attn_mask, shapes, q, trace)
     scale = check_scale(softmax_scale, d)
-    block_m, block_n = resolve_blocks(block_m, block_n, n_q, n_k, d, q.dtype)
+    block_m, block_n = resolve_blocks(block_m, block_n, n_q, n_k, d, q.dtype,
+                                      causal=bool(causal))  # fmt: skip
     bd, elem = head_block(d), elem_bytes(q.dtype)
     o = torch.empty_like(q, memory_format=torch.contiguous_format)
     lse = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
@@ -1095,21 +1246,24 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
         bufs, tbuf, max_ev, max_val = None, _dummy_buffers(q.device), 1, 1
     _attn_fwd[(t_r * batch * heads,)](
         q, k, v, o, lse, scale,
-        *q.stride(), *k.stride(), *v.stride(), *o.stride(),
+        *q.stride(), *k.stride(), *v.stride(), *o.stride(), *bias_args,
         heads, n_q, n_k, *tbuf,
         HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=bd, CAUSAL=bool(causal),
         EVEN_M=n_q % block_m == 0, ELEM=elem, DOT_PREC=_dot_precision(q.dtype),
         TRACE=bool(trace), VALUES=bool(trace and values), GPU_CLOCK=GPU_CLOCK,
-        MAX_EV=max_ev, MAX_VAL=max_val,
-        **_launch_opts(block_m, block_n, bd, elem, False, num_warps, num_stages),
+        MAX_EV=max_ev, MAX_VAL=max_val, **bias_flags,
+        **_launch_opts(block_m, block_n, bd, elem, False, num_warps, num_stages,
+                       bool(causal)),
     )  # fmt: skip
     return o, lse, bufs, (block_m, block_n)
 
 
 def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trace,
-              values, num_warps=None, num_stages=None):  # fmt: skip
+              values, num_warps=None, num_stages=None, attn_mask=None):  # fmt: skip
     """Validate and launch the three backward kernels; return grads and buffers."""
-    batch, heads, n_q, n_k, d = check_qkv(q, k, v)
+    shapes = check_qkv(q, k, v)
+    batch, heads, n_q, n_k, d = shapes
+    bias_args, bias_flags = _bias_args(attn_mask, shapes, q, trace)
     check_like(o, q, "o", "q")
     check_like(do, q, "do", "q")
     if not isinstance(lse, torch.Tensor) or tuple(lse.shape) != (batch, heads, n_q):
@@ -1121,7 +1275,7 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
         raise TypeError(f"lse must be float32 (the forward's output), got {lse.dtype}")
     scale = check_scale(softmax_scale, d)
     block_m, block_n = resolve_blocks(block_m, block_n, n_q, n_k, d, q.dtype,
-                                      backward=True)  # fmt: skip
+                                      backward=True, causal=bool(causal))  # fmt: skip
     bd, elem = head_block(d), elem_bytes(q.dtype)
     lse = lse.contiguous()
     bh = batch * heads
@@ -1134,7 +1288,8 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
     common = dict(HEAD_DIM=d, BLOCK_M=block_m, BLOCK_D=bd, EVEN_M=even_m, ELEM=elem,
                   TRACE=bool(trace), VALUES=bool(trace and values),
                   GPU_CLOCK=GPU_CLOCK)  # fmt: skip
-    opts = _launch_opts(block_m, block_n, bd, elem, True, num_warps, num_stages)
+    opts = _launch_opts(block_m, block_n, bd, elem, True, num_warps, num_stages,
+                        bool(causal))
     launches = []
 
     def buffers(name, n_blocks):
@@ -1154,17 +1309,17 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
     _attn_bwd_dkdv[(t_c * bh,)](
         q, k, v, do, dk, dv, lse, delta, scale,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(),
-        heads, n_q, n_k, *tbuf,
+        *bias_args, heads, n_q, n_k, *tbuf,
         BLOCK_N=block_n, CAUSAL=bool(causal), EVEN_N=even_n,
-        DOT_PREC=_dot_precision(q.dtype), **common, **sizes, **opts,
+        DOT_PREC=_dot_precision(q.dtype), **common, **sizes, **opts, **bias_flags,
     )  # fmt: skip
     tbuf, sizes = buffers("dq", t_r)
     _attn_bwd_dq[(t_r * bh,)](
         q, k, v, do, dq, lse, delta, scale,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
-        heads, n_q, n_k, *tbuf,
+        *bias_args, heads, n_q, n_k, *tbuf,
         BLOCK_N=block_n, CAUSAL=bool(causal), DOT_PREC=_dot_precision(q.dtype),
-        **common, **sizes, **opts,
+        **common, **sizes, **opts, **bias_flags,
     )  # fmt: skip
     return dq, dk, dv, launches, (block_m, block_n)
 
@@ -1180,8 +1335,9 @@ def attention_forward(
     *,
     num_warps: int | None = None,
     num_stages: int | None = None,
+    attn_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """FlashAttention-2 forward: ``O = softmax(scale * Q K^T [+ causal mask]) V``.
+    """FlashAttention-2 forward: ``O = softmax(scale * Q K^T [+ mask]) V``.
 
     Parameters
     ----------
@@ -1198,6 +1354,13 @@ def attention_forward(
         powers of two, defaults from :func:`~flashanim.kernels._common.default_blocks`.
     num_warps, num_stages
         Launch options on the GPU (ignored by the interpreter).
+    attn_mask
+        Optional bool or floating tensor broadcastable to ``(B, H, N_q, N_k)``
+        (broadcast dimensions cost no memory: stride 0), applied to ``S`` before
+        the softmax, on top of ``causal``: bool ``False`` masks (``-inf``), floats
+        are added (see :func:`~flashanim.kernels._common.check_attn_mask`). A row
+        whose keys are all masked gets ``O = 0`` and ``LSE = +inf`` (and zero
+        gradients in the backward), as flash-attn (never NaN).
 
     Returns
     -------
@@ -1207,7 +1370,7 @@ def attention_forward(
         ``(B, H, N_q)`` float32, the natural-log ``logsumexp`` of each row of ``S``.
     """
     o, lse, _, _ = _forward(q, k, v, causal, softmax_scale, block_m, block_n, False,
-                            False, num_warps, num_stages)  # fmt: skip
+                            False, num_warps, num_stages, attn_mask)  # fmt: skip
     return o, lse
 
 
@@ -1225,12 +1388,14 @@ def attention_backward(
     *,
     num_warps: int | None = None,
     num_stages: int | None = None,
+    attn_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """FlashAttention-2 backward: ``dQ, dK, dV`` from ``dO`` and the forward's
     ``O`` and ``LSE`` (``P`` is recomputed, never stored).
 
     Parameters are those of :func:`attention_forward`, plus ``o`` and ``lse`` (its
-    outputs) and ``do`` (the gradient of ``o``, shape and dtype of ``q``).
+    outputs) and ``do`` (the gradient of ``o``, shape and dtype of ``q``). Pass the
+    forward's ``attn_mask`` again: ``P`` is recomputed with it.
 
     Returns
     -------
@@ -1238,8 +1403,8 @@ def attention_backward(
         ``(dq, dk, dv)`` in the inputs' dtype.
     """
     dq, dk, dv, _, _ = _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m,
-                                 block_n, False, False, num_warps,
-                                 num_stages)  # fmt: skip
+                                 block_n, False, False, num_warps, num_stages,
+                                 attn_mask)  # fmt: skip
     return dq, dk, dv
 
 
@@ -1293,7 +1458,8 @@ def record_backward(
     """
     shapes = check_qkv(q, k, v)
     bm, bn = resolve_blocks(block_m, block_n, shapes.n_q, shapes.n_k,
-                            shapes.head_dim, q.dtype, backward=True)  # fmt: skip
+                            shapes.head_dim, q.dtype, backward=True,
+                            causal=bool(causal))  # fmt: skip
     o, lse = attention_forward(q, k, v, causal, softmax_scale, bm, bn)
     if do is None:
         gen = torch.Generator(device=q.device).manual_seed(0)
