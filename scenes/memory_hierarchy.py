@@ -1,0 +1,500 @@
+"""The GPU memory hierarchy: why attention is bound by moving data, not by maths.
+
+Render from the repository root: ``manim render -ql scenes/memory_hierarchy.py``.
+``FLASHANIM_GPU`` picks the figures (``a100``, the FlashAttention paper's Figure 1,
+by default; ``h100``, ``h200`` from NVIDIA's datasheets, see
+:mod:`flashanim.hardware`), ``FLASHANIM_THEME`` the look. Every figure on screen
+comes from the preset, and its source is printed under it.
+
+Sections: the hierarchy (SRAM, HBM, CPU DRAM); bandwidth to scale; capacity to
+scale; standard attention's round trips through HBM; FlashAttention's one fused,
+tiled kernel; the takeaway.
+"""
+
+from __future__ import annotations
+
+from manim import *
+
+from flashanim.config import SceneConfig
+from flashanim.hardware import preset_from_env
+from flashanim.visuals import MemoryPanel, chip_boundary, get_theme, tensor_color
+from flashanim.visuals.charts import LogBarChart, format_si
+
+HOLD = 1.5  # seconds each section's closing frame is held
+CAPTION_Y, SOURCE_Y, TITLE_Y = -3.05, -3.72, 3.55
+MAX_W = 13.4
+
+
+class MemoryHierarchyScene(Scene):
+    """SRAM, HBM and host DRAM of one GPU, to scale; then what that means for
+    attention."""
+
+    def setup(self) -> None:
+        self.cfg = SceneConfig.from_env()
+        self.gpu = preset_from_env()  # validated before anything renders
+        self.th = get_theme(self.cfg.theme)
+        self.camera.background_color = self.th.background
+        self.caption_mob: Mobject | None = None
+        self.source_mob: Mobject | None = None
+        self.title_mob: Mobject | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def text(self, s: str, size: float | None = None, color=None, **kw) -> Text:
+        th = self.th
+        t = Text(
+            s,
+            font=th.font,
+            font_size=size or th.body_size,
+            color=color or th.foreground,
+            **kw,
+        )
+        if t.width > MAX_W:
+            t.scale_to_fit_width(MAX_W)
+        return t
+
+    def _swap(self, attr: str, new: Mobject) -> list[Animation]:
+        old = getattr(self, attr)
+        setattr(self, attr, new)
+        anims: list[Animation] = [FadeIn(new)]
+        if old is not None:
+            anims.insert(0, FadeOut(old))
+        return anims
+
+    def caption(self, s: str) -> None:
+        """Replace the caption (what the section's closing frame says)."""
+        new = self.text(s, self.th.caption_size).move_to([0, CAPTION_Y, 0])
+        self.play(*self._swap("caption_mob", new), run_time=0.6)
+
+    def source(self, s: str) -> Animation:
+        new = self.text("Source: " + s, self.th.small_size, self.th.muted)
+        new.move_to([0, SOURCE_Y, 0])
+        return AnimationGroup(*self._swap("source_mob", new))
+
+    def title(self, s: str) -> Animation:
+        if not s:
+            old, self.title_mob = self.title_mob, None
+            return FadeOut(old) if old is not None else Wait(0)
+        new = self.text(s, self.th.title_size).move_to([0, TITLE_Y, 0])
+        return AnimationGroup(*self._swap("title_mob", new))
+
+    def level_colors(self) -> list[str]:
+        th = self.th
+        return [th.highlight, th.foreground, th.muted]
+
+    # ------------------------------------------------------------------ construct
+    def construct(self) -> None:
+        gpu, th = self.gpu, self.th
+        sram, hbm, dram = gpu.levels
+
+        # The hierarchy: faster is smaller ------------------------------------------
+        self.next_section("hierarchy")
+        self.play(
+            self.title(f"GPU memory hierarchy — {gpu.name}"),
+            self.source(" · ".join(dict.fromkeys(lv.source for lv in gpu.levels))),
+        )
+        pyramid = self.pyramid()
+        self.play(
+            LaggedStart(
+                *(FadeIn(t, shift=0.2 * UP) for t in pyramid),
+                lag_ratio=0.4,
+                run_time=2.4,
+            )
+        )
+        self.caption(
+            "The faster the memory, the smaller it is: computation happens "
+            "in on-chip SRAM"
+        )
+        self.wait(HOLD)
+
+        # Bandwidth, to scale --------------------------------------------------------
+        self.next_section("bandwidth")
+        self.play(FadeOut(pyramid))
+        bw = LogBarChart(
+            [lv.name for lv in gpu.levels],
+            [lv.bandwidth for lv in gpu.levels],
+            labels=[lv.bandwidth_label for lv in gpu.levels],
+            colors=self.level_colors(),
+            value_range=(1e9, 1e14),
+            unit="B/s",
+            title="bandwidth (bytes per second, log scale: each grid line is 10×)",
+            width=7.6,
+            bar_height=0.45,
+            theme=th,
+        ).move_to([0.2, 0.75, 0])
+        self.play(
+            self.title("Bandwidth: how fast data can be read"),
+            FadeIn(bw.chart),
+            FadeIn(bw.names),
+        )
+        self.play(bw.make_bars_animation())
+        r1 = gpu.bandwidth_ratio("SRAM", "HBM")
+        r2 = gpu.bandwidth_ratio("HBM", "CPU DRAM")
+        lin = self.linear_bars([lv.bandwidth for lv in gpu.levels], "bandwidth")
+        lin.next_to(bw, DOWN, buff=0.3)
+        self.play(FadeIn(lin))
+        self.caption(
+            f"SRAM is {r1:.0f}× faster than HBM, and HBM {r2:.0f}× faster than CPU DRAM"
+        )
+        self.wait(HOLD)
+
+        # Capacity, to scale ---------------------------------------------------------
+        self.next_section("capacity")
+        self.play(FadeOut(bw), FadeOut(lin))
+        cap = LogBarChart(
+            [lv.name for lv in gpu.levels],
+            [lv.capacity for lv in gpu.levels],
+            labels=[lv.capacity_label for lv in gpu.levels],
+            colors=self.level_colors(),
+            value_range=(1e6, 1e13),
+            unit="B",
+            open_ended=[lv.capacity_at_least for lv in gpu.levels],
+            title="capacity (bytes, log scale: each grid line is 10×)",
+            width=7.6,
+            bar_height=0.45,
+            theme=th,
+        ).move_to([0.2, 0.75, 0])
+        self.play(
+            self.title("Capacity: how much data fits"),
+            FadeIn(cap.chart),
+            FadeIn(cap.names),
+        )
+        self.play(cap.make_bars_animation())
+        # One head's N x N score matrix S at N = 16k in fp16, on the same axis.
+        n = 16384
+        s_bytes = n * n * 2
+        x = cap.chart.c2p(s_bytes, 0)[0]
+        top, bottom = cap.chart.axes.get_top()[1], cap.chart.axes.get_bottom()[1]
+        marker = DashedLine(
+            [x, bottom, 0], [x, top + 0.1, 0], color=tensor_color("S"), stroke_width=3
+        )
+        mlab = self.text(
+            f"one N×N matrix S, N = 16k, fp16: {format_si(s_bytes, 'B')}",
+            th.small_size + 1,
+            tensor_color("S"),
+        )
+        mlab.next_to(marker, UP, buff=0.08)
+        self.play(Create(marker), FadeIn(mlab))
+        rc = gpu.capacity_ratio("HBM", "SRAM")
+        self.caption(
+            f"…but SRAM holds {rc:,.0f}× less than HBM: an N×N matrix fits only in HBM"
+        )
+        self.wait(HOLD)
+
+        # Standard attention: S and P go to HBM and back ----------------------------
+        self.next_section("standard attention")
+        self.play(FadeOut(cap), FadeOut(marker), FadeOut(mlab))
+        hbm_p, sram_p, tensors = self.panels()
+        self.play(
+            self.title("Standard attention: three kernels, through HBM"),
+            FadeIn(hbm_p),
+            FadeIn(sram_p),
+            FadeIn(self.boundary),
+            FadeIn(VGroup(*(tensors[k] for k in "QKV"))),
+        )
+        steps = [
+            ("QK", "S", "S = Q Kᵀ"),
+            ("S", "P", "P = softmax(S)"),
+            ("PV", "O", "O = P V"),
+        ]
+        for k, (reads, write, formula) in enumerate(steps, start=1):
+            self.caption(
+                f"{k}. load {', '.join(reads)} from HBM · compute {formula} "
+                f"in SRAM · write {write} back to HBM"
+            )
+            self.round_trip(tensors, list(reads), write, formula, sram_p)
+        self.caption(
+            "S and P are N×N: written to HBM and read back — Θ(N²) memory traffic"
+        )
+        self.wait(HOLD)
+
+        # FlashAttention: one fused kernel over tiles ---------------------------------
+        self.next_section("flashattention")
+        self.play(
+            FadeOut(tensors["S"]),
+            FadeOut(tensors["P"]),
+            FadeOut(tensors["O"]),
+            self.title("FlashAttention: one fused kernel, tile by tile"),
+        )
+        self.flash_pass(tensors, sram_p)
+        self.caption(
+            "Tiles of Q, K, V are loaded once; S and P stay in SRAM; only O is written"
+        )
+        self.wait(HOLD)
+
+        # Takeaway ------------------------------------------------------------------
+        self.next_section("takeaway")
+        self.play(
+            *(FadeOut(m) for m in (hbm_p, sram_p, self.boundary, *tensors.values()))
+        )
+        self.takeaway()
+        self.wait(HOLD * 2)
+
+    # ------------------------------------------------------------------ parts
+    def pyramid(self) -> VGroup:
+        """Three stacked tiers (narrow SRAM on top), each with its figures."""
+        th, gpu = self.th, self.gpu
+        tiers = VGroup()
+        widths = [(1.2, 3.0), (3.0, 4.8), (4.8, 6.6)]
+        h, top = 1.5, 2.75
+        colors = self.level_colors()
+        for k, (lv, (wt, wb), col) in enumerate(
+            zip(gpu.levels, widths, colors, strict=True)
+        ):
+            y0 = top - k * (h + 0.12)
+            x0 = -3.0
+            poly = Polygon(
+                [x0 - wt / 2, y0, 0],
+                [x0 + wt / 2, y0, 0],
+                [x0 + wb / 2, y0 - h, 0],
+                [x0 - wb / 2, y0 - h, 0],
+                color=col,
+                fill_color=col,
+                fill_opacity=0.22,
+                stroke_width=3,
+            )
+            name = self.text(lv.name, th.label_size, th.foreground, weight="BOLD")
+            name.move_to(poly).shift(0.2 * DOWN)
+            figs = VGroup(
+                self.text(
+                    f"{lv.bandwidth_label}   ({lv.capacity_label})",
+                    th.label_size,
+                    col if k else th.highlight,
+                    weight="BOLD",
+                ),
+                self.text(lv.where, th.body_size, th.muted),
+            ).arrange(DOWN, aligned_edge=LEFT, buff=0.1)
+            figs.move_to([x0 + 3.6, y0 - h / 2, 0], aligned_edge=LEFT)
+            tiers.add(VGroup(poly, name, figs))
+        return tiers
+
+    def linear_bars(self, values: list[float], what: str) -> VGroup:
+        """The same values on a LINEAR scale: the gap as the eye sees it."""
+        th = self.th
+        top = max(values)
+        width = 7.6
+        rows = VGroup()
+        for lv, v, col in zip(
+            self.gpu.levels, values, self.level_colors(), strict=True
+        ):
+            w = width * v / top
+            bar = Rectangle(
+                width=max(w, 0.005),
+                height=0.16,
+                fill_color=col,
+                fill_opacity=0.9,
+                stroke_width=0,
+            )
+            name = self.text(lv.name, th.small_size, th.muted)
+            row = VGroup(name, bar)
+            name.move_to([-0.2, 0, 0], aligned_edge=RIGHT)
+            bar.move_to([0, 0, 0], aligned_edge=LEFT)
+            if w < 0.05:
+                note = self.text(
+                    f"{w * 1000 / width:.1f}‰ of the SRAM bar: too thin to see",
+                    th.small_size,
+                    th.muted,
+                )
+                row.add(note.next_to(bar, RIGHT, buff=0.15))
+            rows.add(row)
+        rows.arrange(DOWN, aligned_edge=LEFT, buff=0.08)
+        head = self.text(
+            f"the same {what} on a linear scale:", th.small_size + 1, th.foreground
+        )
+        out = VGroup(head, rows).arrange(DOWN, aligned_edge=LEFT, buff=0.1)
+        return out.move_to([0.2, out.get_center()[1], 0])
+
+    def panels(self) -> tuple[MemoryPanel, MemoryPanel, dict[str, VGroup]]:
+        """HBM (left) and SRAM (right) panels, with Q, K, V, S, P, O in HBM."""
+        th, gpu = self.th, self.gpu
+        sram, hbm = gpu.sram, gpu.hbm
+        hbm_p = MemoryPanel(
+            f"HBM · {hbm.capacity_label} · {hbm.bandwidth_label}",
+            "off-chip · large · slow",
+            width=6.4,
+            height=5.2,
+            kind="hbm",
+            theme=th,
+        )
+        sram_p = MemoryPanel(
+            f"SRAM · {sram.capacity_label} · {sram.bandwidth_label}",
+            "on-chip · small · fast",
+            width=5.2,
+            height=5.2,
+            kind="sram",
+            theme=th,
+        )
+        hbm_p.move_to([-3.6, 0.15, 0])
+        sram_p.move_to([3.9, 0.15, 0])
+        self.boundary = chip_boundary(2.7, -2.4, 0.55, theme=th)
+        # Q, K, V, O are N×d (tall, thin); S and P are N×N (square).
+        tensors: dict[str, VGroup] = {}
+        top = hbm_p.content_top() - 0.25
+        shapes = {
+            "Q": (0.5, 1.6),
+            "K": (0.5, 1.6),
+            "V": (0.5, 1.6),
+            "S": (1.6, 1.6),
+            "P": (1.6, 1.6),
+            "O": (0.5, 1.6),
+        }
+        xs = {"Q": -6.2, "K": -5.45, "V": -4.7, "S": -3.25, "P": -1.5, "O": -4.7}
+        for name, (w, h) in shapes.items():
+            box = Rectangle(
+                width=w,
+                height=h,
+                fill_color=tensor_color(name),
+                fill_opacity=0.55,
+                stroke_color=tensor_color(name),
+                stroke_width=2,
+            )
+            lab = self.text(name, th.label_size, th.foreground, weight="BOLD")
+            dims = self.text("N×N" if w == h else "N×d", th.small_size, th.muted)
+            g = VGroup(box, lab.move_to(box), dims.next_to(box, DOWN, buff=0.06))
+            g.move_to([xs[name], top, 0], aligned_edge=UP)
+            tensors[name] = g
+        tensors["O"].shift(2.05 * DOWN + 0.75 * LEFT)
+        return hbm_p, sram_p, tensors
+
+    def round_trip(self, tensors, reads, write, formula, sram_p) -> None:
+        """Copies of ``reads`` travel to SRAM, ``formula`` runs, ``write`` returns."""
+        th = self.th
+        c = sram_p.get_center()
+        slots = [
+            c + [-1.1 * (len(reads) - 1) / 2 + 1.1 * k, 0.85, 0]
+            for k in range(len(reads))
+        ]
+        # A load is a copy: the HBM tensor stays; its copy travels (without the
+        # shape note, too small to read at this scale).
+        copies = [tensors[name][:2].copy() for name in reads]
+        scales = [0.8 if tensors[name].width < 1 else 0.6 for name in reads]
+        self.play(
+            *(
+                cp.animate.scale(k).move_to(s)
+                for cp, k, s in zip(copies, scales, slots, strict=True)
+            ),
+            run_time=1.2,
+        )
+        op = self.text(formula, th.label_size, th.highlight)
+        op.move_to(c + 0.3 * DOWN)
+        self.play(FadeIn(op, scale=1.2), run_time=0.6)
+        result = tensors[write]
+        out = result[:2].copy().scale(0.6).move_to(c + 1.45 * DOWN)
+        self.play(FadeIn(out), *(FadeOut(cp) for cp in copies), run_time=0.6)
+        self.play(
+            ReplacementTransform(out, result[:2]),
+            FadeIn(result[2]),
+            FadeOut(op),
+            run_time=1.2,
+        )
+
+    def flash_pass(self, tensors, sram_p) -> None:
+        """Blocks of Q, K, V go in; S, P tiles live in SRAM; blocks of O come out.
+
+        A schematic of the idea only: the tiling scene plays the real kernel's trace.
+        """
+        th = self.th
+        blocks = 4
+        out_blocks = VGroup()
+        o = tensors["O"]
+        o_box = o[0]
+        o_empty = o_box.copy().set_fill(opacity=0.0)
+        self.play(FadeIn(VGroup(o_empty, o[1], o[2])))
+        c = sram_p.get_center()
+        s_tile = Square(
+            0.7,
+            fill_color=tensor_color("S"),
+            fill_opacity=0.55,
+            stroke_color=tensor_color("S"),
+        )
+        p_tile = Square(
+            0.7,
+            fill_color=tensor_color("P"),
+            fill_opacity=0.55,
+            stroke_color=tensor_color("P"),
+        )
+        st = VGroup(
+            s_tile, self.text("S_ij", th.small_size, th.foreground).move_to(s_tile)
+        ).move_to(c + [-0.5, -0.45, 0])
+        pt = VGroup(
+            p_tile, self.text("P_ij", th.small_size, th.foreground).move_to(p_tile)
+        ).move_to(c + [0.5, -0.45, 0])
+        note = self.text("never written to HBM", th.small_size, th.muted)
+        note.next_to(VGroup(st, pt), DOWN, buff=0.1)
+        for i in range(blocks):
+            h = o_box.height / blocks
+            moves = []
+            for k, name in enumerate("QKV"):
+                src = tensors[name][0]
+                tile = Rectangle(
+                    width=src.width,
+                    height=h,
+                    fill_color=tensor_color(name),
+                    fill_opacity=0.9,
+                    stroke_width=0,
+                )
+                tile.move_to(src.get_top() + (i + 0.5) * h * DOWN)
+                moves.append((tile, c + [-1.1 + 1.1 * k, 0.85, 0]))
+            self.play(
+                *(t.animate.move_to(p) for t, p in moves),
+                run_time=0.8 if i == 0 else 0.45,
+            )
+            if i == 0:
+                self.play(FadeIn(st), FadeIn(pt), FadeIn(note), run_time=0.5)
+            ob = Rectangle(
+                width=o_box.width,
+                height=h,
+                fill_color=tensor_color("O"),
+                fill_opacity=0.55,
+                stroke_width=0,
+            )
+            ob.move_to(c + 1.9 * DOWN)
+            target = o_box.get_top() + (i + 0.5) * h * DOWN
+            self.play(FadeIn(ob), *(FadeOut(t) for t, _ in moves), run_time=0.3)
+            self.play(ob.animate.move_to(target), run_time=0.6 if i == 0 else 0.4)
+            out_blocks.add(ob)
+        self.play(FadeOut(st), FadeOut(pt), FadeOut(note))
+        tensors["O_blocks"] = out_blocks
+        tensors["O_empty"] = VGroup(o_empty)
+
+    def takeaway(self) -> None:
+        th, gpu = self.th, self.gpu
+        r = gpu.bandwidth_ratio("SRAM", "HBM")
+        head = self.text(
+            "Attention's bottleneck is moving data between HBM and SRAM",
+            th.title_size,
+            th.foreground,
+        )
+        rc = gpu.capacity_ratio("HBM", "SRAM")
+        lines = [
+            (
+                f"SRAM is {r:.0f}× faster than HBM but {rc:,.0f}× smaller",
+                th.foreground,
+            ),
+            ("FlashAttention avoids the round trips with", th.foreground),
+            ("•  tiling: blocks of Q, K, V small enough for SRAM", tensor_color("Q")),
+            (
+                "•  fusion: S = QKᵀ, softmax, PV in one kernel — S, P never reach HBM",
+                tensor_color("S"),
+            ),
+            (
+                "Exact (not an approximation) · extra memory O(N) instead of O(N²)",
+                th.foreground,
+            ),
+            (
+                "The paper reports GPT-2 training up to 3× faster; "
+                "our own measurements follow",
+                th.muted,
+            ),
+        ]
+        body = VGroup(*(self.text(s, th.body_size + 2, c) for s, c in lines))
+        body.arrange(DOWN, aligned_edge=LEFT, buff=0.28)
+        body[2:4].shift(0.4 * RIGHT)
+        group = VGroup(head, body).arrange(DOWN, buff=0.55).move_to([0, 0.35, 0])
+        self.play(self.title(""), FadeIn(head, shift=0.2 * UP))
+        self.play(
+            LaggedStart(
+                *(FadeIn(b, shift=0.1 * RIGHT) for b in body), lag_ratio=0.3, run_time=3
+            )
+        )
+        self.caption("IO-aware: FlashAttention avoids HBM traffic by tiling and fusion")
+        _ = group
