@@ -17,11 +17,25 @@ import importlib
 from ._device import BACKEND, INTERPRET, default_device  # noqa: I001  (must be first)
 from .attention import FlashAttentionFunction, flash_attention
 from .fa2 import attention_backward, attention_forward
+from .modules import (
+    FlashCrossAttention,
+    FlashMultiheadAttention,
+    FlashSelfAttention,
+    flash_attn_func,
+    flash_attn_kvpacked_func,
+    flash_attn_qkvpacked_func,
+)
 
 __all__ = [
     "BACKEND",
     "INTERPRET",
     "FlashAttentionFunction",
+    "FlashCrossAttention",
+    "FlashMultiheadAttention",
+    "FlashSelfAttention",
+    "flash_attn_func",
+    "flash_attn_kvpacked_func",
+    "flash_attn_qkvpacked_func",
     "RECORDERS",
     "attention_backward",
     "attention_forward",

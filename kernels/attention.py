@@ -4,8 +4,10 @@
 ``backward``, the FlashAttention-2 backward kernels of :mod:`flashanim.kernels.fa2`
 (``P`` recomputed from the saved ``LSE``, never stored). :func:`flash_attention` is
 the functional form, a drop-in for
-``torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal,
-scale=softmax_scale)`` on ``(B, H, N, d)`` tensors.
+``torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask,
+is_causal=causal, scale=softmax_scale)`` on ``(B, H, N, d)`` tensors (an
+``attn_mask`` broadcastable to ``(B, H, N_q, N_k)``: bool ``True`` = attend, float
+= added to the scores; rows with every key masked give 0, not NaN).
 
 Examples
 --------
@@ -28,10 +30,11 @@ __all__ = ["FlashAttentionFunction", "flash_attention"]
 
 
 class FlashAttentionFunction(torch.autograd.Function):
-    """``O = softmax(scale * Q K^T [+ causal mask]) V`` with FlashAttention-2
-    kernels for the forward and the backward.
+    """``O = softmax(scale * Q K^T [+ causal mask] [+ attn_mask]) V`` with
+    FlashAttention-2 kernels for the forward and the backward.
 
-    ``apply(q, k, v, causal, softmax_scale)``; gradients flow to ``q, k, v``.
+    ``apply(q, k, v, causal, softmax_scale, attn_mask=None)``; gradients flow to
+    ``q, k, v`` (never to ``attn_mask``: a mask that requires grad is refused).
     """
 
     @staticmethod
@@ -42,9 +45,11 @@ class FlashAttentionFunction(torch.autograd.Function):
         v: torch.Tensor,
         causal: bool = False,
         softmax_scale: float | None = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        o, lse = attention_forward(q, k, v, causal, softmax_scale)
+        o, lse = attention_forward(q, k, v, causal, softmax_scale, attn_mask=attn_mask)
         ctx.save_for_backward(q, k, v, o, lse)
+        ctx.attn_mask = attn_mask
         ctx.causal = causal
         ctx.softmax_scale = softmax_scale
         return o
@@ -53,9 +58,10 @@ class FlashAttentionFunction(torch.autograd.Function):
     def backward(ctx: Any, do: torch.Tensor):
         q, k, v, o, lse = ctx.saved_tensors
         dq, dk, dv = attention_backward(
-            q, k, v, o, lse, do.to(q.dtype), ctx.causal, ctx.softmax_scale
-        )
-        return dq, dk, dv, None, None
+            q, k, v, o, lse, do.to(q.dtype), ctx.causal, ctx.softmax_scale,
+            attn_mask=ctx.attn_mask,
+        )  # fmt: skip
+        return dq, dk, dv, None, None, None
 
 
 def flash_attention(
@@ -64,6 +70,7 @@ def flash_attention(
     v: torch.Tensor,
     causal: bool = False,
     softmax_scale: float | None = None,
+    attn_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """FlashAttention-2, differentiable.
 
@@ -76,10 +83,16 @@ def flash_attention(
         Mask keys after the query (top-left aligned, as PyTorch's ``is_causal``).
     softmax_scale
         Scale of ``Q K^T``; ``1/sqrt(d)`` when ``None``.
+    attn_mask
+        Optional bool (``True`` = attend) or floating (added to the scores) tensor
+        broadcastable to ``(B, H, N_q, N_k)``, as in
+        ``scaled_dot_product_attention``; broadcast dimensions cost no memory. Rows
+        whose keys are all masked give ``O = 0`` and zero gradients (never NaN).
+        Not differentiable (a mask that requires grad is refused).
 
     Returns
     -------
     torch.Tensor
         ``O``, ``(B, H, N_q, d)`` in the inputs' dtype.
     """
-    return FlashAttentionFunction.apply(q, k, v, causal, softmax_scale)
+    return FlashAttentionFunction.apply(q, k, v, causal, softmax_scale, attn_mask)

@@ -43,9 +43,9 @@ the softmax, after the causal and tail masks: bool ``False`` -> ``-inf``
 for the mask's sake) and the backward applies the same slice when it recomputes
 ``P``. A row whose keys are all masked gets ``O = 0`` and ``LSE = +inf`` (so the
 backward's ``P = exp(S - LSE) = 0``: zero gradients), as flash-attn does (a naive
-softmax gives NaN). The forward's masked path is its own loop, ``_attn_fwd_inner_bias``, and is never traced
-(the recorders refuse ``attn_mask``); with ``HAS_BIAS=False`` the kernels compile
-exactly as without the feature.
+softmax gives NaN). The forward's masked path is its own loop,
+``_attn_fwd_inner_bias``, and is never traced (the recorders refuse ``attn_mask``);
+with ``HAS_BIAS=False`` the kernels compile exactly as without the feature.
 
 Trace (``TRACE=True``): the event sequence of each program
 -----------------------------------------------------------
@@ -1288,8 +1288,9 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
     common = dict(HEAD_DIM=d, BLOCK_M=block_m, BLOCK_D=bd, EVEN_M=even_m, ELEM=elem,
                   TRACE=bool(trace), VALUES=bool(trace and values),
                   GPU_CLOCK=GPU_CLOCK)  # fmt: skip
-    opts = _launch_opts(block_m, block_n, bd, elem, True, num_warps, num_stages,
-                        bool(causal))
+    opts = _launch_opts(
+        block_m, block_n, bd, elem, True, num_warps, num_stages, bool(causal)
+    )
     launches = []
 
     def buffers(name, n_blocks):
