@@ -431,7 +431,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="block_m"):
         fa1.record_forward(q, k, v, block_m=3, block_n=4)
     with pytest.raises(ValueError, match="block_n"):
-        standard.record(q, k, v, block_m=4, block_n=6)
+        standard.record(q, k, v, block_m=blk(4), block_n=6)
     with pytest.raises(TypeError):
         fa1.record_forward(q, k, v)  # block sizes are required keywords
     with pytest.raises(ValueError, match="head dim"):

@@ -45,6 +45,15 @@ from flashanim.trace.decode import tile_index
 from flashanim.trace.io import dumps_trace, loads_trace, trace_to_dict
 from flashanim.trace.traffic import col_visible, row_visible, visible
 
+import torch as _torch
+
+# These tests record animation-size traces (2x2 .. 8x8 blocks) through Triton's CPU
+# interpreter, as CI does; the compiled GPU trace path is tested in test_fa2.py.
+pytestmark = pytest.mark.skipif(
+    _torch.cuda.is_available(),
+    reason="interpreter-path trace tests (animation-size blocks); run on the CPU",
+)
+
 # --------------------------------------------------------------------- fixtures
 
 #: Small awkward configurations (kwargs of :func:`record`).
