@@ -95,10 +95,10 @@ def ceilings() -> dict:
     x = torch.randn(2**28, device="cuda", dtype=torch.float32)  # 1 GiB
     y = torch.empty_like(x)
     ms = bench_ms(lambda: y.copy_(x))
-    bw = 2 * x.numel() * 4 / ms / 1e9  # read + write, TB/s * 1e3 -> GB/s
+    bw = 2 * x.numel() * 4 / ms / 1e9  # bytes read + written per second, in TB/s
     del a, b, x, y
     torch.cuda.empty_cache()
-    return {"matmul_bf16_tflops": mm, "copy_gbps": bw}
+    return {"matmul_bf16_tflops": mm, "copy_tbps": bw}
 
 
 def run_point(dtype_name: str, d: int, causal: bool, n: int, tokens: int,
@@ -209,7 +209,10 @@ def tracing_cost(n: int = 4096, d: int = 128, dtype=torch.float16) -> dict:
     no decoding) against an untraced one, and what the two builds' PTX holds."""
     b, h = 16384 // n, 2048 // d
     q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=dtype) for _ in range(3))
-    out = {"n": n, "d": d, "b": b, "h": h, "dtype": str(dtype).split(".")[-1]}
+    from flashanim.kernels._common import GPU_CLOCK
+
+    out = {"n": n, "d": d, "b": b, "h": h, "dtype": str(dtype).split(".")[-1],
+           "clock_level": GPU_CLOCK}  # fmt: skip
     for causal in (False, True):
         untraced = bench_ms(lambda c=causal: fa2.attention_forward(q, k, v, c))
         traced = bench_ms(lambda c=causal: fa2.record_forward(q, k, v, causal=c))

@@ -20,6 +20,7 @@ What is accepted
 from __future__ import annotations
 
 import math
+import os
 import numbers
 from typing import NamedTuple
 
@@ -61,7 +62,11 @@ MAX_HEAD_DIM: int = 256
 BLOCK_RANGE: tuple[int, int] = (1, 128) if INTERPRET else (16, 256)
 
 #: Whether kernels read ``%globaltimer``/``%smid`` (compiled on CUDA only).
-GPU_CLOCK: bool = BACKEND == "cuda"
+#: 0 in the interpreter; on the GPU 1 (program headers: SM, start and end time) or,
+#: with ``FLASHANIM_EVENT_CLOCK=1`` in the environment, 2 (every event stamped too).
+GPU_CLOCK: int = (
+    0 if BACKEND != "cuda" else 2 if os.environ.get("FLASHANIM_EVENT_CLOCK") == "1" else 1
+)
 
 _ELEM_BYTES = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
 

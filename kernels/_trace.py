@@ -10,8 +10,13 @@ compile-time switches:
     Also write value snapshots (the tile an event produced or moved) into the
     float32 value buffer. Only for small runs (animations, tests).
 ``GPU_CLOCK: tl.constexpr``
-    Read ``%globaltimer`` and ``%smid`` with inline PTX. Only the GPU path sets it:
-    inline PTX does not run in Triton's interpreter.
+    A level: 0 reads no clock (Triton's interpreter, where inline PTX does not
+    run); 1 (the GPU default) writes each program's ``%smid`` and its start and
+    end ``%globaltimer`` into its header; 2 also stamps every event with the time
+    and SM. Level 2 costs much more than 1: a clock read is an inline-asm
+    statement with side effects in the kernel's inner loop, which keeps Triton
+    from software-pipelining the loads across it (measured in ``bench/NOTES.md``);
+    set ``FLASHANIM_EVENT_CLOCK=1`` to ask for it.
 
 Buffers (allocated by :class:`TraceBuffers`):
 
@@ -202,8 +207,8 @@ def trace_event(
     event count still counts them, so the decoder can report the overflow).
     """
     offs = tl.arange(0, 16)
-    t = _clock(GPU_CLOCK)
-    sm = _smid(GPU_CLOCK)
+    t = _clock(GPU_CLOCK >= 2)
+    sm = _smid(GPU_CLOCK >= 2)
     rec = tl.where(offs == 0, op, 0).to(tl.int64)
     rec = tl.where(offs == 1, tensor, rec)
     rec = tl.where(offs == 2, row, rec)

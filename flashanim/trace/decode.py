@@ -247,7 +247,8 @@ def decode(raw: RawTrace, meta: TraceMeta) -> Trace:
                         nbytes=r[_NBYTES],
                         bh=bh,
                         time_ns=None if r[_TIME] < 0 else r[_TIME],
-                        sm=None if r[_SM] < 0 else r[_SM],
+                        # events inherit their program's SM unless stamped
+                        sm=r[_SM] if r[_SM] >= 0 else (None if sm < 0 else sm),
                         value=value,
                     )
                 )
