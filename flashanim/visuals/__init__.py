@@ -1,0 +1,69 @@
+"""Manim mobjects and animation factories that play a recorded kernel trace.
+
+Modules, one per topic:
+
+* :mod:`~flashanim.visuals.theme` -- fixed tensor colours, dark and light themes;
+* :mod:`~flashanim.visuals.memory` -- HBM and SRAM panels (with real GPU figures);
+* :mod:`~flashanim.visuals.tiles` -- tile grids, copy-travel loads and stores;
+* :mod:`~flashanim.visuals.stats` -- ``m_i``, ``l_i``, ``alpha``, ``LSE`` columns;
+* :mod:`~flashanim.visuals.counters` -- HBM traffic counters;
+* :mod:`~flashanim.visuals.code` -- the real kernel source, current line lit;
+* :mod:`~flashanim.visuals.progress` -- loop indices and "step k of n";
+* :mod:`~flashanim.visuals.layout` -- the forward-pass screen, placed;
+* :mod:`~flashanim.visuals.player` -- :class:`TracePlayer`: one event, one animation.
+
+Nothing here imports Triton; traces arrive as plain :mod:`flashanim.trace` data.
+"""
+
+from __future__ import annotations
+
+from .code import (
+    OP_PATTERNS,
+    CodePanel,
+    KernelSource,
+    SourceLine,
+    kernel_path,
+    kernel_source_lines,
+)
+from .counters import TrafficCounter, format_bytes
+from .layout import FRAME_HEIGHT, FRAME_WIDTH, SRAM_SLOTS, ForwardLayout, Legend
+from .memory import (
+    GPU_MEMORY,
+    GpuMemory,
+    MemoryPanel,
+    chip_boundary,
+    hbm_panel,
+    sram_panel,
+)
+from .player import DURATIONS, TracePlayer, value_ranges
+from .progress import ProgressPanel
+from .stats import STAT_LABELS, StatColumn
+from .theme import DARK, LIGHT, TENSOR_COLORS, THEMES, Theme, get_theme, tensor_color
+from .tiles import (
+    CopyTravel,
+    CrossFade,
+    TileGrid,
+    format_value,
+    hidden_copy,
+    make_compute_animation,
+    make_load_animation,
+    make_store_animation,
+)
+
+__all__ = [
+    # theme
+    "DARK", "LIGHT", "TENSOR_COLORS", "THEMES", "Theme", "get_theme", "tensor_color",
+    # memory
+    "GPU_MEMORY", "GpuMemory", "MemoryPanel", "chip_boundary", "hbm_panel",
+    "sram_panel",
+    # tiles
+    "TileGrid", "CopyTravel", "CrossFade", "format_value", "hidden_copy",
+    "make_load_animation", "make_store_animation", "make_compute_animation",
+    # stats, counters, progress, code
+    "StatColumn", "STAT_LABELS", "TrafficCounter", "format_bytes", "ProgressPanel",
+    "CodePanel", "KernelSource", "SourceLine", "OP_PATTERNS", "kernel_path",
+    "kernel_source_lines",
+    # layout and player
+    "ForwardLayout", "Legend", "SRAM_SLOTS", "FRAME_WIDTH", "FRAME_HEIGHT",
+    "TracePlayer", "DURATIONS", "value_ranges",
+]  # fmt: skip

@@ -1,0 +1,314 @@
+"""The bridge from a recorded trace to the screen: one event, one animation.
+
+:class:`TracePlayer` keeps the state of the SRAM slots of a
+:class:`~flashanim.visuals.layout.ForwardLayout` and turns each
+:class:`~flashanim.trace.Event` into an animation with a factory per operation:
+
+=========== =====================================================================
+``load``    a copy of the HBM block travels into its SRAM slot (the HBM block stays)
+``qk``      copies of ``Q_i`` and ``K_j`` merge into ``S_ij``
+``mask``    masked entries of ``S_ij`` turn grey (``−∞``)
+``rowmax``  ``m_i`` updates; ``exp``: ``P_ij`` comes out of ``S_ij``
+``alpha``   ``alpha`` updates; ``rowsum``: ``l_i`` updates
+``rescale`` ``acc`` is multiplied by ``alpha``; ``pv``: ``P_ij`` and ``V_j`` merge into
+            ``acc``
+``normalize`` ``acc`` becomes ``O_i``; ``lse``: ``LSE_i`` appears
+``store``   a copy travels back and replaces the HBM block's contents
+=========== =====================================================================
+
+Each animation also ticks the traffic counter (loads and stores, by the event's
+``nbytes``), moves the code highlight and advances the progress line. The player
+records every event it turned into an animation in :attr:`TracePlayer.played_events`,
+so tests can hold the played sequence equal to the trace.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from manim import (
+    Animation,
+    AnimationGroup,
+    Group,
+    Wait,
+)
+
+from .tiles import (
+    CopyTravel,
+    CrossFade,
+    make_compute_animation,
+    make_store_animation,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from manim import Scene
+
+    from .layout import ForwardLayout
+    from .tiles import TileGrid
+
+__all__ = ["TracePlayer", "DURATIONS", "value_ranges"]
+
+#: Seconds per operation at speed 1.
+DURATIONS: Mapping[str, float] = {
+    "load": 1.1,
+    "store": 1.1,
+    "qk": 1.0,
+    "mask": 0.8,
+    "rowmax": 0.8,
+    "exp": 0.9,
+    "alpha": 0.7,
+    "rowsum": 0.7,
+    "rescale": 0.7,
+    "pv": 1.0,
+    "normalize": 0.9,
+    "lse": 0.7,
+}
+
+_FORWARD_OPS = frozenset(DURATIONS)
+
+
+def value_ranges(events: Iterable) -> dict[str, tuple[float, float]]:
+    """Finite ``(min, max)`` of the values of each tensor over ``events``.
+
+    ``acc`` and ``O`` share one range (``acc`` becomes ``O``).
+    """
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    for e in events:
+        if e.value is None:
+            continue
+        v = np.asarray(e.value, dtype=float)
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            continue
+        lo[e.tensor] = min(lo.get(e.tensor, np.inf), float(v.min()))
+        hi[e.tensor] = max(hi.get(e.tensor, -np.inf), float(v.max()))
+    for a, b in (("acc", "O"), ("O", "acc")):
+        if a in lo and b in lo:
+            lo[a] = lo[b] = min(lo[a], lo[b])
+            hi[a] = hi[b] = max(hi[a], hi[b])
+    return {k: (lo[k], hi[k]) for k in lo}
+
+
+class TracePlayer:
+    """Turns FA2 forward trace events into animations on a :class:`ForwardLayout`.
+
+    Parameters
+    ----------
+    layout
+        The placed mobjects.
+    n_events
+        Total number of events (for "step k of n").
+
+    Attributes
+    ----------
+    played_events
+        Every event turned into an animation, in order.
+    tiles
+        SRAM slot name -> the tile now in it.
+
+    Examples
+    --------
+    .. code-block:: python
+
+        from manim import Scene
+        import flashanim.kernels  # first: chooses the device
+        from flashanim.trace import record
+        from flashanim.visuals import ForwardLayout, TracePlayer
+
+        class Play(Scene):
+            def construct(self):
+                trace = record("fa2-fwd", seq_len=8, head_dim=4, block_m=4,
+                               block_n=4, values=True)
+                layout = ForwardLayout.from_trace(trace)
+                self.add(layout.static_group())
+                player = TracePlayer(layout, len(trace))
+                player.play(self, trace.events)
+    """
+
+    def __init__(self, layout: ForwardLayout, n_events: int) -> None:
+        self.layout = layout
+        self.n_events = n_events
+        self.played_events: list = []
+        self.tiles: dict[str, TileGrid] = {}
+        self._j: int | None = None
+        self._program: int | None = None
+
+    # -- public -----------------------------------------------------------------------
+    def animation(self, event, speed: float = 1.0) -> Animation:
+        """The animation of ``event`` (played at ``speed``; 2 = twice as fast).
+
+        The player's state advances as if the animation were played: play them in
+        the order they were made.
+        """
+        if event.op not in _FORWARD_OPS:
+            raise ValueError(
+                f"TracePlayer cannot draw op {event.op!r} (event {event.index}); "
+                f"known: {', '.join(sorted(_FORWARD_OPS))}"
+            )
+        run_time = max(DURATIONS[event.op] / speed, 1 / 15)
+        main = getattr(self, f"_op_{event.op}")(event)
+        side = self._side_animations(event)
+        self.played_events.append(event)
+        return AnimationGroup(main, *side, run_time=run_time)
+
+    def play(self, scene: Scene, events: Iterable, speed: float = 1.0) -> None:
+        """Play ``events`` on ``scene``, one ``scene.play`` per event.
+
+        (Events are not batched into one :class:`~manim.AnimationGroup`: a group
+        begins all its animations at once, and consecutive events change the same
+        mobjects.)
+        """
+        for e in events:
+            scene.play(self.animation(e, speed))
+
+    def clear_sram(self) -> list[Animation]:
+        """Fade out every tile in SRAM (a new program starts with fresh SRAM)."""
+        anims: list[Animation] = [_FadeAway(t) for t in self.tiles.values()]
+        self.tiles.clear()
+        return anims
+
+    # -- side animations ------------------------------------------------------------
+    def _side_animations(self, e) -> list[Animation]:
+        lay = self.layout
+        if e.tensor in ("K", "V") and e.op == "load":
+            self._j = e.row
+        if e.op == "qk":
+            self._j = e.col
+        out: list[Animation] = []
+        if e.is_memory:
+            out.append(lay.counter.make_tick_animation(e.op, e.tensor, e.nbytes))
+        if lay.code is not None:
+            out.append(lay.code.make_highlight_animation(e.op, e.tensor))
+        i = self._block_of_program(e)
+        out.append(lay.progress.make_update_animation(e.index + 1, i, self._j))
+        return out
+
+    def _block_of_program(self, e) -> int:
+        if e.tensor in ("Q", "O", "m", "l", "alpha", "LSE", "acc", "S", "P"):
+            self._i = e.row
+        return getattr(self, "_i", e.row)
+
+    # -- helpers ----------------------------------------------------------------------
+    def _value(self, e, slot: str) -> np.ndarray | None:
+        if e.value is not None:
+            return np.asarray(e.value, dtype=float)
+        shape = self.layout.slot_shapes.get(e.tensor, self.layout.slot_shapes[slot])
+        return np.full(shape, np.nan) if not self.layout.numbers else None
+
+    def _place(self, slot: str, e, **kwargs) -> tuple[TileGrid, list[Animation]]:
+        """A new tile for ``slot``; fade out what was there."""
+        old = self.tiles.get(slot)
+        tile = self.layout.make_tile(slot, self._value(e, slot), **kwargs)
+        self.tiles[slot] = tile
+        return tile, ([_FadeAway(old)] if old is not None else [])
+
+    def _update(self, slot: str, e, **kwargs) -> Animation:
+        """Replace the tile in ``slot`` by one with the event's values (cross-fade)."""
+        old = self.tiles.get(slot)
+        new = self.layout.make_tile(slot, self._value(e, slot), **kwargs)
+        self.tiles[slot] = new
+        return CrossFade(old, new)
+
+    # -- one factory per op ------------------------------------------------------------
+    def _op_load(self, e) -> Animation:
+        slot = e.tensor
+        pre: list[Animation] = []
+        if slot == "Q" and e.program != self._program:
+            # a new program: its SRAM starts empty
+            self._program = e.program
+            self._j = None
+            pre = self.clear_sram()
+        tile, fade = self._place(slot, e)
+        src = self.layout.hbm_block(e.tensor, e.row)
+        return AnimationGroup(*pre, *fade, CopyTravel(src, tile, path_arc=0.6))
+
+    def _op_qk(self, e) -> Animation:
+        srcs = [self.tiles[s].body() for s in ("Q", "K") if s in self.tiles]
+        tile, fade = self._place("S", e)
+        return AnimationGroup(*fade, make_compute_animation(srcs, tile, travel=0.55))
+
+    def _op_mask(self, e) -> Animation:
+        return self._update("S", e)
+
+    def _op_rowmax(self, e) -> Animation:
+        return self._stat(e, "m", ("S",))
+
+    def _op_alpha(self, e) -> Animation:
+        return self._stat(e, "alpha", ("m",))
+
+    def _op_rowsum(self, e) -> Animation:
+        return self._stat(e, "l", ("P",))
+
+    def _op_lse(self, e) -> Animation:
+        return self._stat(e, "LSE", ("m", "l"))
+
+    def _stat(self, e, slot: str, sources: tuple[str, ...]) -> Animation:
+        if slot in self.tiles:
+            return self._update(slot, e)
+        srcs = [self.tiles[s].body() for s in sources if s in self.tiles]
+        new, fade = self._place(slot, e)
+        if srcs:
+            return AnimationGroup(*fade, make_compute_animation(srcs, new))
+        return CrossFade(None, new)
+
+    def _op_exp(self, e) -> Animation:
+        srcs = [self.tiles[s].body() for s in ("S", "m") if s in self.tiles]
+        tile, fade = self._place("P", e)
+        return AnimationGroup(*fade, make_compute_animation(srcs, tile, travel=0.5))
+
+    def _op_rescale(self, e) -> Animation:
+        tile = self.tiles.get("acc")
+        if tile is None or e.value is None:
+            srcs = [self.tiles["alpha"].body()] if "alpha" in self.tiles else []
+            new, fade = self._place("acc", e)
+            return AnimationGroup(
+                *fade,
+                make_compute_animation(srcs, new)
+                if srcs
+                else CopyTravel(new.copy(), new, travel=0),
+            )
+        return tile.make_update_animation(e.value)
+
+    def _op_pv(self, e) -> Animation:
+        srcs = [self.tiles[s].body() for s in ("P", "V") if s in self.tiles]
+        tile, fade = self._place("acc", e)
+        return AnimationGroup(*fade, make_compute_animation(srcs, tile, travel=0.55))
+
+    def _op_normalize(self, e) -> Animation:
+        return self._update("acc", e, tensor="O", label="O_i = acc / l_i")
+
+    def _op_store(self, e) -> Animation:
+        slot = "acc" if e.tensor == "O" else e.tensor
+        tile = self.tiles.get(slot)
+        grid = self.layout.grids[e.tensor]
+        size = self.layout.block_m
+        values = e.value
+        if values is None:
+            values = grid.values[e.row * size : (e.row + 1) * size]
+        values = np.asarray(values, dtype=float)
+        src = (
+            tile.body()
+            if tile is not None
+            else grid.region(e.row * size, (e.row + 1) * size)
+        )
+        if tile is None:
+            return Wait(0.01)
+        return make_store_animation(src, grid, values, r0=e.row * size, path_arc=-0.6)
+
+
+class _FadeAway(CrossFade):
+    """Fade ``old`` out and remove it (no copies)."""
+
+    def __init__(self, old, **kwargs) -> None:
+        super().__init__(old, Group(), **kwargs)
+
+    def clean_up_from_scene(self, scene) -> None:
+        Animation.clean_up_from_scene(self, scene)
+        self.mobject.remove(*self.mobject.submobjects)
+        scene.remove(self.mobject)
+        scene.remove(self.old)
+        self._old.apply(1.0)

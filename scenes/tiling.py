@@ -1,0 +1,193 @@
+"""FlashAttention-2 forward, tile by tile, driven by the real kernel's trace.
+
+Render from the repository root: ``manim render -ql scenes/tiling.py``. Sizes, mask,
+theme and seed come from the ``FLASHANIM_*`` environment variables (see
+:mod:`flashanim.config`). Every motion comes from :class:`TracePlayer` playing the
+recorded events; the scene only groups them into sections and writes captions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from manim import *
+
+from flashanim.config import SceneConfig
+from flashanim.visuals import ForwardLayout, TileGrid, TracePlayer, get_theme
+
+#: Speed of the first K/V block of program 0, of its other blocks, of later programs.
+DETAIL_SPEED, PROGRAM0_SPEED, LATER_SPEED = 1.0, 1.8, 6.0
+HOLD = 1.2  # seconds each section's closing frame is held
+
+
+class TilingScene(Scene):
+    """The FA2 forward pass for one head: tiles, online softmax, output, check."""
+
+    def setup(self) -> None:
+        self.cfg = SceneConfig.from_env()  # validated before anything renders
+        self.trace = self.cfg.load_or_record()
+        if self.trace.meta.kernel != "fa2-fwd":
+            raise ValueError(
+                f"TilingScene plays an fa2-fwd trace, not {self.trace.meta.kernel!r}"
+            )
+        self.theme = get_theme(self.cfg.theme)
+        self.camera.background_color = self.theme.background
+
+    def caption(self, text: str) -> None:
+        self.play(self.layout.make_caption_animation(text))
+
+    def construct(self) -> None:
+        trace, th = self.trace, self.theme
+        meta = trace.meta
+        head = [e for e in trace.events if e.bh == 0]
+        self.layout = lay = ForwardLayout.from_trace(trace, theme=th)
+        player = self.player = TracePlayer(lay, len(trace.events))
+        prog0 = [e for e in head if e.program == head[0].program]
+        later = [e for e in head if e.program != head[0].program]
+        first_norm = next(k for k, e in enumerate(prog0) if e.op == "normalize")
+
+        # Setup: HBM holds Q, K, V (O empty); SRAM is empty --------------------------
+        self.next_section("setup")
+        self.add(lay.caption)
+        self.play(
+            FadeIn(lay.hbm),
+            FadeIn(lay.sram),
+            Create(lay.boundary[0]),
+            FadeIn(lay.title),
+        )
+        self.play(
+            *(FadeIn(g) for g in lay.grids.values()),
+            FadeIn(lay.placeholders),
+            FadeIn(lay.legend_group()),
+            FadeIn(lay.counter),
+            FadeIn(lay.progress),
+        )
+        self.caption(
+            f"Q, K, V ({meta.seq_len_q}×{meta.head_dim}) wait in HBM; one program "
+            f"per {meta.block_m}-row Q block (T_r = {meta.t_r}) works in SRAM"
+        )
+        self.wait(HOLD)
+
+        # Load Q_i ------------------------------------------------------------------
+        self.next_section("load Q")
+        code = [lay.code] if lay.code is not None else []
+        self.play(FadeOut(lay.legend_group()), *(FadeIn(c) for c in code))
+        self.caption("Program i = 0 copies its Q block into SRAM: a copy, HBM keeps Q")
+        player.play(self, prog0[:1], speed=DETAIL_SPEED)
+        self.wait(HOLD)
+
+        # Stream K_j, V_j with the online softmax --------------------------------------
+        self.next_section("stream K-V")
+        self.caption(
+            "For each K/V block j: S = Q_i K_jᵀ, update m_i and l_i, "
+            "rescale acc, add P V_j"
+        )
+        body = prog0[1:first_norm]
+        j0 = [e for e in body if _kv_block(e, body) == 0]
+        rest = body[len(j0) :]
+        player.play(self, j0, speed=DETAIL_SPEED)
+        self.caption(
+            "The same for the next K/V blocks: m_i, l_i, acc are only "
+            "rescaled, never recomputed"
+        )
+        player.play(self, rest, speed=PROGRAM0_SPEED)
+        self.caption(
+            f"After T_c = {meta.t_c} blocks, acc holds O_i·l_i — no "
+            f"N×N matrix ever went to HBM"
+        )
+        self.wait(HOLD)
+
+        # Write O_i and LSE_i --------------------------------------------------------
+        self.next_section("write O")
+        player.play(self, prog0[first_norm:], speed=DETAIL_SPEED)
+        self.caption(
+            "O_i = acc / l_i goes to HBM once; LSE_i = m_i + log l_i "
+            "is kept for the backward"
+        )
+        self.wait(HOLD)
+
+        # The other programs -----------------------------------------------------------
+        if later:
+            self.next_section("other programs")
+            self.caption(
+                f"Programs i = 1 … {meta.t_r - 1} do the same "
+                f"(on a GPU: all at once, one per SM)"
+            )
+            player.play(self, later, speed=LATER_SPEED)
+            self.caption(f"All {meta.t_r} Q blocks done: O and LSE are in HBM")
+            self.wait(HOLD)
+
+        # Check against naive attention ---------------------------------------------
+        self.next_section("check")
+        self.check()
+        self.wait(HOLD * 2)
+
+    def check(self) -> None:
+        """Compare the kernel's O with naive attention and show the max error."""
+        from flashanim.kernels.reference import attention_ref
+
+        lay, th, t, meta = self.layout, self.theme, self.trace.tensors, self.trace.meta
+        q, k, v = (torch.from_numpy(np.asarray(t[n], dtype=np.float32)) for n in "QKV")
+        ref = attention_ref(q, k, v, causal=meta.causal,
+                            softmax_scale=meta.softmax_scale).numpy()  # fmt: skip
+        out = np.asarray(t["O"], dtype=np.float64)
+        err = float(np.abs(out - ref).max())
+        tiles = list(self.player.tiles.values())
+        ref_grid = TileGrid(
+            "O", ref[0, 0], block_rows=meta.block_m, label="O_ref (naive)",
+            cell_width=lay.grids["O"].cell_width,
+            cell_height=lay.grids["O"].cell_height,
+            value_range=lay.grids["O"].value_range, theme=th,
+        )  # fmt: skip
+        kern_grid = lay.grids["O"].copy()
+        ref_grid.scale(kern_grid.frame.height / ref_grid.frame.height)
+        kern_grid.label.become(
+            Text(
+                "O (kernel)", font=th.font, font_size=th.label_size, color=th.foreground
+            ).move_to(kern_grid.label)
+        )
+        pair = VGroup(kern_grid, ref_grid).arrange(RIGHT, buff=0.5, aligned_edge=UP)
+        pair.align_to(lay.sram.box, LEFT).shift(0.4 * RIGHT)
+        pair.align_to([0, lay.sram.content_top() - 0.1, 0], UP)
+        lines = VGroup(
+            Text(
+                "naive: O_ref = softmax(Q Kᵀ · scale) V",
+                font=th.font,
+                font_size=th.body_size,
+                color=th.foreground,
+            ),
+            Text(
+                "(float64, N×N matrix)",
+                font=th.font,
+                font_size=th.body_size,
+                color=th.muted,
+            ),
+            Text(
+                f"max |O − O_ref| = {err:.1e}",
+                font=th.mono_font,
+                font_size=th.label_size,
+                color=th.highlight,
+            ),
+        ).arrange(DOWN, aligned_edge=LEFT, buff=0.18)
+        lines.next_to(pair, RIGHT, buff=0.5)
+        room = lay.sram.box.get_right()[0] - 0.25 - lines.get_left()[0]
+        if lines.width > room:
+            lines.scale_to_fit_width(room).next_to(pair, RIGHT, buff=0.5)
+        self.play(*(FadeOut(x) for x in tiles), FadeOut(lay.placeholders))
+        self.play(TransformFromCopy(lay.grids["O"], kern_grid), FadeIn(ref_grid))
+        self.play(FadeIn(lines, shift=0.2 * UP))
+        self.caption(
+            f"The kernel's O matches naive attention: max error {err:.1e} "
+            f"({meta.dtype})"
+        )
+
+
+def _kv_block(e, events) -> int:
+    """The K/V block an event of the inner loop belongs to (loads open a block)."""
+    j = -1
+    for x in events:
+        if x.op == "load" and x.tensor == "K":
+            j = x.row
+        if x is e:
+            return j
+    return j

@@ -1,0 +1,104 @@
+"""Shared helpers for scene tests: a small render, section-end frames, control frames.
+
+``render_probe(module, cls, env)`` renders a scene at a tiny size with the given
+``FLASHANIM_*`` environment, and returns the scene object (so tests can read what it
+played, e.g. ``scene.player.played_events``), the last frame of every section (by
+section name) and the movies written. ``compare_control(prefix, frames)`` checks each
+frame against ``tests/control_frames/<prefix>_<section>.npz`` (mean absolute
+difference at most :data:`TOLERANCE` per channel); ``FLASHANIM_UPDATE_CONTROL=1``
+rewrites them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTROL = Path(__file__).parent / "control_frames"
+UPDATE = os.environ.get("FLASHANIM_UPDATE_CONTROL") == "1"
+#: Mean absolute difference (0..255 per channel) a frame may drift from its control.
+TOLERANCE = 2.0
+
+__all__ = ["ROOT", "CONTROL", "TOLERANCE", "scene_class", "render_probe",
+           "compare_control"]  # fmt: skip
+
+
+def scene_class(module: str, cls: str):
+    """Import ``scenes/<module>.py`` and return its class ``cls``."""
+    sys.path.insert(0, str(ROOT / "scenes"))
+    try:
+        mod = importlib.import_module(module)
+    finally:
+        sys.path.pop(0)
+    return getattr(mod, cls)
+
+
+def render_probe(module: str, cls: str, env: dict[str, str], media: Path,
+                 size: tuple[int, int] = (192, 108), fps: int = 5):  # fmt: skip
+    """Render ``scenes/<module>.py:<cls>`` small; return ``(scene, frames, movies)``.
+
+    ``frames`` maps each section's name to its last frame (RGB, uint8).
+    """
+    from manim import tempconfig
+
+    mp = pytest.MonkeyPatch()
+    for var in [v for v in os.environ if v.startswith("FLASHANIM_")]:
+        mp.delenv(var)
+    for k, v in env.items():
+        mp.setenv(k, v)
+    base = scene_class(module, cls)
+    frames: dict[str, np.ndarray] = {}
+
+    class Probe(base):
+        def next_section(self, name: str = "unnamed", *args, **kwargs) -> None:
+            if getattr(self, "_probe_section", None) is not None:
+                frames[self._probe_section] = self.renderer.get_frame()[..., :3].copy()
+            self._probe_section = name
+            super().next_section(name, *args, **kwargs)
+
+    opts = {
+        "pixel_width": size[0],
+        "pixel_height": size[1],
+        "frame_rate": fps,
+        "media_dir": str(media),
+        "disable_caching": True,
+        "progress_bar": "none",
+        "verbosity": "WARNING",
+        "output_file": f"{cls}Probe",
+    }
+    try:
+        with tempconfig(opts):
+            scene = Probe()
+            scene.render()
+            frames[scene._probe_section] = scene.renderer.get_frame()[..., :3].copy()
+    finally:
+        mp.undo()
+    return scene, frames, sorted(Path(media).rglob("*.mp4"))
+
+
+def compare_control(prefix: str, frames: dict[str, np.ndarray]) -> None:
+    """Each frame against its stored control frame (or rewrite them on request)."""
+    CONTROL.mkdir(exist_ok=True)
+    missing = []
+    for name, frame in frames.items():
+        slug = name.replace(" ", "_").replace("/", "").replace("-", "_")
+        path = CONTROL / f"{prefix}_{slug}.npz"
+        if UPDATE:
+            np.savez_compressed(path, frame=frame)
+            continue
+        if not path.exists():
+            missing.append(path.name)
+            continue
+        control = np.load(path)["frame"]
+        assert control.shape == frame.shape, f"{path.name}: shape changed"
+        diff = np.abs(control.astype(np.int16) - frame.astype(np.int16)).mean()
+        assert diff <= TOLERANCE, f"{path.name}: frame differs by {diff:.2f} > {TOLERANCE}"
+    if missing:
+        pytest.fail(f"no control frames {missing}; render them with "
+                    f"FLASHANIM_UPDATE_CONTROL=1 and look at them first")  # fmt: skip
