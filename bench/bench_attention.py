@@ -35,13 +35,12 @@ import sys
 import time
 from pathlib import Path
 
+import flashanim.kernels.fa2 as fa2
 import torch
 import triton
+from flashanim.kernels.attention import flash_attention
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention as sdpa
-
-import flashanim.kernels.fa2 as fa2
-from flashanim.kernels.attention import flash_attention
 
 PEERS = {
     "flash": SDPBackend.FLASH_ATTENTION,
@@ -96,8 +95,6 @@ def ceilings() -> dict:
     y = torch.empty_like(x)
     ms = bench_ms(lambda: y.copy_(x))
     bw = 2 * x.numel() * 4 / ms / 1e9  # bytes read + written per second, in TB/s
-    del a, b, x, y
-    torch.cuda.empty_cache()
     return {"matmul_bf16_tflops": mm, "copy_tbps": bw}
 
 
@@ -120,9 +117,11 @@ def run_point(dtype_name: str, d: int, causal: bool, n: int, tokens: int,
                 if backend is None:
                     fwd = lambda: flash_attention(qq, kk, vv, causal=causal)  # noqa: B023
                 else:
+
                     def fwd(backend=backend, qq=qq, kk=kk, vv=vv):
                         with sdpa_kernel(backend):
                             return sdpa(qq, kk, vv, is_causal=causal)
+
                 if mode == "fwd":
                     with torch.no_grad():
                         ms = bench_ms(fwd)
@@ -248,7 +247,7 @@ def plot(results: dict, path: Path) -> bool:
                              squeeze=False)  # fmt: skip
     colors = {"ours": "#d62728", "flash": "#1f77b4", "cudnn": "#2ca02c",
               "math": "#7f7f7f"}  # fmt: skip
-    for (dt, d, causal, mode) in combos:
+    for dt, d, causal, mode in combos:
         r_i = dtypes.index(dt) * 2 + (0 if mode == "fwd" else 1)
         c_i = (0 if d == 64 else 2) + (1 if causal else 0)
         ax = axes[r_i][c_i]
@@ -343,10 +342,16 @@ def main(argv=None) -> int:
                         rows = run_point(dtype_name, d, causal, n, 16384, 2048,
                                          with_math=n <= 4096)  # fmt: skip
                         results["grid"].extend(rows)
-                        print(f"{dtype_name} d={d} causal={causal} N={n}: " + ", ".join(
-                            f"{r['impl']}/{r['mode']}="
-                            f"{r['tflops']:.0f}" if r["tflops"] else
-                            f"{r['impl']}/{r['mode']}=ERR" for r in rows), flush=True)
+                        print(
+                            f"{dtype_name} d={d} causal={causal} N={n}: "
+                            + ", ".join(
+                                f"{r['impl']}/{r['mode']}={r['tflops']:.0f}"
+                                if r["tflops"]
+                                else f"{r['impl']}/{r['mode']}=ERR"
+                                for r in rows
+                            ),
+                            flush=True,
+                        )
     if "memory" in parts:
         results["memory"] = memory_curve()
         print("memory:", json.dumps(results["memory"]), flush=True)

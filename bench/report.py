@@ -1,6 +1,6 @@
 """Print the README's benchmark table (Markdown) from a benchmark JSON.
 
-    python bench/report.py media/bench/bench_NVIDIA_H200.json
+python bench/report.py media/bench/bench_NVIDIA_H200.json
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ space with ``triton.testing.do_bench`` (median) and writes all timings to
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -20,10 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+import flashanim.kernels.fa2 as fa2
 import torch
 import triton
-
-import flashanim.kernels.fa2 as fa2
 
 FWD_SPACE = {
     "blocks": [(128, 64), (128, 128), (64, 64), (64, 128)],
@@ -73,17 +73,30 @@ def main(argv=None) -> int:
                     break
                 try:
                     if mode == "fwd":
-                        fn = lambda: fa2.attention_forward(  # noqa: E731
-                            q, k, v, causal, None, bm, bn, num_warps=w, num_stages=s)
+                        fn = functools.partial(
+                            fa2.attention_forward, q, k, v, causal, None, bm, bn,
+                            num_warps=w, num_stages=s,
+                        )  # fmt: skip
                     else:
-                        fn = lambda: fa2.attention_backward(  # noqa: E731
-                            q, k, v, o, lse, do, causal, None, bm, bn, num_warps=w,
-                            num_stages=s)  # fmt: skip
+                        fn = functools.partial(
+                            fa2.attention_backward, q, k, v, o, lse, do, causal, None,
+                            bm, bn, num_warps=w, num_stages=s,
+                        )  # fmt: skip
                     ms = triton.testing.do_bench(fn, warmup=10, rep=40,
                                                  return_mode="median")  # fmt: skip
                 except Exception as exc:  # out of resources, etc.
-                    rows.append(dict(d=d, causal=causal, n=n, bm=bm, bn=bn, warps=w,
-                                     stages=s, error=str(exc).splitlines()[0][:120]))
+                    rows.append(
+                        dict(
+                            d=d,
+                            causal=causal,
+                            n=n,
+                            bm=bm,
+                            bn=bn,
+                            warps=w,
+                            stages=s,
+                            error=str(exc).splitlines()[0][:120],
+                        )
+                    )
                     continue
                 tf = flops(b, h, n, d, causal, mode) / ms / 1e9
                 rows.append(dict(d=d, causal=causal, n=n, bm=bm, bn=bn, warps=w,
@@ -91,7 +104,6 @@ def main(argv=None) -> int:
                 if best is None or tf > best[0]:
                     best = (tf, bm, bn, w, s)
             print(f"{mode} d={d} causal={causal} N={n}: best {best}", flush=True)
-            del q, k, v, do, o, lse
             torch.cuda.empty_cache()
         (out / f"tune_{mode}.json").write_text(json.dumps(rows, indent=0))
         # the configuration that is best on average (geomean over shapes)

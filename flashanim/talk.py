@@ -132,7 +132,9 @@ def render_scenes(
         for fut in as_completed(futures):
             r = fut.result()
             results[r.scene.name] = r
-            status = f"-> {r.video.relative_to(root)}" if r.ok else f"FAILED (see {r.log})"
+            status = (
+                f"-> {r.video.relative_to(root)}" if r.ok else f"FAILED (see {r.log})"
+            )
             print(f"[{len(results)}/{total}] {r.scene.name:<20} {r.seconds:6.1f} s "
                   f"{status}", flush=True)  # fmt: skip
     return [results[s.name] for s in scenes]
@@ -216,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)  # fmt: skip
         return 1
     if not args.no_join and not args.only and len(results) > 1:
-        out = Path("media") / "talk" / f"flashanim_talk_{QUALITIES[args.quality][1]}.mp4"
+        out = (
+            Path("media") / "talk" / f"flashanim_talk_{QUALITIES[args.quality][1]}.mp4"
+        )
         join_videos([r.video for r in results if r.video], out)
         print(f"whole talk -> {out}")
     return 0

@@ -20,8 +20,8 @@ What is accepted
 from __future__ import annotations
 
 import math
-import os
 import numbers
+import os
 from typing import NamedTuple
 
 import torch
@@ -65,7 +65,11 @@ BLOCK_RANGE: tuple[int, int] = (1, 128) if INTERPRET else (16, 256)
 #: 0 in the interpreter; on the GPU 1 (program headers: SM, start and end time) or,
 #: with ``FLASHANIM_EVENT_CLOCK=1`` in the environment, 2 (every event stamped too).
 GPU_CLOCK: int = (
-    0 if BACKEND != "cuda" else 2 if os.environ.get("FLASHANIM_EVENT_CLOCK") == "1" else 1
+    0
+    if BACKEND != "cuda"
+    else 2
+    if os.environ.get("FLASHANIM_EVENT_CLOCK") == "1"
+    else 1
 )
 
 _ELEM_BYTES = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}

@@ -138,7 +138,9 @@ class TraceBuffers:
         events = torch.full(
             (n_programs, max_events, REC_WIDTH), -1, dtype=torch.int64, device=device
         )
-        header = torch.full((n_programs, HDR_WIDTH), -1, dtype=torch.int64, device=device)
+        header = torch.full(
+            (n_programs, HDR_WIDTH), -1, dtype=torch.int64, device=device
+        )
         values = torch.full(
             (n_programs, max(max_values, 1)), float("nan"), dtype=torch.float32,
             device=device,

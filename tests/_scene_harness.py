@@ -98,7 +98,9 @@ def compare_control(prefix: str, frames: dict[str, np.ndarray]) -> None:
         control = np.load(path)["frame"]
         assert control.shape == frame.shape, f"{path.name}: shape changed"
         diff = np.abs(control.astype(np.int16) - frame.astype(np.int16)).mean()
-        assert diff <= TOLERANCE, f"{path.name}: frame differs by {diff:.2f} > {TOLERANCE}"
+        assert diff <= TOLERANCE, (
+            f"{path.name}: frame differs by {diff:.2f} > {TOLERANCE}"
+        )
     if missing:
         pytest.fail(f"no control frames {missing}; render them with "
                     f"FLASHANIM_UPDATE_CONTROL=1 and look at them first")  # fmt: skip

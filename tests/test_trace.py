@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch as _torch
 
 from flashanim.trace import (
     KERNELS,
@@ -44,8 +45,6 @@ from flashanim.trace import (
 from flashanim.trace.decode import tile_index
 from flashanim.trace.io import dumps_trace, loads_trace, trace_to_dict
 from flashanim.trace.traffic import col_visible, row_visible, visible
-
-import torch as _torch
 
 # These tests record animation-size traces (2x2 .. 8x8 blocks) through Triton's CPU
 # interpreter, as CI does; the compiled GPU trace path is tested in test_fa2.py.
