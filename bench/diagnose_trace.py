@@ -10,10 +10,9 @@ import functools
 import json
 import sys
 
+import flashanim.kernels.fa2 as fa2
 import torch
 import triton
-
-import flashanim.kernels.fa2 as fa2
 
 
 def ms(fn) -> float:
@@ -73,7 +72,7 @@ def main() -> int:
             t = ms(functools.partial(fa2.attention_forward, q, k, v, False, None, bm, bn,
                                      num_warps=w, num_stages=s))  # fmt: skip
             res.append(((bm, bn, w, s), round(flop / t / 1e9)))
-        print("d=128 N=%d bf16 fwd TFLOP/s by config:" % n, res, flush=True)
+        print(f"d=128 N={n} bf16 fwd TFLOP/s by config:", res, flush=True)
     return 0
 
 
