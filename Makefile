@@ -7,11 +7,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.flashanim-installed
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all setup test test-gpu video preview talk bench bench-render gpu-trace lint clean help
+.PHONY: all setup test test-gpu video preview slides talk bench bench-render gpu-trace lint clean help
 
 help:
 	@echo "make video        render every scene at 1080p60 into media/ (sets up first)"
 	@echo "make preview      render every scene at low quality, fast"
+	@echo "make slides       the talk as one HTML slide deck in media/slides (low quality)"
 	@echo "make test         run the test suite (sets up first)"
 	@echo "make bench        kernel benchmark (needs a CUDA GPU)"
 	@echo "make gpu-trace    record the GPU schedule traces (needs a CUDA GPU)"
@@ -35,6 +36,9 @@ video: $(STAMP)
 
 preview: $(STAMP)
 	$(PY) -m flashanim.talk --quality low --jobs $(JOBS)
+
+slides: $(STAMP)
+	$(PY) -m flashanim.cli slides --all --quality $(or $(QUALITY),low) -o media/slides
 
 bench:
 	python3 bench/bench_attention.py --out media/bench

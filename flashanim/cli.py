@@ -25,6 +25,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from flashanim.trace.model import KERNELS
@@ -254,6 +255,197 @@ def _run_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------- flashanim render / slides
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    m = text.lower().replace(",", "x").split("x")
+    try:
+        w, h = (int(v) for v in m)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT, e.g. 320x180, got {text!r}"
+        ) from None
+    if w < 16 or h < 16 or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(
+            f"{text}: width and height must be even and at least 16"
+        )
+    return w, h
+
+
+def _add_render_arguments(p: argparse.ArgumentParser, slides: bool) -> None:
+    from flashanim.render import ASPECTS, FORMATS
+    from flashanim.talk import QUALITIES
+
+    p.add_argument(
+        "scenes", nargs="*", metavar="SCENE", help="scene names (flashanim list)"
+    )
+    p.add_argument("--all", action="store_true", help="every scene, in talk order")
+    for flag, meta, what in (
+        ("--seq-len", "N", "sequence length N"),
+        ("--head-dim", "d", "head dimension d"),
+        ("--block-m", "B", "BLOCK_M"),
+        ("--block-n", "B", "BLOCK_N"),
+    ):
+        p.add_argument(
+            flag,
+            type=_positive_int,
+            default=None,
+            metavar=meta,
+            help=f"{what} (default: the scene's)",
+        )
+    p.add_argument("--causal", action="store_true", default=None, help="causal mask")
+    p.add_argument("--seed", type=_seed, default=None, help="seed of Q, K, V")
+    p.add_argument("--theme", choices=("dark", "light"), default=None)
+    p.add_argument(
+        "--trace",
+        metavar="FILE",
+        default=None,
+        help="play a saved trace (its shapes; not with --seq-len etc.)",
+    )
+    p.add_argument(
+        "--quality",
+        choices=list(QUALITIES),
+        default="low",
+        help="low 480p15 (default), medium 720p30, high 1080p60, 4k",
+    )
+    if not slides:
+        p.add_argument(
+            "--format",
+            dest="fmt",
+            choices=FORMATS,
+            default="mp4",
+            help="mp4 (default), gif, webm, mov, png (frame sequence)",
+        )
+        p.add_argument(
+            "--transparent",
+            action="store_true",
+            help="alpha channel (webm, mov or png)",
+        )
+    p.add_argument("--aspect", choices=list(ASPECTS), default="16:9")
+    p.add_argument(
+        "--resolution",
+        type=_resolution,
+        default=None,
+        metavar="WxH",
+        help="exact pixel size (overrides --quality's and --aspect's)",
+    )
+    p.add_argument("--fps", type=float, default=None, help="frames per second")
+    p.add_argument(
+        "--no-sections", action="store_true", help="no per-section clips and posters"
+    )
+    p.add_argument("--no-captions", action="store_true", help="no SRT/WebVTT files")
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        help="scenes rendered at once (default 1)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        default="media/slides" if slides else "media/flashanim",
+        help="output folder",
+    )
+
+
+def _request(args: argparse.Namespace, slides: bool):
+    from flashanim.render import RenderRequest, find_scenes
+
+    scenes = find_scenes(args.scenes, args.all)
+    return RenderRequest(
+        scenes=scenes,
+        out=Path(args.output),
+        quality=args.quality,
+        fmt=getattr(args, "fmt", "mp4"),
+        transparent=getattr(args, "transparent", False),
+        aspect=args.aspect,
+        seq_len=args.seq_len,
+        head_dim=args.head_dim,
+        block_m=args.block_m,
+        block_n=args.block_n,
+        causal=args.causal,
+        theme=args.theme,
+        seed=args.seed,
+        trace=args.trace,
+        resolution=args.resolution,
+        fps=args.fps,
+        sections=not args.no_sections or slides,
+        captions=not args.no_captions,
+        posters=not args.no_sections,
+        slides=slides,
+        jobs=args.jobs,
+    )
+
+
+def _configure_render(p: argparse.ArgumentParser) -> None:
+    _add_render_arguments(p, slides=False)
+
+
+def _run_render(args: argparse.Namespace) -> int:
+    from flashanim.render import check_request, render
+
+    req = _request(args, slides=False)
+    check_request(req)
+    return _render_or_fail(lambda: render(req))
+
+
+def _render_or_fail(job) -> int:
+    try:
+        job()
+    except KeyboardInterrupt:
+        print(
+            "flashanim: interrupted; files already in the output folder are unchanged",
+            file=sys.stderr,
+        )
+        return 130
+    except RuntimeError as exc:
+        print(f"flashanim: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _configure_slides(p: argparse.ArgumentParser) -> None:
+    _add_render_arguments(p, slides=True)
+
+
+def _run_slides(args: argparse.Namespace) -> int:
+    from flashanim.render import check_request, render
+    from flashanim.slides import DECK_NAME, build_deck, require_manim_slides
+
+    req = _request(args, slides=True)
+    check_request(req)
+    try:
+        require_manim_slides()
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from None
+
+    def deck(staging, outputs):
+        done = build_deck(staging, outputs, req.out)
+        print(f"slides: {req.out / DECK_NAME} (open it in a browser)")
+        return done
+
+    return _render_or_fail(lambda: render(req, after=deck))
+
+
+# --------------------------------------------------------------- flashanim list
+
+
+def _configure_list(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    from flashanim.talk import TALK
+
+    width = max(len(s.name) for s in TALK)
+    for s in TALK:
+        print(f"{s.name:<{width}}  {s.title}  ({s.path}:{s.cls})")
+    return 0
+
+
 # ---------------------------------------------------------------------- the table
 
 
@@ -280,6 +472,21 @@ COMMANDS: list[Command] = [
         "check a kernel against a float64 reference (flash-attn rule)",
         _configure_check,
         _run_check,
+    ),
+    Command(
+        "render",
+        "render scenes with parameters: video, sections, posters, captions",
+        _configure_render,
+        _run_render,
+    ),
+    Command(
+        "slides",
+        "render scenes as slides (one per section) and build an HTML deck",
+        _configure_slides,
+        _run_slides,
+    ),
+    Command(
+        "list", "list the scenes of the talk, in order", _configure_list, _run_list
     ),
 ]
 

@@ -38,6 +38,6 @@ FIND_LINKS=()
 [ -d /opt/wheels ] && FIND_LINKS=(--find-links /opt/wheels)
 say "installing PyTorch (CPU build)"
 "${PIP[@]}" "${FIND_LINKS[@]}" "torch==2.13.0"
-say "installing flashanim and its dependencies (Manim, Triton, pytest)"
-"${PIP[@]}" "${FIND_LINKS[@]}" -e ".[dev]"
+say "installing flashanim and its dependencies (Manim, manim-slides, Triton, pytest)"
+"${PIP[@]}" "${FIND_LINKS[@]}" -e ".[dev,slides]"
 say "done: $VENV"

@@ -1,0 +1,546 @@
+"""``flashanim render`` and ``flashanim slides``: parameters in, finished files out.
+
+One :class:`RenderRequest` says which scenes to render and how; :func:`check_request`
+refuses bad combinations before anything renders; :func:`manim_args` maps the request
+to ``manim render`` flags (the same result as ``manim render`` with those flags);
+:func:`render` runs one ``python -m manim render`` per scene on a generated two-line
+module (:mod:`flashanim._scene_hooks`: the scene plus a recording hook, and
+:class:`manim_slides.Slide` for slides), with the scene parameters as ``FLASHANIM_*``
+environment variables.
+
+What lands in ``-o DIR`` for a scene ``tiling`` (class ``TilingScene``)::
+
+    DIR/tiling/TilingScene.mp4            the scene (or .gif/.webm/.mov)
+    DIR/tiling/TilingScene.png            poster: the last frame
+    DIR/tiling/TilingScene.srt, .vtt      captions from the trace events played
+    DIR/tiling/sections/01_setup.mp4      one clip per section (Manim --save_sections)
+    DIR/tiling/sections/01_setup.png      its last frame
+    DIR/flashanim_slides.html             (flashanim slides) the deck, one file
+
+Everything renders into a staging folder inside ``DIR`` (caching off) and finished
+files are moved into place with :func:`os.replace`, scene by scene: a render that
+fails or is interrupted leaves the previous files as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flashanim.config import ENV_VARS, ConfigError, SceneConfig
+from flashanim.talk import QUALITIES, TALK, TalkScene
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+__all__ = [
+    "RenderRequest",
+    "RenderError",
+    "SceneOutput",
+    "FORMATS",
+    "ALPHA_FORMATS",
+    "ASPECTS",
+    "GIF_FPS",
+    "GIF_BUDGET_BYTES",
+    "GIF_QUALITIES",
+    "find_scenes",
+    "check_request",
+    "scene_env",
+    "manim_args",
+    "render",
+    "last_frame",
+]
+
+#: Output formats (Manim's ``--format``); ``png`` is a numbered frame sequence.
+FORMATS: tuple[str, ...] = ("mp4", "gif", "webm", "mov", "png")
+#: Formats that keep an alpha channel (``--transparent``).
+ALPHA_FORMATS: tuple[str, ...] = ("webm", "mov", "png")
+#: Pixel sizes per quality for each aspect ratio (``None``: Manim's own, 16:9).
+#: At 4:3 Manim keeps the frame width and adds room above and below.
+ASPECTS: dict[str, dict[str, tuple[int, int]] | None] = {
+    "16:9": None,
+    "4:3": {
+        "low": (640, 480),
+        "medium": (960, 720),
+        "high": (1440, 1080),
+        "4k": (2880, 2160),
+    },
+}
+#: GIFs: frames per second, the qualities allowed, and the size budget (a whole
+#: scene at 480p, for a README or a post). Manim writes the GIF itself (PyAV,
+#: palettegen/paletteuse); a GIF over budget is kept, with a warning.
+GIF_FPS = 10
+GIF_QUALITIES: tuple[str, ...] = ("low", "medium")
+GIF_BUDGET_BYTES = 8 * 1024 * 1024
+
+_SHAPE_FLAGS = {
+    "seq_len": "--seq-len",
+    "head_dim": "--head-dim",
+    "block_m": "--block-m",
+    "block_n": "--block-n",
+    "causal": "--causal",
+}
+
+
+class RenderError(ValueError):
+    """A request that cannot be rendered (exit code 2, one line)."""
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """What to render and how. ``None`` scene parameters keep the scene defaults."""
+
+    scenes: tuple[TalkScene, ...]
+    out: Path = Path("media/flashanim")
+    quality: str = "low"
+    fmt: str = "mp4"
+    transparent: bool = False
+    aspect: str = "16:9"
+    seq_len: int | None = None
+    head_dim: int | None = None
+    block_m: int | None = None
+    block_n: int | None = None
+    causal: bool | None = None
+    theme: str | None = None
+    seed: int | None = None
+    trace: str | None = None
+    resolution: tuple[int, int] | None = None  # overrides quality/aspect sizes
+    fps: float | None = None
+    sections: bool = True
+    captions: bool = True
+    posters: bool = True
+    slides: bool = False
+    jobs: int = 1
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SceneOutput:
+    """One rendered scene: the files it wrote (final paths) and its log."""
+
+    scene: TalkScene
+    files: tuple[Path, ...]
+    log: Path
+    seconds: float
+    slides_json: Path | None = None
+
+
+def find_scenes(names: Sequence[str], all_: bool = False) -> tuple[TalkScene, ...]:
+    """Scenes of :data:`~flashanim.talk.TALK` by name (``all_``: the whole talk, in
+    order); unknown names raise :class:`RenderError` listing the known ones."""
+    known = [s.name for s in TALK]
+    if all_ and names:
+        raise RenderError("give scene names or --all, not both")
+    if all_:
+        return TALK
+    if not names:
+        raise RenderError(
+            f"name at least one scene or --all; scenes: {', '.join(known)}"
+        )
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise RenderError(
+            f"unknown scene(s): {', '.join(unknown)}; known: {', '.join(known)}"
+        )
+    by = {s.name: s for s in TALK}
+    return tuple(by[n] for n in dict.fromkeys(names))
+
+
+def scene_env(req: RenderRequest) -> dict[str, str]:
+    """The ``FLASHANIM_*`` variables for the scenes: every one set explicitly (scene
+    defaults where the request says nothing), so the environment of the caller
+    cannot change the result."""
+    base = SceneConfig()
+    env = {
+        "FLASHANIM_THEME": req.theme or base.theme,
+        "FLASHANIM_SEED": str(base.seed if req.seed is None else req.seed),
+    }
+    if req.trace is not None:
+        env["FLASHANIM_TRACE"] = str(Path(req.trace).resolve())
+        return env
+    for name in ("seq_len", "head_dim", "block_m", "block_n"):
+        value = getattr(req, name)
+        env[f"FLASHANIM_{name.upper()}"] = str(
+            getattr(base, name) if value is None else value
+        )
+    env["FLASHANIM_CAUSAL"] = "1" if req.causal else "0"
+    return env
+
+
+def check_request(req: RenderRequest) -> SceneConfig:
+    """Refuse bad combinations (:class:`RenderError`, one line) before rendering;
+    return the validated scene configuration."""
+    if req.quality not in QUALITIES:
+        raise RenderError(
+            f"unknown quality {req.quality!r}; choose {', '.join(QUALITIES)}"
+        )
+    if req.fmt not in FORMATS:
+        raise RenderError(f"unknown format {req.fmt!r}; choose {', '.join(FORMATS)}")
+    if req.aspect not in ASPECTS:
+        raise RenderError(f"unknown aspect {req.aspect!r}; choose {', '.join(ASPECTS)}")
+    if req.trace is not None:
+        given = [
+            flag
+            for name, flag in _SHAPE_FLAGS.items()
+            if getattr(req, name) not in (None, False)
+        ]
+        if given:
+            raise RenderError(
+                f"--trace sets the shapes and the mask; drop {', '.join(given)} "
+                f"(or drop --trace to record a new trace)"
+            )
+    if req.transparent and req.fmt not in ALPHA_FORMATS:
+        raise RenderError(
+            f"--transparent needs an alpha channel, which {req.fmt} has not; "
+            f"use --format {' or '.join(ALPHA_FORMATS)}"
+        )
+    if req.fmt == "gif" and req.quality not in GIF_QUALITIES:
+        raise RenderError(
+            f"a GIF at {req.quality} quality would be far over the "
+            f"{GIF_BUDGET_BYTES >> 20} MB budget; use --quality "
+            f"{' or '.join(GIF_QUALITIES)}, or mp4/webm for {req.quality}"
+        )
+    if req.slides and req.fmt != "mp4":
+        raise RenderError("slides are built from mp4 clips; drop --format")
+    if req.jobs < 1:
+        raise RenderError(f"--jobs must be at least 1, got {req.jobs}")
+    try:
+        return SceneConfig.from_env(scene_env(req))
+    except ConfigError as exc:
+        raise RenderError(_cli_words(str(exc))) from None
+
+
+def _cli_words(message: str) -> str:
+    """Name the command-line flags instead of the environment variables."""
+    for var, name in ENV_VARS.items():
+        flag = "--" + name.replace("_", "-")
+        message = message.replace(f"{var}=", f"{flag} ").replace(var, flag)
+    return message
+
+
+def pixel_size(req: RenderRequest) -> tuple[int, int] | None:
+    """Explicit pixel size for the request, or ``None`` for Manim's quality default."""
+    if req.resolution is not None:
+        return req.resolution
+    sizes = ASPECTS[req.aspect]
+    return None if sizes is None else sizes[req.quality]
+
+
+def manim_args(req: RenderRequest, media_dir: Path | None = None) -> list[str]:
+    """The ``manim render`` flags for ``req`` (without the file and scene name)."""
+    args = [
+        QUALITIES[req.quality][0],
+        "--format",
+        req.fmt,
+        "--disable_caching",
+        "--progress_bar",
+        "none",
+    ]
+    size = pixel_size(req)
+    if size is not None:
+        args += ["-r", f"{size[0]},{size[1]}"]
+    fps = req.fps if req.fps is not None else (GIF_FPS if req.fmt == "gif" else None)
+    if fps is not None:
+        args += ["--fps", f"{fps:g}"]
+    if req.transparent:
+        args.append("-t")
+    if req.sections and req.fmt != "png":
+        args.append("--save_sections")
+    if media_dir is not None:
+        args += ["--media_dir", str(media_dir)]
+    return args
+
+
+# ------------------------------------------------------------------------ rendering
+
+_WRAPPER = """\
+from flashanim._scene_hooks import wrap_scene
+{cls} = wrap_scene({path!r}, {cls!r}, __name__, slides={slides!r})
+"""
+_ANIMATION = re.compile(r"Animation (\d+)")
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "section"
+
+
+def last_frame(video: Path, png: Path) -> Path:
+    """Save the last frame of ``video`` as ``png`` (decoded with PyAV)."""
+    import av
+
+    frame = None
+    with av.open(str(video)) as container:
+        for frame in container.decode(video=0):  # noqa: B007
+            pass
+    if frame is None:
+        raise RuntimeError(f"{video} has no frames")
+    frame.to_image().save(png)
+    return png
+
+
+class _Run:
+    """Child processes of one :func:`render` call, to stop them on interrupt."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+        self.lock = threading.Lock()
+        self.stopped = False
+
+    def kill_all(self) -> None:
+        with self.lock:
+            self.stopped = True
+            for p in self.procs:
+                if p.poll() is None:
+                    try:
+                        os.killpg(p.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+
+
+def _render_scene(
+    scene: TalkScene,
+    req: RenderRequest,
+    root: Path,
+    staging: Path,
+    env: dict[str, str],
+    run: _Run,
+    say: Callable[[str], None],
+    logs: Path,
+) -> tuple[dict[Path, Path], Path, float, Path | None]:
+    """Render one scene into ``staging``; map final relative paths to staged files."""
+    work = staging / scene.name
+    media = work / "media"
+    work.mkdir(parents=True)
+    module = f"flashanim_{scene.name}"
+    wrapper = work / f"{module}.py"
+    wrapper.write_text(
+        _WRAPPER.format(cls=scene.cls, path=str(root / scene.path), slides=req.slides)
+    )
+    record = work / "record.json"
+    slides_dir = staging / "slides"
+    child_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (
+            k.startswith("FLASHANIM_")
+            and k[10:].lower() in {f for f in ENV_VARS.values()}
+        )
+    }
+    child_env.update(env)
+    child_env.update(req.extra_env)
+    child_env["FLASHANIM_RENDER_RECORD"] = str(record)
+    child_env["FLASHANIM_SLIDES_DIR"] = str(slides_dir)
+    cmd = [
+        sys.executable,
+        "-m",
+        "manim",
+        "render",
+        *manim_args(req, media),
+        str(wrapper),
+        scene.cls,
+    ]
+    log = logs / f"{scene.name}.log"
+    t0 = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as fh:
+        with run.lock:
+            if run.stopped:
+                raise KeyboardInterrupt
+            proc = subprocess.Popen(
+                cmd,
+                cwd=root,
+                env=child_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                start_new_session=True,
+            )
+            run.procs.append(proc)
+        assert proc.stdout is not None
+        shown = 0
+        for line in proc.stdout:
+            fh.write(line)
+            m = _ANIMATION.search(line)
+            if m and int(m.group(1)) >= shown + 25:
+                shown = int(m.group(1))
+                say(f"  {scene.name}: animation {shown}")
+        rc = proc.wait()
+    seconds = time.perf_counter() - t0
+    if rc != 0:
+        raise RuntimeError(f"{scene.name}: manim render failed (exit {rc}); log: {log}")
+
+    files: dict[Path, Path] = {}
+    final = work / "final"
+    final.mkdir()
+    rel = Path(scene.name)
+    ext = {"png": "png"}.get(req.fmt, req.fmt)
+    if req.fmt == "png":
+        frames = sorted((media / "images").rglob(f"{scene.cls}*.png"))
+        if not frames:
+            raise RuntimeError(f"{scene.name}: Manim wrote no frames; log: {log}")
+        for k, f in enumerate(frames):
+            files[rel / "frames" / f"{scene.cls}_{k:05d}.png"] = f
+        if req.posters:
+            files[rel / f"{scene.cls}.png"] = frames[-1]
+    else:
+        movies = [
+            p
+            for p in (media / "videos").rglob(f"{scene.cls}*.{ext}")
+            if "sections" not in p.parts
+        ]
+        if len(movies) != 1:
+            raise RuntimeError(
+                f"{scene.name}: expected one {ext} file, found "
+                f"{len(movies)}; log: {log}"
+            )
+        movie = movies[0]
+        # (Manim names GIFs TilingScene_ManimCE_v0.21.0.gif)
+        files[rel / f"{scene.cls}.{ext}"] = movie
+        if req.fmt == "gif" and movie.stat().st_size > GIF_BUDGET_BYTES:
+            say(
+                f"  warning: {scene.name} GIF is "
+                f"{movie.stat().st_size / 2**20:.1f} MB, "
+                f"over the {GIF_BUDGET_BYTES >> 20} MB budget: lower --fps or the "
+                f"quality, or use mp4"
+            )
+        index = sorted(movie.parent.glob(f"sections/{scene.cls}.json"))
+        sections = json.loads(index[0].read_text()) if index else []
+        last_clip = None
+        for k, s in enumerate(sections, 1):
+            clip = movie.parent / "sections" / s["video"]
+            stem = f"{k:02d}_{_slug(s['name'])}"
+            files[rel / "sections" / f"{stem}{clip.suffix}"] = clip
+            if req.posters:
+                png = final / f"{stem}.png"
+                files[rel / "sections" / png.name] = last_frame(clip, png)
+            last_clip = clip
+        if req.posters:
+            png = final / f"{scene.cls}.png"
+            files[rel / png.name] = last_frame(last_clip or movie, png)
+    if req.captions and record.exists():
+        from flashanim.captions import (
+            cues_from_record,
+            load_record,
+            write_srt,
+            write_vtt,
+        )
+
+        rec = load_record(record)
+        cues = cues_from_record(rec)
+        files[rel / f"{scene.cls}.srt"] = write_srt(cues, final / f"{scene.cls}.srt")
+        files[rel / f"{scene.cls}.vtt"] = write_vtt(cues, final / f"{scene.cls}.vtt")
+        files[rel / f"{scene.cls}.record.json"] = record
+    slides_json = slides_dir / f"{scene.cls}.json"
+    return files, log, seconds, slides_json if slides_json.exists() else None
+
+
+def _commit(files: dict[Path, Path], out: Path, scene: TalkScene) -> list[Path]:
+    """Move staged files into ``out`` (each with :func:`os.replace`), then drop the
+    scene's section files that the new render did not write."""
+    done = []
+    for rel, src in files.items():
+        dest = out / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest)
+        done.append(dest)
+    for sub in ("sections", "frames"):
+        folder = out / scene.name / sub
+        if folder.is_dir():
+            keep = {out / r for r in files}
+            for old in folder.iterdir():
+                if old.is_file() and old not in keep:
+                    old.unlink()
+    return done
+
+
+def render(
+    req: RenderRequest,
+    root: Path | None = None,
+    say: Callable[[str], None] | None = None,
+    after: Callable[[Path, list[SceneOutput]], list[Path]] | None = None,
+) -> list[SceneOutput]:
+    """Render every scene of ``req`` (``req.jobs`` at once) and move the finished
+    files into ``req.out``; print progress with ``say``.
+
+    ``after(staging, outputs)`` runs once every scene succeeded, before the
+    staging folder is removed (the slide deck is built there); it returns the
+    extra files it moved into ``req.out``.
+
+    Raises :class:`RenderError` for a bad request (before rendering),
+    :class:`RuntimeError` when a render fails; ``KeyboardInterrupt`` and SIGTERM
+    stop every child. In every case the staging folder is removed and files
+    already in ``req.out`` are as they were, except scenes that finished.
+    """
+    check_request(req)
+    say = say or (lambda s: print(s, flush=True))
+    root = Path(root or Path.cwd()).resolve()
+    for s in req.scenes:
+        if not (root / s.path).is_file():
+            raise RenderError(f"scene file {s.path} not found under {root}")
+    out = Path(req.out)
+    out.mkdir(parents=True, exist_ok=True)
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    env = scene_env(req)
+    staging = Path(tempfile.mkdtemp(prefix=".flashanim-render-", dir=out))
+    run = _Run()
+    outputs: dict[str, SceneOutput] = {}
+    total = len(req.scenes)
+    size = pixel_size(req)
+    what = f"{size[0]}x{size[1]}" if size else QUALITIES[req.quality][1]
+    say(f"rendering {total} scene(s) at {what} as {req.fmt} into {out}")
+
+    def one(scene: TalkScene) -> SceneOutput:
+        say(f"  {scene.name}: rendering {scene.cls}")
+        files, log, secs, sj = _render_scene(
+            scene, req, root, staging, env, run, say, logs
+        )
+        done = _commit(files, out, scene)
+        o = SceneOutput(scene, tuple(done), log, secs, sj)
+        outputs[scene.name] = o
+        say(f"[{len(outputs)}/{total}] {scene.name} done in {secs:.1f} s:")
+        for p in done:
+            if p.suffix != ".json":
+                say(f"    {p}")
+        return o
+
+    prev = None
+    if threading.current_thread() is threading.main_thread():
+        prev = signal.getsignal(signal.SIGTERM)
+
+        def on_term(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_term)
+    try:
+        with ThreadPoolExecutor(max_workers=min(req.jobs, total)) as pool:
+            futures = [pool.submit(one, s) for s in req.scenes]
+            try:
+                for f in futures:
+                    f.result()
+            except BaseException:
+                run.kill_all()
+                for f in futures:
+                    f.cancel()
+                raise
+        result = [outputs[s.name] for s in req.scenes]
+        if after is not None:
+            after(staging, result)
+        return result
+    finally:
+        run.kill_all()
+        shutil.rmtree(staging, ignore_errors=True)
+        if prev is not None:
+            signal.signal(signal.SIGTERM, prev)
