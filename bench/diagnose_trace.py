@@ -35,46 +35,35 @@ def builds() -> dict:
 
 
 def main() -> int:
+    out = sys.argv[1] if len(sys.argv) > 1 else "."
     rows = []
-    for d, causal, n, cfg in [
-        (128, False, 4096, (128, 64, 8, 3)),
-        (128, False, 4096, (128, 64, 8, 2)),
-        (128, False, 4096, (128, 128, 8, 3)),
-        (128, False, 4096, (128, 64, 4, 2)),
-        (128, False, 4096, (64, 64, 4, 3)),
-        (64, False, 4096, (128, 64, 4, 3)),
-        (128, True, 4096, (128, 128, 8, 3)),
-        (128, True, 4096, (128, 64, 8, 3)),
-    ]:
+    # d, causal, n, untraced config (the default), traced configs to try
+    cases = [
+        (128, False, 4096, (128, 64, 8, 3),
+         [(128, 64, 8, 3), (128, 128, 8, 3), (128, 128, 8, 2), (128, 64, 8, 2),
+          (64, 64, 4, 3), (64, 128, 4, 3), (128, 32, 8, 3)]),
+        (64, False, 4096, (128, 64, 4, 3),
+         [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3)]),
+        (128, True, 4096, (128, 128, 8, 3), [(128, 128, 8, 3), (128, 64, 8, 3)]),
+        (64, True, 4096, (128, 64, 4, 3), [(128, 64, 4, 3), (128, 128, 8, 3)]),
+    ]  # fmt: skip
+    for d, causal, n, base, tries in cases:
         b, h = 16384 // n, 2048 // d
         q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=torch.float16)
                    for _ in range(3))  # fmt: skip
-        bm, bn, w, s = cfg
+        bm, bn, w, s = base
         untraced = ms(functools.partial(fa2.attention_forward, q, k, v, causal, None,
                                         bm, bn, num_warps=w, num_stages=s))  # fmt: skip
-        traced = ms(functools.partial(fa2._forward, q, k, v, causal, None, bm, bn,
-                                      True, False, w, s))  # fmt: skip
-        row = dict(d=d, causal=causal, n=n, cfg=cfg, untraced=untraced, traced=traced,
-                   ratio=traced / untraced)  # fmt: skip
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    print(json.dumps(builds(), indent=0))
-    # the cuDNN gap at short sequences: d = 128, N = 512 and 1024
-    for n in (512, 1024):
-        b, h, d = 16384 // n, 16, 128
-        q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=torch.bfloat16)
-                   for _ in range(3))  # fmt: skip
-        flop = 4.0 * b * h * n * n * d
-        res = []
-        for bm, bn, w, s in [(64, 64, 4, 3), (64, 64, 4, 2), (64, 128, 4, 3),
-                             (128, 64, 8, 3), (128, 64, 4, 2), (64, 32, 4, 3),
-                             (128, 128, 8, 2)]:  # fmt: skip
-            t = ms(functools.partial(fa2.attention_forward, q, k, v, False, None, bm, bn,
-                                     num_warps=w, num_stages=s))  # fmt: skip
-            res.append(((bm, bn, w, s), round(flop / t / 1e9)))
-        print(f"d=128 N={n} bf16 fwd TFLOP/s by config:", res, flush=True)
+        for bm, bn, w, s in tries:
+            traced = ms(functools.partial(fa2._forward, q, k, v, causal, None, bm, bn,
+                                          True, False, w, s))  # fmt: skip
+            row = dict(d=d, causal=causal, n=n, untraced_cfg=base,
+                       traced_cfg=(bm, bn, w, s), untraced_ms=untraced,
+                       traced_ms=traced, ratio=traced / untraced)  # fmt: skip
+            rows.append(row)
+            print(f"d={d} causal={causal} untraced {base} {untraced:.3f} ms | traced "
+                  f"{(bm, bn, w, s)} {traced:.3f} ms: {traced / untraced:.2f}x",
+                  flush=True)  # fmt: skip
+    with open(f"{out}/diagnose_trace.json", "w") as fh:
+        json.dump({"rows": rows, "builds": builds()}, fh, indent=1)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -95,4 +95,9 @@ def flash_attention(
     torch.Tensor
         ``O``, ``(B, H, N_q, d)`` in the inputs' dtype.
     """
+    if not torch.is_grad_enabled() or not (
+        q.requires_grad or k.requires_grad or v.requires_grad
+    ):
+        # no gradient wanted: the forward kernel alone, without autograd's bookkeeping
+        return attention_forward(q, k, v, causal, softmax_scale, attn_mask=attn_mask)[0]
     return FlashAttentionFunction.apply(q, k, v, causal, softmax_scale, attn_mask)
