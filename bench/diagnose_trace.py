@@ -67,3 +67,7 @@ def main() -> int:
     with open(f"{out}/diagnose_trace.json", "w") as fh:
         json.dump({"rows": rows, "builds": builds()}, fh, indent=1)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
