@@ -49,6 +49,10 @@ class TalkScene:
 TALK: tuple[TalkScene, ...] = (
     TalkScene("memory_hierarchy", "MemoryHierarchyScene", "The memory hierarchy"),
     TalkScene("tiling", "TilingScene", "Tiling: the FlashAttention-2 forward pass"),
+    TalkScene(
+        "online_softmax", "OnlineSoftmaxScene", "Online softmax, one row, real numbers"
+    ),
+    TalkScene("causal", "CausalScene", "Causal masking: skipped and masked blocks"),
     TalkScene("io_complexity", "IOComplexityScene", "IO complexity, measured"),
 )
 

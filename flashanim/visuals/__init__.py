@@ -17,6 +17,7 @@ Nothing here imports Triton; traces arrive as plain :mod:`flashanim.trace` data.
 
 from __future__ import annotations
 
+from .causal import BlockMap, CausalPlayer, CountLine, visited_blocks, work_summary
 from .code import (
     OP_PATTERNS,
     CodePanel,
@@ -37,6 +38,15 @@ from .memory import (
 )
 from .player import DURATIONS, TracePlayer, value_ranges
 from .progress import ProgressPanel
+from .softmax import (
+    FormulaPanel,
+    Ledger,
+    RowBoard,
+    RowPlayer,
+    implied_weights,
+    pick_row,
+    row_values,
+)
 from .stats import STAT_LABELS, StatColumn
 from .theme import DARK, LIGHT, TENSOR_COLORS, THEMES, Theme, get_theme, tensor_color
 from .tiles import (
@@ -66,4 +76,8 @@ __all__ = [
     # layout and player
     "ForwardLayout", "Legend", "SRAM_SLOTS", "FRAME_WIDTH", "FRAME_HEIGHT",
     "TracePlayer", "DURATIONS", "value_ranges",
+    # online softmax (one row) and causal masking
+    "RowBoard", "RowPlayer", "Ledger", "FormulaPanel", "row_values", "pick_row",
+    "implied_weights", "BlockMap", "CausalPlayer", "CountLine", "visited_blocks",
+    "work_summary",
 ]  # fmt: skip
