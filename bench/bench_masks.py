@@ -21,7 +21,7 @@ heads of d = 64; N in {512, 1k, 2k, 4k} ({512, 2k} with ``--quick``). Times are
 forward + backward) whatever the mask keeps. A backend that refuses a case or runs
 out of memory is recorded as ``null``.
 
-Writes ``bench_masks_<gpu>.json`` under ``--out`` and prints a table.
+Writes ``masks_<gpu>.json`` under ``--out`` (not ``bench_*.json``, which names the attention benchmark the IO-complexity scene reads) and prints a table.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         "dtype": args.dtype,
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"bench_masks_{gpu.replace(' ', '_').replace('/', '_')}.json"
+    path = args.out / f"masks_{gpu.replace(' ', '_').replace('/', '_')}.json"
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(f"\nwrote {path}")
 
