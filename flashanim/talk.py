@@ -53,6 +53,8 @@ TALK: tuple[TalkScene, ...] = (
         "online_softmax", "OnlineSoftmaxScene", "Online softmax, one row, real numbers"
     ),
     TalkScene("causal", "CausalScene", "Causal masking: skipped and masked blocks"),
+    TalkScene("backward", "BackwardScene", "The backward pass: recompute, never store"),
+    TalkScene("gpu_schedule", "GpuScheduleScene", "Programs over SMs over time"),
     TalkScene("io_complexity", "IOComplexityScene", "IO complexity, measured"),
 )
 

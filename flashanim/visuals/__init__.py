@@ -17,6 +17,15 @@ Nothing here imports Triton; traces arrive as plain :mod:`flashanim.trace` data.
 
 from __future__ import annotations
 
+from .backward import (
+    BWD_DURATIONS,
+    BWD_LABELS,
+    BWD_SOURCES,
+    PHASE_TENSORS,
+    BackwardLayout,
+    BackwardPlayer,
+    split_program,
+)
 from .causal import BlockMap, CausalPlayer, CountLine, visited_blocks, work_summary
 from .code import (
     OP_PATTERNS,
@@ -38,6 +47,14 @@ from .memory import (
 )
 from .player import DURATIONS, TracePlayer, value_ranges
 from .progress import ProgressPanel
+from .schedule import (
+    BlockColorBar,
+    DurationPlot,
+    ScheduleChart,
+    assign_lanes,
+    block_color,
+    schedule_stats,
+)
 from .softmax import (
     FormulaPanel,
     Ledger,
@@ -80,4 +97,8 @@ __all__ = [
     "RowBoard", "RowPlayer", "Ledger", "FormulaPanel", "row_values", "pick_row",
     "implied_weights", "BlockMap", "CausalPlayer", "CountLine", "visited_blocks",
     "work_summary",
+    # backward pass and GPU schedule
+    "BackwardLayout", "BackwardPlayer", "split_program", "BWD_DURATIONS",
+    "BWD_SOURCES", "BWD_LABELS", "PHASE_TENSORS", "ScheduleChart", "DurationPlot",
+    "BlockColorBar", "assign_lanes", "schedule_stats", "block_color",
 ]  # fmt: skip
