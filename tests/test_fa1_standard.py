@@ -15,6 +15,7 @@ import pytest
 import torch
 from _kernel_checks import blk
 from flashanim.kernels import BACKEND, fa1, standard
+from flashanim.kernels._common import GPU_CLOCK
 from flashanim.kernels._trace import OPS, TENSORS
 from flashanim.kernels.reference import attention_ref, within_rule
 
@@ -478,6 +479,16 @@ def test_gpu_long_keys_softmax():
     check_rule(o, q, k, v, False)
 
 
+def _check_gpu_clocks(buf, n_events: int) -> None:
+    """Every program's header has its SM and a start <= end time (%smid and
+    %globaltimer); with FLASHANIM_EVENT_CLOCK=1 every event is stamped too."""
+    hdr = buf.header.cpu()
+    assert (hdr[:, 4] >= 0).all() and (hdr[:, 5] > 0).all()
+    assert (hdr[:, 6] >= hdr[:, 5]).all()
+    if GPU_CLOCK >= 2:
+        assert (buf.events[:, :n_events, 8] > 0).all()
+
+
 @gpu
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -491,9 +502,10 @@ def test_gpu_traces(dtype):
     check_rule(o, q, k, v, True)
     expected = fa1_expected(n_q, n_k, d, e, bm, bn, True)
     assert raw_events(raw.launches[0]) == [expected] * (b * h)
-    assert (raw.launches[0].events[:, : len(expected), 8] > 0).all()  # %globaltimer
+    _check_gpu_clocks(raw.launches[0], len(expected))
     raw = standard.record(q, k, v, causal=True, block_m=bm, block_n=bn)
     exp = standard_expected(n_q, n_k, d, e, bm, bn, True)
     for buf, ex in zip(raw.launches, exp, strict=True):
         assert raw_events(buf) == ex * (b * h)
+        _check_gpu_clocks(buf, min(map(len, ex)))
     check_rule(raw.outputs["O"], q, k, v, True)
