@@ -48,10 +48,16 @@ class TalkScene:
 #: The talk, in the order it is given. One place: everything else follows it.
 TALK: tuple[TalkScene, ...] = (
     TalkScene("memory_hierarchy", "MemoryHierarchyScene", "The memory hierarchy"),
+    TalkScene(
+        "standard_attention",
+        "StandardAttentionScene",
+        "Standard attention: the N² round trips",
+    ),  # fmt: skip
     TalkScene("tiling", "TilingScene", "Tiling: the FlashAttention-2 forward pass"),
     TalkScene(
         "online_softmax", "OnlineSoftmaxScene", "Online softmax, one row, real numbers"
     ),
+    TalkScene("loop_order", "LoopOrderScene", "Loop order: FlashAttention-1 vs 2"),
     TalkScene("causal", "CausalScene", "Causal masking: skipped and masked blocks"),
     TalkScene("backward", "BackwardScene", "The backward pass: recompute, never store"),
     TalkScene("gpu_schedule", "GpuScheduleScene", "Programs over SMs over time"),

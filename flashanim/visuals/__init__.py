@@ -47,6 +47,15 @@ from .memory import (
 )
 from .player import DURATIONS, TracePlayer, value_ranges
 from .progress import ProgressPanel
+from .roundtrip import (
+    ROUNDTRIP_DURATIONS,
+    ProgressBar,
+    RoundTripPlayer,
+    SramSlots,
+    TrafficTable,
+    VisitGrid,
+    hbm_rows,
+)
 from .schedule import (
     BlockColorBar,
     DurationPlot,
@@ -101,4 +110,7 @@ __all__ = [
     "BackwardLayout", "BackwardPlayer", "split_program", "BWD_DURATIONS",
     "BWD_SOURCES", "BWD_LABELS", "PHASE_TENSORS", "ScheduleChart", "DurationPlot",
     "BlockColorBar", "assign_lanes", "schedule_stats", "block_color",
+    # standard attention and loop order
+    "RoundTripPlayer", "SramSlots", "VisitGrid", "TrafficTable", "ProgressBar",
+    "ROUNDTRIP_DURATIONS", "hbm_rows",
 ]  # fmt: skip
