@@ -18,6 +18,7 @@ from manim import *
 
 from flashanim.config import ConfigError, SceneConfig
 from flashanim.visuals import TrafficCounter, format_bytes, get_theme
+from flashanim.visuals.captioned import CaptionedScene
 from flashanim.visuals.causal import (
     BlockMap,
     CausalPlayer,
@@ -31,7 +32,7 @@ DETAIL_SPEED, LATER_SPEED = 0.8, 1.4
 FRAME_W = 14.222
 
 
-class CausalScene(Scene):
+class CausalScene(CaptionedScene, Scene):
     """Causal FA2 forward on the block grid: visited, masked and skipped blocks."""
 
     def setup(self) -> None:
@@ -61,24 +62,6 @@ class CausalScene(Scene):
                       batch=m.batch, heads=m.heads, causal=False, values=False,
                       dtype=m.dtype, softmax_scale=m.softmax_scale,
                       seed=m.seed or 0)  # fmt: skip
-
-    # -- helpers -----------------------------------------------------------------------
-    def text(self, s: str, size=None, color=None, mono=False) -> Text:
-        th = self.theme
-        return Text(s, font=th.mono_font if mono else th.font,
-                    font_size=size or th.body_size,
-                    color=color or th.foreground)  # fmt: skip
-
-    def caption(self, s: str) -> None:
-        """Replace the caption (what the section's closing frame says)."""
-        t = self.text(s, self.theme.caption_size)
-        room = FRAME_W - 0.5 - self.title.width - 0.4
-        if t.width > room:
-            t.scale_to_fit_width(room)
-        t.to_corner(UP + LEFT, buff=0.2)
-        anims = [FadeIn(t)] + ([FadeOut(self.caption_mob)] if self.caption_mob else [])
-        self.caption_mob = t
-        self.play(*anims, run_time=0.6)
 
     # -- the scene ---------------------------------------------------------------------
     def construct(self) -> None:

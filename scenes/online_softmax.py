@@ -23,6 +23,7 @@ from manim import *
 
 from flashanim.config import ConfigError, SceneConfig
 from flashanim.visuals import TileGrid, get_theme
+from flashanim.visuals.captioned import CaptionedScene
 from flashanim.visuals.softmax import (
     RowBoard,
     RowPlayer,
@@ -75,7 +76,7 @@ def _f(x: float) -> str:
     return f"{x:.3f}".replace("-", "−")
 
 
-class OnlineSoftmaxScene(Scene):
+class OnlineSoftmaxScene(CaptionedScene, Scene):
     """One query row through the online softmax, block by block, real numbers."""
 
     def setup(self) -> None:
@@ -103,24 +104,6 @@ class OnlineSoftmaxScene(Scene):
         self.theme = get_theme(self.cfg.theme)
         self.camera.background_color = self.theme.background
         self.caption_mob: Mobject | None = None
-
-    # -- helpers -----------------------------------------------------------------------
-    def text(self, s: str, size=None, color=None, mono=False) -> Text:
-        th = self.theme
-        return Text(s, font=th.mono_font if mono else th.font,
-                    font_size=size or th.body_size,
-                    color=color or th.foreground)  # fmt: skip
-
-    def caption(self, s: str) -> None:
-        """Replace the caption (what the section's closing frame says)."""
-        t = self.text(s, self.theme.caption_size)
-        room = FRAME_W - 0.5 - self.title.width - 0.4
-        if t.width > room:
-            t.scale_to_fit_width(room)
-        t.to_corner(UP + LEFT, buff=0.2)
-        anims = [FadeIn(t)] + ([FadeOut(self.caption_mob)] if self.caption_mob else [])
-        self.caption_mob = t
-        self.play(*anims, run_time=0.6)
 
     # -- the scene ---------------------------------------------------------------------
     def construct(self) -> None:

@@ -26,6 +26,7 @@ from .backward import (
     BackwardPlayer,
     split_program,
 )
+from .captioned import CaptionedScene
 from .causal import BlockMap, CausalPlayer, CountLine, visited_blocks, work_summary
 from .code import (
     OP_PATTERNS,
@@ -111,6 +112,7 @@ __all__ = [
     "BWD_SOURCES", "BWD_LABELS", "PHASE_TENSORS", "ScheduleChart", "DurationPlot",
     "BlockColorBar", "assign_lanes", "schedule_stats", "block_color",
     # standard attention and loop order
-    "RoundTripPlayer", "SramSlots", "VisitGrid", "TrafficTable", "ProgressBar",
+    "CaptionedScene", "RoundTripPlayer", "SramSlots", "VisitGrid", "TrafficTable",
+    "ProgressBar",
     "ROUNDTRIP_DURATIONS", "hbm_rows",
 ]  # fmt: skip
