@@ -103,7 +103,7 @@ def test_find_scenes_follows_talk_order():
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["render", "nope"], "known: memory_hierarchy, tiling"),
+        (["render", "nope"], "known: " + ", ".join(s.name for s in TALK)),
         (["render"], "--all"),
         (["render", "tiling", "--all"], "not both"),
         (["render", "tiling", "--trace", __file__, "--seq-len", "8"], "--trace"),
