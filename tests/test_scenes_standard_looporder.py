@@ -15,8 +15,6 @@ shared by the tests below:
 
 from __future__ import annotations
 
-import time
-
 import flashanim.kernels  # noqa: F401  (chooses the device before Triton)
 import pytest
 from _scene_harness import compare_control, render_probe, scene_class
@@ -32,15 +30,11 @@ SMALL_ENV = {
     "FLASHANIM_THEME": "dark",
     "FLASHANIM_SEED": "0",
 }
-#: Seconds a small render may take (2 cores, other work beside).
-BUDGET_S = 60.0
 
 
 def _render(module, cls, tmp_path_factory):
     media = tmp_path_factory.mktemp(module)
-    t0 = time.perf_counter()
-    scene, frames, movies = render_probe(module, cls, SMALL_ENV, media)
-    return scene, frames, movies, time.perf_counter() - t0
+    return render_probe(module, cls, SMALL_ENV, media)
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +57,9 @@ def test_standard_plays_every_event(standard):
 
 
 def test_standard_renders(standard):
-    _, frames, movies, seconds = standard
+    _, frames, movies = standard
     assert movies and max(m.stat().st_size for m in movies) > 1000
     assert list(frames) == ["setup", "S to HBM", "softmax", "PV", "vs FA2"]
-    assert seconds < BUDGET_S, f"small render took {seconds:.0f} s"
 
 
 def test_standard_counts_the_trace(standard):
@@ -123,10 +116,9 @@ def test_looporder_counts_the_traces(looporder):
 
 
 def test_looporder_renders(looporder):
-    _, frames, movies, seconds = looporder
+    _, frames, movies = looporder
     assert movies and max(m.stat().st_size for m in movies) > 1000
     assert list(frames) == ["setup", "FA1 order", "FA2 order", "compare"]
-    assert seconds < BUDGET_S, f"small render took {seconds:.0f} s"
 
 
 def test_looporder_frames_match_controls(looporder):

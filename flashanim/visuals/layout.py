@@ -39,7 +39,7 @@ from .counters import TrafficCounter
 from .memory import chip_boundary, hbm_panel, sram_panel
 from .progress import ProgressPanel
 from .theme import DARK, Theme
-from .tiles import TileGrid
+from .tiles import TileGrid, slot_tile
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -398,24 +398,20 @@ class ForwardLayout:
         width = self.stat_w if stat else self.tile_w
         cw = width / max(self.slot_shapes[slot][1], 1)
         ch = self.tile_h / max(self.slot_shapes[slot][0], 1)
-        tile = TileGrid(
+        tile = slot_tile(
             tensor,
             values,
             shape=(rows, cols),
-            numbers=self.numbers and not placeholder,
             cell_width=cw,
             cell_height=ch,
             label=label or slot_label,
-            label_size=th.small_size + 1 if stat else th.body_size,
+            stat=stat,
+            numbers=self.numbers,
+            placeholder=placeholder,
             value_range=self.value_ranges.get(tensor),
             shade_strength=0.55 if self.numbers else 1.0,
-            number_size=th.small_size,
             theme=th,
         )
-        if placeholder:
-            tile.frame.set_stroke(opacity=0.35)
-            tile.cells.set_stroke(opacity=0.2)
-            tile.label.set_opacity(0.45)
         # place by the grid body (the label sits above)
         tile.shift(self.slots[slot] - tile.frame.get_center())
         tile.frame.get_top()

@@ -51,6 +51,7 @@ from .tiles import (
     TileGrid,
     make_compute_animation,
     make_store_animation,
+    slot_tile,
 )
 
 if TYPE_CHECKING:
@@ -173,24 +174,20 @@ class SramSlots:
             values = values[:rows, :cols]
         cw, ch = w / cols, h / rows
         stat = cols == 1
-        tile = TileGrid(
+        tile = slot_tile(
             tensor,
             values,
             shape=(rows, cols),
-            numbers=self.numbers and not placeholder and cw >= 0.5 and ch >= 0.2,
             cell_width=cw,
             cell_height=ch,
             label=label or slot_label,
-            label_size=th.small_size + 1 if stat else th.body_size,
+            stat=stat,
+            numbers=self.numbers and cw >= 0.5 and ch >= 0.2,
+            placeholder=placeholder,
             value_range=self.value_ranges.get(tensor),
             shade_strength=0.55 if self.numbers else 1.0,
-            number_size=th.small_size,
             theme=th,
         )
-        if placeholder:
-            tile.frame.set_stroke(opacity=0.35)
-            tile.cells.set_stroke(opacity=0.2)
-            tile.label.set_opacity(0.45)
         tile.shift(np.asarray(center, dtype=float) - tile.frame.get_center())
         return tile
 

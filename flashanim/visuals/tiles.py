@@ -46,6 +46,7 @@ __all__ = [
     "hidden_copy",
     "make_load_animation",
     "make_store_animation",
+    "slot_tile",
     "make_compute_animation",
 ]
 
@@ -610,3 +611,43 @@ def make_compute_animation(
 
 
 _ = (DOWN, RIGHT, _fill_colors)
+
+
+def slot_tile(
+    tensor: str,
+    values: np.ndarray | None,
+    *,
+    shape: tuple[int, int],
+    cell_width: float,
+    cell_height: float,
+    label: str,
+    stat: bool,
+    numbers: bool,
+    placeholder: bool,
+    value_range: tuple[float, float] | None,
+    shade_strength: float,
+    theme: Theme,
+) -> TileGrid:
+    """The tile of one SRAM slot; a placeholder (where a tile will land) is faint.
+
+    Statistic columns (``m_i``, ``l_i``...) get a smaller label than tiles.
+    """
+    tile = TileGrid(
+        tensor,
+        values,
+        shape=shape,
+        numbers=numbers and not placeholder,
+        cell_width=cell_width,
+        cell_height=cell_height,
+        label=label,
+        label_size=theme.small_size + 1 if stat else theme.body_size,
+        value_range=value_range,
+        shade_strength=shade_strength,
+        number_size=theme.small_size,
+        theme=theme,
+    )
+    if placeholder:
+        tile.frame.set_stroke(opacity=0.35)
+        tile.cells.set_stroke(opacity=0.2)
+        tile.label.set_opacity(0.45)
+    return tile
