@@ -247,5 +247,5 @@ class CausalScene(CaptionedScene, Scene):
         self.play(FadeIn(note), run_time=0.6)
         self.caption(
             f"Causal FA2 computes {c['qk']} of {c['blocks']} S tiles and reads "
-            f"{saved:.0%} less K/V from HBM"
+            f"{saved:.1%} less K/V from HBM"
         )
