@@ -53,6 +53,8 @@ __all__ = [
     "TraceBuffers",
     "RawTrace",
     "trace_event",
+    "trace_tile",
+    "trace_vector",
     "trace_values_1d",
     "trace_values_2d",
     "trace_begin",
@@ -272,3 +274,39 @@ def trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK: tl.constexpr):
     h = tl.where(offs == 7, 0, h)
     m = (offs == 0) | (offs == 1) | (offs == 6) | (offs == 7)
     tl.store(hdr_ptr + prog.to(tl.int64) * 8 + offs, h, mask=m)
+
+
+@triton.jit
+def trace_tile(
+    ev_ptr, val_ptr, prog, ev, voff, op, tensor, row, col, nbytes, x,
+    R: tl.constexpr, C: tl.constexpr, VALUES: tl.constexpr,
+    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, GPU_CLOCK: tl.constexpr,
+):  # fmt: skip
+    """Record one event whose snapshot (with ``VALUES``) is the ``R x C`` tile ``x``;
+    return ``(ev, voff)`` advanced."""
+    if VALUES:
+        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, voff, R, C,
+                         MAX_EV, GPU_CLOCK)  # fmt: skip
+        voff = trace_values_2d(val_ptr, prog, voff, x, R, C, MAX_VAL)
+    else:
+        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, -1, 0, 0,
+                         MAX_EV, GPU_CLOCK)  # fmt: skip
+    return ev, voff
+
+
+@triton.jit
+def trace_vector(
+    ev_ptr, val_ptr, prog, ev, voff, op, tensor, row, col, nbytes, x,
+    R: tl.constexpr, VALUES: tl.constexpr,
+    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, GPU_CLOCK: tl.constexpr,
+):  # fmt: skip
+    """Record one event whose snapshot (with ``VALUES``) is the length-``R`` vector
+    ``x`` (stored ``R x 1``); return ``(ev, voff)`` advanced."""
+    if VALUES:
+        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, voff, R, 1,
+                         MAX_EV, GPU_CLOCK)  # fmt: skip
+        voff = trace_values_1d(val_ptr, prog, voff, x, R, MAX_VAL)
+    else:
+        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, -1, 0, 0,
+                         MAX_EV, GPU_CLOCK)  # fmt: skip
+    return ev, voff

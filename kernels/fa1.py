@@ -119,9 +119,8 @@ from ._trace import (
     TraceBuffers,
     trace_begin,
     trace_end,
-    trace_event,
-    trace_values_1d,
-    trace_values_2d,
+    trace_tile,
+    trace_vector,
 )
 
 __all__ = ["attention_forward", "record_forward", "hbm_traffic", "event_counts"]
@@ -143,40 +142,6 @@ _T_S = tl.constexpr(TENSORS.index("S"))
 _T_P = tl.constexpr(TENSORS.index("P"))
 _T_L = tl.constexpr(TENSORS.index("l"))
 _T_M = tl.constexpr(TENSORS.index("m"))
-
-
-@triton.jit
-def _ev2d(
-    ev_ptr, val_ptr, prog, ev, voff, op, tensor, row, col, nbytes, x,
-    R: tl.constexpr, C: tl.constexpr, VALUES: tl.constexpr,
-    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, GPU_CLOCK: tl.constexpr,
-):  # fmt: skip
-    """Record one event whose snapshot (with ``VALUES``) is the ``R x C`` tile ``x``."""
-    if VALUES:
-        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, voff, R, C,
-                         MAX_EV, GPU_CLOCK)  # fmt: skip
-        voff = trace_values_2d(val_ptr, prog, voff, x, R, C, MAX_VAL)
-    else:
-        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, -1, 0, 0,
-                         MAX_EV, GPU_CLOCK)  # fmt: skip
-    return ev, voff
-
-
-@triton.jit
-def _ev1d(
-    ev_ptr, val_ptr, prog, ev, voff, op, tensor, row, col, nbytes, x,
-    R: tl.constexpr, VALUES: tl.constexpr,
-    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, GPU_CLOCK: tl.constexpr,
-):  # fmt: skip
-    """Record one event whose snapshot is the length-``R`` vector ``x`` (``R x 1``)."""
-    if VALUES:
-        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, voff, R, 1,
-                         MAX_EV, GPU_CLOCK)  # fmt: skip
-        voff = trace_values_1d(val_ptr, prog, voff, x, R, MAX_VAL)
-    else:
-        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, -1, 0, 0,
-                         MAX_EV, GPU_CLOCK)  # fmt: skip
-    return ev, voff
 
 
 @triton.jit
@@ -233,13 +198,13 @@ def _fa1_fwd(
         tl.store(l_base + rows, l_zero, mask=r_ok)
         tl.store(m_base + rows, m_ninf, mask=r_ok)
         if TRACE:
-            ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_O, i, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_O, i, 0,
                              n_i * HEAD_DIM * 4, o_zero, BLOCK_M, BLOCK_D, VALUES,
                              MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-            ev, voff = _ev1d(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_L, i, 0,
+            ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_L, i, 0,
                              n_i * 4, l_zero, BLOCK_M, VALUES,
                              MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-            ev, voff = _ev1d(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_M, i, 0,
+            ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_M, i, 0,
                              n_i * 4, m_ninf, BLOCK_M, VALUES,
                              MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
 
@@ -255,10 +220,10 @@ def _fa1_fwd(
         v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd,
                     mask=kv_mask, other=0.0)  # fmt: skip
         if TRACE:
-            ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_K, j, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_K, j, 0,
                              n_j * HEAD_DIM * ELEM, k, BLOCK_N, BLOCK_D, VALUES,
                              MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-            ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_V, j, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_V, j, 0,
                              n_j * HEAD_DIM * ELEM, v, BLOCK_N, BLOCK_D, VALUES,
                              MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
         i_lo = 0
@@ -284,22 +249,22 @@ def _fa1_fwd(
             l_i = tl.load(l_base + rows, mask=r_ok, other=0.0)
             m_i = tl.load(m_base + rows, mask=r_ok, other=float("-inf"))
             if TRACE:
-                ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_Q, i, 0,
+                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_Q, i, 0,
                                  n_i * HEAD_DIM * ELEM, q, BLOCK_M, BLOCK_D, VALUES,
                                  MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-                ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_O, i, 0,
+                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_O, i, 0,
                                  n_i * HEAD_DIM * 4, o_i, BLOCK_M, BLOCK_D, VALUES,
                                  MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-                ev, voff = _ev1d(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_L, i, 0,
+                ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_L, i, 0,
                                  n_i * 4, l_i, BLOCK_M, VALUES,
                                  MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-                ev, voff = _ev1d(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_M, i, 0,
+                ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_M, i, 0,
                                  n_i * 4, m_i, BLOCK_M, VALUES,
                                  MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
             # Line 9: S_ij = softmax_scale * Q_i K_j^T.
             s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * softmax_scale
             if TRACE:
-                ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _QK, _T_S, i, j, 0,
+                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _QK, _T_S, i, j, 0,
                                  s, BLOCK_M, BLOCK_N, VALUES,
                                  MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
             # Key tail (and, causal, keys after the query) -> -inf.
@@ -312,7 +277,7 @@ def _fa1_fwd(
                 if CAUSAL:
                     need_mask = need_mask | ((j + 1) * BLOCK_N - 1 > i * BLOCK_M)
                 if need_mask:
-                    ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _MASK, _T_S, i,
+                    ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _MASK, _T_S, i,
                                      j, 0, s, BLOCK_M, BLOCK_N, VALUES,
                                      MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
             # Line 10: m~_ij, P~_ij, l~_ij (rows that see no key: m~ = -inf, P~ = 0).
@@ -321,13 +286,13 @@ def _fa1_fwd(
             p = tl.exp(s - m_ij_safe[:, None])
             l_ij = tl.sum(p, 1)
             if TRACE:
-                ev, voff = _ev1d(ev_ptr, val_ptr, prog, ev, voff, _ROWMAX, _T_M, i, 0,
+                ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _ROWMAX, _T_M, i, 0,
                                  0, m_ij, BLOCK_M, VALUES,
                                  MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-                ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _EXP, _T_P, i, j, 0,
+                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _EXP, _T_P, i, j, 0,
                                  p, BLOCK_M, BLOCK_N, VALUES,
                                  MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-                ev, voff = _ev1d(ev_ptr, val_ptr, prog, ev, voff, _ROWSUM, _T_L, i, 0,
+                ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _ROWSUM, _T_L, i, 0,
                                  0, l_ij, BLOCK_M, VALUES,
                                  MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
             # Line 11: m_new, l_new.
@@ -342,7 +307,7 @@ def _fa1_fwd(
             o_i = o_i * (l_i * alpha)[:, None] + pv * beta[:, None]
             o_i = o_i / l_new_safe[:, None]
             if TRACE:
-                ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _UPDATE, _T_O, i, 0,
+                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _UPDATE, _T_O, i, 0,
                                  0, o_i, BLOCK_M, BLOCK_D, VALUES,
                                  MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
             # Lines 12-13: write O_i, l_i = l_new, m_i = m_new to HBM.
@@ -350,13 +315,13 @@ def _fa1_fwd(
             tl.store(l_base + rows, l_new, mask=r_ok)
             tl.store(m_base + rows, m_new, mask=r_ok)
             if TRACE:
-                ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_O, i, 0,
+                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_O, i, 0,
                                  n_i * HEAD_DIM * 4, o_i, BLOCK_M, BLOCK_D, VALUES,
                                  MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-                ev, voff = _ev1d(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_L, i, 0,
+                ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_L, i, 0,
                                  n_i * 4, l_new, BLOCK_M, VALUES,
                                  MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-                ev, voff = _ev1d(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_M, i, 0,
+                ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_M, i, 0,
                                  n_i * 4, m_new, BLOCK_M, VALUES,
                                  MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
     if TRACE:

@@ -141,9 +141,8 @@ from ._trace import (
     tensor_code,
     trace_begin,
     trace_end,
-    trace_event,
-    trace_values_1d,
-    trace_values_2d,
+    trace_tile,
+    trace_vector,
 )
 
 __all__ = [
@@ -205,37 +204,6 @@ MAX_VALUE_ELEMENTS = 1 << 26
 # --------------------------------------------------------------------------------------
 # Trace helpers (used only under ``if TRACE:``)
 # --------------------------------------------------------------------------------------
-
-
-@triton.jit
-def _ev_tile(ev_ptr, val_ptr, prog, ev, voff, op, tensor, row, col, nbytes, x,
-             R: tl.constexpr, C: tl.constexpr, VALUES: tl.constexpr,
-             MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr,
-             GPU_CLOCK: tl.constexpr):  # fmt: skip
-    """Record one event whose snapshot (with ``VALUES``) is the ``R x C`` tile ``x``."""
-    if VALUES:
-        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, voff, R, C,
-                         MAX_EV, GPU_CLOCK)  # fmt: skip
-        voff = trace_values_2d(val_ptr, prog, voff, x, R, C, MAX_VAL)
-    else:
-        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, -1, 0, 0,
-                         MAX_EV, GPU_CLOCK)  # fmt: skip
-    return ev, voff
-
-
-@triton.jit
-def _ev_vec(ev_ptr, val_ptr, prog, ev, voff, op, tensor, row, col, nbytes, x,
-            R: tl.constexpr, VALUES: tl.constexpr, MAX_EV: tl.constexpr,
-            MAX_VAL: tl.constexpr, GPU_CLOCK: tl.constexpr):  # fmt: skip
-    """Record one event whose snapshot (with ``VALUES``) is the vector ``x``."""
-    if VALUES:
-        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, voff, R, 1,
-                         MAX_EV, GPU_CLOCK)  # fmt: skip
-        voff = trace_values_1d(val_ptr, prog, voff, x, R, MAX_VAL)
-    else:
-        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, -1, 0, 0,
-                         MAX_EV, GPU_CLOCK)  # fmt: skip
-    return ev, voff
 
 
 @triton.jit
@@ -317,19 +285,19 @@ def _attn_fwd_inner(acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn,
                        offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
         if TRACE:
             nb = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_K, j, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_K, j, 0,
                                 nb, k, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
                                 GPU_CLOCK)  # fmt: skip
         v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                        offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_V, j, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_V, j, 0,
                                 nb, v, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
                                 GPU_CLOCK)  # fmt: skip
         # -- S_ij = Q_i K_j^T (scaled below) --
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_QK, T_S, start_m,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_QK, T_S, start_m,
                                 j, 0, qk * sm_scale, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
                                 MAX_VAL, GPU_CLOCK)  # fmt: skip
         if MASK:
@@ -338,40 +306,40 @@ def _attn_fwd_inner(acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn,
                 keep = keep & (offs_m[:, None] >= offs_kn[None, :])
             qk = tl.where(keep, qk, float("-inf"))
             if TRACE:
-                ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_MASK, T_S,
+                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_MASK, T_S,
                                     start_m, j, 0, qk * sm_scale, BLOCK_M, BLOCK_N,
                                     VALUES, MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
         # -- online softmax: m_i, P_ij, alpha, l_i (log2 units: qk_scale) --
         m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
         if TRACE:
-            ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_ROWMAX, T_M,
+            ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_ROWMAX, T_M,
                                start_m, 0, 0, m_ij * LN2, BLOCK_M, VALUES, MAX_EV,
                                MAX_VAL, GPU_CLOCK)  # fmt: skip
         qk = qk * qk_scale - m_ij[:, None]
         p = tl.math.exp2(qk)
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_EXP, T_P, start_m,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_EXP, T_P, start_m,
                                 j, 0, p, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
                                 GPU_CLOCK)  # fmt: skip
         alpha = tl.math.exp2(m_i - m_ij)
         if TRACE:
-            ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_ALPHA, T_ALPHA,
+            ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_ALPHA, T_ALPHA,
                                start_m, 0, 0, alpha, BLOCK_M, VALUES, MAX_EV,
                                MAX_VAL, GPU_CLOCK)  # fmt: skip
         l_i = l_i * alpha + tl.sum(p, 1)
         if TRACE:
-            ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_ROWSUM, T_L,
+            ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_ROWSUM, T_L,
                                start_m, 0, 0, l_i, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
                                GPU_CLOCK)  # fmt: skip
         # -- acc = acc * alpha + P_ij V_j --
         acc = acc * alpha[:, None]
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_RESCALE, T_ACC,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_RESCALE, T_ACC,
                                 start_m, 0, 0, acc, BLOCK_M, BLOCK_D, VALUES, MAX_EV,
                                 MAX_VAL, GPU_CLOCK)  # fmt: skip
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_PV, T_ACC, start_m,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_PV, T_ACC, start_m,
                                 0, 0, acc, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
                                 GPU_CLOCK)  # fmt: skip
         m_i = m_ij
@@ -481,7 +449,7 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
     q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
                    offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
     if TRACE:
-        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_Q, start_m, 0,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_Q, start_m, 0,
                             nb_q, q, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
                             GPU_CLOCK)  # fmt: skip
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -526,19 +494,19 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
     # -- epilogue: O_i = acc / l_i, LSE_i = m_i + log(l_i) --
     acc = acc / l_i[:, None]
     if TRACE:
-        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_NORMALIZE, T_O,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_NORMALIZE, T_O,
                             start_m, 0, 0, acc, BLOCK_M, BLOCK_D, VALUES, MAX_EV,
                             MAX_VAL, GPU_CLOCK)  # fmt: skip
     lse = (m_i + tl.math.log2(l_i)) * LN2
     if TRACE:
-        ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_LSE, T_LSE, start_m, 0,
+        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LSE, T_LSE, start_m, 0,
                            0, lse, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
                            GPU_CLOCK)  # fmt: skip
     o = acc.to(O.dtype.element_ty)
     _store_tile(O + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok, o,
                 offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
     if TRACE:
-        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_O, start_m,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_O, start_m,
                             0, nb_q, o, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
                             GPU_CLOCK)  # fmt: skip
     if EVEN_M:
@@ -547,7 +515,7 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
         tl.store(LSE + offs_m, lse, mask=offs_m < N_Q)
     if TRACE:
         nb_l = tl.minimum(N_Q - start_m * BLOCK_M, BLOCK_M) * 4
-        ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_LSE, start_m,
+        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_LSE, start_m,
                            0, nb_l, lse, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
                            GPU_CLOCK)  # fmt: skip
         trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
@@ -587,19 +555,19 @@ def _attn_bwd_preprocess(O, DO, Delta,  # noqa: E741
                    + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok,
                    offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
     if TRACE:
-        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_O, start_m, 0,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_O, start_m, 0,
                             nb_q, o, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
                             GPU_CLOCK)  # fmt: skip
     do = _load_tile(DO + off_z * stride_dz + off_h * stride_dh
                     + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
                     offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
     if TRACE:
-        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_DO, start_m,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_DO, start_m,
                             0, nb_q, do, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
                             GPU_CLOCK)  # fmt: skip
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
     if TRACE:
-        ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_ROWDOT, T_D, start_m, 0,
+        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_ROWDOT, T_D, start_m, 0,
                            0, delta, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
                            GPU_CLOCK)  # fmt: skip
     Delta += off_hz.to(tl.int64) * N_Q
@@ -609,7 +577,7 @@ def _attn_bwd_preprocess(O, DO, Delta,  # noqa: E741
         tl.store(Delta + offs_m, delta, mask=offs_m < N_Q)
     if TRACE:
         nb_l = tl.minimum(N_Q - start_m * BLOCK_M, BLOCK_M) * 4
-        ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_D, start_m, 0,
+        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_D, start_m, 0,
                            nb_l, delta, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
                            GPU_CLOCK)  # fmt: skip
         trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
@@ -640,13 +608,13 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
                        offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
         if TRACE:
             nb = tl.minimum(N_Q - start_m, BLOCK_M)
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_Q, i, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_Q, i, 0,
                                 nb * (HEAD_DIM * ELEM), q, BLOCK_M, BLOCK_D, VALUES,
                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
         do = _load_tile(DO + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
                         offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_DO, i, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_DO, i, 0,
                                 nb * (HEAD_DIM * ELEM), do, BLOCK_M, BLOCK_D, VALUES,
                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
         if EVEN_M:
@@ -654,7 +622,7 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
         else:
             lse = tl.load(LSE + offs_m, mask=offs_m < N_Q, other=float("inf"))
         if TRACE:
-            ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_LSE, i, 0,
+            ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_LSE, i, 0,
                                nb * 4, lse, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
                                GPU_CLOCK)  # fmt: skip
         if EVEN_M:
@@ -662,13 +630,13 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
         else:
             Di = tl.load(Delta + offs_m, mask=offs_m < N_Q, other=0.0)
         if TRACE:
-            ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_D, i, 0,
+            ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_D, i, 0,
                                nb * 4, Di, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
                                GPU_CLOCK)  # fmt: skip
         # -- S_ij = Q_i K_j^T --
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_QK, T_S, i, j, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_QK, T_S, i, j, 0,
                                 qk * sm_scale, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
                                 MAX_VAL, GPU_CLOCK)  # fmt: skip
         if MASK:
@@ -677,7 +645,7 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
                 keep = keep & (offs_m[:, None] >= offs_n[None, :])
             qk = tl.where(keep, qk, float("-inf"))
             if TRACE:
-                ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_MASK, T_S, i,
+                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_MASK, T_S, i,
                                     j, 0, qk * sm_scale, BLOCK_M, BLOCK_N, VALUES,
                                     MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
         if HAS_BIAS:
@@ -687,30 +655,30 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
         # -- P_ij = exp(S_ij - LSE_i), recomputed instead of stored --
         p = tl.math.exp2(qk * qk_scale - lse[:, None] * RCP_LN2)
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_RECOMPUTE, T_P, i,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_RECOMPUTE, T_P, i,
                                 j, 0, p, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
                                 GPU_CLOCK)  # fmt: skip
         # -- dV_j += P_ij^T dO_i --
         dv = tl.dot(tl.trans(p.to(do.dtype)), do, dv, input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DV, T_DV, j, 0, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DV, T_DV, j, 0, 0,
                                 dv, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
                                 GPU_CLOCK)  # fmt: skip
         # -- dP_ij = dO_i V_j^T; dS_ij = P_ij * (dP_ij - D_i) --
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DP, T_DP, i, j, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DP, T_DP, i, j, 0,
                                 dp, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
                                 GPU_CLOCK)  # fmt: skip
         ds = p * (dp - Di[:, None])
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DS, T_DS, i, j, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DS, T_DS, i, j, 0,
                                 ds, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
                                 GPU_CLOCK)  # fmt: skip
         # -- dK_j += dS_ij^T Q_i (softmax_scale applied at the end) --
         dk = tl.dot(tl.trans(ds.to(q.dtype)), q, dk, input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DK, T_DK, j, 0, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DK, T_DK, j, 0, 0,
                                 dk * sm_scale, BLOCK_N, BLOCK_D, VALUES, MAX_EV,
                                 MAX_VAL, GPU_CLOCK)  # fmt: skip
     return dk, dv, ev, voff
@@ -770,13 +738,13 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
     k = _load_tile(K + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kk,
                    offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
     if TRACE:
-        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_K, pid_n, 0,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_K, pid_n, 0,
                             nb_k, k, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
                             GPU_CLOCK)  # fmt: skip
     v = _load_tile(V + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                    offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
     if TRACE:
-        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_V, pid_n, 0,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_V, pid_n, 0,
                             nb_k, v, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
                             GPU_CLOCK)  # fmt: skip
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
@@ -814,14 +782,14 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
     _store_tile(DK + offs_n[:, None] * stride_gn + offs_d[None, :] * stride_gk, dk_out,
                 offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
     if TRACE:
-        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_DK, pid_n, 0,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_DK, pid_n, 0,
                             nb_k, dk_out, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
                             GPU_CLOCK)  # fmt: skip
     dv_out = dv.to(DV.dtype.element_ty)
     _store_tile(DV + offs_n[:, None] * stride_gn + offs_d[None, :] * stride_gk, dv_out,
                 offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
     if TRACE:
-        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_DV, pid_n, 0,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_DV, pid_n, 0,
                             nb_k, dv_out, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
                             GPU_CLOCK)  # fmt: skip
         trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
@@ -851,19 +819,19 @@ def _attn_bwd_dq_inner(dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn
                        offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
         if TRACE:
             nb = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_K, j, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_K, j, 0,
                                 nb, k, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
                                 GPU_CLOCK)  # fmt: skip
         v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                        offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_V, j, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_V, j, 0,
                                 nb, v, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
                                 GPU_CLOCK)  # fmt: skip
         # -- S_ij, P_ij = exp(S_ij - LSE_i) --
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_QK, T_S, start_m,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_QK, T_S, start_m,
                                 j, 0, qk * sm_scale, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
                                 MAX_VAL, GPU_CLOCK)  # fmt: skip
         if MASK:
@@ -872,7 +840,7 @@ def _attn_bwd_dq_inner(dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn
                 keep = keep & (offs_m[:, None] >= offs_kn[None, :])
             qk = tl.where(keep, qk, float("-inf"))
             if TRACE:
-                ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_MASK, T_S,
+                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_MASK, T_S,
                                     start_m, j, 0, qk * sm_scale, BLOCK_M, BLOCK_N,
                                     VALUES, MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
         if HAS_BIAS:
@@ -881,23 +849,23 @@ def _attn_bwd_dq_inner(dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn
                               N_K, qk_scale, BIAS_BOOL) * (1.0 / qk_scale)  # fmt: skip
         p = tl.math.exp2(qk * qk_scale - lse2[:, None])
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_RECOMPUTE, T_P,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_RECOMPUTE, T_P,
                                 start_m, j, 0, p, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
                                 MAX_VAL, GPU_CLOCK)  # fmt: skip
         # -- dP_ij = dO_i V_j^T; dS_ij = P_ij * (dP_ij - D_i); dQ_i += dS_ij K_j --
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DP, T_DP, start_m,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DP, T_DP, start_m,
                                 j, 0, dp, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
                                 GPU_CLOCK)  # fmt: skip
         ds = p * (dp - Di[:, None])
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DS, T_DS, start_m,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DS, T_DS, start_m,
                                 j, 0, ds, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
                                 GPU_CLOCK)  # fmt: skip
         dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DQ, T_DQ, start_m,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DQ, T_DQ, start_m,
                                 0, 0, dq * sm_scale, BLOCK_M, BLOCK_D, VALUES, MAX_EV,
                                 MAX_VAL, GPU_CLOCK)  # fmt: skip
     return dq, ev, voff
@@ -950,13 +918,13 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
     q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
                    offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
     if TRACE:
-        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_Q, start_m, 0,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_Q, start_m, 0,
                             nb_r * (HEAD_DIM * ELEM), q, BLOCK_M, BLOCK_D, VALUES,
                             MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
     do = _load_tile(DO + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
                     offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
     if TRACE:
-        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_DO, start_m,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_DO, start_m,
                             0, nb_r * (HEAD_DIM * ELEM), do, BLOCK_M, BLOCK_D, VALUES,
                             MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
     if EVEN_M:
@@ -966,10 +934,10 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
         lse = tl.load(LSE + offs_m, mask=offs_m < N_Q, other=float("inf"))
         Di = tl.load(Delta + offs_m, mask=offs_m < N_Q, other=0.0)
     if TRACE:
-        ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_LSE, start_m,
+        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_LSE, start_m,
                            0, nb_r * 4, lse, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
                            GPU_CLOCK)  # fmt: skip
-        ev, voff = _ev_vec(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_D, start_m, 0,
+        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_D, start_m, 0,
                            nb_r * 4, Di, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
                            GPU_CLOCK)  # fmt: skip
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -997,7 +965,7 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
     _store_tile(DQ + offs_m[:, None] * stride_gm + offs_d[None, :] * stride_gk, dq_out,
                 offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
     if TRACE:
-        ev, voff = _ev_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_DQ, start_m,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_DQ, start_m,
                             0, nb_r * (HEAD_DIM * ELEM), dq_out, BLOCK_M, BLOCK_D,
                             VALUES, MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
         trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)

@@ -94,8 +94,8 @@ from ._trace import (
     TraceBuffers,
     trace_begin,
     trace_end,
+    trace_tile,
 )
-from .fa1 import _ev2d
 
 __all__ = [
     "attention_forward",
@@ -162,18 +162,18 @@ def _qk_kernel(
     q = tl.load(q_base + rows[:, None] * stride_qm + offs_d[None, :] * stride_qd,
                 mask=r_ok[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
     if TRACE:
-        ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_Q, i, 0,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_Q, i, 0,
                          n_i * HEAD_DIM * ELEM, q, BLOCK_M, BLOCK_D, VALUES,
                          MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
     k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :] * stride_kd,
                 mask=c_ok[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
     if TRACE:
-        ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_K, j, 0,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_K, j, 0,
                          n_j * HEAD_DIM * ELEM, k, BLOCK_N, BLOCK_D, VALUES,
                          MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
     s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * softmax_scale
     if TRACE:
-        ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _QK, _T_S, i, j, 0,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _QK, _T_S, i, j, 0,
                          s, BLOCK_M, BLOCK_N, VALUES,
                          MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
     s_out = s.to(S.dtype.element_ty)
@@ -181,7 +181,7 @@ def _qk_kernel(
     tl.store(s_base + rows[:, None] * stride_sm + cols[None, :] * stride_sn, s_out,
              mask=r_ok[:, None] & c_ok[None, :])  # fmt: skip
     if TRACE:
-        ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_S, i, j,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_S, i, j,
                          n_i * n_j * ELEM, s_out, BLOCK_M, BLOCK_N, VALUES,
                          MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
         trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
@@ -242,7 +242,7 @@ def _softmax_kernel(
                 x = s
                 if VALUES:
                     x = _tile(s, j, ROWS, N_K_PAD, BLOCK_N)
-                ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_S, i, j,
+                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_S, i, j,
                                  n_r * n_j * ELEM, x, ROWS, BLOCK_N, VALUES,
                                  MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
         valid = c_ok[None, :]
@@ -258,7 +258,7 @@ def _softmax_kernel(
                     x = s
                     if VALUES:
                         x = _tile(s, j, ROWS, N_K_PAD, BLOCK_N)
-                    ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _MASK, _T_S, i,
+                    ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _MASK, _T_S, i,
                                      j, 0, x, ROWS, BLOCK_N, VALUES,
                                      MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
         # Softmax of whole rows, in float32 (rows past N_q: all -inf -> 0).
@@ -273,7 +273,7 @@ def _softmax_kernel(
                 x = p_out
                 if VALUES:
                     x = _tile(p_out.to(tl.float32), j, ROWS, N_K_PAD, BLOCK_N)
-                ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _SOFTMAX, _T_P, i,
+                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _SOFTMAX, _T_P, i,
                                  j, 0, x, ROWS, BLOCK_N, VALUES,
                                  MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
         # One whole-row store of P.
@@ -285,7 +285,7 @@ def _softmax_kernel(
                 x = p_out
                 if VALUES:
                     x = _tile(p_out.to(tl.float32), j, ROWS, N_K_PAD, BLOCK_N)
-                ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_P, i, j,
+                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_P, i, j,
                                  n_r * n_j * ELEM, x, ROWS, BLOCK_N, VALUES,
                                  MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
     if TRACE:
@@ -332,18 +332,18 @@ def _pv_kernel(
         p = tl.load(p_base + rows[:, None] * stride_pm + cols[None, :] * stride_pn,
                     mask=r_ok[:, None] & c_ok[None, :], other=0.0)  # fmt: skip
         if TRACE:
-            ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_P, i, j,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_P, i, j,
                              n_i * n_j * ELEM, p, BLOCK_M, BLOCK_N, VALUES,
                              MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
         v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd,
                     mask=c_ok[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
         if TRACE:
-            ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_V, j, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_V, j, 0,
                              n_j * HEAD_DIM * ELEM, v, BLOCK_N, BLOCK_D, VALUES,
                              MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
         acc += tl.dot(p, v, input_precision=DOT_PRECISION)
         if TRACE:
-            ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _PV, _T_ACC, i, j, 0,
+            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _PV, _T_ACC, i, j, 0,
                              acc, BLOCK_M, BLOCK_D, VALUES,
                              MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
     o = acc.to(Out.dtype.element_ty)
@@ -351,7 +351,7 @@ def _pv_kernel(
     tl.store(o_base + rows[:, None] * stride_om + offs_d[None, :] * stride_od, o,
              mask=r_ok[:, None] & d_ok[None, :])  # fmt: skip
     if TRACE:
-        ev, voff = _ev2d(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_O, i, 0,
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_O, i, 0,
                          n_i * HEAD_DIM * ELEM, o, BLOCK_M, BLOCK_D, VALUES,
                          MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
         trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
