@@ -223,7 +223,29 @@ def _refuse_varlen(**kwargs) -> None:
         )
 
 
-class FlashSelfAttention(nn.Module):
+class _FlashModule(nn.Module):
+    """What :class:`FlashSelfAttention` and :class:`FlashCrossAttention` share:
+    their settings, and the refusal of flash-attn options the kernel lacks."""
+
+    def __init__(
+        self,
+        causal: bool,
+        softmax_scale: float | None,
+        attention_dropout: float,
+        window_size: tuple[int, int],
+        alibi_slopes: torch.Tensor | None,
+        deterministic: bool,
+    ) -> None:
+        super().__init__()
+        _refuse("window_size", tuple(window_size), (-1, -1))
+        _refuse("alibi_slopes", alibi_slopes, None)
+        self.causal = causal
+        self.softmax_scale = softmax_scale
+        self.drop = nn.Dropout(attention_dropout)
+        self.deterministic = deterministic
+
+
+class FlashSelfAttention(_FlashModule):
     """``flash_attn.modules.mha.FlashSelfAttention``: softmax attention of packed
     ``qkv`` heads (no projections).
 
@@ -250,13 +272,8 @@ class FlashSelfAttention(nn.Module):
         alibi_slopes: torch.Tensor | None = None,
         deterministic: bool = False,
     ) -> None:
-        super().__init__()
-        _refuse("window_size", tuple(window_size), (-1, -1))
-        _refuse("alibi_slopes", alibi_slopes, None)
-        self.causal = causal
-        self.softmax_scale = softmax_scale
-        self.drop = nn.Dropout(attention_dropout)
-        self.deterministic = deterministic
+        super().__init__(causal, softmax_scale, attention_dropout, window_size,
+                         alibi_slopes, deterministic)  # fmt: skip
 
     def forward(
         self,
@@ -278,7 +295,7 @@ class FlashSelfAttention(nn.Module):
         )  # fmt: skip
 
 
-class FlashCrossAttention(nn.Module):
+class FlashCrossAttention(_FlashModule):
     """``flash_attn.modules.mha.FlashCrossAttention``: softmax attention of query
     heads ``q`` over packed ``kv`` heads (no projections).
 
@@ -294,13 +311,8 @@ class FlashCrossAttention(nn.Module):
         window_size: tuple[int, int] = (-1, -1),
         deterministic: bool = False,
     ) -> None:
-        super().__init__()
-        _refuse("window_size", tuple(window_size), (-1, -1))
-        _refuse("alibi_slopes", alibi_slopes, None)
-        self.causal = causal
-        self.softmax_scale = softmax_scale
-        self.drop = nn.Dropout(attention_dropout)
-        self.deterministic = deterministic
+        super().__init__(causal, softmax_scale, attention_dropout, window_size,
+                         alibi_slopes, deterministic)  # fmt: skip
 
     def forward(
         self,
