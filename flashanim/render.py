@@ -11,11 +11,19 @@ environment variables.
 What lands in ``-o DIR`` for a scene ``tiling`` (class ``TilingScene``)::
 
     DIR/tiling/TilingScene.mp4            the scene (or .gif/.webm/.mov)
+    DIR/tiling/frames/TilingScene_00000.png  (--format png) every frame
     DIR/tiling/TilingScene.png            poster: the last frame
     DIR/tiling/TilingScene.srt, .vtt      captions from the trace events played
     DIR/tiling/sections/01_setup.mp4      one clip per section (Manim --save_sections)
     DIR/tiling/sections/01_setup.png      its last frame
     DIR/flashanim_slides.html             (flashanim slides) the deck, one file
+
+GIFs are not Manim's own (far too large): Manim renders the MP4 as usual, every
+frame is also captured losslessly, and :func:`flashanim.gif.make_gif` converts the
+capture (global palette, only changed regions, duplicate frames merged) at
+:data:`GIF_FPS` frames per second. Budget: :data:`GIF_BUDGET_BYTES` for any scene of
+the talk at 480p (``--quality low``) with the default settings; a GIF over budget is
+kept, with a warning.
 
 Everything renders into a staging folder inside ``DIR`` (caching off) and finished
 files are moved into place with :func:`os.replace`, scene by scene: a render that
@@ -43,7 +51,9 @@ from flashanim.config import ENV_VARS, ConfigError, SceneConfig
 from flashanim.talk import QUALITIES, TALK, TalkScene
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
+
+    import numpy as np
 
 __all__ = [
     "RenderRequest",
@@ -61,6 +71,7 @@ __all__ = [
     "manim_args",
     "render",
     "last_frame",
+    "decode_frames",
 ]
 
 #: Output formats (Manim's ``--format``); ``png`` is a numbered frame sequence.
@@ -78,9 +89,10 @@ ASPECTS: dict[str, dict[str, tuple[int, int]] | None] = {
         "4k": (2880, 2160),
     },
 }
-#: GIFs: frames per second, the qualities allowed, and the size budget (a whole
-#: scene at 480p, for a README or a post). Manim writes the GIF itself (PyAV,
-#: palettegen/paletteuse); a GIF over budget is kept, with a warning.
+#: GIFs: frames per second, the qualities allowed, and the size budget: every scene
+#: of the talk at 480p (``--quality low``), default settings, at most 8 MiB, for a
+#: README or a post. Made by :func:`flashanim.gif.make_gif` from a lossless capture
+#: of Manim's frames; a GIF over budget is kept, with a warning.
 GIF_FPS = 10
 GIF_QUALITIES: tuple[str, ...] = ("low", "medium")
 GIF_BUDGET_BYTES = 8 * 1024 * 1024
@@ -243,7 +255,7 @@ def manim_args(req: RenderRequest, media_dir: Path | None = None) -> list[str]:
     args = [
         QUALITIES[req.quality][0],
         "--format",
-        req.fmt,
+        "mp4" if req.fmt == "gif" else req.fmt,  # GIFs: see flashanim.gif
         "--disable_caching",
         "--progress_bar",
         "none",
@@ -269,6 +281,10 @@ _WRAPPER = """\
 from flashanim._scene_hooks import wrap_scene
 {cls} = wrap_scene({path!r}, {cls!r}, __name__, slides={slides!r})
 """
+_CAPTURE = """\
+from flashanim.gif import capture_frames
+capture_frames({capture!r})
+"""
 _ANIMATION = re.compile(r"Animation (\d+)")
 
 
@@ -276,17 +292,37 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "section"
 
 
-def last_frame(video: Path, png: Path) -> Path:
-    """Save the last frame of ``video`` as ``png`` (decoded with PyAV)."""
+def decode_frames(video: Path, alpha: bool = False) -> Iterator[np.ndarray]:
+    """The frames of ``video`` as ``uint8`` arrays, RGB, or RGBA with ``alpha``.
+
+    VP9 keeps its alpha plane beside the colour planes (WebM BlockAdditional), and
+    only libvpx's decoder reads it: with ``alpha``, WebM is decoded by libvpx.
+    """
     import av
 
-    frame = None
+    fmt = "rgba" if alpha else "rgb24"
     with av.open(str(video)) as container:
-        for frame in container.decode(video=0):  # noqa: B007
-            pass
+        stream = container.streams.video[0]
+        if alpha and stream.codec_context.name == "vp9":
+            codec = av.CodecContext.create("libvpx-vp9", "r")
+            for packet in container.demux(stream):
+                for frame in codec.decode(packet):
+                    yield frame.to_ndarray(format=fmt)
+            return
+        for frame in container.decode(stream):
+            yield frame.to_ndarray(format=fmt)
+
+
+def last_frame(video: Path, png: Path, alpha: bool = False) -> Path:
+    """Save the last frame of ``video`` as ``png`` (RGBA with ``alpha``)."""
+    from PIL import Image
+
+    frame = None
+    for frame in decode_frames(video, alpha):  # noqa: B007
+        pass
     if frame is None:
         raise RuntimeError(f"{video} has no frames")
-    frame.to_image().save(png)
+    Image.fromarray(frame).save(png)
     return png
 
 
@@ -325,9 +361,13 @@ def _render_scene(
     work.mkdir(parents=True)
     module = f"flashanim_{scene.name}"
     wrapper = work / f"{module}.py"
-    wrapper.write_text(
-        _WRAPPER.format(cls=scene.cls, path=str(root / scene.path), slides=req.slides)
+    text = _WRAPPER.format(
+        cls=scene.cls, path=str(root / scene.path), slides=req.slides
     )
+    capture = work / "frames.mkv"  # lossless frames for the GIF
+    if req.fmt == "gif":
+        text += _CAPTURE.format(capture=str(capture))
+    wrapper.write_text(text)
     record = work / "record.json"
     slides_dir = staging / "slides"
     child_env = {
@@ -385,15 +425,16 @@ def _render_scene(
     final = work / "final"
     final.mkdir()
     rel = Path(scene.name)
-    ext = {"png": "png"}.get(req.fmt, req.fmt)
+    ext = "mp4" if req.fmt == "gif" else req.fmt
     if req.fmt == "png":
         frames = sorted((media / "images").rglob(f"{scene.cls}*.png"))
         if not frames:
             raise RuntimeError(f"{scene.name}: Manim wrote no frames; log: {log}")
         for k, f in enumerate(frames):
             files[rel / "frames" / f"{scene.cls}_{k:05d}.png"] = f
-        if req.posters:
-            files[rel / f"{scene.cls}.png"] = frames[-1]
+        if req.posters:  # a copy: the last frame is also under frames/
+            poster = final / f"{scene.cls}.png"
+            files[rel / poster.name] = Path(shutil.copyfile(frames[-1], poster))
     else:
         movies = [
             p
@@ -406,15 +447,11 @@ def _render_scene(
                 f"{len(movies)}; log: {log}"
             )
         movie = movies[0]
-        # (Manim names GIFs TilingScene_ManimCE_v0.21.0.gif)
-        files[rel / f"{scene.cls}.{ext}"] = movie
-        if req.fmt == "gif" and movie.stat().st_size > GIF_BUDGET_BYTES:
-            say(
-                f"  warning: {scene.name} GIF is "
-                f"{movie.stat().st_size / 2**20:.1f} MB, "
-                f"over the {GIF_BUDGET_BYTES >> 20} MB budget: lower --fps or the "
-                f"quality, or use mp4"
-            )
+        if req.fmt == "gif":
+            files[rel / f"{scene.cls}.gif"] = _gif(scene, capture, final, say, log)
+        else:
+            files[rel / f"{scene.cls}.{ext}"] = movie
+        alpha = req.transparent
         index = sorted(movie.parent.glob(f"sections/{scene.cls}.json"))
         sections = json.loads(index[0].read_text()) if index else []
         last_clip = None
@@ -424,11 +461,11 @@ def _render_scene(
             files[rel / "sections" / f"{stem}{clip.suffix}"] = clip
             if req.posters:
                 png = final / f"{stem}.png"
-                files[rel / "sections" / png.name] = last_frame(clip, png)
+                files[rel / "sections" / png.name] = last_frame(clip, png, alpha)
             last_clip = clip
         if req.posters:
             png = final / f"{scene.cls}.png"
-            files[rel / png.name] = last_frame(last_clip or movie, png)
+            files[rel / png.name] = last_frame(last_clip or movie, png, alpha)
     if req.captions and record.exists():
         from flashanim.captions import (
             cues_from_record,
@@ -444,6 +481,33 @@ def _render_scene(
         files[rel / f"{scene.cls}.record.json"] = record
     slides_json = slides_dir / f"{scene.cls}.json"
     return files, log, seconds, slides_json if slides_json.exists() else None
+
+
+def _gif(
+    scene: TalkScene, capture: Path, final: Path, say: Callable[[str], None], log: Path
+) -> Path:
+    """Convert the lossless capture of ``scene`` into ``final/<Scene>.gif``."""
+    from flashanim.gif import make_gif
+
+    if not capture.is_file():
+        raise RuntimeError(
+            f"{scene.name}: no frames were captured for the GIF; log: {log}"
+        )
+    say(f"  {scene.name}: writing the GIF")
+    gif = final / f"{scene.cls}.gif"
+    stats = make_gif(capture, gif)
+    mb = stats.nbytes / 2**20
+    say(
+        f"  {scene.name}: GIF {mb:.1f} MB, {stats.kept} of {stats.frames} frames "
+        f"kept at {stats.fps:g} frames/s"
+    )
+    if stats.nbytes > GIF_BUDGET_BYTES:
+        say(
+            f"  warning: {scene.name} GIF is {mb:.1f} MB, over the "
+            f"{GIF_BUDGET_BYTES >> 20} MB budget: lower --fps, --quality or "
+            f"--resolution, or use mp4/webm"
+        )
+    return gif
 
 
 def _commit(files: dict[Path, Path], out: Path, scene: TalkScene) -> list[Path]:
