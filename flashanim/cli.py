@@ -274,7 +274,7 @@ def _resolution(text: str) -> tuple[int, int]:
 
 
 def _add_render_arguments(p: argparse.ArgumentParser, slides: bool) -> None:
-    from flashanim.render import ASPECTS, FORMATS
+    from flashanim.render import ASPECTS, FORMATS, GIF_BUDGET_BYTES, GIF_FPS
     from flashanim.talk import QUALITIES
 
     p.add_argument(
@@ -315,14 +315,23 @@ def _add_render_arguments(p: argparse.ArgumentParser, slides: bool) -> None:
             dest="fmt",
             choices=FORMATS,
             default="mp4",
-            help="mp4 (default), gif, webm, mov, png (frame sequence)",
+            help=(
+                f"mp4 (default), gif, webm, mov, png (frame sequence). GIFs: "
+                f"{GIF_FPS} frames/s, low or medium quality; budget: every scene "
+                f"at 480p (--quality low) at most {GIF_BUDGET_BYTES >> 20} MiB"
+            ),
         )
         p.add_argument(
             "--transparent",
             action="store_true",
             help="alpha channel (webm, mov or png)",
         )
-    p.add_argument("--aspect", choices=list(ASPECTS), default="16:9")
+    p.add_argument(
+        "--aspect",
+        choices=list(ASPECTS),
+        default="16:9",
+        help="16:9 (default) or 4:3 (same layout, room above and below)",
+    )
     p.add_argument(
         "--resolution",
         type=_resolution,

@@ -11,9 +11,10 @@ so the GIF is made from the exact frames, without MP4 compression noise), and th
 - one global palette of :data:`COLORS` colours (median cut over frames sampled
   across the whole scene), plus one transparent index; no dithering, so flat areas
   stay flat and compress well;
-- a pixel changes only when its new colour is more than ``tolerance`` away from the
-  colour it shows (fades and moving anti-aliased edges do not rewrite the screen
-  for invisible differences);
+- while a pixel is moving, it is redrawn only when its new colour is more than
+  ``tolerance`` away from the colour it shows (fades and moving anti-aliased edges
+  do not rewrite the screen for invisible differences); once it stands still for a
+  frame it shows its exact palette colour, so nothing is left behind;
 - frames that change nothing are dropped and their time added to the frame before;
 - each kept frame stores only the bounding box of the changed pixels, with unchanged
   pixels in it transparent (long LZW runs), on top of the previous frame (disposal 1).
@@ -49,11 +50,12 @@ __all__ = [
 ]
 
 #: Colours of the global palette (one more index is kept for transparency).
-COLORS = 127
-#: A pixel is redrawn when its colour is more than this far (max over R, G, B,
-#: 0..255) from what the GIF shows there. Exact frames need little; MP4 input
-#: needs more, to ignore compression noise (``make_gif(..., tolerance=12)``).
-TOLERANCE = 6
+COLORS = 255
+#: A moving pixel is redrawn when its colour is more than this far (max over R, G,
+#: B, 0..255) from what the GIF shows there; a still one always shows its palette
+#: colour. (Lossy input, e.g. an MP4, is never quite still: there the tolerance
+#: is all that keeps compression noise out, and the GIF grows.)
+TOLERANCE = 12
 #: Environment variable naming the lossless side video :func:`capture_frames`
 #: writes (set by ``flashanim render --format gif`` for the Manim child).
 CAPTURE_ENV = "FLASHANIM_CAPTURE_FRAMES"
@@ -96,17 +98,26 @@ def _video_info(video: Path) -> tuple[int, float]:
 
 
 def _palette(video: Path, n: int, colors: int) -> np.ndarray:
-    """``colors`` RGB colours by median cut over frames sampled evenly."""
+    """``colors`` RGB colours by median cut over frames sampled evenly, each
+    distinct colour weighted by the square root of its pixel count (so that a
+    small tile of a rare colour is not lost to the background)."""
     from PIL import Image
 
     want = set(np.linspace(0, n - 1, min(n, _PALETTE_SAMPLES)).round().astype(int))
-    picked = [f for k, f in enumerate(_frames(video)) if k in want]
-    mosaic = Image.fromarray(np.concatenate(picked, axis=0))
-    q = mosaic.quantize(
+    packed = np.concatenate(
+        [
+            (f.astype(np.uint32) @ np.array([1 << 16, 1 << 8, 1], np.uint32)).ravel()
+            for k, f in enumerate(_frames(video))
+            if k in want
+        ]
+    )
+    unique, counts = np.unique(packed, return_counts=True)
+    weighted = np.repeat(unique, np.ceil(np.sqrt(counts)).astype(np.int64))
+    rgb = np.stack([(weighted >> s) & 255 for s in (16, 8, 0)], -1).astype(np.uint8)
+    q = Image.fromarray(rgb[None]).quantize(
         colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
     )
-    pal = np.asarray(q.getpalette()[: 3 * colors], dtype=np.uint8).reshape(-1, 3)
-    return pal
+    return np.asarray(q.getpalette()[: 3 * colors], dtype=np.uint8).reshape(-1, 3)
 
 
 def _lookup_table(pal: np.ndarray) -> np.ndarray:
@@ -174,6 +185,7 @@ def make_gif(
     try:
         with open(tmp, "wb") as fh:
             shown: np.ndarray | None = None  # palette indices on screen
+            rgb_prev: np.ndarray | None = None
             pending: tuple[np.ndarray, tuple[int, int], bool] | None = None
             start = end = 0  # centiseconds of the pending frame
 
@@ -190,6 +202,7 @@ def make_gif(
                 target = lut[rgb[..., 0] >> shift, rgb[..., 1] >> shift,
                              rgb[..., 2] >> shift]  # fmt: skip
                 t_end = round((k + 1) * 100 / fps)
+                previous, rgb_prev = rgb_prev, rgb
                 if shown is None:
                     h, w = target.shape
                     fh.write(_header(w, h, table))
@@ -201,7 +214,9 @@ def make_gif(
                     )
                     continue
                 far = np.abs(rgb.astype(np.int16) - shown_rgb[shown]).max(-1)
-                changed = (target != shown) & (far > tolerance)
+                # settled pixels (as in the frame before) show their exact colour
+                still = (rgb == previous).all(-1)
+                changed = (target != shown) & ((far > tolerance) | still)
                 if not changed.any():
                     end = t_end  # nothing new: the pending frame lasts longer
                     continue

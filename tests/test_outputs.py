@@ -9,7 +9,9 @@ render-marked tests render tiny configurations from a saved trace (N = 4, d = 2,
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -168,3 +170,82 @@ def test_same_parameters_same_frames(trace_file, tmp_path, monkeypatch):
     for rel in ["TilingScene.mp4", *map(str, sorted(a.glob("sections/*.mp4")))]:
         rel = os.path.relpath(rel, a) if os.path.isabs(rel) else rel
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+
+
+def _alpha_edges_clear(rgba: np.ndarray) -> bool:
+    """No drawn pixel on the border: nothing reaches the frame's edge."""
+    a = rgba[..., 3]
+    return not (a[0].any() or a[-1].any() or a[:, 0].any() or a[:, -1].any())
+
+
+@pytest.mark.render
+def test_transparent_png_at_4_3(trace_file, tmp_path, monkeypatch):
+    """PNG frames at 4:3 (128x96): RGBA, the background transparent, the drawing
+    opaque, and nothing cut off (no drawn pixel on any edge, in any frame)."""
+    from PIL import Image
+
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "png"
+    _render(out, "tiling", "--trace", str(trace_file), "--format", "png",
+            "--transparent", "--resolution", "128x96", "--fps", "2")  # fmt: skip
+    scene = out / "tiling"
+    frames = sorted((scene / "frames").glob("TilingScene_*.png"))
+    assert len(frames) > 10
+    poster = scene / "TilingScene.png"
+    assert poster.read_bytes() == frames[-1].read_bytes()
+    for path in frames:
+        with Image.open(path) as im:
+            assert (im.size, im.mode) == ((128, 96), "RGBA"), path.name
+            rgba = np.asarray(im)
+        assert _alpha_edges_clear(rgba), f"{path.name}: drawn up to the edge"
+    alpha = rgba[..., 3]
+    assert alpha.min() == 0 and alpha.max() == 255
+    # the 4:3 frame has room above and below the 16:9 layout: empty bands
+    rows = np.flatnonzero(alpha.any(1))
+    assert rows[0] >= 96 // 16 and rows[-1] < 96 - 96 // 16
+
+
+@pytest.mark.render
+def test_transparent_webm_and_mov(trace_file, tmp_path, monkeypatch):
+    """WebM (VP9 with its alpha plane) and MOV (QuickTime RLE, ARGB): the right
+    pixel size, a transparent background and opaque drawing; RGBA posters."""
+    from PIL import Image
+
+    monkeypatch.chdir(ROOT)
+    for fmt in ("webm", "mov"):
+        out = tmp_path / fmt
+        _render(out, "tiling", "--trace", str(trace_file), "--format", fmt,
+                "--transparent", *TINY, "--no-captions")  # fmt: skip
+        scene = out / "tiling"
+        frames = list(decode_frames(scene / f"TilingScene.{fmt}", alpha=True))
+        assert frames and frames[0].shape == (72, 128, 4), fmt
+        alpha = frames[-1][..., 3]
+        assert alpha[0, 0] == 0 and alpha.max() == 255, fmt
+        clips = sorted((scene / "sections").glob(f"*.{fmt}"))
+        assert clips, fmt
+        for png in [scene / "TilingScene.png", *sorted(scene.glob("sections/*.png"))]:
+            with Image.open(png) as im:
+                assert (im.size, im.mode) == ((128, 72), "RGBA"), png.name
+                assert im.getextrema()[3] == (0, 255), png.name
+
+
+@pytest.mark.render
+def test_slides_deck_of_two_scenes(tmp_path, monkeypatch):
+    """``flashanim slides A B``: one HTML deck, one slide per section of each scene,
+    in the order given."""
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "deck"
+    rc = main(["slides", "memory_hierarchy", "tiling", "--seq-len", "4",
+               "--head-dim", "2", "--block-m", "2", "--block-n", "2", *TINY,
+               "--no-captions", "-o", str(out)])  # fmt: skip
+    assert rc == 0, sorted((out / "logs").glob("*.log"))
+    sections = {}
+    for name, cls in (("memory_hierarchy", "MemoryHierarchyScene"),
+                      ("tiling", "TilingScene")):  # fmt: skip
+        clips = sorted((out / name / "sections").glob("*.mp4"))
+        slides = json.loads((out / name / f"{cls}.slides.json").read_text())
+        assert len(slides["slides"]) == len(clips) > 1, name
+        sections[name] = len(clips)
+    html = (out / "flashanim_slides.html").read_text(encoding="utf-8")
+    assert html.count("<section") == sum(sections.values())
+    assert len(re.findall(r"data:video/mp4;base64,", html)) == sum(sections.values())
