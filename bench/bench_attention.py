@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -203,24 +204,42 @@ def _ptx_facts(ptx: str) -> dict:
     }
 
 
-def tracing_cost(n: int = 4096, d: int = 128, dtype=torch.float16) -> dict:
+def tracing_cost(n: int = 4096, dtype=torch.float16) -> dict:
     """A traced forward (events only: buffers allocated, kernel run with TRACE=True,
-    no decoding) against an untraced one, and what the two builds' PTX holds."""
-    b, h = 16384 // n, 2048 // d
-    q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=dtype) for _ in range(3))
+    no decoding) against an untraced one, at d = 64 and 128, causal and not; the
+    traced run as shipped (staged: one store per K/V iteration) and with one store
+    per event (``FLASHANIM_TRACE_STAGE=0``) for comparison; and what the untraced
+    and traced builds' PTX holds."""
     from flashanim.kernels._common import GPU_CLOCK
 
-    out = {"n": n, "d": d, "b": b, "h": h, "dtype": str(dtype).split(".")[-1],
-           "clock_level": GPU_CLOCK}  # fmt: skip
-    for causal in (False, True):
-        untraced = bench_ms(lambda c=causal: fa2.attention_forward(q, k, v, c))
-        traced = bench_ms(lambda c=causal: fa2.record_forward(q, k, v, causal=c))
-        raw = fa2.record_forward(q, k, v, causal=causal)
-        n_events = int(sum(int(x.header[:, 0].sum()) for x in raw.launches))
-        out["causal" if causal else "non_causal"] = {
-            "untraced_ms": untraced, "traced_ms": traced,
-            "ratio": traced / untraced, "events": n_events,
-        }  # fmt: skip
+    out = {"n": n, "dtype": str(dtype).split(".")[-1], "clock_level": GPU_CLOCK,
+           "cases": []}  # fmt: skip
+    for d in (64, 128):
+        b, h = 16384 // n, 2048 // d
+        q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=dtype)
+                   for _ in range(3))  # fmt: skip
+        for causal in (False, True):
+            row = {"d": d, "causal": causal, "b": b, "h": h}
+            fwd = functools.partial(fa2.attention_forward, q, k, v, causal)
+            rec = functools.partial(fa2.record_forward, q, k, v, causal=causal)
+            row["untraced_ms"] = bench_ms(fwd)
+            for staged in (True, False):
+                fa2.TRACE_STAGE = staged
+                key = "traced_ms" if staged else "traced_per_event_ms"
+                row[key] = bench_ms(rec)
+            fa2.TRACE_STAGE = True
+            raw = fa2.record_forward(q, k, v, causal=causal)
+            row["events"] = int(sum(int(x.header[:, 0].sum()) for x in raw.launches))
+            row["ratio"] = row["traced_ms"] / row["untraced_ms"]
+            row["ratio_per_event"] = row["traced_per_event_ms"] / row["untraced_ms"]
+            out["cases"].append(row)
+            print(f"tracing d={d} causal={causal}: untraced {row['untraced_ms']:.3f} ms"
+                  f", traced {row['traced_ms']:.3f} ms ({row['ratio']:.2f}x), one "
+                  f"store per event {row['traced_per_event_ms']:.3f} ms "
+                  f"({row['ratio_per_event']:.2f}x), {row['events']:,} events",
+                  flush=True)  # fmt: skip
+            del raw
+            torch.cuda.empty_cache()
     # the untraced and traced builds of _attn_fwd compiled above, side by side
     builds = {}
     for kern in _compiled_kernels(fa2._attn_fwd):

@@ -32,6 +32,7 @@ __all__ = [
     "BLOCK_RANGE",
     "DTYPES",
     "GPU_CLOCK",
+    "TRACE_STAGE",
     "LOG2E",
     "MAX_HEAD_DIM",
     "Shapes",
@@ -71,6 +72,12 @@ GPU_CLOCK: int = (
     if os.environ.get("FLASHANIM_EVENT_CLOCK") == "1"
     else 1
 )
+
+#: Whether an events-only trace (no value snapshots) writes each inner-loop
+#: iteration's events with one store (``kernels/_trace.py``, "Staged events") rather
+#: than one store per event; the records are the same. ``FLASHANIM_TRACE_STAGE=0``
+#: turns it off (for comparison; ``bench/diagnose_trace.py``).
+TRACE_STAGE: bool = os.environ.get("FLASHANIM_TRACE_STAGE", "1") != "0"
 
 _ELEM_BYTES = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
 

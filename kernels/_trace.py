@@ -59,6 +59,10 @@ __all__ = [
     "trace_values_2d",
     "trace_begin",
     "trace_end",
+    "trace_open",
+    "trace_flush",
+    "stage_tile",
+    "stage_vector",
 ]
 
 #: Operation codes, in code order. Loads and stores move a tile between global
@@ -96,6 +100,8 @@ TENSORS: tuple[str, ...] = (
 
 REC_WIDTH = 10
 HDR_WIDTH = 8
+#: Most events one inner-loop iteration may stage before :func:`trace_flush`.
+STAGE_ROWS = 16
 
 
 def op_code(name: str) -> int:
@@ -121,6 +127,10 @@ class TraceBuffers:
         flag instead of writing past the end (the decoder refuses such a trace).
     max_values
         Room for value snapshots per program, in float32 elements (0: no values).
+    fill
+        Pre-fill the event records with -1 (so the decoder can report a record
+        that was counted but never written); off for large GPU traces, where the
+        fill would cost a pass over the buffer.
     """
 
     events: torch.Tensor
@@ -136,10 +146,13 @@ class TraceBuffers:
         max_events: int,
         max_values: int = 0,
         device: torch.device | str = "cpu",
+        fill: bool = True,
     ) -> TraceBuffers:
-        events = torch.full(
-            (n_programs, max_events, REC_WIDTH), -1, dtype=torch.int64, device=device
-        )
+        shape = (n_programs, max_events, REC_WIDTH)
+        if fill:  # -1: the decoder can tell a counted-but-unwritten record
+            events = torch.full(shape, -1, dtype=torch.int64, device=device)
+        else:  # large GPU traces: the decoder reads only the counted records
+            events = torch.empty(shape, dtype=torch.int64, device=device)
         header = torch.full(
             (n_programs, HDR_WIDTH), -1, dtype=torch.int64, device=device
         )
@@ -310,3 +323,99 @@ def trace_vector(
         ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, -1, 0, 0,
                          MAX_EV, GPU_CLOCK)  # fmt: skip
     return ev, voff
+
+
+# --------------------------------------------------------------------------------------
+# Staged events: one store per inner-loop iteration
+# --------------------------------------------------------------------------------------
+# With ``STAGE`` (events only, no value snapshots: what a GPU schedule trace records),
+# the events of one inner-loop iteration are built in a small register tile, one row
+# per event, at the point in the code where each happens, and written with one store
+# when the iteration ends, instead of one store per event: measured in
+# ``bench/NOTES.md``. The records are the same either way (tests compare the two).
+# Without ``STAGE`` these helpers are ``trace_tile``/``trace_vector``.
+
+
+@triton.jit
+def trace_open(ev, STAGE: tl.constexpr):
+    """Start an iteration: return ``(ev_base, ev, stage)``. With ``STAGE`` the event
+    counter restarts at 0 (the row of the stage tile) and ``ev_base`` keeps the
+    program's count; without, ``ev`` runs on and the stage is unused.
+
+    The stage is an int32 ``16 x 8`` tile, one row per event: the record's first
+    eight fields (op, tensor, row, col, nbytes, and voff = -1, vrows = vcols = 0 for
+    "no snapshot"), narrow so that staging an event costs a few register selects."""
+    if STAGE:
+        c = tl.arange(0, 8)[None, :]
+        stg = tl.where(c == 5, -1, tl.zeros([16, 8], tl.int32))
+        return ev, ev * 0, stg
+    else:
+        return ev, ev, tl.zeros([], tl.int32)
+
+
+@triton.jit
+def trace_flush(ev_ptr, prog, ev_base, ev, stg, MAX_EV: tl.constexpr,
+                STAGE: tl.constexpr):  # fmt: skip
+    """End an iteration: write the staged rows ``0 <= r < ev`` as events
+    ``ev_base + r`` (fields 0-7 from the stage, 8-9, time and SM, -1: staging is
+    used without per-event clocks); return the program's event count."""
+    if STAGE:
+        r = tl.arange(0, 16)[:, None]
+        e = (ev_base + r).to(tl.int64)
+        base = ev_ptr + (prog.to(tl.int64) * MAX_EV + e) * 10
+        keep = (r < ev) & (e < MAX_EV)
+        c = tl.arange(0, 8)[None, :]
+        tl.store(base + c, stg.to(tl.int64), mask=keep & (c < 8))
+        c2 = tl.arange(0, 2)[None, :]
+        tl.store(base + 8 + c2, tl.full([16, 2], -1, tl.int64), mask=keep & (c2 < 2))
+        return ev_base + ev
+    else:
+        return ev
+
+
+@triton.jit
+def _stage_event(stg, ev, op, tensor, row, col, nbytes):
+    """Put event ``ev``'s op, tensor, row, col and byte count into row ``ev``."""
+    c = tl.arange(0, 8)[None, :]
+    r = tl.arange(0, 16)[:, None]
+    rec = tl.where(c == 0, op, tl.where(c == 1, tensor, stg))
+    rec = tl.where(c == 2, row, rec)
+    rec = tl.where(c == 3, col, rec)
+    rec = tl.where(c == 4, nbytes, rec)
+    return tl.where(r == ev, rec, stg), ev + 1
+
+
+@triton.jit
+def stage_tile(
+    ev_ptr, val_ptr, prog, ev, voff, stg, op, tensor, row, col, nbytes, x,
+    R: tl.constexpr, C: tl.constexpr, VALUES: tl.constexpr,
+    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, GPU_CLOCK: tl.constexpr,
+    STAGE: tl.constexpr,
+):  # fmt: skip
+    """:func:`trace_tile` inside an iteration opened by :func:`trace_open`; return
+    ``(ev, voff, stage)``."""
+    if STAGE:
+        stg, ev = _stage_event(stg, ev, op, tensor, row, col, nbytes)
+    else:
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, op, tensor, row, col,
+                              nbytes, x, R, C, VALUES, MAX_EV, MAX_VAL,
+                              GPU_CLOCK)  # fmt: skip
+    return ev, voff, stg
+
+
+@triton.jit
+def stage_vector(
+    ev_ptr, val_ptr, prog, ev, voff, stg, op, tensor, row, col, nbytes, x,
+    R: tl.constexpr, VALUES: tl.constexpr,
+    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, GPU_CLOCK: tl.constexpr,
+    STAGE: tl.constexpr,
+):  # fmt: skip
+    """:func:`trace_vector` inside an iteration opened by :func:`trace_open`; return
+    ``(ev, voff, stage)``."""
+    if STAGE:
+        stg, ev = _stage_event(stg, ev, op, tensor, row, col, nbytes)
+    else:
+        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, op, tensor, row, col,
+                                nbytes, x, R, VALUES, MAX_EV, MAX_VAL,
+                                GPU_CLOCK)  # fmt: skip
+    return ev, voff, stg

@@ -118,6 +118,9 @@ and everything times ``B * H``.
 
 from __future__ import annotations
 
+import functools
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -125,6 +128,7 @@ import triton.language as tl
 from ._common import (
     GPU_CLOCK,
     LOG2E,
+    TRACE_STAGE,
     check_attn_mask,
     check_like,
     check_qkv,
@@ -138,9 +142,13 @@ from ._trace import (
     RawTrace,
     TraceBuffers,
     op_code,
+    stage_tile,
+    stage_vector,
     tensor_code,
     trace_begin,
     trace_end,
+    trace_flush,
+    trace_open,
     trace_tile,
     trace_vector,
 )
@@ -274,75 +282,82 @@ def _attn_fwd_inner(acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn,
                     MASK: tl.constexpr, CAUSAL: tl.constexpr, ELEM: tl.constexpr,
                     DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                     VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr):  # fmt: skip
+                    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
+                    WARP_SPEC: tl.constexpr = False):  # fmt: skip
     """The loop over K/V blocks ``lo <= j < hi`` (block indices) of one Q block."""
-    for start_n in range(lo * BLOCK_N, hi * BLOCK_N, BLOCK_N):
+    for start_n in tl.range(
+        lo * BLOCK_N, hi * BLOCK_N, BLOCK_N, warp_specialize=WARP_SPEC
+    ):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         j = start_n // BLOCK_N
+        if TRACE:
+            ev_base, ev, stg = trace_open(ev, STAGE)
         offs_kn = start_n + offs_n
         # -- load K_j, V_j --
         k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
                        offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
         if TRACE:
             nb = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_K, j, 0,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_K, j, 0,
                                 nb, k, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+                                GPU_CLOCK, STAGE)  # fmt: skip
         v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                        offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_V, j, 0,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_V, j, 0,
                                 nb, v, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+                                GPU_CLOCK, STAGE)  # fmt: skip
         # -- S_ij = Q_i K_j^T (scaled below) --
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_QK, T_S, start_m,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_QK, T_S, start_m,
                                 j, 0, qk * sm_scale, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+                                MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
         if MASK:
             keep = offs_kn[None, :] < N_K
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= offs_kn[None, :])
             qk = tl.where(keep, qk, float("-inf"))
             if TRACE:
-                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_MASK, T_S,
+                ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_MASK, T_S,
                                     start_m, j, 0, qk * sm_scale, BLOCK_M, BLOCK_N,
-                                    VALUES, MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+                                    VALUES, MAX_EV, MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
         # -- online softmax: m_i, P_ij, alpha, l_i (log2 units: qk_scale) --
         m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
         if TRACE:
-            ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_ROWMAX, T_M,
+            ev, voff, stg = stage_vector(ev_ptr, val_ptr, prog, ev, voff, stg, OP_ROWMAX, T_M,
                                start_m, 0, 0, m_ij * LN2, BLOCK_M, VALUES, MAX_EV,
-                               MAX_VAL, GPU_CLOCK)  # fmt: skip
+                               MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
         qk = qk * qk_scale - m_ij[:, None]
         p = tl.math.exp2(qk)
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_EXP, T_P, start_m,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_EXP, T_P, start_m,
                                 j, 0, p, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+                                GPU_CLOCK, STAGE)  # fmt: skip
         alpha = tl.math.exp2(m_i - m_ij)
         if TRACE:
-            ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_ALPHA, T_ALPHA,
+            ev, voff, stg = stage_vector(ev_ptr, val_ptr, prog, ev, voff, stg, OP_ALPHA, T_ALPHA,
                                start_m, 0, 0, alpha, BLOCK_M, VALUES, MAX_EV,
-                               MAX_VAL, GPU_CLOCK)  # fmt: skip
+                               MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
         l_i = l_i * alpha + tl.sum(p, 1)
         if TRACE:
-            ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_ROWSUM, T_L,
+            ev, voff, stg = stage_vector(ev_ptr, val_ptr, prog, ev, voff, stg, OP_ROWSUM, T_L,
                                start_m, 0, 0, l_i, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
-                               GPU_CLOCK)  # fmt: skip
+                               GPU_CLOCK, STAGE)  # fmt: skip
         # -- acc = acc * alpha + P_ij V_j --
         acc = acc * alpha[:, None]
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_RESCALE, T_ACC,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_RESCALE, T_ACC,
                                 start_m, 0, 0, acc, BLOCK_M, BLOCK_D, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+                                MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_PV, T_ACC, start_m,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_PV, T_ACC, start_m,
                                 0, 0, acc, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+                                GPU_CLOCK, STAGE)  # fmt: skip
         m_i = m_ij
+        if TRACE:
+            ev = trace_flush(ev_ptr, prog, ev_base, ev, stg, MAX_EV, STAGE)
     return acc, l_i, m_i, ev, voff
 
 
@@ -417,7 +432,8 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
               BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr, EVEN_M: tl.constexpr,
               ELEM: tl.constexpr, DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
               VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr, MAX_EV: tl.constexpr,
-              MAX_VAL: tl.constexpr, HAS_BIAS: tl.constexpr,
+              MAX_VAL: tl.constexpr, STAGE: tl.constexpr, HAS_BIAS: tl.constexpr,
+              WARP_SPEC: tl.constexpr,
               BIAS_BOOL: tl.constexpr):  # fmt: skip
     """One program: Q block ``start_m`` of batch-head ``off_hz``; writes O and LSE.
 
@@ -482,14 +498,14 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
             start_m, sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K,
             ev_ptr, val_ptr, prog, ev, voff,
             HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC,
-            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
+            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE, WARP_SPEC)  # fmt: skip
         # stage 2: blocks on the diagonal or with the key tail, masked
         acc, l_i, m_i, ev, voff = _attn_fwd_inner(
             acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk,
             start_m, sm_scale, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d,
             N_K, ev_ptr, val_ptr, prog, ev, voff,
             HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM, DOT_PREC,
-            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL)  # fmt: skip
+            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE, WARP_SPEC)  # fmt: skip
 
     # -- epilogue: O_i = acc / l_i, LSE_i = m_i + log(l_i) --
     acc = acc / l_i[:, None]
@@ -594,7 +610,7 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
                          EVEN_M: tl.constexpr, ELEM: tl.constexpr,
                          DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                          VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                         MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr,
+                         MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
                          Bias, stride_bm, stride_bn, HAS_BIAS: tl.constexpr,
                          BIAS_BOOL: tl.constexpr):  # fmt: skip
     """Accumulate ``dK_j, dV_j`` over Q blocks ``lo <= i < hi`` (block indices)."""
@@ -602,52 +618,54 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
     for start_m in range(lo * BLOCK_M, hi * BLOCK_M, BLOCK_M):
         start_m = tl.multiple_of(start_m, BLOCK_M)
         i = start_m // BLOCK_M
+        if TRACE:
+            ev_base, ev, stg = trace_open(ev, STAGE)
         offs_m = start_m + offs_m0
         # -- load Q_i, dO_i, LSE_i, D_i --
         q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
                        offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
         if TRACE:
             nb = tl.minimum(N_Q - start_m, BLOCK_M)
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_Q, i, 0,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_Q, i, 0,
                                 nb * (HEAD_DIM * ELEM), q, BLOCK_M, BLOCK_D, VALUES,
-                                MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+                                MAX_EV, MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
         do = _load_tile(DO + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
                         offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_DO, i, 0,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_DO, i, 0,
                                 nb * (HEAD_DIM * ELEM), do, BLOCK_M, BLOCK_D, VALUES,
-                                MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+                                MAX_EV, MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
         if EVEN_M:
             lse = tl.load(LSE + offs_m)
         else:
             lse = tl.load(LSE + offs_m, mask=offs_m < N_Q, other=float("inf"))
         if TRACE:
-            ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_LSE, i, 0,
+            ev, voff, stg = stage_vector(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_LSE, i, 0,
                                nb * 4, lse, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
-                               GPU_CLOCK)  # fmt: skip
+                               GPU_CLOCK, STAGE)  # fmt: skip
         if EVEN_M:
             Di = tl.load(Delta + offs_m)
         else:
             Di = tl.load(Delta + offs_m, mask=offs_m < N_Q, other=0.0)
         if TRACE:
-            ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_D, i, 0,
+            ev, voff, stg = stage_vector(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_D, i, 0,
                                nb * 4, Di, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
-                               GPU_CLOCK)  # fmt: skip
+                               GPU_CLOCK, STAGE)  # fmt: skip
         # -- S_ij = Q_i K_j^T --
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_QK, T_S, i, j, 0,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_QK, T_S, i, j, 0,
                                 qk * sm_scale, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+                                MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
         if MASK:
             keep = offs_n[None, :] < N_K
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= offs_n[None, :])
             qk = tl.where(keep, qk, float("-inf"))
             if TRACE:
-                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_MASK, T_S, i,
+                ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_MASK, T_S, i,
                                     j, 0, qk * sm_scale, BLOCK_M, BLOCK_N, VALUES,
-                                    MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+                                    MAX_EV, MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
         if HAS_BIAS:
             # the forward's bias on S (never traced), back in qk's units
             qk = _bias_scores(qk, Bias, offs_m, offs_n, stride_bm, stride_bn, N_Q,
@@ -655,32 +673,34 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
         # -- P_ij = exp(S_ij - LSE_i), recomputed instead of stored --
         p = tl.math.exp2(qk * qk_scale - lse[:, None] * RCP_LN2)
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_RECOMPUTE, T_P, i,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_RECOMPUTE, T_P, i,
                                 j, 0, p, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+                                GPU_CLOCK, STAGE)  # fmt: skip
         # -- dV_j += P_ij^T dO_i --
         dv = tl.dot(tl.trans(p.to(do.dtype)), do, dv, input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DV, T_DV, j, 0, 0,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_DV, T_DV, j, 0, 0,
                                 dv, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+                                GPU_CLOCK, STAGE)  # fmt: skip
         # -- dP_ij = dO_i V_j^T; dS_ij = P_ij * (dP_ij - D_i) --
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DP, T_DP, i, j, 0,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_DP, T_DP, i, j, 0,
                                 dp, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+                                GPU_CLOCK, STAGE)  # fmt: skip
         ds = p * (dp - Di[:, None])
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DS, T_DS, i, j, 0,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_DS, T_DS, i, j, 0,
                                 ds, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+                                GPU_CLOCK, STAGE)  # fmt: skip
         # -- dK_j += dS_ij^T Q_i (softmax_scale applied at the end) --
         dk = tl.dot(tl.trans(ds.to(q.dtype)), q, dk, input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DK, T_DK, j, 0, 0,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_DK, T_DK, j, 0, 0,
                                 dk * sm_scale, BLOCK_N, BLOCK_D, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+                                MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+        if TRACE:
+            ev = trace_flush(ev_ptr, prog, ev_base, ev, stg, MAX_EV, STAGE)
     return dk, dv, ev, voff
 
 
@@ -700,7 +720,7 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
                    EVEN_N: tl.constexpr, ELEM: tl.constexpr,
                    DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                    VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                   MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr,
+                   MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
                    HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr):  # fmt: skip
     """One program: K/V block ``start_n`` of a batch-head; writes ``dK_j, dV_j``.
 
@@ -766,14 +786,14 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
         start_n, sm_scale, qk_scale, i_lo, i_me, offs_n, offs_m0, offs_d, N_Q, N_K,
         ev_ptr, val_ptr, prog, ev, voff,
         HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, EVEN_M, ELEM, DOT_PREC,
-        TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL,
+        TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE,
         Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL)  # fmt: skip
     dk, dv, ev, voff = _attn_bwd_dkdv_inner(
         dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk, stride_dm, stride_dk,
         start_n, sm_scale, qk_scale, i_me, T_R, offs_n, offs_m0, offs_d, N_Q, N_K,
         ev_ptr, val_ptr, prog, ev, voff,
         HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, EVEN_M, ELEM, DOT_PREC,
-        TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL,
+        TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE,
         Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL)  # fmt: skip
 
     # -- write dK_j = scale * sum dS^T Q, dV_j --
@@ -805,7 +825,7 @@ def _attn_bwd_dq_inner(dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn
                        MASK: tl.constexpr, CAUSAL: tl.constexpr, ELEM: tl.constexpr,
                        DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                        VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                       MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr,
+                       MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
                        Bias, stride_bm, stride_bn, N_Q, HAS_BIAS: tl.constexpr,
                        BIAS_BOOL: tl.constexpr):  # fmt: skip
     """Accumulate ``dQ_i`` over K/V blocks ``lo <= j < hi`` (block indices)."""
@@ -813,61 +833,65 @@ def _attn_bwd_dq_inner(dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn
     for start_n in range(lo * BLOCK_N, hi * BLOCK_N, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         j = start_n // BLOCK_N
+        if TRACE:
+            ev_base, ev, stg = trace_open(ev, STAGE)
         offs_kn = start_n + offs_n
         # -- load K_j, V_j --
         k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
                        offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
         if TRACE:
             nb = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_K, j, 0,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_K, j, 0,
                                 nb, k, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+                                GPU_CLOCK, STAGE)  # fmt: skip
         v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                        offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_V, j, 0,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_V, j, 0,
                                 nb, v, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+                                GPU_CLOCK, STAGE)  # fmt: skip
         # -- S_ij, P_ij = exp(S_ij - LSE_i) --
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_QK, T_S, start_m,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_QK, T_S, start_m,
                                 j, 0, qk * sm_scale, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+                                MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
         if MASK:
             keep = offs_kn[None, :] < N_K
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= offs_kn[None, :])
             qk = tl.where(keep, qk, float("-inf"))
             if TRACE:
-                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_MASK, T_S,
+                ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_MASK, T_S,
                                     start_m, j, 0, qk * sm_scale, BLOCK_M, BLOCK_N,
-                                    VALUES, MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+                                    VALUES, MAX_EV, MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
         if HAS_BIAS:
             # the forward's bias on S (never traced), back in qk's units
             qk = _bias_scores(qk, Bias, offs_m, offs_kn, stride_bm, stride_bn, N_Q,
                               N_K, qk_scale, BIAS_BOOL) * (1.0 / qk_scale)  # fmt: skip
         p = tl.math.exp2(qk * qk_scale - lse2[:, None])
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_RECOMPUTE, T_P,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_RECOMPUTE, T_P,
                                 start_m, j, 0, p, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+                                MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
         # -- dP_ij = dO_i V_j^T; dS_ij = P_ij * (dP_ij - D_i); dQ_i += dS_ij K_j --
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DP, T_DP, start_m,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_DP, T_DP, start_m,
                                 j, 0, dp, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+                                GPU_CLOCK, STAGE)  # fmt: skip
         ds = p * (dp - Di[:, None])
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DS, T_DS, start_m,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_DS, T_DS, start_m,
                                 j, 0, ds, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+                                GPU_CLOCK, STAGE)  # fmt: skip
         dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PREC)
         if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_DQ, T_DQ, start_m,
+            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_DQ, T_DQ, start_m,
                                 0, 0, dq * sm_scale, BLOCK_M, BLOCK_D, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+                                MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+        if TRACE:
+            ev = trace_flush(ev_ptr, prog, ev_base, ev, stg, MAX_EV, STAGE)
     return dq, ev, voff
 
 
@@ -886,7 +910,7 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
                  CAUSAL: tl.constexpr, EVEN_M: tl.constexpr, ELEM: tl.constexpr,
                  DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                  VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                 MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr,
+                 MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
                  HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr):  # fmt: skip
     """One program: Q block ``start_m`` of a batch-head; writes ``dQ_i`` (with
     ``HAS_BIAS``, the forward's bias applied again when ``P`` is recomputed)."""
@@ -949,14 +973,14 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
         sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K,
         ev_ptr, val_ptr, prog, ev, voff,
         HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC, TRACE,
-        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL,
+        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE,
         Bias, stride_bm, stride_bn, N_Q, HAS_BIAS, BIAS_BOOL)  # fmt: skip
     dq, ev, voff = _attn_bwd_dq_inner(
         dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn, stride_vk, start_m,
         sm_scale, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d, N_K,
         ev_ptr, val_ptr, prog, ev, voff,
         HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM, DOT_PREC, TRACE,
-        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL,
+        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE,
         Bias, stride_bm, stride_bn, N_Q, HAS_BIAS, BIAS_BOOL)  # fmt: skip
 
     # -- write dQ_i = scale * sum dS K --
@@ -1122,12 +1146,8 @@ def _buffers(
     device: torch.device,
 ) -> TraceBuffers:
     """Trace buffers sized exactly: the largest program's events and values."""
-    max_ev, max_val = 1, 0
-    for b in range(n_blocks):  # programs of one batch-head; all heads alike
-        evs = program_events(launch, b, n_q, n_k, d, block_m, block_n, causal, elem)
-        max_ev = max(max_ev, len(evs))
-        if values:
-            max_val = max(max_val, sum(e[5] for e in evs))
+    max_ev, max_val = _trace_sizes(launch, n_blocks, n_q, n_k, d, block_m, block_n,
+                                   causal, elem, values)  # fmt: skip
     n_programs = n_blocks * bh
     if values and n_programs * max_val > MAX_VALUE_ELEMENTS:
         raise ValueError(
@@ -1136,7 +1156,23 @@ def _buffers(
             f"runs (at most {MAX_VALUE_ELEMENTS:,}): use smaller shapes or "
             "values=False"
         )
-    return TraceBuffers.allocate(n_programs, max_ev, max_val, device=device)
+    return TraceBuffers.allocate(n_programs, max_ev, max_val, device=device,
+                                 fill=INTERPRET or values)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=256)
+def _trace_sizes(launch: str, n_blocks: int, n_q: int, n_k: int, d: int,
+                 block_m: int, block_n: int, causal: bool, elem: int,
+                 values: bool) -> tuple[int, int]:  # fmt: skip
+    """The largest program's event count and value count (cached: walking the
+    programs in Python costs milliseconds at large N, more than the kernel)."""
+    max_ev, max_val = 1, 0
+    for b in range(n_blocks):  # programs of one batch-head; all heads alike
+        evs = program_events(launch, b, n_q, n_k, d, block_m, block_n, causal, elem)
+        max_ev = max(max_ev, len(evs))
+        if values:
+            max_val = max(max_val, sum(e[5] for e in evs))
+    return max_ev, max_val
 
 
 def _dummy_buffers(device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -1168,6 +1204,18 @@ def _bias_args(attn_mask, shapes, q, trace):
 def _dot_precision(dtype: torch.dtype) -> str:
     # float32 inputs: exact products (no TF32), so float32 runs meet float32's tolerance
     return "ieee" if dtype == torch.float32 else "tf32"
+
+
+#: Experimental: Triton's warp specialization of the forward's K/V loop (untraced
+#: GPU runs only); ``FLASHANIM_WARP_SPEC=1``. Measured in ``bench/NOTES.md``.
+WARP_SPEC: bool = os.environ.get("FLASHANIM_WARP_SPEC") == "1"
+
+
+def _stage(trace: bool, values: bool) -> bool:
+    """Stage an iteration's events into one store: events-only traces without
+    per-event clocks (module variable ``TRACE_STAGE``, from
+    ``FLASHANIM_TRACE_STAGE``)."""
+    return bool(trace and not values and TRACE_STAGE and GPU_CLOCK < 2)
 
 
 def _launch_opts(
@@ -1219,7 +1267,8 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
         HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=bd, CAUSAL=bool(causal),
         EVEN_M=n_q % block_m == 0, ELEM=elem, DOT_PREC=_dot_precision(q.dtype),
         TRACE=bool(trace), VALUES=bool(trace and values), GPU_CLOCK=GPU_CLOCK,
-        MAX_EV=max_ev, MAX_VAL=max_val, **bias_flags,
+        MAX_EV=max_ev, MAX_VAL=max_val, STAGE=_stage(trace, values), **bias_flags,
+        WARP_SPEC=bool(WARP_SPEC and not trace and not INTERPRET),
         **_launch_opts(block_m, block_n, bd, elem, False, num_warps, num_stages,
                        bool(causal)),
     )  # fmt: skip
@@ -1280,7 +1329,7 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(),
         *bias_args, heads, n_q, n_k, *tbuf,
         BLOCK_N=block_n, CAUSAL=bool(causal), EVEN_N=even_n,
-        DOT_PREC=_dot_precision(q.dtype), **common, **sizes, **opts, **bias_flags,
+        DOT_PREC=_dot_precision(q.dtype), STAGE=_stage(trace, values), **common, **sizes, **opts, **bias_flags,
     )  # fmt: skip
     tbuf, sizes = buffers("dq", t_r)
     _attn_bwd_dq[(t_r * bh,)](
@@ -1288,7 +1337,7 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
         *bias_args, heads, n_q, n_k, *tbuf,
         BLOCK_N=block_n, CAUSAL=bool(causal), DOT_PREC=_dot_precision(q.dtype),
-        **common, **sizes, **opts, **bias_flags,
+        STAGE=_stage(trace, values), **common, **sizes, **opts, **bias_flags,
     )  # fmt: skip
     return dq, dk, dv, launches, (block_m, block_n)
 

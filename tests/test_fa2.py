@@ -296,6 +296,37 @@ def test_trace_does_not_change_the_outputs(dt):
             torch.testing.assert_close(rt.outputs[name], g, rtol=0, atol=8 * ulp)
 
 
+def _counted_events(raw) -> list[torch.Tensor]:
+    """Each launch's written records (the first ``n_events`` of every program)."""
+    out = []
+    for launch in raw.launches:
+        ev, hdr = launch.events.cpu(), launch.header.cpu()
+        out += [ev[p, : int(hdr[p, 0])] for p in range(launch.n_programs)]
+    return out
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_staged_events_equal_one_store_per_event(causal, monkeypatch):
+    # events-only traces build each inner-loop iteration's records in registers and
+    # write them with one store (TRACE_STAGE); they must be exactly the records the
+    # one-store-per-event path writes, forward and backward, ragged tails included
+    on = BACKEND == "cuda"
+    n_q, n_k, d = (200, 333, 64) if on else (21, 30, 8)
+    bm, bn = (64, 32) if on else (8, 16)
+    q, k, v = make_qkv(1, 2, n_q, n_k, d, F16 if on else F32, seed=5)
+    got = {}
+    for staged in (True, False):
+        monkeypatch.setattr(fa2, "TRACE_STAGE", staged)
+        fwd = fa2.record_forward(q, k, v, causal=causal, block_m=bm, block_n=bn)
+        bwd = fa2.record_backward(q, k, v, causal=causal, block_m=bm, block_n=bn)
+        got[staged] = _counted_events(fwd) + _counted_events(bwd)
+    cols = slice(0, 8) if GPU_CLOCK >= 2 else slice(None)  # event clocks differ
+    assert len(got[True]) == len(got[False]) > 0
+    assert sum(len(e) for e in got[True]) > 10 * len(got[True])  # loops were traced
+    for a, b in zip(got[True], got[False], strict=True):
+        assert torch.equal(a[:, cols], b[:, cols])
+
+
 def test_forward_value_snapshots_are_the_papers_quantities():
     nq, nk, d, bm, bn, scale = 11, 10, 5, blk(4), blk(4), 0.7
     q, k, v = make_qkv(1, 2, nq, nk, d, F32, seed=9)
