@@ -119,7 +119,6 @@ and everything times ``B * H``.
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import triton
@@ -282,12 +281,9 @@ def _attn_fwd_inner(acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn,
                     MASK: tl.constexpr, CAUSAL: tl.constexpr, ELEM: tl.constexpr,
                     DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                     VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
-                    WARP_SPEC: tl.constexpr = False):  # fmt: skip
+                    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr):  # fmt: skip
     """The loop over K/V blocks ``lo <= j < hi`` (block indices) of one Q block."""
-    for start_n in tl.range(
-        lo * BLOCK_N, hi * BLOCK_N, BLOCK_N, warp_specialize=WARP_SPEC
-    ):
+    for start_n in range(lo * BLOCK_N, hi * BLOCK_N, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         j = start_n // BLOCK_N
         if TRACE:
@@ -433,7 +429,6 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
               ELEM: tl.constexpr, DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
               VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr, MAX_EV: tl.constexpr,
               MAX_VAL: tl.constexpr, STAGE: tl.constexpr, HAS_BIAS: tl.constexpr,
-              WARP_SPEC: tl.constexpr,
               BIAS_BOOL: tl.constexpr):  # fmt: skip
     """One program: Q block ``start_m`` of batch-head ``off_hz``; writes O and LSE.
 
@@ -498,14 +493,14 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
             start_m, sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K,
             ev_ptr, val_ptr, prog, ev, voff,
             HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC,
-            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE, WARP_SPEC)  # fmt: skip
+            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE)  # fmt: skip
         # stage 2: blocks on the diagonal or with the key tail, masked
         acc, l_i, m_i, ev, voff = _attn_fwd_inner(
             acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk,
             start_m, sm_scale, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d,
             N_K, ev_ptr, val_ptr, prog, ev, voff,
             HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM, DOT_PREC,
-            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE, WARP_SPEC)  # fmt: skip
+            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE)  # fmt: skip
 
     # -- epilogue: O_i = acc / l_i, LSE_i = m_i + log(l_i) --
     acc = acc / l_i[:, None]
@@ -1206,11 +1201,6 @@ def _dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-#: Experimental: Triton's warp specialization of the forward's K/V loop (untraced
-#: GPU runs only); ``FLASHANIM_WARP_SPEC=1``. Measured in ``bench/NOTES.md``.
-WARP_SPEC: bool = os.environ.get("FLASHANIM_WARP_SPEC") == "1"
-
-
 def _stage(trace: bool, values: bool) -> bool:
     """Stage an iteration's events into one store: events-only traces without
     per-event clocks (module variable ``TRACE_STAGE``, from
@@ -1268,7 +1258,6 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
         EVEN_M=n_q % block_m == 0, ELEM=elem, DOT_PREC=_dot_precision(q.dtype),
         TRACE=bool(trace), VALUES=bool(trace and values), GPU_CLOCK=GPU_CLOCK,
         MAX_EV=max_ev, MAX_VAL=max_val, STAGE=_stage(trace, values), **bias_flags,
-        WARP_SPEC=bool(WARP_SPEC and not trace and not INTERPRET),
         **_launch_opts(block_m, block_n, bd, elem, False, num_warps, num_stages,
                        bool(causal)),
     )  # fmt: skip
