@@ -119,7 +119,6 @@ and everything times ``B * H``.
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import triton
@@ -359,50 +358,6 @@ def _attn_fwd_inner(acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn,
 
 
 @triton.jit
-def _softmax_pv(acc, l_i, m_i, qk, v, qk_scale, DOT_PREC: tl.constexpr):
-    """One K/V block's online-softmax update and ``acc += P V``, untraced: the same
-    arithmetic as the body of :func:`_attn_fwd_inner`."""
-    m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-    p = tl.math.exp2(qk * qk_scale - m_ij[:, None])
-    alpha = tl.math.exp2(m_i - m_ij)
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None]
-    acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
-    return acc, l_i, m_ij
-
-
-@triton.jit
-def _attn_fwd_inner_overlap(acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn,
-                            stride_vk, qk_scale, lo, hi, offs_n, offs_d,
-                            HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
-                            BLOCK_D: tl.constexpr, DOT_PREC: tl.constexpr):  # fmt: skip
-    """Stage 1 (unmasked blocks ``lo <= j < hi``) of an untraced run, software-
-    pipelined: ``S_{j+1} = Q K_{j+1}^T`` is issued before block ``j``'s softmax, so
-    the tensor cores can work on it while the softmax runs (FlashAttention-3's
-    intra-warpgroup overlap). Same arithmetic and order of updates as
-    :func:`_attn_fwd_inner`."""
-    if lo < hi:
-        kp = K + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kk
-        vp = V + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk
-        k = _load_tile(kp + lo * BLOCK_N * stride_kn, offs_n, 0, offs_d, HEAD_DIM,
-                       BLOCK_D, False)  # fmt: skip
-        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
-        for start_n in range((lo + 1) * BLOCK_N, hi * BLOCK_N, BLOCK_N):
-            start_n = tl.multiple_of(start_n, BLOCK_N)
-            k = _load_tile(kp + start_n * stride_kn, offs_n, 0, offs_d, HEAD_DIM,
-                           BLOCK_D, False)  # fmt: skip
-            v = _load_tile(vp + (start_n - BLOCK_N) * stride_vn, offs_n, 0, offs_d,
-                           HEAD_DIM, BLOCK_D, False)  # fmt: skip
-            qk_next = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
-            acc, l_i, m_i = _softmax_pv(acc, l_i, m_i, qk, v, qk_scale, DOT_PREC)
-            qk = qk_next
-        v = _load_tile(vp + (hi - 1) * BLOCK_N * stride_vn, offs_n, 0, offs_d,
-                       HEAD_DIM, BLOCK_D, False)  # fmt: skip
-        acc, l_i, m_i = _softmax_pv(acc, l_i, m_i, qk, v, qk_scale, DOT_PREC)
-    return acc, l_i, m_i
-
-
-@triton.jit
 def _bias_scores(qk, Bias, offs_m, offs_n, stride_bm, stride_bn, N_Q, N_K, qk_scale,
                  BIAS_BOOL: tl.constexpr):  # fmt: skip
     """``S`` in log2 units with the bias of tile ``(offs_m, offs_n)`` applied:
@@ -474,7 +429,6 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
               ELEM: tl.constexpr, DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
               VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr, MAX_EV: tl.constexpr,
               MAX_VAL: tl.constexpr, STAGE: tl.constexpr, HAS_BIAS: tl.constexpr,
-              OVERLAP: tl.constexpr,
               BIAS_BOOL: tl.constexpr):  # fmt: skip
     """One program: Q block ``start_m`` of batch-head ``off_hz``; writes O and LSE.
 
@@ -534,18 +488,12 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
         m_i = tl.where(no_key, float("inf"), m_i)
     else:
         # stage 1: blocks that need no mask (left of the diagonal, no key tail)
-        if OVERLAP:  # untraced only
-            acc, l_i, m_i = _attn_fwd_inner_overlap(
-                acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk,
-                qk_scale, 0, n_nomask, offs_n, offs_d, HEAD_DIM, BLOCK_N, BLOCK_D,
-                DOT_PREC)  # fmt: skip
-        else:
-            acc, l_i, m_i, ev, voff = _attn_fwd_inner(
-                acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk,
-                start_m, sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K,
-                ev_ptr, val_ptr, prog, ev, voff,
-                HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC,
-                TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE)  # fmt: skip
+        acc, l_i, m_i, ev, voff = _attn_fwd_inner(
+            acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk,
+            start_m, sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K,
+            ev_ptr, val_ptr, prog, ev, voff,
+            HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC,
+            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE)  # fmt: skip
         # stage 2: blocks on the diagonal or with the key tail, masked
         acc, l_i, m_i, ev, voff = _attn_fwd_inner(
             acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk,
@@ -1253,11 +1201,6 @@ def _dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-#: Untraced forwards run stage 1 through :func:`_attn_fwd_inner_overlap`
-#: (``FLASHANIM_FWD_OVERLAP=0``: the plain loop, as traced).
-FWD_OVERLAP: bool = os.environ.get("FLASHANIM_FWD_OVERLAP", "1") != "0"
-
-
 def _stage(trace: bool, values: bool) -> bool:
     """Stage an iteration's events into one store: events-only traces without
     per-event clocks (module variable ``TRACE_STAGE``, from
@@ -1315,7 +1258,6 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
         EVEN_M=n_q % block_m == 0, ELEM=elem, DOT_PREC=_dot_precision(q.dtype),
         TRACE=bool(trace), VALUES=bool(trace and values), GPU_CLOCK=GPU_CLOCK,
         MAX_EV=max_ev, MAX_VAL=max_val, STAGE=_stage(trace, values), **bias_flags,
-        OVERLAP=bool(FWD_OVERLAP and not trace),
         **_launch_opts(block_m, block_n, bd, elem, False, num_warps, num_stages,
                        bool(causal)),
     )  # fmt: skip
