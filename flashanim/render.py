@@ -250,6 +250,11 @@ def pixel_size(req: RenderRequest) -> tuple[int, int] | None:
     return None if sizes is None else sizes[req.quality]
 
 
+def _fps(req: RenderRequest) -> float | None:
+    """Frames per second asked for (GIFs: :data:`GIF_FPS`), or ``None``."""
+    return req.fps if req.fps is not None else (GIF_FPS if req.fmt == "gif" else None)
+
+
 def manim_args(req: RenderRequest, media_dir: Path | None = None) -> list[str]:
     """The ``manim render`` flags for ``req`` (without the file and scene name)."""
     args = [
@@ -263,7 +268,7 @@ def manim_args(req: RenderRequest, media_dir: Path | None = None) -> list[str]:
     size = pixel_size(req)
     if size is not None:
         args += ["-r", f"{size[0]},{size[1]}"]
-    fps = req.fps if req.fps is not None else (GIF_FPS if req.fmt == "gif" else None)
+    fps = _fps(req)
     if fps is not None:
         args += ["--fps", f"{fps:g}"]
     if req.transparent:
@@ -305,7 +310,7 @@ def decode_frames(video: Path, alpha: bool = False) -> Iterator[np.ndarray]:
         stream = container.streams.video[0]
         if alpha and stream.codec_context.name == "vp9":
             codec = av.CodecContext.create("libvpx-vp9", "r")
-            for packet in container.demux(stream):
+            for packet in container.demux(stream):  # ends with a flush packet
                 for frame in codec.decode(packet):
                     yield frame.to_ndarray(format=fmt)
             return
@@ -564,6 +569,9 @@ def render(
     total = len(req.scenes)
     size = pixel_size(req)
     what = f"{size[0]}x{size[1]}" if size else QUALITIES[req.quality][1]
+    if _fps(req) is not None:
+        what = f"{what.split('p')[0]}p" if not size else what
+        what += f" at {_fps(req):g} frames/s"
     say(f"rendering {total} scene(s) at {what} as {req.fmt} into {out}")
 
     def one(scene: TalkScene) -> SceneOutput:

@@ -10,7 +10,6 @@ render-marked tests render tiny configurations from a saved trace (N = 4, d = 2,
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -159,16 +158,11 @@ def test_same_parameters_same_frames(trace_file, tmp_path, monkeypatch):
     fb = list(decode_frames(b / "TilingScene.mp4"))
     assert len(fa) == len(fb) > 0
     assert all(np.array_equal(x, y) for x, y in zip(fa, fb, strict=True))
-    names = sorted(
-        str(p.relative_to(a)) for p in a.rglob("*") if p.suffix in (".png", ".srt")
-    )
-    assert names and names == sorted(
-        str(p.relative_to(b)) for p in b.rglob("*") if p.suffix in (".png", ".srt")
-    )
-    for rel in names:
-        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
-    for rel in ["TilingScene.mp4", *map(str, sorted(a.glob("sections/*.mp4")))]:
-        rel = os.path.relpath(rel, a) if os.path.isabs(rel) else rel
+    files = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
+    kinds = {Path(f).suffix for f in files}
+    assert {".mp4", ".png", ".srt", ".vtt", ".json"} <= kinds
+    for rel in files:  # posters, clips, captions, the record: byte for byte
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
 
 
@@ -219,14 +213,17 @@ def test_transparent_webm_and_mov(trace_file, tmp_path, monkeypatch):
         scene = out / "tiling"
         frames = list(decode_frames(scene / f"TilingScene.{fmt}", alpha=True))
         assert frames and frames[0].shape == (72, 128, 4), fmt
+        # (VP9's alpha plane is lossy: "transparent" may decode as 1 or 2)
+        clear = 16 if fmt == "webm" else 1
         alpha = frames[-1][..., 3]
-        assert alpha[0, 0] == 0 and alpha.max() == 255, fmt
+        assert alpha[0, 0] < clear and alpha.max() == 255, fmt
         clips = sorted((scene / "sections").glob(f"*.{fmt}"))
         assert clips, fmt
         for png in [scene / "TilingScene.png", *sorted(scene.glob("sections/*.png"))]:
             with Image.open(png) as im:
                 assert (im.size, im.mode) == ((128, 72), "RGBA"), png.name
-                assert im.getextrema()[3] == (0, 255), png.name
+                lo, hi = im.getextrema()[3]
+                assert lo < clear and hi == 255, png.name
 
 
 @pytest.mark.render
