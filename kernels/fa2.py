@@ -119,6 +119,7 @@ and everything times ``B * H``.
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 import triton
@@ -281,7 +282,8 @@ def _attn_fwd_inner(acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn,
                     MASK: tl.constexpr, CAUSAL: tl.constexpr, ELEM: tl.constexpr,
                     DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                     VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr):  # fmt: skip
+                    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
+                    TMA: tl.constexpr):  # fmt: skip
     """The loop over K/V blocks ``lo <= j < hi`` (block indices) of one Q block."""
     for start_n in range(lo * BLOCK_N, hi * BLOCK_N, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
@@ -290,15 +292,21 @@ def _attn_fwd_inner(acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn,
             ev_base, ev, stg = trace_open(ev, STAGE)
         offs_kn = start_n + offs_n
         # -- load K_j, V_j --
-        k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
-                       offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
+        if TMA:  # K is a tensor descriptor: the copy engine, zeros past the edges
+            k = K.load([start_n, 0])
+        else:
+            k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
+                           offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
         if TRACE:
             nb = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
             ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_K, j, 0,
                                 nb, k, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
                                 GPU_CLOCK, STAGE)  # fmt: skip
-        v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
-                       offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
+        if TMA:
+            v = V.load([start_n, 0])
+        else:
+            v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
+                           offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
         if TRACE:
             ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_V, j, 0,
                                 nb, v, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
@@ -429,6 +437,7 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
               ELEM: tl.constexpr, DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
               VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr, MAX_EV: tl.constexpr,
               MAX_VAL: tl.constexpr, STAGE: tl.constexpr, HAS_BIAS: tl.constexpr,
+              TMA: tl.constexpr,
               BIAS_BOOL: tl.constexpr):  # fmt: skip
     """One program: Q block ``start_m`` of batch-head ``off_hz``; writes O and LSE.
 
@@ -487,20 +496,25 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
         l_i = tl.where(no_key, 1.0, l_i)
         m_i = tl.where(no_key, float("inf"), m_i)
     else:
+        if TMA:  # K and V through tensor descriptors (the copy engine)
+            K = tl.make_tensor_descriptor(K, shape=[N_K, HEAD_DIM], strides=[stride_kn, 1],
+                                          block_shape=[BLOCK_N, BLOCK_D])  # fmt: skip
+            V = tl.make_tensor_descriptor(V, shape=[N_K, HEAD_DIM], strides=[stride_vn, 1],
+                                          block_shape=[BLOCK_N, BLOCK_D])  # fmt: skip
         # stage 1: blocks that need no mask (left of the diagonal, no key tail)
         acc, l_i, m_i, ev, voff = _attn_fwd_inner(
             acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk,
             start_m, sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K,
             ev_ptr, val_ptr, prog, ev, voff,
             HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC,
-            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE)  # fmt: skip
+            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE, TMA)  # fmt: skip
         # stage 2: blocks on the diagonal or with the key tail, masked
         acc, l_i, m_i, ev, voff = _attn_fwd_inner(
             acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk,
             start_m, sm_scale, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d,
             N_K, ev_ptr, val_ptr, prog, ev, voff,
             HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM, DOT_PREC,
-            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE)  # fmt: skip
+            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE, TMA)  # fmt: skip
 
     # -- epilogue: O_i = acc / l_i, LSE_i = m_i + log(l_i) --
     acc = acc / l_i[:, None]
@@ -1201,6 +1215,36 @@ def _dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
+#: Load the forward's K and V tiles through tensor descriptors (TMA) where the H100
+#: measurement says it pays: causal, 256-byte rows (16-bit d = 128),
+#: N_k >= 2048 (+7-16 %; elsewhere -2 to -14 %: ``bench/NOTES.md``). Only where
+#: the layout allows. ``FLASHANIM_TMA=0``: never; ``=1``: wherever allowed.
+FWD_TMA: str = os.environ.get("FLASHANIM_TMA", "auto")
+
+
+def _tma_alloc(size: int, alignment: int, stream) -> torch.Tensor:
+    """Global scratch for device-side tensor descriptors (``triton.set_allocator``)."""
+    return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
+def _use_tma(k: torch.Tensor, v: torch.Tensor, attn_mask, causal: bool) -> bool:
+    """Whether the forward loads K/V through tensor descriptors (see ``FWD_TMA``).
+    TMA needs a GPU, unit stride along d and 16-byte aligned rows and heads."""
+    if INTERPRET or FWD_TMA == "0" or attn_mask is not None or not k.is_cuda:
+        return False
+    e = k.element_size()
+    if FWD_TMA != "1":
+        if not (causal and head_block(k.shape[3]) * e == 256 and k.shape[2] >= 2048):
+            return False
+    for t in (k, v):
+        if t.stride(3) != 1 or t.data_ptr() % 16:
+            return False
+        if any((t.stride(i) * e) % 16 for i in range(3)):
+            return False
+    triton.set_allocator(_tma_alloc)
+    return True
+
+
 def _stage(trace: bool, values: bool) -> bool:
     """Stage an iteration's events into one store: events-only traces without
     per-event clocks (module variable ``TRACE_STAGE``, from
@@ -1258,6 +1302,7 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
         EVEN_M=n_q % block_m == 0, ELEM=elem, DOT_PREC=_dot_precision(q.dtype),
         TRACE=bool(trace), VALUES=bool(trace and values), GPU_CLOCK=GPU_CLOCK,
         MAX_EV=max_ev, MAX_VAL=max_val, STAGE=_stage(trace, values), **bias_flags,
+        TMA=_use_tma(k, v, attn_mask, bool(causal)),
         **_launch_opts(block_m, block_n, bd, elem, False, num_warps, num_stages,
                        bool(causal)),
     )  # fmt: skip

@@ -556,6 +556,28 @@ def test_gpu_against_reference(dt, causal, d, nq, nk):
 
 @pytest.mark.gpu
 @on_gpu
+@pytest.mark.parametrize("dt, causal, d, nq, nk", [
+    (F16, False, 64, 1000, 1500), (BF16, True, 128, 3000, 3000),
+    (F16, True, 96, 2100, 2100), (BF16, False, 128, 4096, 4096),
+])  # fmt: skip
+def test_gpu_tma_loads(dt, causal, d, nq, nk, monkeypatch):
+    # K/V through tensor descriptors wherever the layout allows ("1"; by default
+    # only where it measured faster): the same outputs as pointer loads, within the
+    # reference rule, also with ragged tails and a padded head dimension (d = 96)
+    q, k, v = make_qkv(1, 2, nq, nk, d, dt, seed=nq + d)
+    assert fa2._use_tma(k, v, None, causal) == (causal and d > 64)  # "auto": 256-B rows
+    monkeypatch.setattr(fa2, "FWD_TMA", "1")
+    assert fa2._use_tma(k, v, None, causal)
+    _check(q, k, v, causal, None, None, None)
+    o_tma, lse_tma = fa2.attention_forward(q, k, v, causal)
+    monkeypatch.setattr(fa2, "FWD_TMA", "0")
+    o_ptr, lse_ptr = fa2.attention_forward(q, k, v, causal)
+    torch.testing.assert_close(o_tma, o_ptr, rtol=0, atol=4 * torch.finfo(dt).eps)
+    torch.testing.assert_close(lse_tma, lse_ptr)
+
+
+@pytest.mark.gpu
+@on_gpu
 @pytest.mark.parametrize("dt", [F16, BF16])
 def test_gpu_trace_does_not_change_the_outputs(dt):
     q, k, v = make_qkv(2, 2, 200, 333, 64, dt, seed=11)
