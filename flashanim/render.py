@@ -224,6 +224,13 @@ def check_request(req: RenderRequest) -> SceneConfig:
             f"{GIF_BUDGET_BYTES >> 20} MB budget; use --quality "
             f"{' or '.join(GIF_QUALITIES)}, or mp4/webm for {req.quality}"
         )
+    if req.fps is not None and not 0 < req.fps <= 240:
+        raise RenderError(f"--fps must be above 0 and at most 240, got {req.fps:g}")
+    if req.fmt == "gif" and req.fps is not None and req.fps > 50:
+        raise RenderError(
+            f"--fps {req.fps:g} is too fast for a GIF (browsers slow down frames "
+            f"shorter than 1/50 s); use --fps 50 or less (default {GIF_FPS})"
+        )
     if req.slides and req.fmt != "mp4":
         raise RenderError("slides are built from mp4 clips; drop --format")
     if req.jobs < 1:

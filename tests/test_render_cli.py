@@ -111,6 +111,8 @@ def test_find_scenes_follows_talk_order():
         (["render", "tiling", "--format", "gif", "--quality", "4k"], "budget"),
         (["render", "tiling", "--format", "gif", "--quality", "high"], "budget"),
         (["render", "tiling", "--transparent"], "alpha"),
+        (["render", "tiling", "--fps", "0"], "above 0"),
+        (["render", "tiling", "--format", "gif", "--fps", "60"], "50 or less"),
         (["render", "tiling", "--transparent", "--format", "gif"], "alpha"),
         (["render", "tiling", "--seq-len", "100"], "--seq-len 100"),
         (["render", "tiling", "--block-m", "3"], "power of two"),
