@@ -22,6 +22,7 @@ from manim import *
 from flashanim.config import SceneConfig
 from flashanim.visuals import TileGrid, get_theme
 from flashanim.visuals.backward import BackwardLayout, BackwardPlayer, split_program
+from flashanim.visuals.fastrender import FastRenderScene
 
 #: Speeds of the detailed first tile and of the rest of its program; later programs
 #: play as groups (one loop iteration each) of GROUP_TIME seconds.
@@ -29,7 +30,7 @@ DETAIL_SPEED, PROGRAM_SPEED, GROUP_TIME = 1.0, 2.5, 0.8
 HOLD = 1.2  # seconds each section's closing frame is held
 
 
-class BackwardScene(Scene):
+class BackwardScene(FastRenderScene):
     """The FA2 backward pass for one head: D, dK/dV per K/V block, dQ, check."""
 
     def setup(self) -> None:

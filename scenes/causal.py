@@ -26,13 +26,14 @@ from flashanim.visuals.causal import (
     visited_blocks,
     work_summary,
 )
+from flashanim.visuals.fastrender import FastRenderScene
 
 HOLD = 1.5  # seconds each section's closing frame is held
 DETAIL_SPEED, LATER_SPEED = 0.8, 1.4
 FRAME_W = 14.222
 
 
-class CausalScene(CaptionedScene, Scene):
+class CausalScene(CaptionedScene, FastRenderScene):
     """Causal FA2 forward on the block grid: visited, masked and skipped blocks."""
 
     def setup(self) -> None:

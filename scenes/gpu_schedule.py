@@ -32,6 +32,7 @@ from manim import *
 from flashanim.config import ConfigError, SceneConfig
 from flashanim.trace import load_trace
 from flashanim.visuals import get_theme
+from flashanim.visuals.fastrender import FastRenderScene
 from flashanim.visuals.schedule import (
     BlockColorBar,
     DurationPlot,
@@ -99,7 +100,7 @@ def _shown_path(path: Path) -> str:
         return str(path)
 
 
-class GpuScheduleScene(Scene):
+class GpuScheduleScene(FastRenderScene):
     """Programs over SMs over time, non-causal then causal, then the imbalance."""
 
     def setup(self) -> None:

@@ -38,6 +38,7 @@ from flashanim.visuals.charts import (
     format_count,
     format_si,
 )
+from flashanim.visuals.fastrender import FastRenderScene
 
 HOLD = 1.5
 CAPTION_Y, SOURCE_Y, TITLE_Y = -3.0, -3.72, 3.55
@@ -213,7 +214,7 @@ def _bytes(v: float) -> str:
 # ---------------------------------------------------------------------- scene
 
 
-class IOComplexityScene(Scene):
+class IOComplexityScene(FastRenderScene):
     """HBM traffic from the kernels' traces, then measured GPU runtime and memory."""
 
     def setup(self) -> None:

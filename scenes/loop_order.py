@@ -19,6 +19,7 @@ from manim import *
 from flashanim.config import SceneConfig
 from flashanim.trace import hbm_traffic
 from flashanim.visuals import TileGrid, TrafficCounter, get_theme, value_ranges
+from flashanim.visuals.fastrender import FastRenderScene
 from flashanim.visuals.memory import MemoryPanel, hbm_panel
 from flashanim.visuals.roundtrip import (
     ProgressBar,
@@ -48,7 +49,7 @@ SOURCES = {
 }
 
 
-class LoopOrderScene(Scene):
+class LoopOrderScene(FastRenderScene):
     """FA1 order (outer K/V, inner Q) beside FA2 order (outer Q, inner K/V)."""
 
     def setup(self) -> None:

@@ -19,13 +19,14 @@ from flashanim.config import SceneConfig
 from flashanim.hardware import preset_from_env
 from flashanim.visuals import MemoryPanel, chip_boundary, get_theme, tensor_color
 from flashanim.visuals.charts import LogBarChart, format_si
+from flashanim.visuals.fastrender import FastRenderScene
 
 HOLD = 1.5  # seconds each section's closing frame is held
 CAPTION_Y, SOURCE_Y, TITLE_Y = -3.05, -3.72, 3.55
 MAX_W = 13.4
 
 
-class MemoryHierarchyScene(Scene):
+class MemoryHierarchyScene(FastRenderScene):
     """SRAM, HBM and host DRAM of one GPU, to scale; then what that means for
     attention."""
 

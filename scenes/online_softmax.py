@@ -24,6 +24,7 @@ from manim import *
 from flashanim.config import ConfigError, SceneConfig
 from flashanim.visuals import TileGrid, get_theme
 from flashanim.visuals.captioned import CaptionedScene
+from flashanim.visuals.fastrender import FastRenderScene
 from flashanim.visuals.softmax import (
     RowBoard,
     RowPlayer,
@@ -76,7 +77,7 @@ def _f(x: float) -> str:
     return f"{x:.3f}".replace("-", "−")
 
 
-class OnlineSoftmaxScene(CaptionedScene, Scene):
+class OnlineSoftmaxScene(CaptionedScene, FastRenderScene):
     """One query row through the online softmax, block by block, real numbers."""
 
     def setup(self) -> None:

@@ -17,6 +17,7 @@ from manim import *
 from flashanim.config import SceneConfig
 from flashanim.trace import hbm_traffic
 from flashanim.visuals import TileGrid, TrafficCounter, get_theme, value_ranges
+from flashanim.visuals.fastrender import FastRenderScene
 from flashanim.visuals.layout import Legend
 from flashanim.visuals.memory import hbm_panel, sram_panel
 from flashanim.visuals.roundtrip import (
@@ -38,7 +39,7 @@ LAUNCH_TEXT = {
 SOURCES = {"qk": ("Q", "K"), "mask": ("S",), "softmax": ("S",), "pv": ("P", "V")}
 
 
-class StandardAttentionScene(Scene):
+class StandardAttentionScene(FastRenderScene):
     """The three-kernel standard attention: the N² round trips of S and P."""
 
     def setup(self) -> None:

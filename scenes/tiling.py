@@ -14,13 +14,14 @@ from manim import *
 
 from flashanim.config import SceneConfig
 from flashanim.visuals import ForwardLayout, TileGrid, TracePlayer, get_theme
+from flashanim.visuals.fastrender import FastRenderScene
 
 #: Speed of the first K/V block of program 0, of its other blocks, of later programs.
 DETAIL_SPEED, PROGRAM0_SPEED, LATER_SPEED = 1.0, 1.8, 6.0
 HOLD = 1.2  # seconds each section's closing frame is held
 
 
-class TilingScene(Scene):
+class TilingScene(FastRenderScene):
     """The FA2 forward pass for one head: tiles, online softmax, output, check."""
 
     def setup(self) -> None:

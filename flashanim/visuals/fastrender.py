@@ -1,0 +1,354 @@
+"""A :class:`~manim.Scene` base that redraws only what moves (Cairo renderer).
+
+Manim's Cairo renderer paints the mobjects that do not move into a background image
+once per ``play`` and redraws the moving ones on every frame. Which ones move it
+decides by z-order: everything from the first animated mobject onwards counts as
+moving (:meth:`manim.Scene.get_moving_mobjects`). The scenes here animate a counter,
+a code highlight and a progress line in every event, and those sit low in the
+z-order, so nearly the whole screen was redrawn on every frame.
+
+:class:`FastRenderScene` decides by what actually moves and where it is:
+
+* moving = the families of the animations' mobjects, of mobjects with updaters and
+  of foreground mobjects (what Manim itself treats as moving);
+* a still mobject above a moving one in z-order is redrawn with it only if their
+  bounding boxes meet. This is checked on every frame against the moving
+  mobjects' boxes at that frame; when a new one has to be promoted (with every
+  still mobject above it that it meets), the background is painted again without
+  it. The z-order of every pair of mobjects that meet on screen is Manim's.
+
+So each frame draws the same mobjects in the same order where they overlap, and the
+pixels are the same as Manim's, but most frames draw a few tiles instead of the
+whole screen.
+
+It also picks a faster x264 preset for the partial movie files (Manim uses
+libx264's default, ``medium``): ``FLASHANIM_X264_PRESET`` (default
+:data:`DEFAULT_PRESET`) at the same constant rate factor.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+from manim import Scene, VMobject, config
+from manim.constants import CapStyleType, LineJointType
+from manim.utils.family import extract_mobject_family_members
+from manim.utils.iterables import list_update
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from manim import Animation, Mobject
+
+__all__ = ["FastRenderScene", "DEFAULT_PRESET", "PRESET_ENV"]
+
+#: Most background checkpoints kept (one frame each).
+_CHECKPOINTS = 3
+#: Fewest leaves worth a checkpoint.
+_MIN_RUN = 16
+
+#: Environment variable naming the x264 preset of the partial movie files.
+PRESET_ENV = "FLASHANIM_X264_PRESET"
+#: The preset used when :data:`PRESET_ENV` is not set.
+DEFAULT_PRESET = "veryfast"
+
+# Bounding boxes are taken from points; strokes and antialiasing reach a little
+# further (scene units; a 1080p pixel is 0.0074 units).
+_MARGIN = 0.08
+
+
+def _boxes(mobs: list[Mobject]) -> np.ndarray:
+    """``(n, 4)`` array of ``xmin, ymin, xmax, ymax`` of each mobject's own points."""
+    out = np.empty((len(mobs), 4))
+    for k, m in enumerate(mobs):
+        p = m.points
+        if len(p) == 0:
+            out[k] = (np.inf, np.inf, -np.inf, -np.inf)
+            continue
+        lo = p.min(axis=0)
+        hi = p.max(axis=0)
+        out[k] = (lo[0], lo[1], hi[0], hi[1])
+    out[:, :2] -= _MARGIN
+    out[:, 2:] += _MARGIN
+    return out
+
+
+def _meets(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(len(a), len(b))`` booleans: box ``a[i]`` meets box ``b[j]``."""
+    return (
+        (a[:, None, 0] <= b[None, :, 2])
+        & (b[None, :, 0] <= a[:, None, 2])
+        & (a[:, None, 1] <= b[None, :, 3])
+        & (b[None, :, 1] <= a[:, None, 3])
+    )
+
+
+def _animation_mobjects(animations: Iterable[Animation]) -> list[Mobject]:
+    out: list[Mobject] = []
+    for anim in animations:
+        out.extend(anim.mobject.get_family())
+        inner = getattr(anim, "animations", None)
+        if inner:
+            out.extend(_animation_mobjects(inner))
+    return out
+
+
+class FastRenderScene(Scene):
+    """A :class:`~manim.Scene` whose frames redraw only what moves.
+
+    Use it as the base of a scene instead of :class:`~manim.Scene`; nothing else
+    changes.
+
+    Examples
+    --------
+    .. code-block:: python
+
+        from manim import Square, Circle, Text, LEFT, RIGHT
+        from flashanim.visuals import FastRenderScene
+
+        class Demo(FastRenderScene):
+            def construct(self):
+                dot = Circle(radius=0.2).shift(3 * LEFT)
+                self.add(dot, *[Square(0.5).shift(i * RIGHT) for i in range(3)])
+                self.play(dot.animate.shift(6 * RIGHT))  # drawn over the squares? no:
+                # the squares come later in z-order, so they are redrawn over it
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._fr_split: _Split | None = None
+        self._fr_static = _StaticCache(self.renderer)
+        writer = getattr(self.renderer, "file_writer", None)
+        if writer is not None and hasattr(writer, "open_partial_movie_stream"):
+            _use_preset(writer, os.environ.get(PRESET_ENV, DEFAULT_PRESET))
+
+    # Manim calls this from ``begin_animations`` (Cairo renderer only).
+    def get_moving_and_static_mobjects(
+        self, animations: Iterable[Animation]
+    ) -> tuple[list[Mobject], list[Mobject]]:
+        animations = list(animations)
+        roots = list_update(self.mobjects, self.foreground_mobjects)
+        z = self.renderer.camera.use_z_index
+        members = extract_mobject_family_members(roots, use_z_index=z)
+        everything = [m for m in members if m.has_points()]
+        moving_ids = {id(m) for m in _animation_mobjects(animations)}
+        for m in members:
+            if m.updaters:
+                moving_ids.update(id(f) for f in m.get_family())
+        for fg in self.foreground_mobjects:
+            moving_ids.update(id(f) for f in fg.get_family())
+        self._fr_split = None
+        if not any(id(m) in moving_ids for m in everything):
+            # as Manim: the moving mobjects without points (a Wait's, a group's)
+            # stand for the moving ones, so a frozen frame is not drawn over its
+            # background again
+            return [m for m in members if id(m) in moving_ids], everything
+        split = _Split(everything, moving_ids)
+        self._fr_split = split
+        split.check()  # the state the animations begin in
+        return split.draw_list(), split.static_list()
+
+    def update_to_time(self, t: float) -> None:
+        super().update_to_time(t)
+        split = self._fr_split
+        if split is None or not split.check():
+            return
+        # a moving mobject now meets a still one above it: repaint the background
+        # without it and draw it on every frame from now on
+        self.moving_mobjects = split.draw_list()
+        self.renderer.save_static_frame_data(self, split.static_list())
+
+    def play_internal(self, skip_rendering: bool = False) -> None:
+        try:
+            super().play_internal(skip_rendering)
+        finally:
+            self._fr_split = None
+
+
+def _fingerprint(m: Mobject):
+    """What a leaf draws, as a hashable value (a fresh object if unknown)."""
+    if not isinstance(m, VMobject):
+        return object()
+    return (
+        id(m),
+        type(m),
+        hash(m.points.tobytes()),
+        hash(m.fill_rgbas.tobytes()),
+        hash(m.stroke_rgbas.tobytes()),
+        hash(m.background_stroke_rgbas.tobytes()),
+        float(m.stroke_width),
+        float(m.background_stroke_width),
+        m.sheen_factor,
+        tuple(np.asarray(m.sheen_direction, dtype=float).ravel()),
+        m.joint_type,
+        m.cap_style,
+        m.get_background_image() is not None,
+    )
+
+
+def _draws_nothing(m: Mobject) -> bool:
+    """A leaf with no visible fill or stroke whose drawing leaves Cairo as it was."""
+    if not isinstance(m, VMobject) or m.get_background_image() is not None:
+        return False
+    if len(m.fill_rgbas) and m.fill_rgbas[:, 3].max() > 0:
+        return False
+    for width, rgbas in (
+        (m.stroke_width, m.stroke_rgbas),
+        (m.background_stroke_width, m.background_stroke_rgbas),
+    ):
+        if width == 0:
+            continue
+        if len(rgbas) and rgbas[:, 3].max() > 0:
+            return False
+        if m.joint_type != LineJointType.AUTO or m.cap_style != CapStyleType.AUTO:
+            return False  # its stroke would set the line join or cap
+    return True
+
+
+class _StaticCache:
+    """The renderer's background painting, resumed from checkpoints.
+
+    Manim paints every still mobject into a fresh background at each ``play``. The
+    leaves at the bottom of the z-order rarely change between plays, so this keeps
+    the background as it was after the first ``k`` leaves (for a few ``k``) and,
+    when the next background begins with the same ``k`` leaves drawing the same
+    things (:func:`_fingerprint`), starts from there. Leaves that draw nothing are
+    skipped. The pixels are the same as Manim's.
+    """
+
+    def __init__(self, renderer) -> None:
+        self.renderer = renderer
+        self.prints: list = []
+        self.checkpoints: dict[int, tuple[np.ndarray, tuple]] = {}
+        self.hits = self.leaves_drawn = self.leaves_total = 0
+        if hasattr(renderer, "save_static_frame_data"):
+            renderer.save_static_frame_data = self.save_static_frame_data
+
+    def save_static_frame_data(self, scene, static_mobjects):
+        r = self.renderer
+        r.static_image = None
+        if not static_mobjects:
+            return None
+        cam = r.camera
+        leaves = cam.get_mobjects_to_display(static_mobjects)
+        prints = [_fingerprint(m) for m in leaves]
+        common = 0
+        for a, b in zip(self.prints, prints, strict=False):
+            if a != b:
+                break
+            common += 1
+        keep = {k: v for k, v in self.checkpoints.items() if k <= common}
+        start = max(keep, default=0)
+        ctx = cam.get_cairo_context(cam.pixel_array)
+        if start:
+            image, (join, cap) = keep[start]
+            cam.set_frame_to_background(image)
+            ctx.set_line_join(join)
+            ctx.set_line_cap(cap)
+            self.hits += 1
+        else:
+            cam.reset()
+        stops = [start]
+        if common - start >= _MIN_RUN:
+            stops.append(common)  # drawn the same twice running: worth keeping
+        stops.append(len(leaves))
+        for a, b in zip(stops, stops[1:], strict=False):
+            todo = [m for m in leaves[a:b] if not _draws_nothing(m)]
+            self.leaves_drawn += len(todo)
+            if todo:
+                cam.capture_mobjects(todo, include_submobjects=False)
+            if b == common and b != len(leaves):
+                ctx = cam.get_cairo_context(cam.pixel_array)
+                keep[b] = (cam.pixel_array.copy(),
+                           (ctx.get_line_join(), ctx.get_line_cap()))  # fmt: skip
+        self.leaves_total += len(leaves)
+        self.checkpoints = dict(sorted(keep.items())[-_CHECKPOINTS:])
+        self.prints = prints
+        r.static_image = r.get_frame()
+        return r.static_image
+
+
+class _Split:
+    """The moving/still split of one ``play``, grown frame by frame."""
+
+    def __init__(self, everything: list[Mobject], moving_ids: set[int]) -> None:
+        self.everything = everything
+        self.is_moving = np.array([id(m) in moving_ids for m in everything])
+        self.drawn = self.is_moving.copy()  # moving, or promoted still mobjects
+        self.moving_idx = np.flatnonzero(self.is_moving)
+        first = self.moving_idx[0]
+        # still mobjects above the lowest moving one: the only ones that may have
+        # to be drawn over a moving mobject
+        self.cand_idx = np.array(
+            [k for k in range(first + 1, len(everything)) if not self.is_moving[k]],
+            dtype=int,
+        )
+        self.cand_boxes = _boxes([everything[k] for k in self.cand_idx])
+        self._cand_meets: np.ndarray | None = None
+
+    def draw_list(self) -> list[Mobject]:
+        return [m for m, d in zip(self.everything, self.drawn, strict=True) if d]
+
+    def static_list(self) -> list[Mobject]:
+        return [m for m, d in zip(self.everything, self.drawn, strict=True) if not d]
+
+    def check(self) -> bool:
+        """Promote the still mobjects that now meet a moving one below them;
+        ``True`` if any was promoted."""
+        if len(self.cand_idx) == 0:
+            return False
+        waiting = ~self.drawn[self.cand_idx]
+        if not waiting.any():
+            return False
+        boxes = _boxes([self.everything[k] for k in self.moving_idx])
+        hit = _meets(boxes, self.cand_boxes)
+        hit &= self.moving_idx[:, None] < self.cand_idx[None, :]
+        new = hit.any(axis=0) & waiting
+        if not new.any():
+            return False
+        self._promote(new)
+        return True
+
+    def _promote(self, new: np.ndarray) -> None:
+        # still mobjects above a promoted one that meet it are promoted too
+        if self._cand_meets is None:
+            meets = _meets(self.cand_boxes, self.cand_boxes)
+            self._cand_meets = meets & (self.cand_idx[:, None] < self.cand_idx[None, :])
+        todo = list(np.flatnonzero(new))
+        promoted = np.zeros(len(self.cand_idx), dtype=bool)
+        while todo:
+            j = todo.pop()
+            if promoted[j]:
+                continue
+            promoted[j] = True
+            self.drawn[self.cand_idx[j]] = True
+            todo.extend(
+                k
+                for k in np.flatnonzero(self._cand_meets[j])
+                if not self.drawn[self.cand_idx[k]]
+            )
+
+
+def _use_preset(writer, preset: str) -> None:
+    """Make ``writer`` open its partial movie streams with x264 ``preset``."""
+    if not preset or getattr(writer, "_flashanim_preset", None) == preset:
+        return
+    original = writer.open_partial_movie_stream
+
+    def open_partial_movie_stream(*args, **kwargs):
+        original(*args, **kwargs)
+        job = getattr(writer, "_current_encode_job", None)
+        stream = getattr(job, "stream", None)
+        ctx = getattr(stream, "codec_context", None)
+        if (
+            ctx is not None
+            and not ctx.is_open
+            and ctx.name == "libx264"
+            and not config.transparent
+        ):
+            ctx.options = {**ctx.options, "preset": preset}
+
+    writer.open_partial_movie_stream = open_partial_movie_stream
+    writer._flashanim_preset = preset
