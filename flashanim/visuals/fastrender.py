@@ -32,7 +32,7 @@ import os
 from typing import TYPE_CHECKING
 
 import numpy as np
-from manim import Scene, VMobject, config
+from manim import Mobject, Scene, VMobject, config
 from manim.constants import CapStyleType, LineJointType
 from manim.utils.family import extract_mobject_family_members
 from manim.utils.iterables import list_update
@@ -40,7 +40,7 @@ from manim.utils.iterables import list_update
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from manim import Animation, Mobject
+    from manim import Animation
 
 __all__ = ["FastRenderScene", "DEFAULT_PRESET", "PRESET_ENV"]
 
@@ -53,6 +53,10 @@ _MIN_RUN = 16
 PRESET_ENV = "FLASHANIM_X264_PRESET"
 #: The preset used when :data:`PRESET_ENV` is not set.
 DEFAULT_PRESET = "veryfast"
+
+# Stands in a frame's draw list so that it is never empty (an empty list makes the
+# renderer draw every mobject of the scene).
+_EMPTY = Mobject()
 
 # Bounding boxes are taken from points; strokes and antialiasing reach a little
 # further (scene units; a 1080p pixel is 0.0074 units).
@@ -120,6 +124,8 @@ class FastRenderScene(Scene):
         super().__init__(*args, **kwargs)
         self._fr_split: _Split | None = None
         self._fr_static = _StaticCache(self.renderer)
+        if hasattr(self.renderer, "render"):
+            _skip_invisible(self.renderer)
         writer = getattr(self.renderer, "file_writer", None)
         if writer is not None and hasattr(writer, "open_partial_movie_stream"):
             _use_preset(writer, os.environ.get(PRESET_ENV, DEFAULT_PRESET))
@@ -140,6 +146,10 @@ class FastRenderScene(Scene):
         for fg in self.foreground_mobjects:
             moving_ids.update(id(f) for f in fg.get_family())
         self._fr_split = None
+        # no updaters anywhere: updating the mobjects each frame does nothing
+        self._fr_still = (
+            None if any(m.updaters for m in members) else len(self.mobjects)
+        )
         if not any(id(m) in moving_ids for m in everything):
             # as Manim: the moving mobjects without points (a Wait's, a group's)
             # stand for the moving ones, so a frozen frame is not drawn over its
@@ -150,21 +160,29 @@ class FastRenderScene(Scene):
         split.check()  # the state the animations begin in
         return split.draw_list(), split.static_list()
 
+    def update_mobjects(self, dt: float) -> None:
+        still = getattr(self, "_fr_still", None)
+        if still is not None and still == len(self.mobjects) and dt != 0:
+            return  # (as at the start of the play: nothing has an updater)
+        super().update_mobjects(dt)
+
     def update_to_time(self, t: float) -> None:
         super().update_to_time(t)
         split = self._fr_split
-        if split is None or not split.check():
-            return
-        # a moving mobject now meets a still one above it: repaint the background
-        # without it and draw it on every frame from now on
-        self.moving_mobjects = split.draw_list()
-        self.renderer.save_static_frame_data(self, split.static_list())
+        if split is not None and split.check():
+            # a moving mobject now meets a still one above it: repaint the
+            # background without it and draw it on every frame from now on
+            # (keeping what the play added to the scene meanwhile, as Manim does)
+            extras = [m for m in self.moving_mobjects if id(m) not in split.ids]
+            self.moving_mobjects = split.draw_list() + extras
+            self.renderer.save_static_frame_data(self, split.static_list())
 
     def play_internal(self, skip_rendering: bool = False) -> None:
         try:
             super().play_internal(skip_rendering)
         finally:
             self._fr_split = None
+            self._fr_still = None
 
 
 def _fingerprint(m: Mobject):
@@ -275,6 +293,7 @@ class _Split:
 
     def __init__(self, everything: list[Mobject], moving_ids: set[int]) -> None:
         self.everything = everything
+        self.ids = {id(m) for m in everything}
         self.is_moving = np.array([id(m) in moving_ids for m in everything])
         self.drawn = self.is_moving.copy()  # moving, or promoted still mobjects
         self.moving_idx = np.flatnonzero(self.is_moving)
@@ -287,9 +306,13 @@ class _Split:
         )
         self.cand_boxes = _boxes([everything[k] for k in self.cand_idx])
         self._cand_meets: np.ndarray | None = None
+        self._draw: list[Mobject] | None = None
 
     def draw_list(self) -> list[Mobject]:
-        return [m for m, d in zip(self.everything, self.drawn, strict=True) if d]
+        if self._draw is None:
+            self._draw = [m for m, d in zip(self.everything, self.drawn, strict=True)
+                          if d]  # fmt: skip
+        return list(self._draw)
 
     def static_list(self) -> list[Mobject]:
         return [m for m, d in zip(self.everything, self.drawn, strict=True) if not d]
@@ -317,6 +340,7 @@ class _Split:
             meets = _meets(self.cand_boxes, self.cand_boxes)
             self._cand_meets = meets & (self.cand_idx[:, None] < self.cand_idx[None, :])
         todo = list(np.flatnonzero(new))
+        self._draw = None
         promoted = np.zeros(len(self.cand_idx), dtype=bool)
         while todo:
             j = todo.pop()
@@ -329,6 +353,20 @@ class _Split:
                 for k in np.flatnonzero(self._cand_meets[j])
                 if not self.drawn[self.cand_idx[k]]
             )
+
+
+def _skip_invisible(renderer) -> None:
+    """Leave out of each frame the leaves that draw nothing in it (faded out)."""
+    original = renderer.render
+
+    def render(scene, time, moving_mobjects=None):
+        if moving_mobjects and getattr(scene, "_fr_split", None) is not None:
+            moving_mobjects = [_EMPTY] + [
+                m for m in moving_mobjects if m.submobjects or not _draws_nothing(m)
+            ]
+        original(scene, time, moving_mobjects)
+
+    renderer.render = render
 
 
 def _use_preset(writer, preset: str) -> None:

@@ -448,10 +448,20 @@ class CopyTravel(Animation):
         (c0, w0, h0), (c1, w1, h1) = self._start, self._end
         w, h = w0 + (w1 - w0) * t, h0 + (h1 - h0) * t
         c = c0 + (c1 - c0) * t + np.sin(np.pi * t) * self.path_arc * UP
-        tr = self.traveller
-        if tr.width > 0 and tr.height > 0:
-            tr.stretch(w / tr.width, 0).stretch(h / tr.height, 1)
-        tr.move_to(c)
+        # stretched about its centre to (w, h), centred on c: computed from the
+        # points it started with, in one pass (the same as stretch + move_to)
+        if not hasattr(self, "_leaves"):
+            tr = self.traveller
+            self._leaves = [(m, m.points.copy()) for m in tr.get_family()
+                            if len(m.points)]  # fmt: skip
+            self._origin = tr.get_center()
+            self._size = (tr.width, tr.height)
+        width, height = self._size
+        scale = np.ones(3)
+        if width > 0 and height > 0:
+            scale[0], scale[1] = w / width, h / height
+        for m, p in self._leaves:
+            m.points = c + (p - self._origin) * scale
 
     def interpolate_mobject(self, alpha: float) -> None:
         a = self.rate_func(alpha)
