@@ -37,6 +37,7 @@ from .code import (
     kernel_source_lines,
 )
 from .counters import TrafficCounter, format_bytes
+from .fastrender import FastRenderScene
 from .layout import FRAME_HEIGHT, FRAME_WIDTH, SRAM_SLOTS, ForwardLayout, Legend
 from .memory import (
     GPU_MEMORY,
@@ -115,4 +116,6 @@ __all__ = [
     "CaptionedScene", "RoundTripPlayer", "SramSlots", "VisitGrid", "TrafficTable",
     "ProgressBar",
     "ROUNDTRIP_DURATIONS", "hbm_rows",
+    # rendering
+    "FastRenderScene",
 ]  # fmt: skip
