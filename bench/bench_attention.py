@@ -214,6 +214,7 @@ def tracing_cost(n: int = 4096, dtype=torch.float16) -> dict:
 
     out = {"n": n, "dtype": str(dtype).split(".")[-1], "clock_level": GPU_CLOCK,
            "cases": []}  # fmt: skip
+    was = fa2.TRACE_STAGE
     for d in (64, 128):
         b, h = 16384 // n, 2048 // d
         q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=dtype)
@@ -227,7 +228,7 @@ def tracing_cost(n: int = 4096, dtype=torch.float16) -> dict:
                 fa2.TRACE_STAGE = staged
                 key = "traced_ms" if staged else "traced_per_event_ms"
                 row[key] = bench_ms(rec)
-            fa2.TRACE_STAGE = True
+            fa2.TRACE_STAGE = was
             raw = fa2.record_forward(q, k, v, causal=causal)
             row["events"] = int(sum(int(x.header[:, 0].sum()) for x in raw.launches))
             row["ratio"] = row["traced_ms"] / row["untraced_ms"]

@@ -100,8 +100,6 @@ TENSORS: tuple[str, ...] = (
 
 REC_WIDTH = 10
 HDR_WIDTH = 8
-#: Most events one inner-loop iteration may stage before :func:`trace_flush`.
-STAGE_ROWS = 16
 
 
 def op_code(name: str) -> int:

@@ -1241,7 +1241,6 @@ def _use_tma(k: torch.Tensor, v: torch.Tensor, attn_mask, causal: bool) -> bool:
             return False
         if any((t.stride(i) * e) % 16 for i in range(3)):
             return False
-    triton.set_allocator(_tma_alloc)
     return True
 
 
@@ -1294,6 +1293,9 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
         tbuf, max_ev, max_val = bufs.kernel_args(), bufs.max_events, bufs.max_values
     else:
         bufs, tbuf, max_ev, max_val = None, _dummy_buffers(q.device), 1, 1
+    tma = _use_tma(k, v, attn_mask, bool(causal))
+    if tma:  # the descriptors are built on the device, in this scratch
+        triton.set_allocator(_tma_alloc)
     _attn_fwd[(t_r * batch * heads,)](
         q, k, v, o, lse, scale,
         *q.stride(), *k.stride(), *v.stride(), *o.stride(), *bias_args,
@@ -1302,7 +1304,7 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
         EVEN_M=n_q % block_m == 0, ELEM=elem, DOT_PREC=_dot_precision(q.dtype),
         TRACE=bool(trace), VALUES=bool(trace and values), GPU_CLOCK=GPU_CLOCK,
         MAX_EV=max_ev, MAX_VAL=max_val, STAGE=_stage(trace, values), **bias_flags,
-        TMA=_use_tma(k, v, attn_mask, bool(causal)),
+        TMA=tma,
         **_launch_opts(block_m, block_n, bd, elem, False, num_warps, num_stages,
                        bool(causal)),
     )  # fmt: skip
