@@ -20,3 +20,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# Recordings are checked, not reused: the trace cache stays off in tests except where
+# a test points it at its own folder.
+os.environ["FLASHANIM_TRACE_CACHE"] = "off"

@@ -12,8 +12,14 @@ first imported (see :mod:`flashanim.kernels._device`).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
+import os
 from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,7 +30,20 @@ from .model import KERNELS, Trace, TraceMeta
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["record", "make_inputs", "DTYPES", "SMALL_RUN_ELEMENTS"]
+__all__ = [
+    "record",
+    "make_inputs",
+    "trace_cache_dir",
+    "DTYPES",
+    "SMALL_RUN_ELEMENTS",
+    "CACHE_ENV",
+]
+
+log = logging.getLogger(__name__)
+
+#: Environment variable: the folder of cached interpreter traces, or ``off``.
+CACHE_ENV = "FLASHANIM_TRACE_CACHE"
+_OFF = ("0", "off", "no", "false", "none")
 
 #: Accepted dtype names.
 DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
@@ -32,6 +51,77 @@ DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
 #: A run whose tensors have at most this many elements each keeps them in
 #: :attr:`Trace.tensors` even without ``values=True``.
 SMALL_RUN_ELEMENTS = 1 << 16
+
+
+def trace_cache_dir(environ=None) -> Path | None:
+    """Where :func:`record` keeps the traces it recorded in Triton's interpreter.
+
+    ``FLASHANIM_TRACE_CACHE`` names the folder; ``off`` (or ``0``) turns the cache
+    off. Default: ``$XDG_CACHE_HOME/flashanim/traces`` (``~/.cache/...``).
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(CACHE_ENV, "").strip()
+    if raw.lower() in _OFF:
+        return None
+    if raw:
+        return Path(raw).expanduser()
+    base = env.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return Path(base) / "flashanim" / "traces"
+
+
+@lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """SHA-256 of the kernels' and the trace decoder's source files."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for pkg in ("kernels", "trace"):
+        for f in sorted((root / pkg).glob("*.py")):
+            h.update(f"{pkg}/{f.name}\0".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _cache_path(folder: Path, kernel: str, args: dict) -> Path:
+    """The cache file of one recording: a hash of everything that decides it."""
+    import numpy
+    import torch
+    import triton
+
+    key = {
+        **args,
+        "kernel": kernel,
+        "code": _code_digest(),
+        "triton": triton.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "env": {k: os.environ.get(k, "") for k in ("FLASHANIM_TRACE_STAGE",)},
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return folder / f"{kernel}-{digest[:32]}.json.gz"
+
+
+def _cached(path: Path | None) -> Trace | None:
+    if path is None or not path.is_file():
+        return None
+    from .io import load_trace
+
+    try:
+        return load_trace(path)
+    except Exception as err:  # unreadable: record again and overwrite it
+        log.warning("ignoring cached trace %s (%s); recording again", path, err)
+        return None
+
+
+def _keep(path: Path | None, trace: Trace) -> None:
+    if path is None:
+        return
+    from .io import save_trace
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_trace(trace, path)
+    except OSError as err:  # a read-only home: record without the cache
+        log.warning("could not cache the trace in %s (%s)", path.parent, err)
 
 
 def _positive(name: str, x: object) -> int:
@@ -92,6 +182,7 @@ def record(
     seed: int = 0,
     device: str | None = None,
     keep_tensors: bool | None = None,
+    cache: bool = True,
 ) -> Trace:
     """Run ``kernel`` with its trace on and return the decoded :class:`Trace`.
 
@@ -123,6 +214,12 @@ def record(
         Keep inputs and outputs in :attr:`Trace.tensors` as float64 arrays;
         ``None``: when ``values`` or when each has at most
         :data:`SMALL_RUN_ELEMENTS` elements.
+    cache
+        On the CPU (Triton's interpreter, which takes seconds for a few thousand
+        events), reuse a trace recorded earlier with the same arguments by the
+        same kernel source, Triton, PyTorch and NumPy (see
+        :func:`trace_cache_dir`); a new recording is saved there. GPU traces
+        are never cached (they carry timings).
 
     Raises
     ------
@@ -167,6 +264,22 @@ def record(
             "flashanim.kernels, or use `flashanim trace --device`)"
         )
     dev = default_device()
+    biggest = max(seq_len, seq_len_k) * batch * heads * head_dim
+    if keep_tensors is None:
+        keep_tensors = bool(values) or biggest <= SMALL_RUN_ELEMENTS
+    folder = trace_cache_dir() if cache and dev.type == "cpu" else None
+    where = None
+    if folder is not None:
+        where = _cache_path(folder, kernel, dict(
+            seq_len=seq_len, seq_len_k=seq_len_k, head_dim=head_dim,
+            block_m=block_m, block_n=block_n, batch=batch, heads=heads,
+            causal=bool(causal), values=bool(values), dtype=dtype,
+            softmax_scale=repr(float(softmax_scale)), seed=int(seed),
+            keep_tensors=bool(keep_tensors), device=dev.type,
+        ))  # fmt: skip
+        hit = _cached(where)
+        if hit is not None:
+            return hit
     inputs = make_inputs(
         batch=batch,
         heads=heads,
@@ -208,13 +321,11 @@ def record(
         seed=int(seed),
     )
     trace = decode(raw, meta)
-    biggest = max(t.numel() for t in inputs.values())
-    if keep_tensors is None:
-        keep_tensors = bool(values) or biggest <= SMALL_RUN_ELEMENTS
     if keep_tensors:
         names = ["Q", "K", "V"] + (["dO"] if kernel == "fa2-bwd" else [])
         arrays = {n: inputs[n] for n in names}
         arrays.update(raw.outputs)
         for name, t in arrays.items():
             trace.tensors[name] = t.detach().to("cpu", torch.float64).numpy()
+    _keep(where, trace)
     return trace

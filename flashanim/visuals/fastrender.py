@@ -37,12 +37,16 @@ from manim.constants import CapStyleType, LineJointType
 from manim.utils.family import extract_mobject_family_members
 from manim.utils.iterables import list_update
 
+from . import _speedups
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from manim import Animation
 
 __all__ = ["FastRenderScene", "DEFAULT_PRESET", "PRESET_ENV"]
+
+_speedups.install()
 
 #: Most background checkpoints kept (one frame each).
 _CHECKPOINTS = 3
