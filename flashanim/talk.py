@@ -39,6 +39,9 @@ class TalkScene:
     name: str
     cls: str
     title: str
+    #: Relative render cost (seconds at 480p15 on a 2-core machine, measured
+    #: 2026-11-22); only used to start the longest renders first.
+    cost: float = 1.0
 
     @property
     def path(self) -> Path:
@@ -47,22 +50,19 @@ class TalkScene:
 
 #: The talk, in the order it is given. One place: everything else follows it.
 TALK: tuple[TalkScene, ...] = (
-    TalkScene("memory_hierarchy", "MemoryHierarchyScene", "The memory hierarchy"),
-    TalkScene(
-        "standard_attention",
-        "StandardAttentionScene",
-        "Standard attention: the N² round trips",
-    ),  # fmt: skip
-    TalkScene("tiling", "TilingScene", "Tiling: the FlashAttention-2 forward pass"),
-    TalkScene(
-        "online_softmax", "OnlineSoftmaxScene", "Online softmax, one row, real numbers"
-    ),
-    TalkScene("loop_order", "LoopOrderScene", "Loop order: FlashAttention-1 vs 2"),
-    TalkScene("causal", "CausalScene", "Causal masking: skipped and masked blocks"),
-    TalkScene("backward", "BackwardScene", "The backward pass: recompute, never store"),
-    TalkScene("gpu_schedule", "GpuScheduleScene", "Programs over SMs over time"),
-    TalkScene("io_complexity", "IOComplexityScene", "IO complexity, measured"),
-)
+    TalkScene("memory_hierarchy", "MemoryHierarchyScene", "The memory hierarchy", 20),
+    TalkScene("standard_attention", "StandardAttentionScene",
+              "Standard attention: the N² round trips", 60),
+    TalkScene("tiling", "TilingScene", "Tiling: the FlashAttention-2 forward pass", 58),
+    TalkScene("online_softmax", "OnlineSoftmaxScene",
+              "Online softmax, one row, real numbers", 26),
+    TalkScene("loop_order", "LoopOrderScene", "Loop order: FlashAttention-1 vs 2", 97),
+    TalkScene("causal", "CausalScene", "Causal masking: skipped and masked blocks", 25),
+    TalkScene("backward", "BackwardScene",
+              "The backward pass: recompute, never store", 91),
+    TalkScene("gpu_schedule", "GpuScheduleScene", "Programs over SMs over time", 23),
+    TalkScene("io_complexity", "IOComplexityScene", "IO complexity, measured", 38),
+)  # fmt: skip
 
 #: Quality name -> (Manim flag, the folder Manim writes into).
 QUALITIES: dict[str, tuple[str, str]] = {
@@ -122,7 +122,9 @@ def render_scenes(
 ) -> list[RenderResult]:
     """Render ``scenes`` with ``jobs`` Manim processes at once; print progress lines.
 
-    Returns the results in talk order.
+    The most costly scenes (:attr:`TalkScene.cost`) start first, so that no core
+    is left idle at the end with a long render still running on the other; the
+    results are returned in talk order.
     """
     if quality not in QUALITIES:
         raise ValueError(
@@ -139,7 +141,7 @@ def render_scenes(
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {
             pool.submit(_render_one, s, quality, root, list(extra or [])): s
-            for s in scenes
+            for s in sorted(scenes, key=lambda s: -s.cost)
         }
         for fut in as_completed(futures):
             r = fut.result()

@@ -28,11 +28,13 @@ libx264's default, ``medium``): ``FLASHANIM_X264_PRESET`` (default
 
 from __future__ import annotations
 
+import math
 import os
+import types
 from typing import TYPE_CHECKING
 
 import numpy as np
-from manim import Mobject, Scene, VMobject, config
+from manim import Camera, Mobject, Scene, VMobject, config
 from manim.constants import CapStyleType, LineJointType
 from manim.utils.family import extract_mobject_family_members
 from manim.utils.iterables import list_update
@@ -57,6 +59,9 @@ _MIN_RUN = 16
 PRESET_ENV = "FLASHANIM_X264_PRESET"
 #: The preset used when :data:`PRESET_ENV` is not set.
 DEFAULT_PRESET = "veryfast"
+
+_PRE_DISPLAY = Camera.transform_points_pre_display
+_MANIM_SET_PATH = Camera.set_cairo_context_path
 
 # Stands in a frame's draw list so that it is never empty (an empty list makes the
 # renderer draw every mobject of the scene).
@@ -130,6 +135,9 @@ class FastRenderScene(Scene):
         self._fr_static = _StaticCache(self.renderer)
         if hasattr(self.renderer, "render"):
             _skip_invisible(self.renderer)
+        camera = getattr(self.renderer, "camera", None)
+        if camera is not None and hasattr(camera, "set_cairo_context_path"):
+            camera.set_cairo_context_path = types.MethodType(_set_path, camera)
         writer = getattr(self.renderer, "file_writer", None)
         if writer is not None and hasattr(writer, "open_partial_movie_stream"):
             _use_preset(writer, os.environ.get(PRESET_ENV, DEFAULT_PRESET))
@@ -371,6 +379,50 @@ def _skip_invisible(renderer) -> None:
         original(scene, time, moving_mobjects)
 
     renderer.render = render
+
+
+def _set_path(camera, ctx, vmobject):
+    """:meth:`manim.Camera.set_cairo_context_path` in plain Python floats.
+
+    Manim finds the subpaths with a dozen NumPy calls and then indexes a NumPy
+    array six times a curve; for the few dozen points of a glyph the overhead is
+    most of the time. This makes the same Cairo calls with the same numbers (the
+    same finiteness check, the same closeness test as ``np.isclose`` with
+    ``rtol=1e-5`` and the mobject's ``atol``), so the path is the same.
+    """
+    if type(camera).transform_points_pre_display is not _PRE_DISPLAY:
+        return _MANIM_SET_PATH(camera, ctx, vmobject)
+    n = len(vmobject.points)
+    if n == 0:
+        return camera
+    flat = vmobject.points.ravel().tolist()
+    ctx.new_path()
+    nppcc = vmobject.n_points_per_cubic_curve
+    if n < nppcc or not all(map(math.isfinite, flat)):
+        return camera  # (Manim draws one point at the origin: nothing)
+    xs, ys = flat[0::3], flat[1::3]
+    atol, rtol = vmobject.tolerance_for_point_equality, 1.0e-5
+    starts = [0]
+    for b in range(nppcc, n, nppcc):
+        sx, sy = xs[b], ys[b]
+        if abs(xs[b - 1] - sx) > atol + rtol * abs(sx) or abs(
+            ys[b - 1] - sy
+        ) > atol + rtol * abs(sy):
+            starts.append(b)
+    starts.append(n)
+    move_to, curve_to = ctx.move_to, ctx.curve_to
+    for start, end in zip(starts, starts[1:], strict=False):
+        if end - start < nppcc:
+            continue
+        ctx.new_sub_path()
+        move_to(xs[start], ys[start])
+        for i in range(start + 1, end - nppcc + 2, nppcc):
+            curve_to(xs[i], ys[i], xs[i + 1], ys[i + 1], xs[i + 2], ys[i + 2])
+        if vmobject.consider_points_equals_2d(
+            (xs[start], ys[start]), (xs[end - 1], ys[end - 1])
+        ):
+            ctx.close_path()
+    return camera
 
 
 def _use_preset(writer, preset: str) -> None:
