@@ -44,3 +44,77 @@ def test_installed_with_the_renderer():
     import flashanim.visuals.fastrender  # noqa: F401
 
     assert Mobject.get_family is _speedups.get_family
+
+
+def _same(a, b, seen: set) -> bool:
+    """``a`` and ``b`` (copies of one thing made by two methods) are alike."""
+    import numpy as np
+
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)
+    if isinstance(a, Mobject):
+        if (id(a), id(b)) in seen:
+            return True
+        seen.add((id(a), id(b)))
+        return a.__dict__.keys() == b.__dict__.keys() and all(
+            k == "original_id" or _same(a.__dict__[k], b.__dict__[k], seen)
+            for k in a.__dict__
+        )
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(
+            _same(x, y, seen) for x, y in zip(a, b, strict=True)
+        )
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k], seen) for k in a)
+    if callable(a) and not isinstance(a, type):
+        return True  # updaters are copied the same way by both (deepcopy)
+    return a == b
+
+
+def _sample_mobjects():
+    from manim import Arrow, DashedLine, Rectangle, RoundedRectangle
+
+    from flashanim.visuals.theme import cached_text
+
+    sq = Square().set_fill("#ff0000", 0.5)
+    sq.add_updater(lambda m: m)
+    shared = VGroup(sq, Arrow(), DashedLine())
+    return [
+        Text("QK^T", font="DejaVu Sans Mono"),
+        cached_text("event 3 of 12", "DejaVu Sans Mono", 20, "#ffffff"),
+        VGroup(shared, shared.copy(), RoundedRectangle(corner_radius=0.1)),
+        Rectangle().set_stroke(width=0),
+    ]
+
+
+def test_deepcopy_like_manims():
+    import copy
+
+    _speedups.install()
+    for mob in _sample_mobjects():
+        ours = copy.deepcopy(mob)
+        _speedups.uninstall()
+        try:
+            theirs = copy.deepcopy(mob)
+        finally:
+            _speedups.install()
+        assert _same(ours, theirs, set())
+        # a copy, not a view: changing it leaves the original as it was
+        before = [m.points.copy() for m in mob.get_family()]
+        for m in ours.get_family():
+            m.shift([1, 2, 0])
+            m.set_fill(opacity=0.25)
+        assert all(
+            (a == m.points).all() for a, m in zip(before, mob.get_family(), strict=True)
+        )
+
+
+def test_deepcopy_keeps_shared_arrays_shared():
+    sq = Square()
+    other = Square()
+    other.points = sq.points  # one array under two mobjects
+    g = VGroup(sq, other)
+    c = _speedups.deepcopy_mobject(g, {})
+    assert c[0].points is c[1].points and c[0].points is not sq.points

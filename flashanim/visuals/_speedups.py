@@ -10,16 +10,116 @@ imported). Each replacement returns exactly what Manim's own code returns; tests
   tree with each mobject kept at its *last* occurrence; removing repeats once at
   the end gives the same list as removing them at every level, since only the
   order of last occurrences decides it.
+* :meth:`manim.Mobject.__deepcopy__` (every ``copy()``, and Transform copies
+  each mobject twice when it begins) deep-copies each attribute through
+  :func:`copy.deepcopy`; the attributes are mostly numbers, enums and NumPy
+  arrays. Those are copied directly (arrays with ``ndarray.copy(order="K")``,
+  which is what ``ndarray.__deepcopy__`` does, through the same memo, so shared
+  arrays stay shared); anything else still goes through :func:`copy.deepcopy`.
 """
 
 from __future__ import annotations
 
-from manim import Mobject
+import copy
+import enum
+import types
 
-__all__ = ["install", "get_family", "MANIM_GET_FAMILY"]
+import numpy as np
+from manim import ManimColor, Mobject
 
-#: Manim's own implementation (kept for tests and for :func:`uninstall`).
+__all__ = [
+    "install",
+    "uninstall",
+    "get_family",
+    "deepcopy_mobject",
+    "MANIM_GET_FAMILY",
+    "MANIM_DEEPCOPY",
+]
+
+#: Manim's own implementations (kept for tests and for :func:`uninstall`).
 MANIM_GET_FAMILY = Mobject.get_family
+MANIM_DEEPCOPY = Mobject.__deepcopy__
+
+# what copy.deepcopy returns unchanged
+_ATOMIC = {
+    type(None), int, float, bool, complex, bytes, str, type, range,
+    types.BuiltinFunctionType, types.FunctionType, types.CodeType, property,
+}  # fmt: skip
+_OTHER = 0
+_SAME = 1
+_ARRAY = 2
+_COLOR = 3
+_EMPTY_LIST = 4
+_KIND: dict[type, int] = {}
+
+
+def _kind(t: type) -> int:
+    k = _KIND.get(t)
+    if k is None:
+        if t in _ATOMIC or (issubclass(t, enum.Enum) and "__deepcopy__" not in
+                            t.__dict__):  # fmt: skip
+            k = _SAME  # (Enum.__deepcopy__ returns the member itself)
+        elif t is np.ndarray:
+            k = _ARRAY
+        elif t is ManimColor:
+            k = _COLOR
+        else:
+            k = _OTHER
+        _KIND[t] = k
+    return k
+
+
+_COLOR_STATE = {"_ManimColor__value"}
+
+
+def _array(v: np.ndarray, memo: dict) -> np.ndarray:
+    """``copy.deepcopy(v, memo)`` of a NumPy array without Python objects."""
+    c = memo.get(id(v))
+    if c is None:
+        c = memo[id(v)] = v.copy(order="K")
+        memo.setdefault(id(memo), []).append(v)  # deepcopy keeps it alive too
+    return c
+
+
+def deepcopy_mobject(self: Mobject, memo: dict) -> Mobject:
+    """:meth:`manim.Mobject.__deepcopy__` with a fast path for plain attributes."""
+    cls = self.__class__
+    result = cls.__new__(cls)
+    memo[id(self)] = result
+    out = result.__dict__
+    get = memo.get
+    deep = copy.deepcopy
+    for k, v in self.__dict__.items():
+        kind = _KIND.get(type(v))
+        if kind is None:
+            kind = _kind(type(v))
+        if kind == _SAME:
+            out[k] = v
+        elif kind == _OTHER and type(v) is list and not v:
+            c = get(id(v))
+            if c is None:
+                c = memo[id(v)] = []
+                memo.setdefault(id(memo), []).append(v)
+            out[k] = c
+        elif kind == _COLOR and set(v.__dict__) == _COLOR_STATE:
+            c = get(id(v))
+            if c is None:  # as deepcopy: __new__, then a deep copy of the state
+                c = ManimColor.__new__(ManimColor)
+                memo[id(v)] = c
+                value = v.__dict__["_ManimColor__value"]
+                if type(value) is np.ndarray and not value.dtype.hasobject:
+                    value = _array(value, memo)
+                else:
+                    value = deep(value, memo)
+                c.__dict__["_ManimColor__value"] = value
+                memo.setdefault(id(memo), []).append(v)
+            out[k] = c
+        elif kind == _ARRAY and not v.dtype.hasobject:
+            out[k] = _array(v, memo)
+        else:
+            out[k] = deep(v, memo)
+    result.original_id = str(id(self))
+    return result
 
 
 def get_family(self: Mobject, recurse: bool = True) -> list[Mobject]:
@@ -51,8 +151,10 @@ def get_family(self: Mobject, recurse: bool = True) -> list[Mobject]:
 def install() -> None:
     """Put the faster equivalents in place (idempotent)."""
     Mobject.get_family = get_family
+    Mobject.__deepcopy__ = deepcopy_mobject
 
 
 def uninstall() -> None:
     """Restore Manim's own implementations."""
     Mobject.get_family = MANIM_GET_FAMILY
+    Mobject.__deepcopy__ = MANIM_DEEPCOPY
