@@ -28,6 +28,7 @@ libx264's default, ``medium``): ``FLASHANIM_X264_PRESET`` (default
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import types
@@ -54,6 +55,9 @@ _speedups.install()
 _CHECKPOINTS = 3
 #: Fewest leaves worth a checkpoint.
 _MIN_RUN = 16
+
+#: Garbage-collector thresholds while a scene plays (Python's: 700, 10, 10).
+_GC_THRESHOLDS = (20000, 20, 100)
 
 #: Environment variable naming the x264 preset of the partial movie files.
 PRESET_ENV = "FLASHANIM_X264_PRESET"
@@ -188,6 +192,26 @@ class FastRenderScene(Scene):
             extras = [m for m in self.moving_mobjects if id(m) not in split.ids]
             self.moving_mobjects = split.draw_list() + extras
             self.renderer.save_static_frame_data(self, split.static_list())
+
+    def render(self, preview: bool = False):
+        thresholds = gc.get_threshold()
+        try:
+            return super().render(preview)
+        finally:
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
+
+    def play(self, *args, **kwargs) -> None:
+        if not getattr(self, "_fr_gc", False):
+            # Everything made before the first play (imported modules, the
+            # recorded trace, the layout) lives to the end: leave it out of
+            # the garbage collector's scans, and scan less often. Full
+            # collections over those objects took ~10 % of a render.
+            self._fr_gc = True
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(*_GC_THRESHOLDS)
+        super().play(*args, **kwargs)
 
     def play_internal(self, skip_rendering: bool = False) -> None:
         try:
