@@ -18,7 +18,9 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from manim import ManimColor, Text, interpolate_color
+import numpy as np
+from manim import ManimColor, Text, VGroup, VMobject, config, interpolate_color
+from manim.mobject.text.text_mobject import TEXT_MOB_SCALE_FACTOR
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -231,10 +233,188 @@ def _text_proto(text: str, font: str, size: float, color: str) -> Text:
     return t
 
 
+# -- monospace strings composed from cached glyphs ---------------------------------
+#
+# Counters, tile numbers and byte totals are new strings nearly every time, and a new
+# Text costs a Pango layout, an SVG file and its parse (~15-30 ms). In a monospace
+# font every character takes the same advance, and a line without kerning or
+# ligatures is just its glyphs side by side: copy the glyphs of "atlas" Texts (per
+# font and size) into their cells and centre the result as Text does.
+
+#: Fonts whose strings may be composed from glyphs (the themes' monospace fonts).
+_GLYPH_FONTS = frozenset(th.mono_font for th in (DARK, LIGHT))
+#: Characters the atlases hold: printable ASCII, and the signs the scenes write in
+#: the monospace font (minus, infinity, arrows, dashes, ...).
+_GLYPH_CHARS = "".join(map(chr, range(33, 127))) + "−∞→←↑↓×·…–—ᵀΣ∘≤≥≈±µΔΘ²"
+#: Most characters per atlas Text: with their references 65 glyphs, a third of the
+#: frame's width at font size 24 and 480p, so that Pango never wraps an atlas.
+_GLYPH_PIECE = 32
+
+
+def _glyph_pieces() -> tuple[str, ...]:
+    """:data:`_GLYPH_CHARS` in the pieces an atlas builds one at a time, when a
+    string first needs one of their characters: numbers need only the first."""
+    first = ("0123456789.,−+-=·∞()/:%×…–—", "abcdefghijklmnopqrstuvwxyz_",
+             "ABCDEFGHIJKLMNOPQRSTUVWXYZ")  # fmt: skip
+    rest = "".join(c for c in _GLYPH_CHARS if c not in "".join(first))
+    pieces = (
+        *first,
+        *(rest[i : i + _GLYPH_PIECE] for i in range(0, len(rest), _GLYPH_PIECE)),
+    )
+    assert sorted("".join(pieces)) == sorted(_GLYPH_CHARS)
+    assert max(map(len, pieces)) <= _GLYPH_PIECE
+    return pieces
+
+
+_GLYPH_PIECES = _glyph_pieces()
+_GLYPH_PIECE_OF = {c: k for k, piece in enumerate(_GLYPH_PIECES) for c in piece}
+#: Reference glyph written between the atlas characters: where each copy of it lands
+#: gives the advance and shows that the character before it took exactly one cell.
+_GLYPH_REF = "0"
+#: Largest misplacement (scene units) of a reference glyph still taken as on its cell.
+_GLYPH_TOL = 1e-4
+
+
+class _GlyphAtlas:
+    """The glyphs of one monospace font at one size, each in the cell at the origin.
+
+    Each piece of :data:`_GLYPH_PIECES` is one Text, ``"0" + "c0"`` for each of its
+    characters ``c``, built the first time a string needs one of them: the reference
+    glyphs ``0`` sit on even cells, the characters on the odd cells between them.
+    The advance is half the median distance between neighbouring ``0`` of the first
+    piece built; a character whose next ``0`` is not exactly two cells on from the
+    one before it (a glyph from a fallback font, of another width), or not on the
+    same line, is left out (strings with it are real Texts).
+    """
+
+    def __init__(self, font: str, size: float) -> None:
+        self.font, self.size = font, size
+        self.advance: float | None = None
+        self.glyphs: dict[str, VMobject] = {}  # character -> glyph
+        self.shell: Text | None = None  # an empty Text: composed texts copy it
+        self._built: set[int] = set()
+
+    def glyph(self, c: str) -> VMobject | None:
+        """The glyph of ``c`` (its cell's origin at ``(0, 0)``), or ``None``."""
+        g = self.glyphs.get(c)
+        if g is None:
+            k = _GLYPH_PIECE_OF.get(c)
+            if k is not None and k not in self._built:
+                self._built.add(k)
+                self._build(_GLYPH_PIECES[k])
+                g = self.glyphs.get(c)
+        return g
+
+    def _build(self, piece: str) -> None:
+        layout = _GLYPH_REF + "".join(c + _GLYPH_REF for c in piece)
+        try:
+            t = Text(layout, font=self.font, font_size=self.size, color="#FFFFFF")
+        except Exception:  # noqa: BLE001  (any failure: those strings stay Texts)
+            return
+        subs = t.submobjects
+        if len(subs) != len(layout) or any(len(g.points) == 0 for g in subs):
+            return  # glyphs and characters do not pair up (ligatures?)
+        for g in subs:
+            g.path_obj = None  # as in _text_proto: copies stay cheap
+        refs = np.array([g.get_center() for g in subs[0::2]])
+        steps = np.diff(refs[:, 0])
+        if self.advance is None:
+            advance = float(np.median(steps)) / 2
+            if not advance > 0:
+                return
+            self.advance = advance
+        advance = self.advance
+        ok = (
+            (np.abs(steps - 2 * advance) < _GLYPH_TOL)
+            & (np.abs(refs[1:, 1] - refs[0, 1]) < _GLYPH_TOL)
+            & (np.abs(refs[:-1, 1] - refs[0, 1]) < _GLYPH_TOL)
+        )
+        for k, c in enumerate(piece):
+            if ok[k]:
+                g = subs[2 * k + 1]
+                # the origin of its cell: one advance right of the "0" before it
+                g.points -= refs[k] + np.array([advance, 0.0, 0.0])
+                self.glyphs[c] = g
+        if self.shell is None:
+            t.submobjects = []  # its glyphs now belong to the atlas
+            t.chars = VGroup()
+            t.id_to_vgroup_dict = {}
+            t.file_name = None
+            self.shell = t
+
+
+@lru_cache(maxsize=64)
+def _glyph_atlas(font: str, size: float) -> _GlyphAtlas | None:
+    """The atlas of ``font`` at ``size`` (``None``: compose nothing in that font)."""
+    if font not in _GLYPH_FONTS or font not in Text.font_list():
+        return None  # (not in the list: Pango would substitute another font)
+    return _GlyphAtlas(font, size)
+
+
+def _glyph_text(text: str, font: str, size: float, color: str) -> Text | None:
+    """``Text(text, ...)`` composed from atlas glyphs, or ``None`` where it cannot be.
+
+    Only strings in a font of :data:`_GLYPH_FONTS` whose characters are all spaces
+    or atlas glyphs, with at least one glyph, and short enough that Pango would not
+    wrap them.
+    """
+    if font not in _GLYPH_FONTS:
+        return None
+    atlas = _glyph_atlas(font, size)
+    if atlas is None:
+        return None
+    cells = []
+    for i, c in enumerate(text):
+        if c != " ":
+            g = atlas.glyph(c)
+            if g is None:
+                return None
+            cells.append((i, g))
+    advance = atlas.advance
+    if not cells or advance is None or atlas.shell is None:
+        return None
+    # Pango wraps a line wider than the frame's pixel width (Text's layout width)
+    if (len(text) + 2) * advance / TEXT_MOB_SCALE_FACTOR > config.pixel_width:
+        return None
+    rgba = ManimColor(color).to_rgba()
+    out = []
+    for i, g in cells:
+        g = g.copy()
+        g.points[:, 0] += i * advance
+        g.fill_rgbas = np.array([rgba])  # atlas glyphs are white; Text fills its own
+        out.append(g)
+    # centre as Text does: its SVG is centred on the box of all anchors
+    n = out[0].n_points_per_cubic_curve
+    anchors = np.concatenate(
+        [p for g in out for p in (g.points[::n], g.points[n - 1 :: n])]
+    )
+    centre = (anchors.min(axis=0) + anchors.max(axis=0)) / 2
+    ys = []
+    for g in out:
+        g.points -= centre
+        ys.append(g.points[:, 1])
+    ys = np.concatenate(ys)
+    t = atlas.shell.copy()
+    t.submobjects = out
+    t.chars = VGroup(*out)
+    t.id_to_vgroup_dict = {"root": t.chars}
+    t.original_text = text
+    t.text = text.replace(" ", "")
+    t.initial_height = ys.max() - ys.min()
+    return t
+
+
 def cached_text(text: str, font: str, size: float, color) -> Text:
     """A fresh copy of ``Text(text, ...)``, built once per distinct argument set.
 
     Building a :class:`~manim.Text` parses an SVG (tens of milliseconds); tiles
     repeat the same few strings, so copies of one prototype save most of it.
+    Single-line strings in the themes' monospace font are composed from copies of
+    cached glyphs instead (see :func:`_glyph_text`): counters and numbers are new
+    strings nearly every time. The result is the same Text, glyph for glyph.
     """
-    return _text_proto(text, font, float(size), str(ManimColor(color))).copy()
+    size, color = float(size), str(ManimColor(color))
+    t = _glyph_text(text, font, size, color)
+    if t is not None:
+        return t
+    return _text_proto(text, font, size, color).copy()

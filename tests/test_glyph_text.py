@@ -1,0 +1,205 @@
+"""Monospace strings composed from cached glyphs equal the Text that Pango lays out.
+
+:func:`flashanim.visuals.theme.cached_text` composes single-line strings in the
+themes' monospace font from copies of atlas glyphs instead of building a new
+:class:`~manim.Text`; these tests hold the composed text against the real one,
+glyph for glyph, and check where it must fall back to a real Text.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from manim import RED, Text, Transform, tempconfig
+
+from flashanim.visuals import theme
+from flashanim.visuals.theme import DARK, _glyph_atlas, _glyph_text, cached_text
+
+MONO = DARK.mono_font
+
+# Strings as the scenes write them: tile values, counters, byte totals, loop indices,
+# the online-softmax formulas, plus leading, trailing and double spaces.
+STRINGS = [
+    "0",
+    "7",
+    "-3",
+    "−.53",
+    ".07",
+    "3.1",
+    "13",
+    "−12",
+    "−∞",
+    "∞",
+    "·",
+    "–",
+    "event 12 of 345",
+    "event 1 of 9",
+    "960 B",
+    "4,096 B",
+    "1,234,567 B",
+    "= 12,288 B",
+    "3.0 MiB",
+    "read  Q",
+    "wrote LSE",
+    " 42",
+    "42  ",
+    "  a  b  ",
+    "qk S(1, 2)",
+    "load K(3)",
+    "S = −∞ where masked",
+    "S = q · K_jᵀ · scale",
+    "l_i = alpha · l_i + Σ P",
+    "load q, K_j, V_j  (HBM → SRAM)",
+    "i = start_m / BLOCK_M = ",
+    "LSE = m_i + log l_i = -1.234",
+    "3 × 4 … dS = P∘(dP − D) ≤ 2",
+    "!\"#$%&'*+/:;<=>?@[\\]^_`{|}~",
+    "fi fl ffi -> <= != == www",
+]
+
+# (size, colour) pairs the scenes use with the monospace font
+STYLES = [
+    (DARK.small_size, DARK.muted),
+    (DARK.body_size, DARK.foreground),
+    (DARK.small_size + 1, "#D55E00"),
+]
+
+
+def _compare(composed: Text, real: Text) -> None:
+    assert isinstance(composed, Text)
+    assert composed.text == real.text
+    assert composed.original_text == real.original_text
+    assert len(composed) == len(real) == len(real.text)
+    assert abs(composed.width - real.width) < 1e-3
+    assert abs(composed.height - real.height) < 1e-3
+    assert abs(composed.font_size - real.font_size) < 1e-3
+    # both centred at the origin, as Text centres itself
+    assert np.abs(composed.get_center()).max() < 1e-3
+    assert np.abs(real.get_center()).max() < 1e-3
+    for a, b in zip(composed, real, strict=True):
+        assert type(a) is type(b)
+        assert a.points.shape == b.points.shape
+        assert np.abs(a.points - b.points).max() < 2e-3
+        np.testing.assert_array_equal(a.fill_rgbas, b.fill_rgbas)
+        np.testing.assert_array_equal(a.stroke_rgbas, b.stroke_rgbas)
+
+
+@pytest.mark.parametrize(("size", "color"), STYLES)
+def test_composed_text_matches_text(size, color):
+    for s in STRINGS:
+        composed = _glyph_text(s, MONO, float(size), color)
+        assert composed is not None, s
+        real = Text(s, font=MONO, font_size=size, color=color)
+        _compare(composed, real)
+        # cached_text returns the composed text (which has no SVG file of its own)
+        t = cached_text(s, MONO, size, color)
+        assert t.file_name is None
+        _compare(t, real)
+
+
+def _same_attributes(a, b, skip=()) -> None:
+    assert a.__dict__.keys() == b.__dict__.keys()
+    for k, va in a.__dict__.items():
+        if k in skip:
+            continue
+        vb = b.__dict__[k]
+        if isinstance(va, np.ndarray):
+            np.testing.assert_array_equal(va, vb, err_msg=k)
+        else:
+            assert type(va) is type(vb), k
+            assert va == vb, k
+
+
+def test_composed_text_has_text_attributes():
+    s, size, color = "event 7 of 21", DARK.body_size, DARK.foreground
+    composed = cached_text(s, MONO, size, color)
+    # what cached_text returned before it composed: a copy of a real Text
+    real = theme._text_proto(s, MONO, float(size), color).copy()
+    # content-dependent: checked above or meaningful only while parsing the SVG
+    _same_attributes(composed, real, skip={"initial_height", "file_name", "submobjects",
+                                           "chars", "id_to_vgroup_dict", "points",
+                                           "original_id"})  # fmt: skip
+    assert abs(composed.initial_height - real.initial_height) < 1e-9
+    assert list(composed.chars) == composed.submobjects
+    assert list(composed.id_to_vgroup_dict["root"]) == composed.submobjects
+    for a, b in zip(composed, real, strict=True):
+        _same_attributes(a, b, skip={"points", "original_id"})
+        assert a.path_obj is None  # cheap copies
+
+
+def test_fallback_to_real_text():
+    # a proportional font
+    s = "event 12 of 345"
+    assert _glyph_text(s, DARK.font, 17.0, "#FFFFFF") is None
+    t = cached_text(s, DARK.font, 17, "#FFFFFF")
+    real = Text(s, font=DARK.font, font_size=17, color="#FFFFFF")
+    assert len(t) == len(real)
+    assert abs(t.width - real.width) < 1e-9
+    # characters not in the atlas, newlines, tabs, other whitespace, no glyph at all
+    for s in ["12 ≠ 3", "λ = 1", "1\n2", "1\t2", "1\u00a02", "", "   "]:
+        assert _glyph_text(s, MONO, 17.0, "#FFFFFF") is None, repr(s)
+    t = cached_text("λ = 1", MONO, 17, "#FFFFFF")
+    real = Text("λ = 1", font=MONO, font_size=17, color="#FFFFFF")
+    assert t.original_text == "λ = 1" and len(t) == len(real) == 3
+    assert abs(t.width - real.width) < 1e-9
+
+
+def test_fallback_for_lines_pango_would_wrap():
+    # Text lays out in a box as wide as the frame in pixels; Pango wraps wider lines
+    with tempconfig({"pixel_width": 200}):
+        atlas = _glyph_atlas(MONO, 17.0)
+        short = " ".join(["12"] * 21)  # 62 characters: fits in 200 px
+        long = " ".join(["12"] * 24)  # 71 characters: wrapped
+        assert (len(long) + 2) * atlas.advance / 0.05 > 200
+        real_long = Text(long, font=MONO, font_size=17, color="#ABCDEF")
+        assert real_long.height > 2 * Text("12", font=MONO, font_size=17).height
+        assert _glyph_text(long, MONO, 17.0, "#ABCDEF") is None
+        composed = _glyph_text(short, MONO, 17.0, "#ABCDEF")
+        assert composed is not None
+        _compare(composed, Text(short, font=MONO, font_size=17, color="#ABCDEF"))
+
+
+def test_composed_texts_are_independent_copies():
+    atlas = _glyph_atlas(MONO, 17.0)
+    a = cached_text("−1.5", MONO, 17, DARK.foreground)
+    glyph = atlas.glyph("1")
+    before = glyph.points.copy(), glyph.fill_rgbas.copy()
+    shell_before = len(atlas.shell.submobjects), atlas.shell.original_text
+    b = cached_text("−1.5", MONO, 17, DARK.foreground)
+    for ga, gb in zip(a, b, strict=True):
+        assert ga is not gb
+        assert not np.shares_memory(ga.points, gb.points)
+        assert not np.shares_memory(ga.points, glyph.points)
+        assert not np.shares_memory(ga.fill_rgbas, gb.fill_rgbas)
+    a[1].points += 1.0
+    a.set_color(RED)
+    a.shift([2, 1, 0]).scale(3)
+    a.submobjects.pop()
+    c = cached_text("−1.5", MONO, 17, DARK.foreground)
+    _compare(c, b)
+    np.testing.assert_array_equal(glyph.points, before[0])
+    np.testing.assert_array_equal(glyph.fill_rgbas, before[1])
+    assert (len(atlas.shell.submobjects), atlas.shell.original_text) == shell_before
+    assert len(c) == 4
+
+
+def test_composed_texts_work_as_texts():
+    a = cached_text("event 1 of 9", MONO, 15, DARK.muted)
+    b = cached_text("event 2 of 9", MONO, 15, DARK.muted)
+    b.move_to([1, 2, 0]).next_to(a, [0, -1, 0])
+    anim = Transform(a, b)
+    anim.begin()
+    anim.interpolate(0.5)
+    anim.finish()
+    assert np.allclose(a.get_center(), b.get_center())
+    c = a.copy()
+    assert len(c) == len(a) == len(b)
+    assert repr(b) == "Text('event 2 of 9')"
+    assert b.text == "event2of9"
+    assert isinstance(cached_text("12", MONO, 15, DARK.muted)[0].points, np.ndarray)
+
+
+def test_atlas_holds_every_character():
+    atlas = _glyph_atlas(MONO, 14.0)
+    missing = [c for c in theme._GLYPH_CHARS if atlas.glyph(c) is None]
+    assert missing == []
