@@ -118,3 +118,15 @@ def test_deepcopy_keeps_shared_arrays_shared():
     g = VGroup(sq, other)
     c = _speedups.deepcopy_mobject(g, {})
     assert c[0].points is c[1].points and c[0].points is not sq.points
+
+
+def test_restructured_list_like_manims():
+    rng = random.Random(1)
+    for trial in range(200):
+        roots = [_random_tree(rng, rng.randint(1, 15), shared=trial % 2 == 1)
+                 for _ in range(rng.randint(1, 6))]  # fmt: skip
+        everything = [m for r in roots for m in _speedups.MANIM_GET_FAMILY(r)]
+        to_remove = rng.sample(everything, rng.randint(0, min(4, len(everything))))
+        ours = _speedups.get_restructured_mobject_list(None, roots, to_remove)
+        theirs = _speedups.MANIM_RESTRUCTURED(None, roots, to_remove)
+        assert [id(m) for m in ours] == [id(m) for m in theirs]

@@ -16,6 +16,11 @@ imported). Each replacement returns exactly what Manim's own code returns; tests
   arrays. Those are copied directly (arrays with ``ndarray.copy(order="K")``,
   which is what ``ndarray.__deepcopy__`` does, through the same memo, so shared
   arrays stay shared); anything else still goes through :func:`copy.deepcopy`.
+* :meth:`manim.Scene.get_restructured_mobject_list` (every ``Scene.remove``,
+  so every animation's clean-up) builds the whole family of every mobject in
+  the scene to intersect it with what is removed. A depth-first search that
+  stops at the first removed mobject answers "does this family hold any?" without
+  building lists; only families that do are then taken apart as Manim does.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import enum
 import types
 
 import numpy as np
-from manim import ManimColor, Mobject
+from manim import ManimColor, Mobject, Scene
 
 __all__ = [
     "install",
@@ -34,11 +39,14 @@ __all__ = [
     "deepcopy_mobject",
     "MANIM_GET_FAMILY",
     "MANIM_DEEPCOPY",
+    "MANIM_RESTRUCTURED",
+    "get_restructured_mobject_list",
 ]
 
 #: Manim's own implementations (kept for tests and for :func:`uninstall`).
 MANIM_GET_FAMILY = Mobject.get_family
 MANIM_DEEPCOPY = Mobject.__deepcopy__
+MANIM_RESTRUCTURED = Scene.get_restructured_mobject_list
 
 # what copy.deepcopy returns unchanged
 _ATOMIC = {
@@ -148,13 +156,52 @@ def get_family(self: Mobject, recurse: bool = True) -> list[Mobject]:
     return kept
 
 
+def _holds_any(mob: Mobject, ids: set[int]) -> bool:
+    """Whether ``mob``'s family holds a mobject whose ``id`` is in ``ids``."""
+    stack = [mob]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        m = pop()
+        if id(m) in ids:
+            return True
+        s = m.submobjects
+        if s:
+            push(s)
+    return False
+
+
+def get_restructured_mobject_list(self, mobjects, to_remove) -> list[Mobject]:
+    """:meth:`manim.Scene.get_restructured_mobject_list` without building the
+    family of every mobject that holds nothing to remove."""
+    new_mobjects: list[Mobject] = []
+
+    def add_safe_mobjects_from_list(list_to_examine, set_to_remove) -> None:
+        ids = {id(m) for m in set_to_remove}
+        for mob in list_to_examine:
+            if mob in set_to_remove:
+                continue
+            if not _holds_any(mob, ids):
+                new_mobjects.append(mob)
+                continue
+            intersect = set_to_remove.intersection(mob.get_family())
+            if intersect:
+                add_safe_mobjects_from_list(mob.submobjects, intersect)
+            else:
+                new_mobjects.append(mob)
+
+    add_safe_mobjects_from_list(mobjects, set(to_remove))
+    return new_mobjects
+
+
 def install() -> None:
     """Put the faster equivalents in place (idempotent)."""
     Mobject.get_family = get_family
     Mobject.__deepcopy__ = deepcopy_mobject
+    Scene.get_restructured_mobject_list = get_restructured_mobject_list
 
 
 def uninstall() -> None:
     """Restore Manim's own implementations."""
     Mobject.get_family = MANIM_GET_FAMILY
     Mobject.__deepcopy__ = MANIM_DEEPCOPY
+    Scene.get_restructured_mobject_list = MANIM_RESTRUCTURED

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from manim import Camera, Mobject, Scene, VMobject, config
+from manim.camera.camera import CAP_STYLE_MAP, LINE_JOIN_MAP
 from manim.constants import CapStyleType, LineJointType
 from manim.utils.family import extract_mobject_family_members
 from manim.utils.iterables import list_update
@@ -222,24 +223,25 @@ class FastRenderScene(Scene):
 
 
 def _fingerprint(m: Mobject):
-    """What a leaf draws, as a hashable value (a fresh object if unknown)."""
+    """What a leaf draws, hashed to one int (a fresh object if unknown)."""
     if not isinstance(m, VMobject):
         return object()
-    return (
+    sheen = m.sheen_direction
+    return hash((
         id(m),
-        type(m),
+        id(type(m)),
         hash(m.points.tobytes()),
         hash(m.fill_rgbas.tobytes()),
         hash(m.stroke_rgbas.tobytes()),
         hash(m.background_stroke_rgbas.tobytes()),
         float(m.stroke_width),
         float(m.background_stroke_width),
-        m.sheen_factor,
-        tuple(np.asarray(m.sheen_direction, dtype=float).ravel()),
-        m.joint_type,
-        m.cap_style,
-        m.get_background_image() is not None,
-    )
+        float(m.sheen_factor),
+        np.asarray(sheen, dtype=float).tobytes() if sheen is not None else None,
+        m.joint_type.value,
+        m.cap_style.value,
+        m.background_image is not None,
+    ))  # fmt: skip
 
 
 def _draws_nothing(m: Mobject) -> bool:
@@ -262,21 +264,34 @@ def _draws_nothing(m: Mobject) -> bool:
 
 
 class _StaticCache:
-    """The renderer's background painting, resumed from checkpoints.
+    """The renderer's background painting, repaired where it changed.
 
-    Manim paints every still mobject into a fresh background at each ``play``. The
-    leaves at the bottom of the z-order rarely change between plays, so this keeps
-    the background as it was after the first ``k`` leaves (for a few ``k``) and,
-    when the next background begins with the same ``k`` leaves drawing the same
-    things (:func:`_fingerprint`), starts from there. Leaves that draw nothing are
-    skipped. The pixels are the same as Manim's.
+    Manim paints every still mobject into a fresh background at each ``play``.
+    Between two plays few still mobjects change, so this
+
+    1. compares what each leaf draws (:func:`_fingerprint`) with the previous
+       background's leaves; if the leaves common to both are in the same order
+       and the line join and cap Cairo starts from are the same, it takes the
+       previous background and repaints only the pixel rectangles where a leaf
+       appeared, disappeared or changed (the leaves' boxes with a margin for
+       strokes and antialiasing): the rectangles are reset to the camera's
+       background and every leaf that meets them is drawn again, in z-order,
+       clipped to them, each with the line join and cap it would have been drawn
+       with in a full painting;
+    2. otherwise paints it whole, resuming from a checkpoint: the background as
+       it was after the first ``k`` leaves (for a few ``k``), when the new
+       background begins with the same ``k`` leaves.
+
+    Leaves that draw nothing are skipped. The pixels are the same as Manim's.
     """
 
     def __init__(self, renderer) -> None:
         self.renderer = renderer
         self.prints: list = []
         self.checkpoints: dict[int, tuple[np.ndarray, tuple]] = {}
-        self.hits = self.leaves_drawn = self.leaves_total = 0
+        self.hits = self.leaves_drawn = self.leaves_total = self.repairs = 0
+        self._prev: dict | None = None
+        self._scratch: np.ndarray | None = None
         if hasattr(renderer, "save_static_frame_data"):
             renderer.save_static_frame_data = self.save_static_frame_data
 
@@ -288,11 +303,35 @@ class _StaticCache:
         cam = r.camera
         leaves = cam.get_mobjects_to_display(static_mobjects)
         prints = [_fingerprint(m) for m in leaves]
+        ctx = cam.get_cairo_context(cam.pixel_array)
+        state = (ctx.get_line_join(), ctx.get_line_cap())
         common = 0
         for a, b in zip(self.prints, prints, strict=False):
             if a != b:
                 break
             common += 1
+        boxes = self._repair(cam, ctx, leaves, prints, state)
+        if boxes is None:
+            boxes = self._paint(cam, leaves, prints, common)
+        else:
+            self.repairs += 1
+            self.checkpoints = {
+                k: v for k, v in self.checkpoints.items() if k <= common
+            }
+        self.leaves_total += len(leaves)
+        self.prints = prints
+        r.static_image = r.get_frame()
+        self._prev = {
+            "prints": prints,
+            "boxes": boxes,
+            "state": state,
+            "image": r.static_image,
+            "frame": _frame_key(cam),
+        }
+        return r.static_image
+
+    def _paint(self, cam, leaves, prints, common) -> dict:
+        """Paint the whole background (from a checkpoint where one fits)."""
         keep = {k: v for k, v in self.checkpoints.items() if k <= common}
         start = max(keep, default=0)
         ctx = cam.get_cairo_context(cam.pixel_array)
@@ -317,11 +356,133 @@ class _StaticCache:
                 ctx = cam.get_cairo_context(cam.pixel_array)
                 keep[b] = (cam.pixel_array.copy(),
                            (ctx.get_line_join(), ctx.get_line_cap()))  # fmt: skip
-        self.leaves_total += len(leaves)
         self.checkpoints = dict(sorted(keep.items())[-_CHECKPOINTS:])
-        self.prints = prints
-        r.static_image = r.get_frame()
-        return r.static_image
+        old = self._prev["boxes"] if self._prev else {}
+        return _leaf_boxes(cam, leaves, prints, old)
+
+    def _repair(self, cam, ctx, leaves, prints, state) -> dict | None:
+        """Repaint only what changed since the previous background; the boxes of
+        the leaves that draw, or ``None`` where it cannot."""
+        prev = self._prev
+        if prev is None or prev["state"] != state or prev["frame"] != _frame_key(cam):
+            return None
+        if any(not isinstance(m, VMobject) or m.get_background_image() is not None
+               for m in leaves):  # fmt: skip
+            return None
+        old_boxes = prev["boxes"]
+        boxes = _leaf_boxes(cam, leaves, prints, old_boxes)
+        new_set = set(boxes)
+        old_order = [p for p in prev["prints"] if p in new_set]
+        new_order = [p for p in prints if p in old_boxes]
+        if old_order != new_order:
+            return None  # the common leaves changed places in z-order
+        dirty = [b for p, b in old_boxes.items() if p not in new_set]
+        dirty += [b for p, b in boxes.items() if p not in old_boxes]
+        cam.set_frame_to_background(prev["image"])
+        if not dirty:
+            return boxes
+        rects = np.array(dirty, dtype=np.int64)
+        h, w = cam.pixel_array.shape[:2]
+        rects[:, [0, 2]] = rects[:, [0, 2]].clip(0, w)
+        rects[:, [1, 3]] = rects[:, [1, 3]].clip(0, h)
+        rects = rects[(rects[:, 2] > rects[:, 0]) & (rects[:, 3] > rects[:, 1])]
+        area = ((rects[:, 2] - rects[:, 0]) * (rects[:, 3] - rects[:, 1])).sum()
+        if area > _MAX_REPAIR * w * h:
+            return None
+        if len(rects) == 0:
+            return boxes
+        background = cam.background
+        for x0, y0, x1, y1 in rects.tolist():
+            cam.pixel_array[y0:y1, x0:x1] = background[y0:y1, x0:x1]
+        # the leaves to draw again, and the line join/cap each is drawn with
+        drawing = [(m, p) for m, p in zip(leaves, prints, strict=True) if p in boxes]
+        lb = np.array([boxes[p] for _, p in drawing], dtype=np.int64).reshape(-1, 4)
+        meets = (
+            (lb[:, None, 0] < rects[None, :, 2])
+            & (rects[None, :, 0] < lb[:, None, 2])
+            & (lb[:, None, 1] < rects[None, :, 3])
+            & (rects[None, :, 1] < lb[:, None, 3])
+        ).any(axis=1)
+        # drawn unclipped on a scratch frame whose rectangles start as the
+        # background, then those rectangles copied in: in them, the same pixels
+        # as a full painting (a clip would composite differently by one level)
+        scratch = self._scratch
+        if scratch is None or scratch.shape != cam.pixel_array.shape:
+            scratch = self._scratch = np.empty_like(cam.pixel_array)
+        for x0, y0, x1, y1 in rects.tolist():
+            scratch[y0:y1, x0:x1] = background[y0:y1, x0:x1]
+        sctx = cam.get_cairo_context(scratch)
+        join, cap = state
+        todo = 0
+        for (m, _), redraw in zip(drawing, meets.tolist(), strict=True):
+            if redraw:
+                sctx.set_line_join(join)
+                sctx.set_line_cap(cap)
+                cam.display_vectorized(m, sctx)
+                todo += 1
+            join, cap = _state_after(m, join, cap)
+        for x0, y0, x1, y1 in rects.tolist():
+            cam.pixel_array[y0:y1, x0:x1] = scratch[y0:y1, x0:x1]
+        ctx.set_line_join(join)
+        ctx.set_line_cap(cap)
+        self.leaves_drawn += todo
+        return boxes
+
+
+#: Largest share of the frame repaired in place (above it, paint it whole).
+_MAX_REPAIR = 0.5
+
+
+def _frame_key(cam) -> tuple:
+    return (cam.pixel_array.shape, cam.frame_width, cam.frame_height,
+            tuple(np.asarray(cam.frame_center, dtype=float)),
+            id(cam.background))  # fmt: skip
+
+
+def _state_after(m: VMobject, join, cap) -> tuple:
+    """Cairo's line join and cap after Manim draws ``m`` (see ``apply_stroke``)."""
+    if m.joint_type is LineJointType.AUTO and m.cap_style is CapStyleType.AUTO:
+        return join, cap
+    if m.get_stroke_width(True) == 0 and m.get_stroke_width(False) == 0:
+        return join, cap
+    if m.joint_type != LineJointType.AUTO:
+        join = LINE_JOIN_MAP[m.joint_type]
+    if m.cap_style != CapStyleType.AUTO:
+        cap = CAP_STYLE_MAP[m.cap_style]
+    return join, cap
+
+
+def _leaf_boxes(cam, leaves, prints, known: dict) -> dict:
+    """``{fingerprint: (x0, y0, x1, y1)}`` in pixels of each leaf that draws
+    something, with a margin for its strokes (miters included) and antialiasing."""
+    pw, ph = cam.pixel_array.shape[1], cam.pixel_array.shape[0]
+    sx, sy = pw / cam.frame_width, ph / cam.frame_height
+    cx, cy = cam.frame_center[0], cam.frame_center[1]
+    out = {}
+    for m, p in zip(leaves, prints, strict=True):
+        box = known.get(p)
+        if box is None:
+            if _draws_nothing(m):
+                continue
+            pts = m.points
+            if len(pts) == 0:
+                continue
+            lo = pts.min(axis=0)
+            hi = pts.max(axis=0)
+            if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+                out[p] = (0, 0, 0, 0)  # Manim draws nothing for it (but strokes)
+                continue
+            width = max(m.get_stroke_width(True), m.get_stroke_width(False))
+            # half the line width, times Cairo's miter limit (10), plus 2 px
+            pad = 2 + math.ceil(width * cam.cairo_line_width_multiple * sx * 5)
+            box = (
+                math.floor((lo[0] - cx) * sx + pw / 2) - pad,
+                math.floor((cy - hi[1]) * sy + ph / 2) - pad,
+                math.ceil((hi[0] - cx) * sx + pw / 2) + pad,
+                math.ceil((cy - lo[1]) * sy + ph / 2) + pad,
+            )
+        out[p] = box
+    return out
 
 
 class _Split:
