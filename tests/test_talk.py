@@ -49,3 +49,36 @@ def test_unknown_scene_is_refused(capsys):
         main(["--only", "no_such_scene"])
     assert exc.value.code == 2
     assert "unknown scene(s) no_such_scene" in capsys.readouterr().err
+
+
+def test_bench_table_reports_speed_from_the_measured_times(capsys):
+    from pathlib import Path
+
+    from flashanim.talk import TALK, RenderResult, print_bench
+
+    a = RenderResult(TALK[0], True, 10.0, Path("a.mp4"), Path("a.log"), 30.0, 15.0)
+    b = RenderResult(TALK[1], True, 20.0, Path("b.mp4"), Path("b.log"), 10.0, 20.0)
+    print_bench([a, b], wall=25.0, jobs=2)
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line}
+    assert rows[TALK[0].name][1:] == ["30.0", "10.0", "3.00", "15.0", "2.00"]
+    assert rows[TALK[1].name][1:] == ["10.0", "20.0", "0.50", "20.0", "0.50"]
+    assert rows["whole"][2:7] == ["40.0", "25.0", "1.60", "35.0", "1.14"]
+
+
+def test_longest_renders_start_first(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    import flashanim.talk as talk
+
+    started = []
+
+    def fake(scene, quality, root, extra):
+        started.append(scene.name)
+        return talk.RenderResult(scene, True, 1.0, Path.cwd() / "x.mp4", Path("x.log"))
+
+    monkeypatch.setattr(talk, "_render_one", fake)
+    results = talk.render_scenes(talk.TALK, "low", jobs=1)
+    assert [r.scene.name for r in results] == [s.name for s in talk.TALK]
+    by_cost = sorted(talk.TALK, key=lambda s: -s.cost)
+    assert started == [s.name for s in by_cost] != [s.name for s in talk.TALK]
