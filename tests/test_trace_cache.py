@@ -83,3 +83,29 @@ def test_cache_dir_from_the_environment(tmp_path):
     assert trace_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == (
         tmp_path / "flashanim" / "traces"
     )
+
+
+def test_the_key_covers_the_kernel_sources():
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    rec = importlib.import_module("flashanim.trace.record")  # the module
+    (folder,) = importlib.util.find_spec("flashanim.kernels").submodule_search_locations
+    assert (Path(folder) / "fa2.py").is_file()
+    rec._code_digest.cache_clear()
+    before = rec._code_digest()
+    real = Path.read_bytes
+
+    def edited(path):
+        data = real(path)
+        return data + b"\n# edited" if path.name == "fa2.py" else data
+
+    try:
+        Path.read_bytes = edited
+        rec._code_digest.cache_clear()
+        assert rec._code_digest() != before
+    finally:
+        Path.read_bytes = real
+        rec._code_digest.cache_clear()
+    assert rec._code_digest() == before

@@ -72,10 +72,16 @@ def trace_cache_dir(environ=None) -> Path | None:
 @lru_cache(maxsize=1)
 def _code_digest() -> str:
     """SHA-256 of the kernels' and the trace decoder's source files."""
-    root = Path(__file__).resolve().parent.parent
+    import importlib.util
+
     h = hashlib.sha256()
-    for pkg in ("kernels", "trace"):
-        for f in sorted((root / pkg).glob("*.py")):
+    for pkg in ("flashanim.kernels", "flashanim.trace"):
+        # (found without importing the kernels, which would import PyTorch)
+        (folder,) = importlib.util.find_spec(pkg).submodule_search_locations
+        files = sorted(Path(folder).glob("*.py"))
+        if not files:
+            raise RuntimeError(f"no source files of {pkg} under {folder}")
+        for f in files:
             h.update(f"{pkg}/{f.name}\0".encode())
             h.update(f.read_bytes())
     return h.hexdigest()
