@@ -130,3 +130,15 @@ def test_restructured_list_like_manims():
         ours = _speedups.get_restructured_mobject_list(None, roots, to_remove)
         theirs = _speedups.MANIM_RESTRUCTURED(None, roots, to_remove)
         assert [id(m) for m in ours] == [id(m) for m in theirs]
+
+
+def test_x264_preset_by_quality_and_environment():
+    import pytest
+
+    from flashanim.visuals.fastrender import PRESET_ENV, x264_preset
+
+    assert x264_preset(480, {}) == "ultrafast"  # previews
+    assert x264_preset(1080, {}) == "veryfast"
+    assert x264_preset(480, {PRESET_ENV: "Medium"}) == "medium"
+    with pytest.raises(ValueError, match="not an x264 preset; choose one of ultrafast"):
+        x264_preset(1080, {PRESET_ENV: "quick"})
