@@ -206,7 +206,7 @@ class LoopOrderScene(FastRenderScene):
         y1 = sram.content_top() - 0.3 - 0.3
         y2 = y1 - 0.6 - 0.42
         x0 = left + 0.15
-        tw, sw, th_ = 0.72, 0.2, 0.6
+        tw, sw, th_ = 0.66, 0.2, 0.6  # (m_i, l_i and their labels inside the panel)
         xs = [x0 + tw / 2 + k * (tw + 0.1) for k in range(3)]
         xstat = [xs[2] + tw / 2 + 0.22 + sw / 2 + k * (sw + 0.28) for k in range(2)]
         big = "O" if kind == "fa1" else "acc"
