@@ -346,3 +346,9 @@ def _processes_mentioning(text: str) -> list[str]:
         if text in cmdline:
             found.append(cmdline)
     return found
+
+
+def test_unknown_x264_preset_refused_before_rendering(monkeypatch):
+    monkeypatch.setenv("FLASHANIM_X264_PRESET", "quick")
+    with pytest.raises(RenderError, match="not an x264 preset; choose one of"):
+        check_request(_req())

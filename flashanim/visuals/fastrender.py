@@ -89,7 +89,9 @@ def x264_preset(pixel_height: int, environ=None) -> str:
     chosen = env.get(PRESET_ENV, "").strip().lower()
     if chosen:
         if chosen not in X264_PRESETS:
-            raise ValueError(
+            from flashanim.config import ConfigError
+
+            raise ConfigError(
                 f"{PRESET_ENV}={chosen!r} is not an x264 preset; choose one of "
                 f"{', '.join(X264_PRESETS)}"
             )
