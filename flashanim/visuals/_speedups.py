@@ -57,36 +57,39 @@ _OTHER = 0
 _SAME = 1
 _ARRAY = 2
 _COLOR = 3
-_EMPTY_LIST = 4
 _KIND: dict[type, int] = {}
 
 
 def _kind(t: type) -> int:
-    k = _KIND.get(t)
-    if k is None:
-        if t in _ATOMIC or (issubclass(t, enum.Enum) and "__deepcopy__" not in
-                            t.__dict__):  # fmt: skip
-            k = _SAME  # (Enum.__deepcopy__ returns the member itself)
-        elif t is np.ndarray:
-            k = _ARRAY
-        elif t is ManimColor:
-            k = _COLOR
-        else:
-            k = _OTHER
-        _KIND[t] = k
+    """How :func:`deepcopy_mobject` copies an attribute of type ``t`` (cached)."""
+    if t in _ATOMIC or (issubclass(t, enum.Enum) and "__deepcopy__" not in
+                        t.__dict__):  # fmt: skip
+        k = _SAME  # (Enum.__deepcopy__ returns the member itself)
+    elif t is np.ndarray:
+        k = _ARRAY
+    elif t is ManimColor:
+        k = _COLOR
+    else:
+        k = _OTHER
+    _KIND[t] = k
     return k
 
 
 _COLOR_STATE = {"_ManimColor__value"}
 
 
+def _remember(memo: dict, v, c):
+    """Record ``c`` as the copy of ``v`` in ``memo``, and keep ``v`` alive while
+    the memo lives, as :func:`copy.deepcopy` does."""
+    memo[id(v)] = c
+    memo.setdefault(id(memo), []).append(v)
+    return c
+
+
 def _array(v: np.ndarray, memo: dict) -> np.ndarray:
     """``copy.deepcopy(v, memo)`` of a NumPy array without Python objects."""
     c = memo.get(id(v))
-    if c is None:
-        c = memo[id(v)] = v.copy(order="K")
-        memo.setdefault(id(memo), []).append(v)  # deepcopy keeps it alive too
-    return c
+    return _remember(memo, v, v.copy(order="K")) if c is None else c
 
 
 def deepcopy_mobject(self: Mobject, memo: dict) -> Mobject:
@@ -105,22 +108,17 @@ def deepcopy_mobject(self: Mobject, memo: dict) -> Mobject:
             out[k] = v
         elif kind == _OTHER and type(v) is list and not v:
             c = get(id(v))
-            if c is None:
-                c = memo[id(v)] = []
-                memo.setdefault(id(memo), []).append(v)
-            out[k] = c
+            out[k] = _remember(memo, v, []) if c is None else c
         elif kind == _COLOR and set(v.__dict__) == _COLOR_STATE:
             c = get(id(v))
             if c is None:  # as deepcopy: __new__, then a deep copy of the state
-                c = ManimColor.__new__(ManimColor)
-                memo[id(v)] = c
+                c = _remember(memo, v, ManimColor.__new__(ManimColor))
                 value = v.__dict__["_ManimColor__value"]
                 if type(value) is np.ndarray and not value.dtype.hasobject:
                     value = _array(value, memo)
                 else:
                     value = deep(value, memo)
                 c.__dict__["_ManimColor__value"] = value
-                memo.setdefault(id(memo), []).append(v)
             out[k] = c
         elif kind == _ARRAY and not v.dtype.hasobject:
             out[k] = _array(v, memo)

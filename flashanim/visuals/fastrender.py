@@ -310,8 +310,9 @@ class _StaticCache:
        appeared, disappeared or changed (the leaves' boxes with a margin for
        strokes and antialiasing): the rectangles are reset to the camera's
        background and every leaf that meets them is drawn again, in z-order,
-       clipped to them, each with the line join and cap it would have been drawn
-       with in a full painting;
+       each with the line join and cap it would have been drawn with in a full
+       painting, on a scratch frame whose rectangles are then copied in (a Cairo
+       clip would composite some edge pixels one level differently);
     2. otherwise paints it whole, resuming from a checkpoint: the background as
        it was after the first ``k`` leaves (for a few ``k``), when the new
        background begins with the same ``k`` leaves.

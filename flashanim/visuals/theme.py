@@ -345,8 +345,9 @@ class _GlyphAtlas:
 
 @lru_cache(maxsize=64)
 def _glyph_atlas(font: str, size: float) -> _GlyphAtlas | None:
-    """The atlas of ``font`` at ``size`` (``None``: compose nothing in that font)."""
-    if font not in _GLYPH_FONTS or font not in Text.font_list():
+    """The atlas of ``font`` (one of :data:`_GLYPH_FONTS`) at ``size`` (``None``:
+    compose nothing in that font)."""
+    if font not in Text.font_list():
         return None  # (not in the list: Pango would substitute another font)
     return _GlyphAtlas(font, size)
 
