@@ -13,7 +13,13 @@ import pytest
 from manim import RED, Text, Transform, tempconfig
 
 from flashanim.visuals import theme
-from flashanim.visuals.theme import DARK, _glyph_atlas, _glyph_text, cached_text
+from flashanim.visuals.theme import (
+    DARK,
+    _glyph_atlas,
+    _glyph_text,
+    cached_text,
+    merge_glyphs,
+)
 
 MONO = DARK.mono_font
 
@@ -84,6 +90,24 @@ def _compare(composed: Text, real: Text) -> None:
         np.testing.assert_array_equal(a.stroke_rgbas, b.stroke_rgbas)
 
 
+def _compare_joined(joined: Text, real: Text) -> None:
+    """``joined`` is ``real`` with its glyphs joined into one path (merge_glyphs)."""
+    assert joined.text == real.text
+    assert joined.original_text == real.original_text
+    assert len(joined) == 1 and list(joined.chars) == joined.submobjects
+    assert abs(joined.width - real.width) < 1e-3
+    assert abs(joined.height - real.height) < 1e-3
+    (leaf,) = joined.submobjects
+    assert leaf.glyph_sizes == [len(g.points) for g in real]
+    points = np.concatenate([g.points for g in real])
+    assert leaf.points.shape == points.shape
+    assert np.abs(leaf.points - points).max() < 2e-3
+    for g in real:
+        np.testing.assert_array_equal(leaf.fill_rgbas, g.fill_rgbas)
+        np.testing.assert_array_equal(leaf.stroke_rgbas, g.stroke_rgbas)
+        assert leaf.stroke_width == g.stroke_width
+
+
 @pytest.mark.parametrize(("size", "color"), STYLES)
 def test_composed_text_matches_text(size, color):
     for s in STRINGS:
@@ -91,10 +115,14 @@ def test_composed_text_matches_text(size, color):
         assert composed is not None, s
         real = Text(s, font=MONO, font_size=size, color=color)
         _compare(composed, real)
-        # cached_text returns the composed text (which has no SVG file of its own)
+        # cached_text returns the composed text (which has no SVG file of its
+        # own) with its glyphs joined
         t = cached_text(s, MONO, size, color)
         assert t.file_name is None
-        _compare(t, real)
+        if len(real) > 1:
+            _compare_joined(t, real)
+        else:
+            _compare(t, real)
 
 
 def _same_attributes(a, b, skip=()) -> None:
@@ -112,7 +140,7 @@ def _same_attributes(a, b, skip=()) -> None:
 
 def test_composed_text_has_text_attributes():
     s, size, color = "event 7 of 21", DARK.body_size, DARK.foreground
-    composed = cached_text(s, MONO, size, color)
+    composed = _glyph_text(s, MONO, float(size), color)
     # what cached_text returned before it composed: a copy of a real Text
     real = theme._text_proto(s, MONO, float(size), color).copy()
     # content-dependent: checked above or meaningful only while parsing the SVG
@@ -133,15 +161,14 @@ def test_fallback_to_real_text():
     assert _glyph_text(s, DARK.font, 17.0, "#FFFFFF") is None
     t = cached_text(s, DARK.font, 17, "#FFFFFF")
     real = Text(s, font=DARK.font, font_size=17, color="#FFFFFF")
-    assert len(t) == len(real)
-    assert abs(t.width - real.width) < 1e-9
+    _compare_joined(t, real)
     # characters not in the atlas, newlines, tabs, other whitespace, no glyph at all
     for s in ["12 ≠ 3", "λ = 1", "1\n2", "1\t2", "1\u00a02", "", "   "]:
         assert _glyph_text(s, MONO, 17.0, "#FFFFFF") is None, repr(s)
     t = cached_text("λ = 1", MONO, 17, "#FFFFFF")
     real = Text("λ = 1", font=MONO, font_size=17, color="#FFFFFF")
-    assert t.original_text == "λ = 1" and len(t) == len(real) == 3
-    assert abs(t.width - real.width) < 1e-9
+    assert t.original_text == "λ = 1" and len(real) == 3
+    _compare_joined(t, real)
 
 
 def test_fallback_for_lines_pango_would_wrap():
@@ -159,28 +186,39 @@ def test_fallback_for_lines_pango_would_wrap():
         _compare(composed, Text(short, font=MONO, font_size=17, color="#ABCDEF"))
 
 
-def test_composed_texts_are_independent_copies():
+def _composed(s, size, color):
+    return _glyph_text(s, MONO, float(size), str(color))
+
+
+@pytest.mark.parametrize("make", [_composed, cached_text])
+def test_composed_texts_are_independent_copies(make):
     atlas = _glyph_atlas(MONO, 17.0)
-    a = cached_text("−1.5", MONO, 17, DARK.foreground)
+    if make is cached_text:
+        make = lambda s, size, color: cached_text(s, MONO, size, color)  # noqa: E731
+    a = make("−1.5", 17, DARK.foreground)
     glyph = atlas.glyph("1")
     before = glyph.points.copy(), glyph.fill_rgbas.copy()
     shell_before = len(atlas.shell.submobjects), atlas.shell.original_text
-    b = cached_text("−1.5", MONO, 17, DARK.foreground)
+    b = make("−1.5", 17, DARK.foreground)
     for ga, gb in zip(a, b, strict=True):
         assert ga is not gb
         assert not np.shares_memory(ga.points, gb.points)
         assert not np.shares_memory(ga.points, glyph.points)
         assert not np.shares_memory(ga.fill_rgbas, gb.fill_rgbas)
-    a[1].points += 1.0
+    n = len(b)
+    a[-1].points += 1.0
     a.set_color(RED)
     a.shift([2, 1, 0]).scale(3)
     a.submobjects.pop()
-    c = cached_text("−1.5", MONO, 17, DARK.foreground)
-    _compare(c, b)
+    c = make("−1.5", 17, DARK.foreground)
+    assert len(c) == len(b) and c.original_text == b.original_text
+    for gc, gb in zip(c, b, strict=True):
+        np.testing.assert_array_equal(gc.points, gb.points)
+        np.testing.assert_array_equal(gc.fill_rgbas, gb.fill_rgbas)
     np.testing.assert_array_equal(glyph.points, before[0])
     np.testing.assert_array_equal(glyph.fill_rgbas, before[1])
     assert (len(atlas.shell.submobjects), atlas.shell.original_text) == shell_before
-    assert len(c) == 4
+    assert len(c) == n
 
 
 def test_composed_texts_work_as_texts():
@@ -203,3 +241,64 @@ def test_atlas_holds_every_character():
     atlas = _glyph_atlas(MONO, 14.0)
     missing = [c for c in theme._GLYPH_CHARS if atlas.glyph(c) is None]
     assert missing == []
+
+
+def _pixels(mob) -> np.ndarray:
+    from manim import Camera
+
+    cam = Camera()
+    cam.capture_mobject(mob)
+    return cam.pixel_array[:, :, :3].astype(int)
+
+
+def test_joined_glyphs_draw_as_the_glyphs():
+    with tempconfig({"pixel_height": 480, "pixel_width": 854}):
+        for s, font in [
+            ("−1,234.5 B", MONO),
+            ("Standard attention: S = QKᵀ", DARK.font),
+        ]:
+            real = Text(s, font=font, font_size=24, color=DARK.foreground)
+            joined = merge_glyphs(real.copy())
+            assert len(joined) == 1
+            diff = np.abs(_pixels(real) - _pixels(joined))
+            # the same shapes: at most an antialiasing level where glyph edges meet
+            assert (diff.max(axis=2) > 0).sum() < 0.01 * diff[..., 0].size
+            assert diff.max() <= 40
+
+
+def test_merge_leaves_mixed_styles_alone():
+    t = Text("ab", font=MONO, font_size=24, color=DARK.foreground)
+    t[1].set_fill(RED)
+    assert len(merge_glyphs(t)) == 2
+    one = Text("a", font=MONO, font_size=24)
+    assert merge_glyphs(one)[0] is one[0]
+
+
+def test_joined_texts_morph_glyph_by_glyph():
+    a = cached_text("1,234 B", MONO, 17, DARK.foreground)
+    b = cached_text("18 B", MONO, 17, DARK.foreground).shift([0, -1, 0])
+    glyphs_a = Text("1,234 B", font=MONO, font_size=17)
+    anim = Transform(a, b)
+    anim.begin()
+    leaf, target = a[0], anim.target_copy[0]
+    # aligned: as many glyphs on both sides, each pair with as many points
+    assert len(leaf.glyph_sizes) == len(target.glyph_sizes) == len(glyphs_a)
+    assert leaf.glyph_sizes == target.glyph_sizes
+    assert sum(leaf.glyph_sizes) == len(leaf.points) == len(target.points)
+    # each glyph of a still sits where it was: the morph pairs glyph with glyph
+    parts = np.split(leaf.points, np.cumsum(leaf.glyph_sizes)[:-1])
+    for part, g in zip(parts, glyphs_a.copy().move_to(a), strict=True):
+        assert np.allclose(part.mean(axis=0)[:2], g.get_center()[:2], atol=0.05)
+    # b's missing glyphs grow from the centre of its last one
+    extra = np.split(target.points, np.cumsum(target.glyph_sizes)[:-1])[-1]
+    assert np.ptp(extra, axis=0).max() == 0
+    anim.interpolate(0.5)
+    anim.finish()
+    assert np.allclose(a.get_center(), b.get_center())
+    # a later morph still goes glyph by glyph (a now holds 6 glyphs, two of
+    # them grown from a point)
+    Transform(a, cached_text("99 B", MONO, 17, DARK.foreground)).begin()
+    assert len(a[0].glyph_sizes) == 6
+    assert sum(a[0].glyph_sizes) == len(a[0].points)
+    # a single glyph is not joined: nothing to join
+    assert not hasattr(cached_text("7", MONO, 17, DARK.foreground)[0], "glyph_sizes")

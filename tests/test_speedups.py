@@ -142,3 +142,49 @@ def test_x264_preset_by_quality_and_environment():
     assert x264_preset(480, {PRESET_ENV: "Medium"}) == "medium"
     with pytest.raises(ValueError, match="not an x264 preset; choose one of ultrafast"):
         x264_preset(1080, {PRESET_ENV: "quick"})
+
+
+def test_updaters_possible_once_an_updater_is_added(monkeypatch):
+    monkeypatch.setattr(_speedups, "_updater_added", False)
+    assert Mobject.add_updater is _speedups.add_updater
+    assert not _speedups.updaters_possible()
+    sq = Square()
+    seen = []
+    sq.add_updater(lambda m, dt: seen.append(dt))
+    assert _speedups.updaters_possible()
+    VGroup(sq).update(0.5)  # the updater itself still runs as Manim runs it
+    assert seen == [0.5]
+
+
+def test_updaters_possible_when_a_class_overrides_update(monkeypatch):
+    monkeypatch.setattr(_speedups, "_updater_added", False)
+    assert not _speedups.updaters_possible()
+
+    class Ticking(Square):
+        def update(self, dt=0, recursive=True):
+            return super().update(dt, recursive)
+
+    assert _speedups.updaters_possible()
+
+
+def test_scene_skips_the_update_walk_only_without_updaters(monkeypatch):
+    from manim import tempconfig
+
+    from flashanim.visuals.fastrender import FastRenderScene
+
+    calls = []
+    monkeypatch.setattr(_speedups, "_updater_added", False)
+    # (a class overriding update, left by another test, would count)
+    monkeypatch.setattr(_speedups, "_overrides_update", lambda cls: False)
+    monkeypatch.setattr(
+        Mobject, "update", lambda self, dt=0, recursive=True: calls.append(self)
+    )
+    with tempconfig({"dry_run": True}):
+        scene = FastRenderScene()
+        scene.add(Square())
+        monkeypatch.setattr(_speedups, "MANIM_UPDATE", Mobject.update)
+        scene.update_mobjects(0.1)
+        assert calls == []
+        monkeypatch.setattr(_speedups, "_updater_added", True)
+        scene.update_mobjects(0.1)
+        assert len(calls) == 1

@@ -21,6 +21,13 @@ imported). Each replacement returns exactly what Manim's own code returns; tests
   the scene to intersect it with what is removed. A depth-first search that
   stops at the first removed mobject answers "does this family hold any?" without
   building lists; only families that do are then taken apart as Manim does.
+* :meth:`manim.Scene.update_mobjects` calls ``update`` on every mobject of the
+  scene, which recurses through the whole tree each frame only to find that no
+  mobject has an updater. A mobject's ``updaters`` can only be filled through
+  :meth:`manim.Mobject.add_updater` (copies copy lists that one filled), so
+  :func:`updaters_possible` is ``False`` until ``add_updater`` is first called in
+  this process (or some class overrides ``update``), and the walk is skipped
+  until then.
 """
 
 from __future__ import annotations
@@ -41,12 +48,18 @@ __all__ = [
     "MANIM_DEEPCOPY",
     "MANIM_RESTRUCTURED",
     "get_restructured_mobject_list",
+    "updaters_possible",
 ]
 
 #: Manim's own implementations (kept for tests and for :func:`uninstall`).
 MANIM_GET_FAMILY = Mobject.get_family
 MANIM_DEEPCOPY = Mobject.__deepcopy__
 MANIM_RESTRUCTURED = Scene.get_restructured_mobject_list
+MANIM_ADD_UPDATER = Mobject.add_updater
+MANIM_UPDATE = Mobject.update
+
+#: Whether :meth:`manim.Mobject.add_updater` has been called in this process.
+_updater_added = False
 
 # what copy.deepcopy returns unchanged
 _ATOMIC = {
@@ -191,11 +204,37 @@ def get_restructured_mobject_list(self, mobjects, to_remove) -> list[Mobject]:
     return new_mobjects
 
 
+def add_updater(self, *args, **kwargs):
+    """:meth:`manim.Mobject.add_updater`, noting that updaters now exist."""
+    global _updater_added
+    _updater_added = True
+    return MANIM_ADD_UPDATER(self, *args, **kwargs)
+
+
+def _overrides_update(cls: type) -> bool:
+    for sub in cls.__subclasses__():
+        if "update" in sub.__dict__ or _overrides_update(sub):
+            return True
+    return False
+
+
+def updaters_possible() -> bool:
+    """Whether ``Mobject.update`` could do anything: some mobject may hold an
+    updater (``add_updater`` was called since :func:`install`), or some class
+    overrides ``update``. When ``False``, updating the scene's mobjects is a
+    walk over the tree that changes nothing."""
+    if _updater_added or Mobject.add_updater is not add_updater:
+        return True
+    return Mobject.update is not MANIM_UPDATE or _overrides_update(Mobject)
+
+
 def install() -> None:
     """Put the faster equivalents in place (idempotent)."""
     Mobject.get_family = get_family
     Mobject.__deepcopy__ = deepcopy_mobject
     Scene.get_restructured_mobject_list = get_restructured_mobject_list
+    if Mobject.add_updater is not add_updater:
+        Mobject.add_updater = add_updater
 
 
 def uninstall() -> None:
@@ -203,3 +242,4 @@ def uninstall() -> None:
     Mobject.get_family = MANIM_GET_FAMILY
     Mobject.__deepcopy__ = MANIM_DEEPCOPY
     Scene.get_restructured_mobject_list = MANIM_RESTRUCTURED
+    Mobject.add_updater = MANIM_ADD_UPDATER

@@ -212,6 +212,8 @@ class FastRenderScene(Scene):
         return split.draw_list(), split.static_list()
 
     def update_mobjects(self, dt: float) -> None:
+        if not _speedups.updaters_possible():
+            return  # no mobject can hold an updater: the walk would change nothing
         still = getattr(self, "_fr_still", None)
         if still is not None and still == len(self.mobjects) and dt != 0:
             return  # (as at the start of the play: nothing has an updater)

@@ -34,6 +34,7 @@ __all__ = [
     "get_theme",
     "tensor_color",
     "cached_text",
+    "merge_glyphs",
 ]
 
 #: The fixed colour of each tensor (hex), the same in every scene and both themes.
@@ -352,8 +353,11 @@ def _glyph_atlas(font: str, size: float) -> _GlyphAtlas | None:
     return _GlyphAtlas(font, size)
 
 
-def _glyph_text(text: str, font: str, size: float, color: str) -> Text | None:
-    """``Text(text, ...)`` composed from atlas glyphs, or ``None`` where it cannot be.
+def _glyph_text(
+    text: str, font: str, size: float, color: str, merge: bool = False
+) -> Text | None:
+    """``Text(text, ...)`` composed from atlas glyphs, or ``None`` where it cannot be
+    (with ``merge``, its glyphs joined into one path: :func:`merge_glyphs`).
 
     Only strings in a font of :data:`_GLYPH_FONTS` whose characters are all spaces
     or atlas glyphs, with at least one glyph, and short enough that Pango would not
@@ -399,10 +403,105 @@ def _glyph_text(text: str, font: str, size: float, color: str) -> Text | None:
     t.submobjects = out
     t.chars = VGroup(*out)
     t.id_to_vgroup_dict = {"root": t.chars}
+    if merge:
+        merge_glyphs(t)
     t.original_text = text
     t.text = text.replace(" ", "")
     t.initial_height = ys.max() - ys.min()
     return t
+
+
+def _style(m) -> tuple:
+    return (
+        type(m),
+        m.fill_rgbas.tobytes(),
+        m.stroke_rgbas.tobytes(),
+        m.background_stroke_rgbas.tobytes(),
+        float(m.stroke_width),
+        float(m.background_stroke_width),
+        float(m.sheen_factor),
+        m.joint_type,
+        m.cap_style,
+        m.z_index,
+    )
+
+
+class _JoinedGlyphs:
+    """Mixed into the class of a joined path (see :func:`merge_glyphs`): it keeps
+    where each glyph's points end, so that a morph into another joined text goes
+    glyph by glyph, as it went between the separate glyphs (each glyph into the
+    glyph at its place; a glyph without a partner grows from, or shrinks to, its
+    centre) instead of pairing subpaths across the whole string."""
+
+    glyph_sizes: list[int]
+
+    def _glyphs(self) -> list[np.ndarray] | None:
+        sizes = getattr(self, "glyph_sizes", None)
+        if not sizes or sum(sizes) != len(self.points):
+            return None  # points changed count since (not by a morph): plain
+        return np.split(self.points, np.cumsum(sizes)[:-1])
+
+    def align_points(self, vmobject):
+        mine = self._glyphs()
+        theirs = vmobject._glyphs() if isinstance(vmobject, _JoinedGlyphs) else None
+        if mine is None or theirs is None:
+            return super().align_points(vmobject)
+        n = max(len(mine), len(theirs))
+        for glyphs in (mine, theirs):
+            while len(glyphs) < n:
+                last = glyphs[-1]
+                centre = (last.min(axis=0) + last.max(axis=0)) / 2
+                glyphs.append(np.repeat(centre[None, :], last.shape[0], axis=0))
+        a, b = VMobject(), VMobject()
+        out_a, out_b = [], []
+        for pa, pb in zip(mine, theirs, strict=True):
+            a.points, b.points = pa, pb
+            VMobject.align_points(a, b)
+            out_a.append(a.points)
+            out_b.append(b.points)
+        self.points = np.concatenate(out_a)
+        self.glyph_sizes = [len(p) for p in out_a]
+        vmobject.points = np.concatenate(out_b)
+        vmobject.glyph_sizes = [len(p) for p in out_b]
+        return self
+
+
+@lru_cache(maxsize=16)
+def _joined_class(base: type) -> type:
+    return type(f"Joined{base.__name__}", (_JoinedGlyphs, base), {})
+
+
+def merge_glyphs(text: Text) -> Text:
+    """Join ``text``'s glyphs into one path drawn in one go; returns ``text``.
+
+    A :class:`~manim.Text` is one leaf per glyph, and a scene walks, fingerprints,
+    copies and draws every leaf at each ``play``: the numbers in the tiles were
+    about half of a big scene's leaves. The joined path holds every glyph's
+    subpaths in order, in the same style, so it fills the same shapes (pixels
+    where two glyphs' edges meet may differ by an antialiasing level). Only when
+    every glyph is a leaf of one style; otherwise ``text`` stays as it is. The
+    text then has one submobject (``text.chars`` too): index it by character no
+    longer.
+    """
+    glyphs = text.submobjects
+    if len(glyphs) < 2 or any(g.submobjects or not len(g.points) for g in glyphs):
+        return text
+    style = _style(glyphs[0])
+    if any(_style(g) != style for g in glyphs[1:]):
+        return text
+    joined = glyphs[0].copy()
+    joined.__class__ = _joined_class(type(joined))
+    joined.points = np.concatenate([g.points for g in glyphs])
+    joined.glyph_sizes = [len(g.points) for g in glyphs]
+    text.submobjects = [joined]
+    text.chars = VGroup(joined)
+    text.id_to_vgroup_dict = {"root": text.chars}
+    return text
+
+
+@lru_cache(maxsize=4096)
+def _merged_proto(text: str, font: str, size: float, color: str) -> Text:
+    return merge_glyphs(_text_proto(text, font, size, color).copy())
 
 
 def cached_text(text: str, font: str, size: float, color) -> Text:
@@ -412,10 +511,11 @@ def cached_text(text: str, font: str, size: float, color) -> Text:
     repeat the same few strings, so copies of one prototype save most of it.
     Single-line strings in the themes' monospace font are composed from copies of
     cached glyphs instead (see :func:`_glyph_text`): counters and numbers are new
-    strings nearly every time. The result is the same Text, glyph for glyph.
+    strings nearly every time. The result is the same Text, its glyphs joined
+    into one path (:func:`merge_glyphs`).
     """
     size, color = float(size), str(ManimColor(color))
-    t = _glyph_text(text, font, size, color)
+    t = _glyph_text(text, font, size, color, merge=True)
     if t is not None:
         return t
-    return _text_proto(text, font, size, color).copy()
+    return _merged_proto(text, font, size, color).copy()

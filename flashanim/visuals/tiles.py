@@ -340,27 +340,25 @@ def _finite_range(values: np.ndarray) -> tuple[float, float]:
 class _Opacities:
     """The fill and stroke opacities of a mobject's family, to scale without copies."""
 
+    _NAMES = ("fill_rgbas", "stroke_rgbas", "background_stroke_rgbas")
+
     def __init__(self, mob: Mobject) -> None:
+        # (mobject, attribute, its array, the array's alpha column, the alphas)
         self.items = []
         for m in mob.get_family():
             if hasattr(m, "fill_rgbas") and len(m.fill_rgbas):
-                self.items.append(
-                    (
-                        m,
-                        m.fill_rgbas[:, 3].copy(),
-                        m.stroke_rgbas[:, 3].copy(),
-                        m.background_stroke_rgbas[:, 3].copy(),
-                    )
-                )
+                for name in self._NAMES:
+                    arr = getattr(m, name)
+                    self.items.append((m, name, arr, arr[:, 3], arr[:, 3].copy()))
 
     def apply(self, factor: float) -> None:
-        for m, f, st, bg in self.items:
-            if len(m.fill_rgbas) == len(f):
-                m.fill_rgbas[:, 3] = f * factor
-            if len(m.stroke_rgbas) == len(st):
-                m.stroke_rgbas[:, 3] = st * factor
-            if len(m.background_stroke_rgbas) == len(bg):
-                m.background_stroke_rgbas[:, 3] = bg * factor
+        multiply = np.multiply
+        for m, name, arr, alpha, base in self.items:
+            now = getattr(m, name)
+            if now is arr:  # (the usual case: write into the same column in place)
+                multiply(base, factor, out=alpha)
+            elif len(now) == len(base):
+                now[:, 3] = base * factor
 
 
 def _fill_colors(mob: Mobject) -> list[np.ndarray]:
