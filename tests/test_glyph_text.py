@@ -302,3 +302,21 @@ def test_joined_texts_morph_glyph_by_glyph():
     assert sum(a[0].glyph_sizes) == len(a[0].points)
     # a single glyph is not joined: nothing to join
     assert not hasattr(cached_text("7", MONO, 17, DARK.foreground)[0], "glyph_sizes")
+
+
+def test_texts_are_written_to_a_folder_of_this_process():
+    # two renders side by side must not read each other's half-written SVGs
+    import os
+
+    from manim import config
+
+    from flashanim.visuals.theme import use_private_text_dir
+
+    with tempconfig({}):
+        d = use_private_text_dir()
+        assert str(os.getpid()) in os.path.basename(d)
+        assert config.get_dir("text_dir") == __import__("pathlib").Path(d)
+        theme._text_proto.cache_clear()
+        theme._text_proto("private folder", DARK.font, 17.0, "#FFFFFF")
+        assert any(f.endswith(".svg") for f in os.listdir(d))
+        assert use_private_text_dir() == d

@@ -43,6 +43,7 @@ from manim.utils.family import extract_mobject_family_members
 from manim.utils.iterables import list_update
 
 from . import _speedups
+from .theme import use_private_text_dir
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -169,6 +170,7 @@ class FastRenderScene(Scene):
     """
 
     def __init__(self, *args, **kwargs) -> None:
+        use_private_text_dir()  # (renders side by side: see its docstring)
         super().__init__(*args, **kwargs)
         self._fr_split: _Split | None = None
         self._fr_static = _StaticCache(self.renderer)

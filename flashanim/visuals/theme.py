@@ -13,6 +13,10 @@ the font sizes; :func:`get_theme` returns one of :data:`THEMES` by name.
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
@@ -35,6 +39,7 @@ __all__ = [
     "tensor_color",
     "cached_text",
     "merge_glyphs",
+    "use_private_text_dir",
 ]
 
 #: The fixed colour of each tensor (hex), the same in every scene and both themes.
@@ -223,8 +228,34 @@ def get_theme(name: str | Theme = "dark") -> Theme:
     return THEMES[key]
 
 
+_TEXT_DIR: str | None = None
+
+
+def use_private_text_dir() -> str:
+    """Point Manim's ``text_dir`` at a folder of this process's own; returns it.
+
+    :class:`~manim.Text` writes each string's SVG into ``text_dir`` and reuses a
+    file of the same name if it finds one there. Renders running side by side
+    (``make video``: one scene per core) build the same strings, so one could
+    read the other's half-written file: a glyph atlas that failed that way left
+    a whole scene building slow Texts (12 % of its render), and a caption could
+    come out with glyphs missing. Writing the SVG again costs ~1 ms (parsing it,
+    which every Text does anyway, costs tens). The folder goes when the process
+    ends. Called by :class:`~flashanim.visuals.FastRenderScene` and before every
+    Text built here.
+    """
+    global _TEXT_DIR
+    if _TEXT_DIR is None or not os.path.isdir(_TEXT_DIR):
+        _TEXT_DIR = tempfile.mkdtemp(prefix=f"flashanim-text-{os.getpid()}-")
+        atexit.register(shutil.rmtree, _TEXT_DIR, True)
+    if str(config.text_dir) != _TEXT_DIR:
+        config.text_dir = _TEXT_DIR
+    return _TEXT_DIR
+
+
 @lru_cache(maxsize=4096)
 def _text_proto(text: str, font: str, size: float, color: str) -> Text:
+    use_private_text_dir()
     t = Text(text, font=font, font_size=size, color=color)
     for m in t.get_family():
         # the parsed SVG path of each glyph: only needed while building, and
@@ -308,6 +339,7 @@ class _GlyphAtlas:
 
     def _build(self, piece: str) -> None:
         layout = _GLYPH_REF + "".join(c + _GLYPH_REF for c in piece)
+        use_private_text_dir()
         try:
             t = Text(layout, font=self.font, font_size=self.size, color="#FFFFFF")
         except Exception:  # noqa: BLE001  (any failure: those strings stay Texts)
