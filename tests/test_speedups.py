@@ -188,3 +188,47 @@ def test_scene_skips_the_update_walk_only_without_updaters(monkeypatch):
         monkeypatch.setattr(_speedups, "_updater_added", True)
         scene.update_mobjects(0.1)
         assert len(calls) == 1
+
+
+def test_adding_animated_mobjects_like_manim():
+    # the scene's mobjects after add_mobjects_from_animations, ours and Manim's,
+    # on random scenes: new mobjects, groups holding some of the scene's, repeats
+    import copy
+
+    from manim import Animation, Group, Scene, tempconfig
+
+    from flashanim.visuals.fastrender import FastRenderScene
+
+    def names(mobs):
+        return [m.name for m in mobs]
+
+    def structure(mobs):
+        return [(m.name, structure(m.submobjects)) for m in mobs]
+
+    rng = random.Random(3)
+    with tempconfig({"dry_run": True}):
+        for _trial in range(60):
+            roots = [_random_tree(rng, rng.randint(1, 8), shared=False)
+                     for _ in range(rng.randint(1, 4))]  # fmt: skip
+            members = [m for r in roots for m in r.get_family()]
+            for k, m in enumerate(members):
+                m.name = f"m{k}"
+            anims = []
+            for j in range(rng.randint(1, 5)):
+                kind = rng.random()
+                if kind < 0.4:
+                    mob = Mobject(name=f"new{j}")
+                elif kind < 0.7:
+                    mob = Group(*rng.sample(members, rng.randint(1, len(members))))
+                    mob.name = f"group{j}"
+                else:
+                    mob = rng.choice(members)
+                anims.append(mob)
+            ours, theirs = FastRenderScene(), Scene()
+            state = copy.deepcopy((roots, anims))
+            ours.mobjects = list(roots)
+            theirs.mobjects = list(state[0])
+            ours.add_mobjects_from_animations([Animation(m) for m in anims])
+            Scene.add_mobjects_from_animations(theirs, [Animation(m) for m in state[1]])
+            assert names(ours.mobjects) == names(theirs.mobjects)
+            assert structure(ours.mobjects) == structure(theirs.mobjects)

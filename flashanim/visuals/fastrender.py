@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from manim import Camera, Mobject, Scene, VMobject, config
 from manim.camera.camera import CAP_STYLE_MAP, LINE_JOIN_MAP
-from manim.constants import CapStyleType, LineJointType
+from manim.constants import CapStyleType, LineJointType, RendererType
 from manim.utils.family import extract_mobject_family_members
 from manim.utils.iterables import list_update
 
@@ -182,6 +182,32 @@ class FastRenderScene(Scene):
         writer = getattr(self.renderer, "file_writer", None)
         if writer is not None and hasattr(writer, "open_partial_movie_stream"):
             _use_preset(writer, x264_preset(config.pixel_height))
+
+    def add_mobjects_from_animations(self, animations: list[Animation]) -> None:
+        """As Manim's, without a walk of the whole scene for each mobject added.
+
+        Manim adds each animated mobject that is not in the scene with
+        :meth:`add`, which first removes it and every member of its family from
+        everywhere in the scene (a walk over every mobject). When none of them is
+        in the scene and there are no foreground mobjects (which ``add`` also
+        moves), that removal changes nothing, so the mobject is appended
+        directly; ``moving_mobjects`` is replaced when the animations begin,
+        right after.
+        """
+        if self.foreground_mobjects or config.renderer != RendererType.CAIRO:
+            return super().add_mobjects_from_animations(animations)
+        present = {id(m) for m in self.get_mobject_family_members()}
+        for animation in animations:
+            if animation.is_introducer():
+                continue
+            mob = animation.mobject
+            if mob is not None and id(mob) not in present:
+                family = [id(m) for m in mob.get_family()]
+                if present.isdisjoint(family):
+                    self.mobjects.append(mob)
+                else:  # add takes its family's members out of the scene first
+                    self.add(mob)
+                present.update(family)
 
     # Manim calls this from ``begin_animations`` (Cairo renderer only).
     def get_moving_and_static_mobjects(

@@ -309,6 +309,6 @@ class _FadeAway(CrossFade):
     def clean_up_from_scene(self, scene) -> None:
         Animation.clean_up_from_scene(self, scene)
         self.mobject.remove(*self.mobject.submobjects)
-        scene.remove(self.mobject)
-        scene.remove(self.old)
+        # (one walk of the scene for both: the emptied carrier holds nothing)
+        scene.remove(self.mobject, self.old)
         self._old.apply(1.0)

@@ -526,9 +526,9 @@ class CrossFade(Animation):
     def clean_up_from_scene(self, scene) -> None:
         super().clean_up_from_scene(scene)
         self.mobject.remove(*self.mobject.submobjects)
-        scene.remove(self.mobject)
+        # (one walk of the scene for both: the emptied carrier holds nothing)
+        scene.remove(self.mobject, *([self.old] if self.old is not None else []))
         if self.old is not None:
-            scene.remove(self.old)
             self._old.apply(1.0)
         self._new.apply(1.0)
         scene.add(self.new)
