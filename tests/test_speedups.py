@@ -232,3 +232,25 @@ def test_adding_animated_mobjects_like_manim():
             Scene.add_mobjects_from_animations(theirs, [Animation(m) for m in state[1]])
             assert names(ours.mobjects) == names(theirs.mobjects)
             assert structure(ours.mobjects) == structure(theirs.mobjects)
+
+
+def test_subpaths_like_manims():
+    import numpy as np
+    from manim import VMobject
+
+    rng = np.random.default_rng(5)
+    vm = VMobject()
+    for _ in range(400):
+        n = int(rng.integers(0, 30))
+        pts = rng.normal(size=(n, 3))
+        # join some curves: the next curve starts where the last one ended
+        for b in range(4, n, 4):
+            if rng.random() < 0.6:
+                pts[b] = pts[b - 1] + (rng.random() < 0.2) * 1e-9
+        if n and rng.random() < 0.2:
+            pts[rng.integers(n)] = rng.choice([np.nan, np.inf, -np.inf])
+        ours = _speedups.get_subpaths_from_points(vm, pts)
+        theirs = _speedups.MANIM_SUBPATHS(vm, pts)
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs, strict=True):
+            np.testing.assert_array_equal(a, b)

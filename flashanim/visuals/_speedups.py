@@ -28,6 +28,11 @@ imported). Each replacement returns exactly what Manim's own code returns; tests
   :func:`updaters_possible` is ``False`` until ``add_updater`` is first called in
   this process (or some class overrides ``update``), and the walk is skipped
   until then.
+* :meth:`manim.VMobject.get_subpaths_from_points` (every ``align_points`` of a
+  Transform between different shapes) compares consecutive anchors with one
+  ``np.allclose`` call per curve; Manim's own vectorised
+  :meth:`~manim.VMobject.get_subpath_split_indices_from_points` finds the same
+  splits in one pass, and the same subpaths are cut from them.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import enum
 import types
 
 import numpy as np
-from manim import ManimColor, Mobject, Scene
+from manim import ManimColor, Mobject, Scene, VMobject
 
 __all__ = [
     "install",
@@ -49,6 +54,7 @@ __all__ = [
     "MANIM_RESTRUCTURED",
     "get_restructured_mobject_list",
     "updaters_possible",
+    "get_subpaths_from_points",
 ]
 
 #: Manim's own implementations (kept for tests and for :func:`uninstall`).
@@ -56,6 +62,7 @@ MANIM_GET_FAMILY = Mobject.get_family
 MANIM_DEEPCOPY = Mobject.__deepcopy__
 MANIM_RESTRUCTURED = Scene.get_restructured_mobject_list
 MANIM_ADD_UPDATER = Mobject.add_updater
+MANIM_SUBPATHS = VMobject.get_subpaths_from_points
 MANIM_UPDATE = Mobject.update
 
 #: Whether :meth:`manim.Mobject.add_updater` has been called in this process.
@@ -218,14 +225,27 @@ def _overrides_update(cls: type) -> bool:
     return False
 
 
-def updaters_possible() -> bool:
+def updaters_possible(classes: bool | None = None) -> bool:
     """Whether ``Mobject.update`` could do anything: some mobject may hold an
     updater (``add_updater`` was called since :func:`install`), or some class
-    overrides ``update``. When ``False``, updating the scene's mobjects is a
-    walk over the tree that changes nothing."""
+    overrides ``update`` (``classes``: that answer, if already known; finding it
+    walks every subclass of Mobject). When ``False``, updating the scene's
+    mobjects is a walk over the tree that changes nothing."""
     if _updater_added or Mobject.add_updater is not add_updater:
         return True
-    return Mobject.update is not MANIM_UPDATE or _overrides_update(Mobject)
+    if Mobject.update is not MANIM_UPDATE:
+        return True
+    return _overrides_update(Mobject) if classes is None else classes
+
+
+def get_subpaths_from_points(self, points) -> list:
+    """:meth:`manim.VMobject.get_subpaths_from_points`, the splits found in one
+    vectorised pass (Manim's ``get_subpath_split_indices_from_points``)."""
+    nppcc = self.n_points_per_cubic_curve
+    splits = self.get_subpath_split_indices_from_points(points)
+    if len(splits) == 0:  # (fewer points than a curve: Manim's gives none too)
+        return []
+    return [points[a:b] for a, b in splits.tolist() if b - a >= nppcc]
 
 
 def install() -> None:
@@ -235,6 +255,7 @@ def install() -> None:
     Scene.get_restructured_mobject_list = get_restructured_mobject_list
     if Mobject.add_updater is not add_updater:
         Mobject.add_updater = add_updater
+    VMobject.get_subpaths_from_points = get_subpaths_from_points
 
 
 def uninstall() -> None:
@@ -243,3 +264,4 @@ def uninstall() -> None:
     Mobject.__deepcopy__ = MANIM_DEEPCOPY
     Scene.get_restructured_mobject_list = MANIM_RESTRUCTURED
     Mobject.add_updater = MANIM_ADD_UPDATER
+    VMobject.get_subpaths_from_points = MANIM_SUBPATHS

@@ -240,7 +240,7 @@ class FastRenderScene(Scene):
         return split.draw_list(), split.static_list()
 
     def update_mobjects(self, dt: float) -> None:
-        if not _speedups.updaters_possible():
+        if not _speedups.updaters_possible(getattr(self, "_fr_class_update", None)):
             return  # no mobject can hold an updater: the walk would change nothing
         still = getattr(self, "_fr_still", None)
         if still is not None and still == len(self.mobjects) and dt != 0:
@@ -276,6 +276,8 @@ class FastRenderScene(Scene):
             gc.collect()
             gc.freeze()
             gc.set_threshold(*_GC_THRESHOLDS)
+        # whether a class overrides Mobject.update: asked once a play, not a frame
+        self._fr_class_update = _speedups._overrides_update(Mobject)
         super().play(*args, **kwargs)
 
     def play_internal(self, skip_rendering: bool = False) -> None:
