@@ -254,3 +254,40 @@ def test_subpaths_like_manims():
         assert len(ours) == len(theirs)
         for a, b in zip(ours, theirs, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_repeated_frames_encode_as_manims():
+    import io
+
+    import av
+    import numpy as np
+    from manim.scene import scene_file_writer as sfw
+
+    from flashanim.visuals import fastrender
+
+    class Job:  # what the encoder method uses of Manim's job
+        pass
+
+    fastrender._encode_repeats_once(sfw._PartialMovieEncodeJob)
+    ours = sfw._PartialMovieEncodeJob._encode_and_write_frame
+    assert ours._flashanim
+    frames = (np.random.default_rng(2).random((3, 64, 96, 4)) * 255).astype(np.uint8)
+    outputs = []
+    for fn in (ours, ours._original):  # ours, then Manim's
+        buf = io.BytesIO()
+        with av.open(buf, mode="w", format="mp4") as c:
+            s = c.add_stream("libx264", rate=15)
+            s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+            s.codec_context.options = {"crf": "23", "preset": "ultrafast"}
+            job = Job()
+            job.stream, job.container = s, c
+            for f, n in zip(frames, (1, 5, 3), strict=True):
+                fn(job, f, n)
+            for packet in s.encode(None):
+                c.mux(packet)
+        buf.seek(0)
+        with av.open(buf) as c:
+            outputs.append([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    assert len(outputs[0]) == len(outputs[1]) == 9
+    for a, b in zip(*outputs, strict=True):
+        np.testing.assert_array_equal(a, b)

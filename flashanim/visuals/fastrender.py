@@ -35,10 +35,12 @@ import os
 import types
 from typing import TYPE_CHECKING
 
+import av
 import numpy as np
 from manim import Camera, Mobject, Scene, VMobject, config
 from manim.camera.camera import CAP_STYLE_MAP, LINE_JOIN_MAP
 from manim.constants import CapStyleType, LineJointType, RendererType
+from manim.scene import scene_file_writer
 from manim.utils.family import extract_mobject_family_members
 from manim.utils.iterables import list_update
 
@@ -182,6 +184,9 @@ class FastRenderScene(Scene):
         writer = getattr(self.renderer, "file_writer", None)
         if writer is not None and hasattr(writer, "open_partial_movie_stream"):
             _use_preset(writer, x264_preset(config.pixel_height))
+            job = getattr(scene_file_writer, "_PartialMovieEncodeJob", None)
+            if job is not None and hasattr(job, "_encode_and_write_frame"):
+                _encode_repeats_once(job)
 
     def add_mobjects_from_animations(self, animations: list[Animation]) -> None:
         """As Manim's, without a walk of the whole scene for each mobject added.
@@ -288,24 +293,26 @@ class FastRenderScene(Scene):
             self._fr_still = None
 
 
-def _fingerprint(m: Mobject):
+def _fingerprint(m: Mobject, _vm=VMobject, _nd=np.ndarray):
     """What a leaf draws, hashed to one int (a fresh object if unknown)."""
-    if not isinstance(m, VMobject):
+    if not isinstance(m, _vm):
         return object()
     sheen = m.sheen_direction
+    if sheen is not None:
+        sheen = (sheen if type(sheen) is _nd else np.asarray(sheen, float)).tobytes()
     return hash((
         id(m),
         id(type(m)),
-        hash(m.points.tobytes()),
-        hash(m.fill_rgbas.tobytes()),
-        hash(m.stroke_rgbas.tobytes()),
-        hash(m.background_stroke_rgbas.tobytes()),
+        m.points.tobytes(),
+        m.fill_rgbas.tobytes(),
+        m.stroke_rgbas.tobytes(),
+        m.background_stroke_rgbas.tobytes(),
         float(m.stroke_width),
         float(m.background_stroke_width),
         float(m.sheen_factor),
-        np.asarray(sheen, dtype=float).tobytes() if sheen is not None else None,
-        m.joint_type.value,
-        m.cap_style.value,
+        sheen,
+        m.joint_type,
+        m.cap_style,
         m.background_image is not None,
     ))  # fmt: skip
 
@@ -675,6 +682,35 @@ def _set_path(camera, ctx, vmobject):
         ):
             ctx.close_path()
     return camera
+
+
+def _encode_repeats_once(job_class) -> None:
+    """Make Manim's partial-movie encoder convert a repeated frame once.
+
+    A still stretch (a ``wait``) reaches the encoder as one frame to be written
+    ``n`` times; Manim converts it from RGBA to the stream's YUV for each of the
+    ``n`` (about half the ~2 ms a 480p frame costs). The conversion is the same
+    each time, so it is done once and the converted planes are encoded ``n``
+    times: the same frames reach x264.
+    """
+    original = job_class._encode_and_write_frame
+    if getattr(original, "_flashanim", False):
+        return
+
+    def _encode_and_write_frame(self, frame, num_frames: int) -> None:
+        stream = self.stream
+        fmt = getattr(getattr(stream, "codec_context", None), "pix_fmt", None)
+        if num_frames < 2 or fmt != "yuv420p":
+            return original(self, frame, num_frames)
+        av_frame = av.VideoFrame.from_ndarray(frame, format="rgba")
+        planes = av_frame.reformat(format=fmt).to_ndarray()
+        for _ in range(num_frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(planes, format=fmt)):
+                self.container.mux(packet)
+
+    _encode_and_write_frame._flashanim = True
+    _encode_and_write_frame._original = original
+    job_class._encode_and_write_frame = _encode_and_write_frame
 
 
 def _use_preset(writer, preset: str) -> None:
