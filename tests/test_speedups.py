@@ -291,3 +291,31 @@ def test_repeated_frames_encode_as_manims():
     assert len(outputs[0]) == len(outputs[1]) == 9
     for a, b in zip(*outputs, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_opacities_scale_like_separate_arrays():
+    import numpy as np
+    from manim import Rectangle
+
+    from flashanim.visuals.tiles import _Opacities
+
+    g = VGroup(*(VGroup(Rectangle(fill_opacity=0.7), Text(s)) for s in ("1.5", "-2")))
+    g[0][0].set_stroke(opacity=0.4)
+    shared = g[1][0]
+    shared.background_stroke_rgbas = shared.stroke_rgbas  # one array, two names
+    leaves = [m for m in g.get_family() if len(m.fill_rgbas)]
+    names = ("fill_rgbas", "stroke_rgbas", "background_stroke_rgbas")
+    start = {(id(m), n): getattr(m, n).copy() for m in leaves for n in names}
+    op = _Opacities(g)
+    for m in leaves:  # same values, now views of one buffer
+        for n in names:
+            np.testing.assert_array_equal(getattr(m, n), start[id(m), n])
+    assert shared.background_stroke_rgbas is shared.stroke_rgbas
+    g[0][0].fill_rgbas = g[0][0].fill_rgbas.copy()  # replaced since: still scaled
+    for factor in (0.0, 0.37, 1.0, 0.5):
+        op.apply(factor)
+        for m in leaves:
+            for n in names:
+                want = start[id(m), n].copy()
+                want[:, 3] *= factor
+                np.testing.assert_array_equal(getattr(m, n), want)

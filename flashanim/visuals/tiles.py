@@ -338,26 +338,55 @@ def _finite_range(values: np.ndarray) -> tuple[float, float]:
 
 
 class _Opacities:
-    """The fill and stroke opacities of a mobject's family, to scale without copies."""
+    """The fill and stroke opacities of a mobject's family, to scale without copies.
+
+    The family's colour arrays are moved into one buffer (each mobject keeps a
+    view of its own rows, with the same values), so that scaling every opacity is
+    one NumPy operation a frame instead of three per leaf; an array that was
+    replaced since (e.g. by ``set_fill``) is scaled on its own, as before.
+    """
 
     _NAMES = ("fill_rgbas", "stroke_rgbas", "background_stroke_rgbas")
 
     def __init__(self, mob: Mobject) -> None:
-        # (mobject, attribute, its array, the array's alpha column, the alphas)
-        self.items = []
+        found = []  # (mobject, attribute, its array)
+        rows = 0
         for m in mob.get_family():
             if hasattr(m, "fill_rgbas") and len(m.fill_rgbas):
                 for name in self._NAMES:
                     arr = getattr(m, name)
-                    self.items.append((m, name, arr, arr[:, 3], arr[:, 3].copy()))
+                    ok = (
+                        isinstance(arr, np.ndarray)
+                        and arr.ndim == 2
+                        and arr.shape[1] == 4
+                        and arr.dtype == np.float64
+                    )
+                    found.append((m, name, arr, ok))
+                    rows += len(arr) if ok else 0
+        self.buffer = np.empty((rows, 4))
+        views: dict[int, np.ndarray] = {}  # an array shared stays shared
+        self.items = []  # (mobject, attribute, view into buffer or None, alphas)
+        pos = 0
+        for m, name, arr, ok in found:
+            if not ok:  # (not an (n, 4) float array: scaled on its own)
+                self.items.append((m, name, None, arr[:, 3].copy()))
+                continue
+            view = views.get(id(arr))
+            if view is None:
+                view = self.buffer[pos : pos + len(arr)]
+                view[:] = arr
+                pos += len(arr)
+                views[id(arr)] = view
+            setattr(m, name, view)
+            self.items.append((m, name, view, view[:, 3].copy()))
+        self.buffer = self.buffer[:pos]
+        self.base = self.buffer[:, 3].copy()
 
     def apply(self, factor: float) -> None:
-        multiply = np.multiply
-        for m, name, arr, alpha, base in self.items:
+        np.multiply(self.base, factor, out=self.buffer[:, 3])
+        for m, name, view, base in self.items:
             now = getattr(m, name)
-            if now is arr:  # (the usual case: write into the same column in place)
-                multiply(base, factor, out=alpha)
-            elif len(now) == len(base):
+            if now is not view and len(now) == len(base):
                 now[:, 3] = base * factor
 
 
