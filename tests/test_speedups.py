@@ -319,3 +319,44 @@ def test_opacities_scale_like_separate_arrays():
                 want = start[id(m), n].copy()
                 want[:, 3] *= factor
                 np.testing.assert_array_equal(getattr(m, n), want)
+
+
+def test_copy_travel_clean_up_like_two_removes(monkeypatch):
+    # the scene after a load (new tile) and a store (into cells in the scene),
+    # with and without the one-step clean-up
+    from manim import Rectangle, Scene, tempconfig
+
+    from flashanim.visuals import tiles
+
+    def run(fast: bool):
+        if not fast:
+            monkeypatch.setattr(
+                tiles.CopyTravel, "_replace_carrier", lambda s, sc: False
+            )
+        else:
+            monkeypatch.undo()
+        with tempconfig({"dry_run": True}):
+            scene = Scene()
+            grid = VGroup(*(Rectangle(name=f"cell{k}") for k in range(4)))
+            grid.name = "grid"
+            other = Square(name="other")
+            scene.add(grid, other)
+            new_tile = Square(name="tile")
+            cells = VGroup(grid[1], grid[2], name="cells")
+            end = cells.copy().set_fill(opacity=1)
+            for anim in (
+                tiles.CopyTravel(grid[0], new_tile),  # a load
+                tiles.CopyTravel(new_tile, cells, target_end=end),  # a store
+            ):
+                scene.play(anim)
+
+            def names(mobs):
+                return [(m.name, names(m.submobjects)) for m in mobs]
+
+            return names(scene.mobjects)
+
+    slow = run(fast=False)
+    assert run(fast=True) == slow
+    # (the store's cells take the carrier's place at the top level, as Manim's
+    # remove of the traveller leaves them)
+    assert [n for n, _ in slow][-2:] == ["tile", "cells"]

@@ -504,13 +504,34 @@ class CopyTravel(Animation):
             for m, f0, f1 in self._pairs:
                 m.fill_rgbas = f0 + (f1 - f0) * k
 
+    def _replace_carrier(self, scene) -> bool:
+        """Take the traveller and the carrier off the scene in one step, if it can
+        be done without walking the scene; ``False`` if not (nothing changed).
+
+        The carrier (made here, added by the play at the top level) and the
+        traveller (made here, only in the carrier) are nowhere else, so removing
+        the traveller leaves the carrier's other mobjects (the target) in its
+        place, and the emptied carrier is then gone: the list the two
+        ``scene.remove`` calls give, without two walks over every mobject.
+        """
+        carrier = self.mobject
+        at = [i for i, m in enumerate(scene.mobjects) if m is carrier]
+        if len(at) != 1 or scene.foreground_mobjects or self.is_remover():
+            return False
+        rest = [m for m in carrier.submobjects if m is not self.traveller]
+        carrier.remove(*carrier.submobjects)
+        scene.mobjects[at[0] : at[0] + 1] = rest
+        return True
+
     def clean_up_from_scene(self, scene) -> None:
         super().clean_up_from_scene(scene)
-        scene.remove(self.traveller)
-        # empty the carrier group before removing it: removing it whole would also
-        # take the target (e.g. cells of an HBM grid) off the scene
-        self.mobject.remove(*self.mobject.submobjects)
-        scene.remove(self.mobject)
+        carrier = self.mobject
+        if not self._replace_carrier(scene):
+            scene.remove(self.traveller)
+            # empty the carrier group before removing it: removing it whole
+            # would also take the target (e.g. cells of an HBM grid) off the scene
+            carrier.remove(*carrier.submobjects)
+            scene.remove(carrier)
         if self.target_end is None:
             self._tgt_op.apply(1.0)
             scene.add(self.target)
