@@ -114,9 +114,8 @@ class GpuScheduleScene(FastRenderScene):
 
     def text(self, s: str, size=None, color=None, mono=False) -> Text:
         th = self.theme
-        return Text(s, font=th.mono_font if mono else th.font,
-                    font_size=size or th.body_size,
-                    color=color or th.foreground)  # fmt: skip
+        return cached_text(s, th.mono_font if mono else th.font,
+                           size or th.body_size, color or th.foreground)  # fmt: skip
 
     def caption(self, s: str) -> None:
         th = self.theme

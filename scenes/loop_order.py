@@ -28,6 +28,7 @@ from flashanim.visuals.roundtrip import (
     TrafficTable,
     VisitGrid,
 )
+from flashanim.visuals.theme import cached_text
 
 #: Speeds: the first inner step in detail, the rest of the first outer step, the rest.
 DETAIL_SPEED, MEDIUM_SPEED, FAST_SPEED = 1.3, 3.5, 9.0
@@ -66,12 +67,8 @@ class LoopOrderScene(FastRenderScene):
 
     def text(self, s: str, size: float | None = None, color=None) -> Text:
         th = self.theme
-        return Text(
-            s,
-            font=th.font,
-            font_size=size or th.body_size,
-            color=color or th.foreground,
-        )
+        # (a copy of a parsed Text, glyphs joined: see cached_text)
+        return cached_text(s, th.font, size or th.body_size, color or th.foreground)
 
     def caption(self, s: str) -> None:
         new = self.text(s, self.theme.caption_size)

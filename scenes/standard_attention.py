@@ -26,6 +26,7 @@ from flashanim.visuals.roundtrip import (
     SramSlots,
     TrafficTable,
 )
+from flashanim.visuals.theme import cached_text
 
 #: Speeds: the first program of a launch, the next few, the rest.
 DETAIL_SPEED, MEDIUM_SPEED, FAST_SPEED = 1.3, 3.0, 7.0
@@ -74,12 +75,8 @@ class StandardAttentionScene(FastRenderScene):
     # -- helpers --------------------------------------------------------------------
     def text(self, s: str, size: float | None = None, color=None) -> Text:
         th = self.theme
-        return Text(
-            s,
-            font=th.font,
-            font_size=size or th.body_size,
-            color=color or th.foreground,
-        )
+        # (a copy of a parsed Text, glyphs joined: see cached_text)
+        return cached_text(s, th.font, size or th.body_size, color or th.foreground)
 
     def caption(self, s: str) -> None:
         new = self.text(s, self.theme.caption_size)

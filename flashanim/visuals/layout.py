@@ -38,7 +38,7 @@ from .code import CodePanel, KernelSource
 from .counters import TrafficCounter
 from .memory import chip_boundary, hbm_panel, sram_panel
 from .progress import ProgressPanel
-from .theme import DARK, Theme
+from .theme import DARK, Theme, cached_text
 from .tiles import TileGrid, slot_tile
 
 if TYPE_CHECKING:
@@ -355,8 +355,7 @@ class ForwardLayout:
     # -- helpers ----------------------------------------------------------------------
     def _caption_text(self, text: str) -> Text:
         th = self.theme
-        t = Text(text or " ", font=th.font, font_size=th.caption_size,
-                 color=th.foreground)  # fmt: skip
+        t = cached_text(text or " ", th.font, th.caption_size, th.foreground)
         max_w = FRAME_WIDTH - 0.5 - self.title.width - 0.4
         if t.width > max_w:
             t.scale_to_fit_width(max_w)
