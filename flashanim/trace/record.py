@@ -12,6 +12,7 @@ first imported (see :mod:`flashanim.kernels._device`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._interp import patch_once
 from .decode import decode
 from .model import KERNELS, Trace, TraceMeta
 
@@ -308,7 +310,9 @@ def record(
     )
     if kernel == "fa2-bwd":
         kwargs["do"] = inputs["dO"]
-    raw = recorder(kernel)(inputs["Q"], inputs["K"], inputs["V"], **kwargs)
+    run = recorder(kernel)
+    with patch_once() if dev.type == "cpu" else contextlib.nullcontext():
+        raw = run(inputs["Q"], inputs["K"], inputs["V"], **kwargs)
     meta = TraceMeta(
         kernel=kernel,
         batch=batch,
