@@ -39,8 +39,9 @@ class TalkScene:
     name: str
     cls: str
     title: str
-    #: Relative render cost (seconds at 480p15 on a 2-core machine, measured
-    #: 2026-11-22); only used to start the longest renders first.
+    #: Relative render cost (CPU seconds at 480p15 on a 2-core machine, traces
+    #: recorded, measured 2026-12-02); only used to start the longest renders
+    #: first.
     cost: float = 1.0
 
     @property
@@ -50,18 +51,18 @@ class TalkScene:
 
 #: The talk, in the order it is given. One place: everything else follows it.
 TALK: tuple[TalkScene, ...] = (
-    TalkScene("memory_hierarchy", "MemoryHierarchyScene", "The memory hierarchy", 20),
+    TalkScene("memory_hierarchy", "MemoryHierarchyScene", "The memory hierarchy", 9),
     TalkScene("standard_attention", "StandardAttentionScene",
-              "Standard attention: the N² round trips", 60),
-    TalkScene("tiling", "TilingScene", "Tiling: the FlashAttention-2 forward pass", 58),
+              "Standard attention: the N² round trips", 27),
+    TalkScene("tiling", "TilingScene", "Tiling: the FlashAttention-2 forward pass", 31),
     TalkScene("online_softmax", "OnlineSoftmaxScene",
-              "Online softmax, one row, real numbers", 26),
-    TalkScene("loop_order", "LoopOrderScene", "Loop order: FlashAttention-1 vs 2", 97),
-    TalkScene("causal", "CausalScene", "Causal masking: skipped and masked blocks", 25),
+              "Online softmax, one row, real numbers", 17),
+    TalkScene("loop_order", "LoopOrderScene", "Loop order: FlashAttention-1 vs 2", 47),
+    TalkScene("causal", "CausalScene", "Causal masking: skipped and masked blocks", 15),
     TalkScene("backward", "BackwardScene",
-              "The backward pass: recompute, never store", 91),
-    TalkScene("gpu_schedule", "GpuScheduleScene", "Programs over SMs over time", 23),
-    TalkScene("io_complexity", "IOComplexityScene", "IO complexity, measured", 38),
+              "The backward pass: recompute, never store", 46),
+    TalkScene("gpu_schedule", "GpuScheduleScene", "Programs over SMs over time", 16),
+    TalkScene("io_complexity", "IOComplexityScene", "IO complexity, measured", 37),
 )  # fmt: skip
 
 #: Quality name -> (Manim flag, the folder Manim writes into).
