@@ -45,7 +45,7 @@ from manim.utils.family import extract_mobject_family_members
 from manim.utils.iterables import list_update
 
 from . import _speedups
-from .theme import use_private_text_dir
+from .theme import drawing_style, use_private_text_dir
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -293,28 +293,11 @@ class FastRenderScene(Scene):
             self._fr_still = None
 
 
-def _fingerprint(m: Mobject, _vm=VMobject, _nd=np.ndarray):
+def _fingerprint(m: Mobject, _vm=VMobject):
     """What a leaf draws, hashed to one int (a fresh object if unknown)."""
     if not isinstance(m, _vm):
         return object()
-    sheen = m.sheen_direction
-    if sheen is not None:
-        sheen = (sheen if type(sheen) is _nd else np.asarray(sheen, float)).tobytes()
-    return hash((
-        id(m),
-        id(type(m)),
-        m.points.tobytes(),
-        m.fill_rgbas.tobytes(),
-        m.stroke_rgbas.tobytes(),
-        m.background_stroke_rgbas.tobytes(),
-        float(m.stroke_width),
-        float(m.background_stroke_width),
-        float(m.sheen_factor),
-        sheen,
-        m.joint_type,
-        m.cap_style,
-        m.background_image is not None,
-    ))  # fmt: skip
+    return hash((id(m), m.points.tobytes(), *drawing_style(m)))
 
 
 def _draws_nothing(m: Mobject) -> bool:

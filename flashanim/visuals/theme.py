@@ -443,17 +443,25 @@ def _glyph_text(
     return t
 
 
-def _style(m) -> tuple:
+def drawing_style(m, _nd=np.ndarray) -> tuple:
+    """Everything but the points that decides how a VMobject leaf is drawn:
+    its class, colours, stroke widths, sheen, line join and cap, background
+    image, z-index (as a hashable tuple; used to fingerprint leaves)."""
+    sheen = m.sheen_direction
+    if sheen is not None:
+        sheen = (sheen if type(sheen) is _nd else np.asarray(sheen, float)).tobytes()
     return (
-        type(m),
+        id(type(m)),
         m.fill_rgbas.tobytes(),
         m.stroke_rgbas.tobytes(),
         m.background_stroke_rgbas.tobytes(),
         float(m.stroke_width),
         float(m.background_stroke_width),
         float(m.sheen_factor),
+        sheen,
         m.joint_type,
         m.cap_style,
+        m.background_image is not None,
         m.z_index,
     )
 
@@ -518,8 +526,8 @@ def merge_glyphs(text: Text) -> Text:
     glyphs = text.submobjects
     if len(glyphs) < 2 or any(g.submobjects or not len(g.points) for g in glyphs):
         return text
-    style = _style(glyphs[0])
-    if any(_style(g) != style for g in glyphs[1:]):
+    style = drawing_style(glyphs[0])
+    if any(drawing_style(g) != style for g in glyphs[1:]):
         return text
     joined = glyphs[0].copy()
     joined.__class__ = _joined_class(type(joined))
