@@ -360,3 +360,30 @@ def test_copy_travel_clean_up_like_two_removes(monkeypatch):
     # (the store's cells take the carrier's place at the top level, as Manim's
     # remove of the traveller leaves them)
     assert [n for n, _ in slow][-2:] == ["tile", "cells"]
+
+
+def test_replayed_paths_draw_the_same_pixels():
+    import numpy as np
+    from manim import Camera, Circle, tempconfig
+
+    from flashanim.visuals import fastrender
+
+    with tempconfig({"pixel_height": 120, "pixel_width": 214}):
+        mobs = [Text("−1.25 B"), Circle(radius=1.3).set_fill(opacity=0.5), Square()]
+
+        def draw(fast: bool) -> np.ndarray:
+            cam = Camera()
+            if fast:
+                cam.set_cairo_context_path = fastrender._set_path.__get__(cam)
+            cam.capture_mobjects(mobs)
+            return cam.pixel_array.copy()
+
+        want = draw(fast=False)
+        for _ in range(3):  # built, built and kept, replayed
+            np.testing.assert_array_equal(draw(fast=True), want)
+        leaf = mobs[2]
+        assert fastrender._PATHS[leaf][1] is not None  # drawn alike: kept
+        leaf.shift([0.5, 0, 0])  # moved: built again, nothing kept until it stays
+        want = draw(fast=False)
+        np.testing.assert_array_equal(draw(fast=True), want)
+        assert fastrender._PATHS[leaf][1] is None

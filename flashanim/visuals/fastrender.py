@@ -33,6 +33,7 @@ import gc
 import math
 import os
 import types
+import weakref
 from typing import TYPE_CHECKING
 
 import av
@@ -631,17 +632,51 @@ def _set_path(camera, ctx, vmobject):
     most of the time. This makes the same Cairo calls with the same numbers (the
     same finiteness check, the same closeness test as ``np.isclose`` with
     ``rtol=1e-5`` and the mobject's ``atol``), so the path is the same.
+
+    A leaf drawn twice with the same points under the same matrix (a tile fading
+    in, a still mobject painted again) keeps Cairo's copy of its path and
+    replays it (one ``append_path`` instead of a call per curve); a moving leaf
+    keeps nothing.
     """
     if type(camera).transform_points_pre_display is not _PRE_DISPLAY:
         return _MANIM_SET_PATH(camera, ctx, vmobject)
     n = len(vmobject.points)
     if n == 0:
         return camera
+    # the same points under the same matrix as last time: replay that path
+    key = (hash(vmobject.points.tobytes()), n, tuple(ctx.get_matrix()),
+           vmobject.tolerance_for_point_equality)  # fmt: skip
+    try:
+        seen = _PATHS.get(vmobject)
+    except TypeError:  # (a leaf that cannot be weakly referenced or hashed)
+        _build_path(ctx, vmobject, n)
+        return camera
+    if seen is not None and seen[0] == key:
+        if seen[1] is not None:
+            ctx.new_path()
+            ctx.append_path(seen[1])
+            return camera
+        keep = True  # drawn twice alike: worth keeping from now on
+    else:
+        _PATHS[vmobject] = (key, None)  # (moving, perhaps: keep nothing yet)
+        keep = False
+    _build_path(ctx, vmobject, n)
+    if keep:
+        _PATHS[vmobject] = (key, ctx.copy_path())
+    return camera
+
+
+#: Per leaf: the key of the path last drawn for it, and that path once it was
+#: drawn twice alike (weak: it goes with the leaf).
+_PATHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _build_path(ctx, vmobject, n: int) -> None:
     flat = vmobject.points.ravel().tolist()
     ctx.new_path()
     nppcc = vmobject.n_points_per_cubic_curve
     if n < nppcc or not all(map(math.isfinite, flat)):
-        return camera  # (Manim draws one point at the origin: nothing)
+        return  # (Manim draws one point at the origin: nothing)
     xs, ys = flat[0::3], flat[1::3]
     atol, rtol = vmobject.tolerance_for_point_equality, 1.0e-5
     starts = [0]
@@ -664,7 +699,6 @@ def _set_path(camera, ctx, vmobject):
             (xs[start], ys[start]), (xs[end - 1], ys[end - 1])
         ):
             ctx.close_path()
-    return camera
 
 
 def _encode_repeats_once(job_class) -> None:
