@@ -39,7 +39,7 @@ from flashanim.visuals.schedule import (
     ScheduleChart,
     schedule_stats,
 )
-from flashanim.visuals.theme import cached_text
+from flashanim.visuals.theme import themed_text
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Environment variables of the two traces, with their defaults.
@@ -113,13 +113,11 @@ class GpuScheduleScene(FastRenderScene):
         self.drawn: dict[str, list] = {}
 
     def text(self, s: str, size=None, color=None, mono=False) -> Text:
-        th = self.theme
-        return cached_text(s, th.mono_font if mono else th.font,
-                           size or th.body_size, color or th.foreground)  # fmt: skip
+        return themed_text(self.theme, s, size, color, mono=mono)
 
     def caption(self, s: str) -> None:
         th = self.theme
-        new = cached_text(s, th.font, th.caption_size, th.foreground)
+        new = self.text(s, th.caption_size)
         if new.width > 13.6:
             new.scale_to_fit_width(13.6)
         new.to_corner(UP + LEFT, buff=0.2)

@@ -39,7 +39,7 @@ from flashanim.visuals.charts import (
     format_si,
 )
 from flashanim.visuals.fastrender import FastRenderScene
-from flashanim.visuals.theme import cached_text
+from flashanim.visuals.theme import themed_text
 
 HOLD = 1.5
 CAPTION_Y, SOURCE_Y, TITLE_Y = -3.0, -3.72, 3.55
@@ -237,12 +237,7 @@ class IOComplexityScene(FastRenderScene):
 
     # ------------------------------------------------------------------ helpers
     def text(self, s: str, size: float | None = None, color=None, **kw) -> Text:
-        th = self.th
-        size, color = size or th.body_size, color or th.foreground
-        if kw:
-            t = Text(s, font=th.font, font_size=size, color=color, **kw)
-        else:  # (a copy of a parsed Text, glyphs joined: see cached_text)
-            t = cached_text(s, th.font, size, color)
+        t = themed_text(self.th, s, size, color, **kw)
         if t.width > MAX_W:
             t.scale_to_fit_width(MAX_W)
         return t

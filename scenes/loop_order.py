@@ -28,7 +28,7 @@ from flashanim.visuals.roundtrip import (
     TrafficTable,
     VisitGrid,
 )
-from flashanim.visuals.theme import cached_text
+from flashanim.visuals.theme import themed_text
 
 #: Speeds: the first inner step in detail, the rest of the first outer step, the rest.
 DETAIL_SPEED, MEDIUM_SPEED, FAST_SPEED = 1.3, 3.5, 9.0
@@ -66,9 +66,7 @@ class LoopOrderScene(FastRenderScene):
         self.camera.background_color = self.theme.background
 
     def text(self, s: str, size: float | None = None, color=None) -> Text:
-        th = self.theme
-        # (a copy of a parsed Text, glyphs joined: see cached_text)
-        return cached_text(s, th.font, size or th.body_size, color or th.foreground)
+        return themed_text(self.theme, s, size, color)
 
     def caption(self, s: str) -> None:
         new = self.text(s, self.theme.caption_size)

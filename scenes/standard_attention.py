@@ -26,7 +26,7 @@ from flashanim.visuals.roundtrip import (
     SramSlots,
     TrafficTable,
 )
-from flashanim.visuals.theme import cached_text
+from flashanim.visuals.theme import themed_text
 
 #: Speeds: the first program of a launch, the next few, the rest.
 DETAIL_SPEED, MEDIUM_SPEED, FAST_SPEED = 1.3, 3.0, 7.0
@@ -74,9 +74,7 @@ class StandardAttentionScene(FastRenderScene):
 
     # -- helpers --------------------------------------------------------------------
     def text(self, s: str, size: float | None = None, color=None) -> Text:
-        th = self.theme
-        # (a copy of a parsed Text, glyphs joined: see cached_text)
-        return cached_text(s, th.font, size or th.body_size, color or th.foreground)
+        return themed_text(self.theme, s, size, color)
 
     def caption(self, s: str) -> None:
         new = self.text(s, self.theme.caption_size)

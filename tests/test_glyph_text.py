@@ -320,3 +320,30 @@ def test_texts_are_written_to_a_folder_of_this_process():
         theme._text_proto("private folder", DARK.font, 17.0, "#FFFFFF")
         assert any(f.endswith(".svg") for f in os.listdir(d))
         assert use_private_text_dir() == d
+
+
+def test_joined_texts_align_colours_too():
+    # as VMobject.align_points: the colour arrays are aligned with the points
+    from manim import BLUE
+
+    a = cached_text("1,234 B", MONO, 17, DARK.foreground)
+    a[0].set_fill([RED, BLUE])  # a gradient: two fill colours
+    b = cached_text("18 B", MONO, 17, DARK.foreground)
+    anim = Transform(a, b)
+    anim.begin()
+    assert len(a[0].fill_rgbas) == len(anim.target_copy[0].fill_rgbas) == 2
+    anim.interpolate(0.5)
+    anim.finish()
+
+
+def test_themed_text():
+    from flashanim.visuals.theme import themed_text
+
+    t = themed_text(DARK, "event 3 of 9", mono=True)
+    want = cached_text("event 3 of 9", MONO, DARK.body_size, DARK.foreground)
+    assert len(t) == len(want) == 1
+    np.testing.assert_array_equal(t[0].points, want[0].points)
+    np.testing.assert_array_equal(t[0].fill_rgbas, want[0].fill_rgbas)
+    # other Text arguments: a new Text with them
+    slanted = themed_text(DARK, "N", 20, RED, slant="ITALIC")
+    assert slanted.slant == "ITALIC" and slanted.font == DARK.font

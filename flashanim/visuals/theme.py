@@ -40,6 +40,7 @@ __all__ = [
     "cached_text",
     "merge_glyphs",
     "use_private_text_dir",
+    "themed_text",
 ]
 
 #: The fixed colour of each tensor (hex), the same in every scene and both themes.
@@ -443,6 +444,26 @@ def _glyph_text(
     return t
 
 
+def themed_text(
+    theme: Theme,
+    s: str,
+    size: float | None = None,
+    color=None,
+    *,
+    mono: bool = False,
+    **kwargs,
+) -> Text:
+    """``s`` in ``theme``'s font (``mono``: its monospace font), at ``size``
+    (default the body size) in ``color`` (default the foreground): a
+    :func:`cached_text`, or a new :class:`~manim.Text` when other ``Text``
+    arguments are given. The scenes' text helpers all come here."""
+    font = theme.mono_font if mono else theme.font
+    size, color = size or theme.body_size, color or theme.foreground
+    if kwargs:
+        return Text(s, font=font, font_size=size, color=color, **kwargs)
+    return cached_text(s, font, size, color)
+
+
 def drawing_style(m, _nd=np.ndarray) -> tuple:
     """Everything but the points that decides how a VMobject leaf is drawn:
     its class, colours, stroke widths, sheen, line join and cap, background
@@ -486,6 +507,7 @@ class _JoinedGlyphs:
         theirs = vmobject._glyphs() if isinstance(vmobject, _JoinedGlyphs) else None
         if mine is None or theirs is None:
             return super().align_points(vmobject)
+        self.align_rgbas(vmobject)  # (as VMobject.align_points does first)
         n = max(len(mine), len(theirs))
         for glyphs in (mine, theirs):
             while len(glyphs) < n:
