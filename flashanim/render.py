@@ -236,7 +236,7 @@ def check_request(req: RenderRequest) -> SceneConfig:
     if req.jobs < 1:
         raise RenderError(f"--jobs must be at least 1, got {req.jobs}")
     try:
-        from flashanim.visuals.fastrender import x264_preset
+        from flashanim.engine.fastrender import x264_preset
 
         x264_preset(1080)  # FLASHANIM_X264_PRESET, if set, must name a preset
         return SceneConfig.from_env(scene_env(req))

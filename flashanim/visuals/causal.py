@@ -32,7 +32,9 @@ from manim import (
     Wait,
 )
 
-from .theme import DARK, Theme, cached_text
+from ..engine.text import cached_text
+from .eventplayer import EventPlayer
+from .theme import DARK, Theme
 from .tiles import CrossFade, TileGrid
 
 if TYPE_CHECKING:
@@ -272,7 +274,7 @@ class CountLine(VGroup):
         return Transform(self.number, new)
 
 
-class CausalPlayer:
+class CausalPlayer(EventPlayer):
     """Plays FA2 forward events (one head) on a :class:`BlockMap`.
 
     Parameters
@@ -302,31 +304,23 @@ class CausalPlayer:
     def __init__(self, blocks: BlockMap, counter: TrafficCounter, computed: CountLine,
                  op_line: CountLine | None = None, s_slot=None, *,
                  numbers: bool = True, s_range=None) -> None:  # fmt: skip
+        super().__init__()
         self.blocks, self.counter, self.computed = blocks, counter, computed
         self.op_line = op_line
         self.s_slot = s_slot
         self.numbers = numbers
         self.s_range = s_range
-        self.played_events: list = []
         self.shown_tiles: list[tuple[int, np.ndarray]] = []
         self.s_tile: TileGrid | None = None
         self.op_text = None
         self._i = 0
 
-    def animation(self, event, speed: float = 1.0) -> Animation:
-        """The animation of ``event`` at ``speed`` (play in the order made)."""
-        if event.op not in CAUSAL_DURATIONS:
-            raise ValueError(f"CausalPlayer cannot draw op {event.op!r}")
-        run_time = max(CAUSAL_DURATIONS[event.op] / speed, 1 / 15)
-        anims = [getattr(self, f"_op_{event.op}", self._op_other)(event)]
-        anims.append(self._op_label(event))
-        self.played_events.append(event)
-        return AnimationGroup(*anims, run_time=run_time)
+    durations = CAUSAL_DURATIONS
 
-    def play(self, scene, events: Iterable, speed: float = 1.0) -> None:
-        """One ``scene.play`` per event."""
-        for e in events:
-            scene.play(self.animation(e, speed))
+    def event_animations(self, event) -> list[Animation]:
+        """The op on the block grid, and the op line."""
+        main = getattr(self, f"_op_{event.op}", self._op_other)(event)
+        return [main, self._op_label(event)]
 
     # -- helpers ----------------------------------------------------------------------
     def _op_label(self, e) -> Animation:

@@ -25,29 +25,25 @@ from manim import (
     RIGHT,
     UP,
     Animation,
-    FadeIn,
-    FadeOut,
     Mobject,
     Square,
-    Succession,
     Text,
     VGroup,
 )
 
+from .caption import Caption
 from .code import CodePanel, KernelSource
 from .counters import TrafficCounter
 from .memory import chip_boundary, hbm_panel, sram_panel
 from .progress import ProgressPanel
-from .theme import DARK, Theme, cached_text
+from .theme import DARK, Theme
 from .tiles import TileGrid, slot_tile
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["ForwardLayout", "Legend", "FRAME_WIDTH", "FRAME_HEIGHT", "SRAM_SLOTS"]
+__all__ = ["ForwardLayout", "Legend", "SRAM_SLOTS"]
 
-FRAME_WIDTH = 14.222
-FRAME_HEIGHT = 8.0
 
 #: SRAM slots of the forward pass: name -> (tensor, on-screen label).
 SRAM_SLOTS: Mapping[str, tuple[str, str]] = {
@@ -181,7 +177,8 @@ class ForwardLayout:
         self.title = Text(title, font=th.font, font_size=th.small_size + 1,
                           color=th.muted)  # fmt: skip
         self.title.to_corner(UP + RIGHT, buff=0.2)
-        self.caption = self._caption_text("")
+        self.captions = Caption(th)
+        self.captions.title = self.title
 
         # panels --------------------------------------------------------------------
         top, bottom = 3.35, -0.3
@@ -353,22 +350,14 @@ class ForwardLayout:
         )  # fmt: skip
 
     # -- helpers ----------------------------------------------------------------------
-    def _caption_text(self, text: str) -> Text:
-        th = self.theme
-        t = cached_text(text or " ", th.font, th.caption_size, th.foreground)
-        max_w = FRAME_WIDTH - 0.5 - self.title.width - 0.4
-        if t.width > max_w:
-            t.scale_to_fit_width(max_w)
-        t.to_corner(UP + LEFT, buff=0.2)
-        return t
+    @property
+    def caption(self) -> Mobject:
+        """The caption now shown (top left)."""
+        return self.captions.mob
 
     def make_caption_animation(self, text: str, run_time: float = 0.6) -> Animation:
         """Replace the caption with ``text`` (fade out, fade in)."""
-        new = self._caption_text(text)
-        old = self.caption
-        self.caption = new
-        return Succession(FadeOut(old, run_time=run_time / 2),
-                          FadeIn(new, run_time=run_time / 2))  # fmt: skip
+        return self.captions.make_animation(text, run_time)
 
     def make_tile(
         self,

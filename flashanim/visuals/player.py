@@ -34,6 +34,7 @@ from manim import (
     Wait,
 )
 
+from .eventplayer import EventPlayer
 from .tiles import (
     CopyTravel,
     CrossFade,
@@ -43,8 +44,6 @@ from .tiles import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
-
-    from manim import Scene
 
     from .layout import ForwardLayout
     from .tiles import TileGrid
@@ -66,8 +65,6 @@ DURATIONS: Mapping[str, float] = {
     "normalize": 0.9,
     "lse": 0.7,
 }
-
-_FORWARD_OPS = frozenset(DURATIONS)
 
 
 def value_ranges(events: Iterable) -> dict[str, tuple[float, float]]:
@@ -93,7 +90,7 @@ def value_ranges(events: Iterable) -> dict[str, tuple[float, float]]:
     return {k: (lo[k], hi[k]) for k in lo}
 
 
-class TracePlayer:
+class TracePlayer(EventPlayer):
     """Turns FA2 forward trace events into animations on a :class:`ForwardLayout`.
 
     Parameters
@@ -129,41 +126,20 @@ class TracePlayer:
                 player.play(self, trace.events)
     """
 
+    durations = DURATIONS
+
     def __init__(self, layout: ForwardLayout, n_events: int) -> None:
+        super().__init__()
         self.layout = layout
         self.n_events = n_events
-        self.played_events: list = []
         self.tiles: dict[str, TileGrid] = {}
         self._j: int | None = None
         self._program: int | None = None
 
-    # -- public -----------------------------------------------------------------------
-    def animation(self, event, speed: float = 1.0) -> Animation:
-        """The animation of ``event`` (played at ``speed``; 2 = twice as fast).
-
-        The player's state advances as if the animation were played: play them in
-        the order they were made.
-        """
-        if event.op not in _FORWARD_OPS:
-            raise ValueError(
-                f"TracePlayer cannot draw op {event.op!r} (event {event.index}); "
-                f"known: {', '.join(sorted(_FORWARD_OPS))}"
-            )
-        run_time = max(DURATIONS[event.op] / speed, 1 / 15)
+    def event_animations(self, event) -> list[Animation]:
+        """The op's own factory, then the counter, code line and progress."""
         main = getattr(self, f"_op_{event.op}")(event)
-        side = self._side_animations(event)
-        self.played_events.append(event)
-        return AnimationGroup(main, *side, run_time=run_time)
-
-    def play(self, scene: Scene, events: Iterable, speed: float = 1.0) -> None:
-        """Play ``events`` on ``scene``, one ``scene.play`` per event.
-
-        (Events are not batched into one :class:`~manim.AnimationGroup`: a group
-        begins all its animations at once, and consecutive events change the same
-        mobjects.)
-        """
-        for e in events:
-            scene.play(self.animation(e, speed))
+        return [main, *self._side_animations(event)]
 
     def clear_sram(self) -> list[Animation]:
         """Fade out every tile in SRAM (a new program starts with fresh SRAM)."""
