@@ -18,14 +18,9 @@ from manim import *
 
 from flashanim.config import ConfigError, SceneConfig
 from flashanim.scene import TraceScene
+from flashanim.trace import value_ranges, visited_blocks, work_summary
 from flashanim.visuals import TrafficCounter, format_bytes
-from flashanim.visuals.causal import (
-    BlockMap,
-    CausalPlayer,
-    CountLine,
-    visited_blocks,
-    work_summary,
-)
+from flashanim.visuals.causal import BlockMap, CausalPlayer, CountLine
 
 DETAIL_SPEED, LATER_SPEED = 0.8, 1.4
 
@@ -91,16 +86,8 @@ class CausalScene(TraceScene):
         op_line.remove(op_line.number)
         op_line.next_to(computed, DOWN, buff=0.25, aligned_edge=LEFT)
         self.op_line = op_line
-        s_vals = [
-            e.value for e in events if e.op in ("qk", "mask") and e.value is not None
-        ]
-        fin = (
-            np.concatenate([np.asarray(v, float).ravel() for v in s_vals])
-            if s_vals
-            else np.zeros(1)
-        )
-        fin = fin[np.isfinite(fin)]
-        s_range = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 1.0)
+        s_events = (e for e in events if e.op in ("qk", "mask"))
+        s_range = value_ranges(s_events).get("S", (0.0, 1.0))
         self.player = player = CausalPlayer(
             blocks, counter, computed, op_line, s_slot=np.array([x_r, 2.0, 0]),
             numbers=numbers, s_range=s_range,

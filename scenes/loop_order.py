@@ -18,8 +18,8 @@ from manim import *
 
 from flashanim.config import ConfigError
 from flashanim.scene import TraceScene
-from flashanim.trace import hbm_traffic
-from flashanim.visuals import TileGrid, TrafficCounter, value_ranges
+from flashanim.trace import hbm_traffic, value_ranges
+from flashanim.visuals import TileGrid, TrafficCounter
 from flashanim.visuals.memory import MemoryPanel, hbm_panel
 from flashanim.visuals.roundtrip import (
     ProgressBar,

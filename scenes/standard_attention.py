@@ -15,8 +15,8 @@ import numpy as np
 from manim import *
 
 from flashanim.scene import TraceScene
-from flashanim.trace import hbm_traffic
-from flashanim.visuals import TileGrid, TrafficCounter, value_ranges
+from flashanim.trace import hbm_traffic, value_ranges
+from flashanim.visuals import TileGrid, TrafficCounter
 from flashanim.visuals.layout import Legend
 from flashanim.visuals.memory import hbm_panel, sram_panel
 from flashanim.visuals.roundtrip import (

@@ -29,7 +29,7 @@ from .backward import (
     split_program,
 )
 from .caption import Caption, caption_of
-from .causal import BlockMap, CausalPlayer, CountLine, visited_blocks, work_summary
+from .causal import BlockMap, CausalPlayer, CountLine
 from .code import (
     OP_PATTERNS,
     CodePanel,
@@ -49,7 +49,7 @@ from .memory import (
     hbm_panel,
     sram_panel,
 )
-from .player import DURATIONS, TracePlayer, value_ranges
+from .player import DURATIONS, TracePlayer
 from .progress import ProgressPanel
 from .roundtrip import (
     ROUNDTRIP_DURATIONS,
@@ -107,11 +107,10 @@ __all__ = [
     "EventPlayer", "events_of", "Caption", "caption_of",
     # layout and player
     "ForwardLayout", "Legend", "SRAM_SLOTS",
-    "TracePlayer", "DURATIONS", "value_ranges",
+    "TracePlayer", "DURATIONS",
     # online softmax (one row) and causal masking
     "RowBoard", "RowPlayer", "Ledger", "FormulaPanel", "row_values", "pick_row",
-    "implied_weights", "BlockMap", "CausalPlayer", "CountLine", "visited_blocks",
-    "work_summary",
+    "implied_weights", "BlockMap", "CausalPlayer", "CountLine",
     # backward pass and GPU schedule
     "BackwardLayout", "BackwardPlayer", "split_program", "BWD_DURATIONS",
     "BWD_SOURCES", "BWD_LABELS", "PHASE_TENSORS", "ScheduleChart", "DurationPlot",

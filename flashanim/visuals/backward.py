@@ -35,12 +35,12 @@ from manim import (
     Wait,
 )
 
+from ..trace.analysis import value_ranges
 from .caption import Caption
 from .counters import TrafficCounter
 from .eventplayer import EventPlayer
 from .layout import Legend
 from .memory import chip_boundary, hbm_panel, sram_panel
-from .player import value_ranges
 from .progress import ProgressPanel
 from .theme import DARK, Theme
 from .tiles import CopyTravel, CrossFade, TileGrid, make_compute_animation

@@ -10,7 +10,6 @@ as skipped afterwards (never loaded).
 * :class:`CountLine` -- a labelled integer that ticks;
 * :class:`CausalPlayer` -- one event, one animation; records the played events and
   the ``S`` tiles it showed;
-* :func:`visited_blocks`, :func:`work_summary` -- counts read from traces.
 """
 
 from __future__ import annotations
@@ -46,8 +45,6 @@ __all__ = [
     "BlockMap",
     "CountLine",
     "CausalPlayer",
-    "visited_blocks",
-    "work_summary",
     "CAUSAL_DURATIONS",
 ]
 
@@ -66,28 +63,6 @@ CAUSAL_DURATIONS: dict[str, float] = {
     "normalize": 0.25,
     "lse": 0.2,
 }
-
-
-def visited_blocks(trace, bh: int = 0) -> set[tuple[int, int]]:
-    """Blocks ``(i, j)`` whose ``S`` tile the kernel computed (its ``qk`` events)."""
-    return {(e.row, e.col) for e in trace.events if e.bh == bh and e.op == "qk"}
-
-
-def work_summary(trace, bh: int = 0) -> dict[str, int]:
-    """What one head's forward did, counted from its events.
-
-    Keys: ``qk`` (S tiles computed), ``mask`` (tiles masked), ``kv_bytes`` (bytes of
-    K and V loaded), ``kv_loads`` (K and V tile loads), ``blocks`` (``T_r * T_c``).
-    """
-    ev = [e for e in trace.events if e.bh == bh]
-    kv = [e for e in ev if e.op == "load" and e.tensor in ("K", "V")]
-    return {
-        "qk": sum(e.op == "qk" for e in ev),
-        "mask": sum(e.op == "mask" for e in ev),
-        "kv_bytes": sum(e.nbytes for e in kv),
-        "kv_loads": len(kv),
-        "blocks": trace.meta.t_r * trace.meta.t_c,
-    }
 
 
 class BlockMap(VGroup):

@@ -31,6 +31,7 @@ from manim import (
     VGroup,
 )
 
+from ..trace.analysis import finite_range, value_ranges
 from .caption import Caption
 from .code import CodePanel, KernelSource
 from .counters import TrafficCounter
@@ -139,7 +140,7 @@ class ForwardLayout:
 
         class Screen(Scene):
             def construct(self):
-                x = np.random.default_rng(0).standard_normal((16, 4))
+                x = np.random.defaultfinite_range(0).standard_normal((16, 4))
                 lay = ForwardLayout(16, 4, 4, 4, x, x, x, n_steps=180)
                 self.add(lay.static_group())
     """
@@ -193,7 +194,7 @@ class ForwardLayout:
         avail_h = self.hbm.content_top() - 0.3 - (bottom + 0.12)
         cell_h = min(0.18, avail_h / seq_len)
         cell_w = min(0.22, 0.9 / head_dim)
-        ranges = {"Q": _rng(q), "K": _rng(k), "V": _rng(v)}
+        ranges = {"Q": finite_range(q), "K": finite_range(k), "V": finite_range(v)}
         self.grids: dict[str, TileGrid] = {}
         kw = dict(cell_width=cell_w, cell_height=cell_h, label_size=th.label_size,
                   theme=th)  # fmt: skip
@@ -322,8 +323,6 @@ class ForwardLayout:
 
         ``numbers`` defaults to "values were recorded and tiles are at most 4x4".
         """
-        from .player import value_ranges
-
         meta = trace.meta
         b, h = divmod(bh, meta.heads)
         t = trace.tensors
@@ -338,7 +337,7 @@ class ForwardLayout:
         ranges = value_ranges(trace.events)
         if "O" in t:
             o = np.asarray(t["O"], dtype=float)[b, h]
-            ranges["O"] = ranges["acc"] = _rng(o)
+            ranges["O"] = ranges["acc"] = finite_range(o)
         if numbers is None:
             numbers = meta.values and max(meta.block_m, meta.block_n, d) <= 4
         ops = sorted({(e.op, e.tensor) for e in trace.events})
@@ -420,12 +419,6 @@ class ForwardLayout:
     def legend_group(self) -> VGroup:
         """The colour legend and the shading note."""
         return VGroup(self.legend, self.shade_note)
-
-
-def _rng(a: np.ndarray) -> tuple[float, float]:
-    a = np.asarray(a, dtype=float)
-    a = a[np.isfinite(a)]
-    return (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
 
 
 _ = (Mobject, DOWN)

@@ -43,12 +43,12 @@ from .tiles import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping
 
     from .layout import ForwardLayout
     from .tiles import TileGrid
 
-__all__ = ["TracePlayer", "DURATIONS", "value_ranges"]
+__all__ = ["TracePlayer", "DURATIONS"]
 
 #: Seconds per operation at speed 1.
 DURATIONS: Mapping[str, float] = {
@@ -65,29 +65,6 @@ DURATIONS: Mapping[str, float] = {
     "normalize": 0.9,
     "lse": 0.7,
 }
-
-
-def value_ranges(events: Iterable) -> dict[str, tuple[float, float]]:
-    """Finite ``(min, max)`` of the values of each tensor over ``events``.
-
-    ``acc`` and ``O`` share one range (``acc`` becomes ``O``).
-    """
-    lo: dict[str, float] = {}
-    hi: dict[str, float] = {}
-    for e in events:
-        if e.value is None:
-            continue
-        v = np.asarray(e.value, dtype=float)
-        v = v[np.isfinite(v)]
-        if v.size == 0:
-            continue
-        lo[e.tensor] = min(lo.get(e.tensor, np.inf), float(v.min()))
-        hi[e.tensor] = max(hi.get(e.tensor, -np.inf), float(v.max()))
-    for a, b in (("acc", "O"), ("O", "acc")):
-        if a in lo and b in lo:
-            lo[a] = lo[b] = min(lo[a], lo[b])
-            hi[a] = hi[b] = max(hi[a], hi[b])
-    return {k: (lo[k], hi[k]) for k in lo}
 
 
 class TracePlayer(EventPlayer):
