@@ -15,7 +15,6 @@ def _manims_own_after():
     """Tests here install pieces by hand: Manim's own code again after each."""
     yield
     _speedups.uninstall()
-    fastrender.uninstall()
 
 
 def _random_tree(rng: random.Random, n: int, shared: bool) -> Mobject:
@@ -285,12 +284,10 @@ def test_repeated_frames_encode_as_manims():
     import numpy as np
     from manim.scene import scene_file_writer as sfw
 
-    from flashanim.engine import fastrender
-
     class Job:  # what the encoder method uses of Manim's job
         pass
 
-    fastrender._encode_repeats_once(sfw._PartialMovieEncodeJob)
+    _speedups._encode_repeats_once(sfw._PartialMovieEncodeJob)
     ours = sfw._PartialMovieEncodeJob._encode_and_write_frame
     assert ours._flashanim
     frames = (np.random.default_rng(2).random((3, 64, 96, 4)) * 255).astype(np.uint8)
@@ -387,8 +384,6 @@ def test_copy_travel_clean_up_like_two_removes(monkeypatch):
 def test_replayed_paths_draw_the_same_pixels():
     import numpy as np
     from manim import Camera, Circle, tempconfig
-
-    from flashanim.engine import fastrender
 
     with tempconfig({"pixel_height": 120, "pixel_width": 214}):
         mobs = [Text("−1.25 B"), Circle(radius=1.3).set_fill(opacity=0.5), Square()]

@@ -9,8 +9,9 @@ here, and nothing is replaced when a module is imported:
   per frame only what moves, and fits its own renderer, camera and file writer.
 * :mod:`~flashanim.engine._speedups`: faster equivalents of
   ``Mobject.get_family``, ``__deepcopy__``, ``add_updater``,
-  ``VMobject.get_subpaths_from_points`` and
-  ``Scene.get_restructured_mobject_list``, in place only while the engine is on.
+  ``VMobject.get_subpaths_from_points``, ``Scene.get_restructured_mobject_list``
+  and the partial-movie encoder (a repeated frame converted once), in place only
+  while the engine is on.
 * :mod:`~flashanim.engine.text`: the text engine (:func:`cached_text`,
   :func:`themed_text`): a Text built once and copied, numbers composed from cached
   glyphs. Manim's own ``Text`` while the engine is off.

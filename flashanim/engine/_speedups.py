@@ -29,6 +29,10 @@ returns; tests in ``tests/test_speedups.py`` compare them on random trees.
   :func:`updaters_possible` is ``False`` until ``add_updater`` is first called in
   this process (or some class overrides ``update``), and the walk is skipped
   until then.
+* Manim's partial-movie encoder (``_PartialMovieEncodeJob._encode_and_write_frame``)
+  converts a still frame written ``n`` times (a ``wait``) from RGBA to YUV ``n``
+  times; :func:`_encode_repeats_once` converts it once and encodes the same planes
+  ``n`` times: the same frames reach x264.
 * :meth:`manim.VMobject.get_subpaths_from_points` (every ``align_points`` of a
   Transform between different shapes) compares consecutive anchors with one
   ``np.allclose`` call per curve; Manim's own vectorised
@@ -42,8 +46,10 @@ import copy
 import enum
 import types
 
+import av
 import numpy as np
 from manim import ManimColor, Mobject, Scene, VMobject
+from manim.scene import scene_file_writer
 
 __all__ = [
     "install",
@@ -257,6 +263,35 @@ def get_subpaths_from_points(self, points) -> list:
     return [points[a:b] for a, b in splits.tolist() if b - a >= nppcc]
 
 
+def _encode_repeats_once(job_class) -> None:
+    """Make Manim's partial-movie encoder convert a repeated frame once.
+
+    A still stretch (a ``wait``) reaches the encoder as one frame to be written
+    ``n`` times; Manim converts it from RGBA to the stream's YUV for each of the
+    ``n`` (about half the ~2 ms a 480p frame costs). The conversion is the same
+    each time, so it is done once and the converted planes are encoded ``n``
+    times: the same frames reach x264.
+    """
+    original = job_class._encode_and_write_frame
+    if getattr(original, "_flashanim", False):
+        return
+
+    def _encode_and_write_frame(self, frame, num_frames: int) -> None:
+        stream = self.stream
+        fmt = getattr(getattr(stream, "codec_context", None), "pix_fmt", None)
+        if num_frames < 2 or fmt != "yuv420p":
+            return original(self, frame, num_frames)
+        av_frame = av.VideoFrame.from_ndarray(frame, format="rgba")
+        planes = av_frame.reformat(format=fmt).to_ndarray()
+        for _ in range(num_frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(planes, format=fmt)):
+                self.container.mux(packet)
+
+    _encode_and_write_frame._flashanim = True
+    _encode_and_write_frame._original = original
+    job_class._encode_and_write_frame = _encode_and_write_frame
+
+
 def install() -> None:
     """Put the faster equivalents in place (idempotent)."""
     Mobject.get_family = get_family
@@ -265,6 +300,9 @@ def install() -> None:
     if Mobject.add_updater is not add_updater:
         Mobject.add_updater = add_updater
     VMobject.get_subpaths_from_points = get_subpaths_from_points
+    job = getattr(scene_file_writer, "_PartialMovieEncodeJob", None)
+    if job is not None and hasattr(job, "_encode_and_write_frame"):
+        _encode_repeats_once(job)
 
 
 def uninstall() -> None:
@@ -274,3 +312,7 @@ def uninstall() -> None:
     Scene.get_restructured_mobject_list = MANIM_RESTRUCTURED
     Mobject.add_updater = MANIM_ADD_UPDATER
     VMobject.get_subpaths_from_points = MANIM_SUBPATHS
+    job = getattr(scene_file_writer, "_PartialMovieEncodeJob", None)
+    f = getattr(job, "_encode_and_write_frame", None)
+    if getattr(f, "_flashanim", False):
+        job._encode_and_write_frame = f._original

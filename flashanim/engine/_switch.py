@@ -31,12 +31,11 @@ def engine_on():
     if not supported("manim"):
         yield False
         return
-    from . import _speedups, fastrender
+    from . import _speedups
 
     with _lock:
         if _depth == 0:
             _speedups.install()
-            fastrender.install()
         _depth += 1
     try:
         yield True
@@ -44,5 +43,4 @@ def engine_on():
         with _lock:
             _depth -= 1
             if _depth == 0:
-                fastrender.uninstall()
                 _speedups.uninstall()

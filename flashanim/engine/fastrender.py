@@ -36,12 +36,10 @@ import types
 import weakref
 from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 from manim import Camera, Mobject, Scene, VMobject, config
 from manim.camera.camera import CAP_STYLE_MAP, LINE_JOIN_MAP
 from manim.constants import CapStyleType, LineJointType, RendererType
-from manim.scene import scene_file_writer
 from manim.utils.family import extract_mobject_family_members
 from manim.utils.iterables import list_update
 
@@ -60,8 +58,6 @@ __all__ = [
     "PREVIEW_PRESET",
     "PRESET_ENV",
     "x264_preset",
-    "install",
-    "uninstall",
 ]
 
 #: Most background checkpoints kept (one frame each).
@@ -725,35 +721,6 @@ def _build_path(ctx, vmobject, n: int) -> None:
             ctx.close_path()
 
 
-def _encode_repeats_once(job_class) -> None:
-    """Make Manim's partial-movie encoder convert a repeated frame once.
-
-    A still stretch (a ``wait``) reaches the encoder as one frame to be written
-    ``n`` times; Manim converts it from RGBA to the stream's YUV for each of the
-    ``n`` (about half the ~2 ms a 480p frame costs). The conversion is the same
-    each time, so it is done once and the converted planes are encoded ``n``
-    times: the same frames reach x264.
-    """
-    original = job_class._encode_and_write_frame
-    if getattr(original, "_flashanim", False):
-        return
-
-    def _encode_and_write_frame(self, frame, num_frames: int) -> None:
-        stream = self.stream
-        fmt = getattr(getattr(stream, "codec_context", None), "pix_fmt", None)
-        if num_frames < 2 or fmt != "yuv420p":
-            return original(self, frame, num_frames)
-        av_frame = av.VideoFrame.from_ndarray(frame, format="rgba")
-        planes = av_frame.reformat(format=fmt).to_ndarray()
-        for _ in range(num_frames):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(planes, format=fmt)):
-                self.container.mux(packet)
-
-    _encode_and_write_frame._flashanim = True
-    _encode_and_write_frame._original = original
-    job_class._encode_and_write_frame = _encode_and_write_frame
-
-
 def _use_preset(writer, preset: str) -> None:
     """Make ``writer`` open its partial movie streams with x264 ``preset``."""
     if not preset or getattr(writer, "_flashanim_preset", None) == preset:
@@ -775,18 +742,3 @@ def _use_preset(writer, preset: str) -> None:
 
     writer.open_partial_movie_stream = open_partial_movie_stream
     writer._flashanim_preset = preset
-
-
-def install() -> None:
-    """Put the class-level replacement in place (the partial-movie encoder)."""
-    job = getattr(scene_file_writer, "_PartialMovieEncodeJob", None)
-    if job is not None and hasattr(job, "_encode_and_write_frame"):
-        _encode_repeats_once(job)
-
-
-def uninstall() -> None:
-    """Restore Manim's partial-movie encoder."""
-    job = getattr(scene_file_writer, "_PartialMovieEncodeJob", None)
-    f = getattr(job, "_encode_and_write_frame", None)
-    if getattr(f, "_flashanim", False):
-        job._encode_and_write_frame = f._original

@@ -19,16 +19,12 @@ import os
 import shutil
 import tempfile
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 from manim import ManimColor, Text, VGroup, VMobject, config
 from manim.mobject.text.text_mobject import TEXT_MOB_SCALE_FACTOR
 
 from ._switch import is_on
-
-if TYPE_CHECKING:
-    from flashanim.visuals.theme import Theme
 
 __all__ = [
     "GLYPH_FONTS",
@@ -258,7 +254,7 @@ def _glyph_text(
 
 
 def themed_text(
-    theme: Theme,
+    theme,
     s: str,
     size: float | None = None,
     color=None,
@@ -269,7 +265,11 @@ def themed_text(
     """``s`` in ``theme``'s font (``mono``: its monospace font), at ``size``
     (default the body size) in ``color`` (default the foreground): a
     :func:`cached_text`, or a new :class:`~manim.Text` when other ``Text``
-    arguments are given. The scenes' text helpers all come here."""
+    arguments are given. The scenes' text helpers all come here.
+
+    ``theme`` is a :class:`flashanim.visuals.theme.Theme` (only its ``font``,
+    ``mono_font``, ``body_size`` and ``foreground`` are read: the engine sits
+    below the visuals)."""
     font = theme.mono_font if mono else theme.font
     size, color = size or theme.body_size, color or theme.foreground
     if kwargs:
