@@ -20,6 +20,7 @@ import torch
 from manim import *
 
 from flashanim.config import SceneConfig
+from flashanim.trace.check import closing_check, require_kernel
 from flashanim.visuals import TileGrid, get_theme
 from flashanim.visuals.backward import BackwardLayout, BackwardPlayer, split_program
 from flashanim.visuals.fastrender import FastRenderScene
@@ -35,11 +36,9 @@ class BackwardScene(FastRenderScene):
 
     def setup(self) -> None:
         self.cfg = SceneConfig.from_env()  # validated before anything renders
-        self.trace = self.cfg.load_or_record("fa2-bwd")
-        if self.trace.meta.kernel != "fa2-bwd":
-            raise ValueError(
-                f"BackwardScene plays an fa2-bwd trace, not {self.trace.meta.kernel!r}"
-            )
+        self.trace = require_kernel(
+            self.cfg.load_or_record("fa2-bwd"), "BackwardScene", "fa2-bwd"
+        )
         self.theme = get_theme(self.cfg.theme)
         self.camera.background_color = self.theme.background
 
@@ -201,9 +200,14 @@ class BackwardScene(FastRenderScene):
             *(FadeIn(VGroup(p[0], p[1][1])) for p in pairs),
         )
         self.play(*(FadeIn(p[2], shift=0.2 * UP) for p in pairs), FadeIn(note))
-        worst = max(errs.values())
-        self.caption(f"dQ, dK, dV match autograd of naive attention: max error "
-                     f"{worst:.1e} ({meta.dtype})")  # fmt: skip
+        verdict = closing_check(
+            "dQ, dK, dV",
+            [(np.asarray(t[n], dtype=float)[0, 0], refs[n]) for n in refs],
+            meta.dtype,
+            "autograd of naive attention",
+            "BackwardScene",
+        )
+        self.caption(verdict.headline(plural=True))
 
 
 def naive_gradients(tensors, meta) -> tuple[dict[str, float], dict[str, np.ndarray]]:

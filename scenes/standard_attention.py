@@ -16,6 +16,7 @@ from manim import *
 
 from flashanim.config import SceneConfig
 from flashanim.trace import hbm_traffic
+from flashanim.trace.check import require_kernel
 from flashanim.visuals import TileGrid, TrafficCounter, get_theme, value_ranges
 from flashanim.visuals.fastrender import FastRenderScene
 from flashanim.visuals.layout import Legend
@@ -45,12 +46,9 @@ class StandardAttentionScene(FastRenderScene):
 
     def setup(self) -> None:
         self.cfg = SceneConfig.from_env()  # validated before anything renders
-        self.trace = self.cfg.load_or_record("standard")
-        if self.trace.meta.kernel != "standard":
-            raise ValueError(
-                "StandardAttentionScene plays a standard trace, not "
-                f"{self.trace.meta.kernel!r}"
-            )
+        self.trace = require_kernel(
+            self.cfg.load_or_record("standard"), "StandardAttentionScene", "standard"
+        )
         meta = self.trace.meta
         # FA2 for the same shape, recorded in this run (events only).
         from flashanim.trace import record

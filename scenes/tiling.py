@@ -13,6 +13,7 @@ import torch
 from manim import *
 
 from flashanim.config import SceneConfig
+from flashanim.trace.check import closing_check, require_kernel
 from flashanim.visuals import ForwardLayout, TileGrid, TracePlayer, get_theme
 from flashanim.visuals.fastrender import FastRenderScene
 
@@ -26,11 +27,7 @@ class TilingScene(FastRenderScene):
 
     def setup(self) -> None:
         self.cfg = SceneConfig.from_env()  # validated before anything renders
-        self.trace = self.cfg.load_or_record()
-        if self.trace.meta.kernel != "fa2-fwd":
-            raise ValueError(
-                f"TilingScene plays an fa2-fwd trace, not {self.trace.meta.kernel!r}"
-            )
+        self.trace = require_kernel(self.cfg.load_or_record(), "TilingScene", "fa2-fwd")
         self.theme = get_theme(self.cfg.theme)
         self.camera.background_color = self.theme.background
 
@@ -132,7 +129,8 @@ class TilingScene(FastRenderScene):
         ref = attention_ref(q, k, v, causal=meta.causal,
                             softmax_scale=meta.softmax_scale).numpy()  # fmt: skip
         out = np.asarray(t["O"], dtype=np.float64)
-        err = float(np.abs(out - ref).max())
+        verdict = closing_check("O", (out, ref), meta.dtype, scene="TilingScene")
+        err = verdict.max_error
         tiles = list(self.player.tiles.values())
         ref_grid = TileGrid(
             "O", ref[0, 0], block_rows=meta.block_m, label="O_ref (naive)",
@@ -177,10 +175,7 @@ class TilingScene(FastRenderScene):
         self.play(*(FadeOut(x) for x in tiles), FadeOut(lay.placeholders))
         self.play(TransformFromCopy(lay.grids["O"], kern_grid), FadeIn(ref_grid))
         self.play(FadeIn(lines, shift=0.2 * UP))
-        self.caption(
-            f"The kernel's O matches naive attention: max error {err:.1e} "
-            f"({meta.dtype})"
-        )
+        self.caption(verdict.headline())
 
 
 def _kv_block(e, events) -> int:

@@ -269,33 +269,35 @@ def test_slides_render_end_to_end(trace_file, tmp_path, monkeypatch):
     assert "data:video/mp4;base64," in html  # videos embedded: one file
 
 
-def _broken_trace(trace_file: Path, tmp_path: Path) -> Path:
-    """The trace with the second program's ``qk`` replaced by an op the tiling scene
-    cannot draw: the render fails mid-way, after many animations."""
-    from flashanim.kernels._trace import OPS
-
-    from flashanim.visuals.player import DURATIONS
-
-    bad_op = next(op for op in OPS if op not in DURATIONS)
-    data = json.loads(trace_file.read_text())
-    rows = data["events"]["rows"]
-    cols = data["events"]["columns"]
-    k = next(i for i, r in enumerate(rows) if r[0] == 1 and r[cols.index("op")] == "qk")
-    rows[k][cols.index("op")] = bad_op
-    path = tmp_path / "broken.json"
-    path.write_text(json.dumps(data))
-    return path
+def _failing_root(tmp_path: Path) -> Path:
+    """A copy of the repository's tiling scene (and manim.cfg) whose closing check
+    raises: the render fails at its end, after every other animation."""
+    root = tmp_path / "root"
+    (root / "scenes").mkdir(parents=True)
+    (root / "manim.cfg").write_bytes((ROOT / "manim.cfg").read_bytes())
+    src = (ROOT / "scenes" / "tiling.py").read_text()
+    assert "        self.check()\n" in src
+    src = src.replace(
+        "        self.check()\n",
+        "        raise RuntimeError('deliberate failure before the check')\n",
+    )
+    (root / "scenes" / "tiling.py").write_text(src)
+    return root
 
 
 @pytest.mark.render
-def test_failed_render_keeps_previous_output(trace_file, tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
+def test_failed_render_keeps_previous_output(trace_file, tmp_path, monkeypatch, capsys):
+    root = _failing_root(tmp_path)
+    monkeypatch.chdir(root)
     out = tmp_path / "out"
     before = _old_outputs(out)
-    broken = _broken_trace(trace_file, tmp_path)
-    rc = main(["render", "tiling", "--trace", str(broken), *TINY, "-o", str(out)])
+    rc = main(["render", "tiling", "--trace", str(trace_file), *TINY, "-o", str(out)])
     assert rc == 1
-    assert "cannot draw op" in (out / "logs" / "tiling.log").read_text()
+    err = capsys.readouterr().err.strip().splitlines()
+    # the scene's own error, on one line, where the user looks (not only the log)
+    assert len(err) == 1, err
+    assert "tiling: RuntimeError: deliberate failure before the check" in err[0]
+    assert "deliberate failure" in (out / "logs" / "tiling.log").read_text()
     assert _digest(out) == before
     assert not list(out.glob(".flashanim-render-*"))
 
@@ -350,5 +352,5 @@ def _processes_mentioning(text: str) -> list[str]:
 
 def test_unknown_x264_preset_refused_before_rendering(monkeypatch):
     monkeypatch.setenv("FLASHANIM_X264_PRESET", "quick")
-    with pytest.raises(RenderError, match="not an x264 preset; choose one of"):
+    with pytest.raises(RenderError, match="unknown x264 preset; choose one of"):
         check_request(_req())
