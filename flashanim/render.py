@@ -87,6 +87,8 @@ __all__ = [
     "unread_flags",
     "manim_args",
     "render",
+    "write_captions",
+    "clean_stale_staging",
     "last_frame",
     "decode_frames",
 ]
@@ -609,22 +611,7 @@ def _render_scene(
             png = final / f"{scene.cls}.png"
             files[rel / png.name] = last_frame(last_clip or movie, png, alpha)
     if req.captions and record.exists():
-        from flashanim.captions import (
-            cues_from_record,
-            load_record,
-            write_srt,
-            write_vtt,
-        )
-
-        rec = load_record(record)
-        cues = cues_from_record(rec)
-        if cues:  # no empty caption files
-            srt, vtt = final / f"{scene.cls}.srt", final / f"{scene.cls}.vtt"
-            files[rel / srt.name] = write_srt(cues, srt)
-            files[rel / vtt.name] = write_vtt(cues, vtt)
-        else:
-            say(f"  {scene.name}: no captions (the scene recorded no caption cues)")
-        files[rel / f"{scene.cls}.record.json"] = record
+        files.update(write_captions(record, final, rel, scene.cls, say))
     slides_json = slides_dir / f"{scene.cls}.json"
     verdicts = tuple(read_verdicts(verdict))
     return (
@@ -634,6 +621,25 @@ def _render_scene(
         slides_json if slides_json.exists() else None,
         verdicts,
     )
+
+
+def write_captions(
+    record: Path, final: Path, rel: Path, cls: str, say: Callable[[str], None]
+) -> dict[Path, Path]:
+    """Captions (``.srt``, ``.vtt``) from a render record, and the record itself;
+    no caption files when the scene recorded no cues (never empty files)."""
+    from flashanim.captions import cues_from_record, load_record, write_srt, write_vtt
+
+    files: dict[Path, Path] = {}
+    cues = cues_from_record(load_record(record))
+    if cues:
+        srt, vtt = final / f"{cls}.srt", final / f"{cls}.vtt"
+        files[rel / srt.name] = write_srt(cues, srt)
+        files[rel / vtt.name] = write_vtt(cues, vtt)
+    else:
+        say(f"  {rel}: no captions (the scene recorded no caption cues)")
+    files[rel / f"{cls}.record.json"] = record
+    return files
 
 
 def _gif(
