@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 from manim import *
 
-from flashanim.config import ConfigError, SceneConfig
+from flashanim.config import SceneConfig
+from flashanim.trace.check import require_kernel
 from flashanim.visuals import TrafficCounter, format_bytes, get_theme
 from flashanim.visuals.captioned import CaptionedScene
 from flashanim.visuals.causal import (
@@ -39,13 +40,9 @@ class CausalScene(CaptionedScene, FastRenderScene):
     def setup(self) -> None:
         cfg = SceneConfig.from_env()  # validated before anything renders
         self.cfg = cfg = cfg if cfg.trace is not None else cfg.with_(causal=True)
-        self.trace = cfg.load_or_record()
-        meta = self.trace.meta
-        if meta.kernel != "fa2-fwd" or not meta.causal:
-            raise ConfigError(
-                "CausalScene plays a causal fa2-fwd trace (FLASHANIM_TRACE: got "
-                f"{meta.kernel!r}, causal={meta.causal})"
-            )
+        self.trace = require_kernel(
+            cfg.load_or_record(), "CausalScene", "fa2-fwd", True
+        )
         self.full = self.record_non_causal()
         self.theme = get_theme(cfg.theme)
         self.camera.background_color = self.theme.background

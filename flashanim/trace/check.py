@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flashanim.config import ConfigError
+
 from ._protocol import TraceFormatError
 
 if TYPE_CHECKING:
@@ -52,8 +54,9 @@ VERDICT_ENV = "FLASHANIM_RENDER_VERDICT"
 TOLERANCE: dict[str, float] = {"float32": 1e-5, "float16": 1e-2, "bfloat16": 8e-2}
 
 
-class TraceKernelError(TraceFormatError):
-    """A valid trace of a kernel (or a mask) that the scene does not play."""
+class TraceKernelError(TraceFormatError, ConfigError):
+    """A valid trace of a kernel (or a mask) that the scene does not play (a
+    :class:`~flashanim.config.ConfigError` too: the setting names the file)."""
 
 
 def tolerance(dtype: str, reference: np.ndarray | None = None) -> float:
