@@ -210,7 +210,10 @@ def test_flashanim_render_prints_the_scenes_own_error(traces, tmp_path, capsys,
                "-o", str(tmp_path / "out")])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1, err
-    assert "causal: CausalScene plays a causal fa2-fwd trace; this one is non-causal" in err[0]
+    assert (
+        "causal: CausalScene plays a causal fa2-fwd trace; this one is non-causal"
+        in err[0]
+    )
 
 
 def test_truncated_trace_refused_before_rendering(traces, tmp_path, capsys,
