@@ -179,13 +179,80 @@ def _configure_trace(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="trace file to write (.json or .json.gz)",
     )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=10.0,
+        metavar="M",
+        help="refuse a recording in Triton's interpreter estimated to take longer "
+        "(default 10; 0: no limit)",
+    )
+
+
+def _fmt_time(seconds: float) -> str:
+    from flashanim.talk import _duration
+
+    return _duration(seconds)
 
 
 def _run_trace(args: argparse.Namespace) -> int:
-    _select_device(args.device)
-    from flashanim.trace import record, save_trace, traffic_summary
+    import threading
+    import time
 
-    trace = record(args.kernel, values=args.values, **_record_kwargs(args))
+    _select_device(args.device)
+    if args.max_minutes < 0:
+        raise CliError(f"--max-minutes must be >= 0, got {args.max_minutes:g}")
+    import flashanim.kernels  # noqa: F401  (chooses the device first)
+    from flashanim.kernels import BACKEND
+    from flashanim.trace import record, save_trace, traffic_summary
+    from flashanim.trace.record import estimate_recording
+
+    kw = _record_kwargs(args)
+    stop = threading.Event()
+    if BACKEND == "cpu":
+        est, steps = estimate_recording(
+            args.kernel, seq_len=args.seq_len, seq_len_k=args.seq_len_k,
+            block_m=args.block_m, block_n=args.block_n, batch=args.batch,
+            heads=args.heads, causal=args.causal, values=args.values,
+        )  # fmt: skip
+        limit = args.max_minutes * 60
+        if limit and est > limit:
+            raise CliError(
+                f"this recording would take about {_fmt_time(est)} in Triton's CPU "
+                f"interpreter ({steps} block steps at the measured pace), over the "
+                f"{args.max_minutes:g} min limit: use a smaller --seq-len, larger "
+                f"--block-m/--block-n{', no --values' if args.values else ''}, a GPU "
+                f"(--device cuda), or --max-minutes 0 to run it anyway"
+            )
+        print(
+            f"recording {args.kernel} in Triton's CPU interpreter: about "
+            f"{_fmt_time(est)} ({steps} block steps; Ctrl-C stops it, nothing is "
+            f"written)",
+            flush=True,
+        )
+        t0 = time.perf_counter()
+
+        def tick() -> None:
+            while not stop.wait(30):
+                spent = time.perf_counter() - t0
+                print(
+                    f"  recording: {_fmt_time(spent)} of about {_fmt_time(est)}",
+                    flush=True,
+                )
+
+        if est > 30:
+            threading.Thread(target=tick, daemon=True).start()
+    try:
+        trace = record(args.kernel, values=args.values, **kw)
+    except KeyboardInterrupt:
+        print(
+            f"flashanim trace: interrupted; nothing was written ({args.output} is "
+            f"as it was)",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        stop.set()
     path = save_trace(trace, args.output)
     s = traffic_summary(trace)
     print(

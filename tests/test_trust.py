@@ -417,3 +417,46 @@ def test_dumps_of_a_semantically_broken_trace_fail(traces):
 
     with pytest.raises(TraceFormatError, match="tensors.Q"):
         dumps_trace(replace(t, tensors=bad))
+
+
+# ------------------------------------------------------- long recordings
+
+
+def test_long_recording_is_refused_with_its_estimate(capsys, tmp_path):
+    out = tmp_path / "t.json"
+    argv = ["trace", "--kernel", "fa2-fwd", "--seq-len", "1000", "--values",
+            "--device", "cpu", "-o", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "62500 block steps" in err and "--max-minutes 0" in err
+    assert not out.exists()
+
+
+def test_recording_estimate_follows_the_measured_model():
+    from flashanim.trace.record import STEP_SECONDS, estimate_recording
+
+    secs, steps = estimate_recording("fa2-fwd", seq_len=256, values=True)
+    assert steps == 64 * 64 and secs == pytest.approx(4096 * STEP_SECONDS["fa2-fwd"][1])
+    _, causal = estimate_recording("fa2-fwd", seq_len=16, causal=True)
+    assert causal == 1 + 2 + 3 + 4  # blocks on and below the diagonal
+    _, bwd = estimate_recording("fa2-bwd", seq_len=16, batch=2, heads=3)
+    assert bwd == 2 * 3 * 16
+
+
+def test_interrupted_recording_writes_nothing(tmp_path):
+    out = tmp_path / "t.json"
+    out.write_text("earlier file")
+    env = dict(os.environ, FLASHANIM_TRACE_CACHE="off", FLASHANIM_DEVICE="cpu")
+    cmd = [sys.executable, "-m", "flashanim.cli", "trace", "--kernel", "fa2-fwd",
+           "--seq-len", "128", "--values", "-o", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    first = proc.stdout.readline()
+    assert first.startswith("recording fa2-fwd in Triton's CPU interpreter: about")
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, first + rest
+    assert "interrupted; nothing was written" in rest and "Traceback" not in rest
+    assert out.read_text() == "earlier file"
