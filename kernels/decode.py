@@ -11,12 +11,14 @@ batch-K/V-head)``)
     the slice's normalised partial output ``O_s`` and its ``LSE_s`` (float32
     scratch). A slice that holds no key of a row (past a ragged cache length, or
     masked by the causal rule) gives ``O_s = 0``, ``LSE_s = -inf`` (weight 0).
-``"reduce"`` (``_attn_fwd_merge``, one program per ``(Q block i,
-batch-K/V-head)``)
-    merges the slices in order with their LSE weights, online as the softmax:
-    ``m' = max(m, LSE_s)``, ``acc = acc * exp(m - m') + exp(LSE_s - m') O_s``,
-    ``l = l * exp(m - m') + exp(LSE_s - m')``; then ``O = acc / l`` and
-    ``LSE = m + log(l)``, the same as one program over the whole cache.
+``"reduce"`` (``_attn_fwd_merge``, one program per packed query row ``r`` of a
+batch-K/V-head)
+    loads the row's ``LSE_s`` and ``O_s`` of all slices at once and merges them
+    with their LSE weights: ``m = max_s LSE_s``, ``w_s = exp(LSE_s - m)``,
+    ``O = sum_s w_s O_s / sum_s w_s``, ``LSE = m + log(sum_s w_s)``: the same as
+    one program over the whole cache. (A first version walked the slices one after
+    the other in one program per Q block: 64 dependent loads, 20-40 us, more than
+    the split kernel itself at batch 1; ``bench/NOTES.md``.)
 
 Grouped- and multi-query attention (``H`` query heads, ``H_kv`` K/V heads,
 ``G = H / H_kv``) never expands K/V: the ``G * N_q`` query rows that share a K/V
@@ -45,14 +47,14 @@ Trace (``TRACE=True``; tile coordinates as in :mod:`.fa2`, ``i`` the packed Q bl
             load K(j), load V(j), qk S(i,j), [mask S(i,j)], rowmax m(i),
             exp P(i,j), alpha alpha(i), rowsum l(i), rescale acc(i), pv acc(i)
         normalize O_s(i,s), lse LSE_s(i,s), store O_s(i,s), store LSE_s(i,s)
-    reduce, program (i, bh):
-        for each split s:  load LSE_s(i,s), load O_s(i,s), merge acc(i)
-        normalize O(i), lse LSE(i), store O(i), store LSE(i)
+    reduce, program (r, bh):   (r: the packed row; its tiles are rows (r, 0))
+        load LSE_s(r,0), load O_s(r,0)   (all S slices: S x 1 and S x d)
+        merge O(r), lse LSE(r), store O(r), store LSE(r)
 
 A K/V block is masked (``[mask S]``) when it holds a key past the sequence's length
 or, causal, a key after the first packed row's limit (``j >= (L - N_q + 1) //
 BLOCK_N``; non-causal ``j >= L // BLOCK_N``). Headers: ``bh`` as above, ``block`` =
-``s`` (split) or ``i`` (reduce). ``nbytes``: Q, K, V, O in the inputs' element size
+``s`` (split) or ``r`` (reduce). ``nbytes``: Q, K, V, O in the inputs' element size
 over valid rows and ``d``; ``O_s`` and ``LSE_s`` float32 over the valid packed rows.
 """
 
@@ -138,9 +140,11 @@ T_LSES = tl.constexpr(tensor_code("LSE_s"))
 
 #: Programs per SM the split count aims at (``FLASHANIM_SPLIT_WAVES``), and the
 #: fewest K/V blocks a split gets; at most :data:`MAX_SPLITS` splits.
-SPLIT_WAVES: float = float(os.environ.get("FLASHANIM_SPLIT_WAVES", "2"))
+SPLIT_WAVES: float = float(os.environ.get("FLASHANIM_SPLIT_WAVES", "1"))
 MIN_SPLIT_BLOCKS: int = 4
 MAX_SPLITS: int = 128
+#: Largest ``S_PAD x BLOCK_D`` tile of partial outputs the reduce holds (float32).
+MAX_REDUCE_TILE: int = 16384
 #: Launch options of the split kernel on the GPU (``bench/bench_decode.py --tune``
 #: on an H200, figures in ``bench/NOTES.md``): keys per K/V block (16-bit rows up to
 #: 256 bytes; wider rows take 32), warps, pipeline stages.
@@ -361,77 +365,67 @@ def _attn_fwd_merge(OS, LSES, O, LSE,  # noqa: E741
                     H, H_KV, N_Q, G, T_M, S,
                     ev_ptr, hdr_ptr, val_ptr,
                     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-                    BLOCK_D: tl.constexpr, ELEM: tl.constexpr, TRACE: tl.constexpr,
-                    VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr):  # fmt: skip
-    """One program: merge the ``S`` slices of packed Q block ``i`` of ``bh``."""
+                    BLOCK_D: tl.constexpr, S_PAD: tl.constexpr, ELEM: tl.constexpr,
+                    TRACE: tl.constexpr, VALUES: tl.constexpr,
+                    GPU_CLOCK: tl.constexpr, MAX_EV: tl.constexpr,
+                    MAX_VAL: tl.constexpr):  # fmt: skip
+    """One program: packed row ``r`` of ``bh``; all ``S`` slices at once."""
     prog = tl.program_id(0)
-    i = prog % T_M
-    bh = prog // T_M
+    r = prog % (G * N_Q)
+    bh = prog // (G * N_Q)
     off_z = (bh // H_KV).to(tl.int64)
-    kvh = (bh % H_KV).to(tl.int64)
-    rows, valid, g, r_q = _packed_rows(i, N_Q, G, BLOCK_M)
-    head = kvh * G + g
-    offs_m = tl.arange(0, BLOCK_M)
+    head = (bh % H_KV).to(tl.int64) * G + r // N_Q
+    r_q = r % N_Q
+    offs_s = tl.arange(0, S_PAD)
     offs_d = tl.arange(0, BLOCK_D)
-    tile_ok = valid[:, None] & (offs_d[None, :] < HEAD_DIM)
+    s_ok = offs_s < S
+    d_ok = offs_d < HEAD_DIM
     ev = tl.zeros([], tl.int32)
     voff = tl.zeros([], tl.int64)
-    n_rows = tl.minimum(G * N_Q - i * BLOCK_M, BLOCK_M)
     if TRACE:
-        trace_begin(hdr_ptr, prog, bh, i, GPU_CLOCK)
-    m = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
-    l = tl.zeros([BLOCK_M], dtype=tl.float32)  # noqa: E741
-    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    base = (bh.to(tl.int64) * T_M + i) * S * BLOCK_M
-    for s in range(0, S):
-        lse_s = tl.load(LSES + base + s * BLOCK_M + offs_m, mask=valid,
-                        other=float("-inf"))  # fmt: skip
-        if TRACE:
-            ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_LSES,
-                                    i, s, n_rows * 4, lse_s, BLOCK_M, VALUES, MAX_EV,
-                                    MAX_VAL, GPU_CLOCK)  # fmt: skip
-        o_s = tl.load(OS + (base + s * BLOCK_M + offs_m[:, None]) * BLOCK_D
-                      + offs_d[None, :], mask=tile_ok, other=0.0)  # fmt: skip
-        if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_OS, i, s,
-                                  n_rows * (HEAD_DIM * 4), o_s, BLOCK_M, BLOCK_D,
-                                  VALUES, MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-        m_new = tl.maximum(m, lse_s)
-        m_sub = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp(m - m_sub)
-        w = tl.exp(lse_s - m_sub)
-        acc = acc * alpha[:, None] + w[:, None] * o_s
-        l = l * alpha + w  # noqa: E741
-        m = m_new
-        if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_MERGE, T_ACC, i,
-                                  0, 0, acc, BLOCK_M, BLOCK_D, VALUES, MAX_EV,
-                                  MAX_VAL, GPU_CLOCK)  # fmt: skip
-    # rows that saw no key anywhere: O = 0, LSE = +inf (as fa2's fully masked rows)
+        trace_begin(hdr_ptr, prog, bh, r, GPU_CLOCK)
+    # row r of split s: row (((bh * T_M + i) * S + s) * BLOCK_M + r % BLOCK_M)
+    base = (bh.to(tl.int64) * T_M + r // BLOCK_M) * S * BLOCK_M + r % BLOCK_M
+    lse_s = tl.load(LSES + base + offs_s * BLOCK_M, mask=s_ok, other=float("-inf"))
+    if TRACE:
+        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_LSES, r, 0,
+                                S * 4, lse_s, S_PAD, VALUES, MAX_EV, MAX_VAL,
+                                GPU_CLOCK)  # fmt: skip
+    o_s = tl.load(OS + (base + offs_s[:, None] * BLOCK_M) * BLOCK_D + offs_d[None, :],
+                  mask=s_ok[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
+    if TRACE:
+        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_OS, r, 0,
+                              S * (HEAD_DIM * 4), o_s, S_PAD, BLOCK_D, VALUES, MAX_EV,
+                              MAX_VAL, GPU_CLOCK)  # fmt: skip
+    # weights exp(LSE_s - max): a slice that saw no key weighs 0; no key at all:
+    # O = 0, LSE = +inf (as fa2's fully masked rows)
+    m = tl.max(lse_s, 0)
+    m_sub = tl.where(m == float("-inf"), 0.0, m)
+    w = tl.exp(lse_s - m_sub)
+    l = tl.sum(w, 0)  # noqa: E741
     none = l == 0.0
-    o = acc / tl.where(none, 1.0, l)[:, None]
+    o = tl.sum(w[:, None] * o_s, 0) / tl.where(none, 1.0, l)
     if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_NORMALIZE, T_O, i,
-                              0, 0, o, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                              GPU_CLOCK)  # fmt: skip
+        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_MERGE, T_O, r, 0,
+                                0, o, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
+                                GPU_CLOCK)  # fmt: skip
     lse = tl.where(none, float("inf"), m + tl.log(tl.where(none, 1.0, l)))
+    lse1 = tl.zeros([1], tl.float32) + lse
     if TRACE:
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LSE, T_LSE, i, 0,
-                                0, lse, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
+        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LSE, T_LSE, r, 0,
+                                0, lse1, 1, VALUES, MAX_EV, MAX_VAL,
                                 GPU_CLOCK)  # fmt: skip
     o_out = o.to(O.dtype.element_ty)
-    tl.store(O + off_z * stride_oz + head[:, None] * stride_oh
-             + r_q[:, None] * stride_om + offs_d[None, :] * stride_ok, o_out,
-             mask=tile_ok)  # fmt: skip
+    tl.store(O + off_z * stride_oz + head * stride_oh + r_q * stride_om
+             + offs_d * stride_ok, o_out, mask=d_ok)  # fmt: skip
     if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_O, i, 0,
-                              n_rows * (HEAD_DIM * ELEM), o_out, BLOCK_M, BLOCK_D,
-                              VALUES, MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-    tl.store(LSE + (off_z * H + head) * N_Q + r_q, lse, mask=valid)
+        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_O, r, 0,
+                                HEAD_DIM * ELEM, o_out, BLOCK_D, VALUES, MAX_EV,
+                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+    tl.store(LSE + (off_z * H + head) * N_Q + r_q + tl.arange(0, 1), lse1)
     if TRACE:
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_LSE, i,
-                                0, n_rows * 4, lse, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
+        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_LSE, r, 0,
+                                4, lse1, 1, VALUES, MAX_EV, MAX_VAL,
                                 GPU_CLOCK)  # fmt: skip
         trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
 
@@ -507,8 +501,9 @@ def program_events(launch: str, block: int, i: int, *, n_q: int, g: int,
                    elem: int) -> list[tuple[str, str, int, int, int, int]]:  # fmt: skip
     """The events one program records, as the module docstring documents them.
 
-    ``launch`` is ``"split"`` (``block`` = split ``s``) or ``"reduce"``; ``i`` the
-    packed Q block; ``seq_len`` the sequence's number of valid keys. Returns
+    ``launch`` is ``"split"`` (``block`` = split ``s``, ``i`` the packed Q block)
+    or ``"reduce"`` (``block`` = the packed row ``r``; ``i`` unused); ``seq_len``
+    the sequence's number of valid keys. Returns
     ``(op, tensor, row, col, nbytes, n_values)`` tuples (``n_values``: the size of
     the snapshot when values are recorded)."""
     bd, bm, bn = head_block(d), block_m, block_n
@@ -530,14 +525,12 @@ def program_events(launch: str, block: int, i: int, *, n_q: int, g: int,
         ev += [("normalize", "O_s", i, s, 0, bm * bd), ("lse", "LSE_s", i, s, 0, bm),
                ("store", "O_s", i, s, rows * d * 4, bm * bd),
                ("store", "LSE_s", i, s, rows * 4, bm)]  # fmt: skip
-    elif launch == "reduce":
-        for s in range(splits):
-            ev += [("load", "LSE_s", i, s, rows * 4, bm),
-                   ("load", "O_s", i, s, rows * d * 4, bm * bd),
-                   ("merge", "acc", i, 0, 0, bm * bd)]  # fmt: skip
-        ev += [("normalize", "O", i, 0, 0, bm * bd), ("lse", "LSE", i, 0, 0, bm),
-               ("store", "O", i, 0, rows * d * elem, bm * bd),
-               ("store", "LSE", i, 0, rows * 4, bm)]  # fmt: skip
+    elif launch == "reduce":  # block: the packed row r
+        r, sp = block, next_pow2(splits)
+        ev += [("load", "LSE_s", r, 0, splits * 4, sp),
+               ("load", "O_s", r, 0, splits * d * 4, sp * bd),
+               ("merge", "O", r, 0, 0, bd), ("lse", "LSE", r, 0, 0, 1),
+               ("store", "O", r, 0, d * elem, bd), ("store", "LSE", r, 0, 4, 1)]  # fmt: skip
     else:
         raise ValueError(f"unknown launch {launch!r}; one of 'split', 'reduce'")
     return ev
@@ -632,6 +625,8 @@ def _decode(q, k, v, causal=False, softmax_scale=None, cache_seqlens=None,
         raise ValueError(f"num_splits must be an int >= 1 or None, got {num_splits!r}")
     else:
         splits = min(num_splits, n_blocks)
+    # the reduce holds all slices of a row at once: S_PAD x BLOCK_D <= 16k floats
+    splits = min(splits, MAX_SPLITS, max(1, MAX_REDUCE_TILE // bd))
     bps = _cdiv(n_blocks, splits)
     splits = _cdiv(n_blocks, bps)  # no slice left without blocks of the cache
     if out is None:
@@ -680,15 +675,18 @@ def _decode(q, k, v, causal=False, softmax_scale=None, cache_seqlens=None,
         VALUES=bool(trace and values), GPU_CLOCK=GPU_CLOCK, MAX_EV=max_ev,
         MAX_VAL=max_val, STAGE=stage, **opts,
     )  # fmt: skip
+    rows = g * n_q
     if trace:
-        sizes = [_sizes("reduce", 0, t, n_k, **plan) for t in range(t_m)]
-        max_ev, max_val = max(x[0] for x in sizes), max(x[1] for x in sizes)
-    tbuf, max_ev, max_val = buffers("reduce", programs, max_ev, max_val)
-    _attn_fwd_merge[(programs,)](
+        max_ev, max_val = _sizes("reduce", 0, 0, n_k, **plan)
+    tbuf, max_ev, max_val = buffers("reduce", batch * heads_kv * rows, max_ev,
+                                    max_val)  # fmt: skip
+    s_pad = next_pow2(splits)
+    _attn_fwd_merge[(batch * heads_kv * rows,)](
         o_s, lse_s, out, lse, *out.stride(), heads, heads_kv, n_q, g, t_m, splits,
-        *tbuf, HEAD_DIM=d, BLOCK_M=bm, BLOCK_D=bd, ELEM=elem, TRACE=bool(trace),
-        VALUES=bool(trace and values), GPU_CLOCK=GPU_CLOCK, MAX_EV=max_ev,
-        MAX_VAL=max_val, **({} if INTERPRET else {"num_warps": 4}),
+        *tbuf, HEAD_DIM=d, BLOCK_M=bm, BLOCK_D=bd, S_PAD=s_pad, ELEM=elem,
+        TRACE=bool(trace), VALUES=bool(trace and values), GPU_CLOCK=GPU_CLOCK,
+        MAX_EV=max_ev, MAX_VAL=max_val,
+        **({} if INTERPRET else {"num_warps": 8 if s_pad * bd > 4096 else 4}),
     )  # fmt: skip
     info = dict(plan, t_m=t_m, o_s=o_s, lse_s=lse_s)
     return out, lse, launches, info
