@@ -129,10 +129,7 @@ class OnlineSoftmaxScene(TraceScene):
 
         # Setup: the row we follow, and its query ------------------------------------
         self.section("setup")
-        self.title = self.text("Online softmax, one query row", th.small_size + 1,
-                               th.muted)  # fmt: skip
-        self.title.to_corner(UP + RIGHT, buff=0.2)
-        self.captions.title = self.title
+        self.title = self.captions.make_title("Online softmax, one query row")
         subset = self.text(
             f"Shown: query row {r} only (row {k} of Q block i = {i}, program {program})"
             f" · all {len(events)} events of that program · N = {meta.seq_len_k}, "
