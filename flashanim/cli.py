@@ -224,12 +224,13 @@ def _run_trace(args: argparse.Namespace) -> int:
                 f"--block-m/--block-n{', no --values' if args.values else ''}, a GPU "
                 f"(--device cuda), or --max-minutes 0 to run it anyway"
             )
-        print(
-            f"recording {args.kernel} in Triton's CPU interpreter: about "
-            f"{_fmt_time(est)} ({steps} block steps; Ctrl-C stops it, nothing is "
-            f"written)",
-            flush=True,
-        )
+        if est >= 10:
+            print(
+                f"recording {args.kernel} in Triton's CPU interpreter: about "
+                f"{_fmt_time(est)} ({steps} block steps; Ctrl-C stops it, nothing "
+                f"is written)",
+                flush=True,
+            )
         t0 = time.perf_counter()
 
         def tick() -> None:
@@ -348,7 +349,9 @@ def _param_type(prm):
         try:
             return prm.parse(text)
         except ConfigError as exc:
-            raise argparse.ArgumentTypeError(exc.cli) from None
+            # argparse names the flag itself: "argument --seq-len: 0: must be ..."
+            msg = exc.cli.removeprefix(f"{prm.flag} ")
+            raise argparse.ArgumentTypeError(msg) from None
 
     parse.__name__ = prm.name
     return parse
