@@ -503,16 +503,14 @@ def _render_or_fail(job, out: Path) -> int:
     try:
         outputs = job()
     except RenderInterrupted as exc:
-        kept = (
-            f"the new files of {', '.join(exc.kept)} were kept; "
-            if exc.kept
-            else "no new files were kept; "
-        )
-        print(
-            f"flashanim: interrupted; {kept}the other scenes' files in {out} are "
-            f"as they were",
-            file=sys.stderr,
-        )
+        if exc.kept:
+            what = (
+                f"the new files of {', '.join(exc.kept)} were kept; the other "
+                f"scenes' files in {out} are as they were"
+            )
+        else:
+            what = f"no new files were kept; the files in {out} are as they were"
+        print(f"flashanim: interrupted; {what}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("flashanim: interrupted before rendering", file=sys.stderr)
