@@ -75,44 +75,32 @@ def _seed(text: str) -> int:
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """The kernel and shape arguments that ``trace`` and ``check`` share."""
+    """The kernel and shape arguments that ``trace`` and ``check`` share.
+
+    Their defaults are the scenes' (:data:`flashanim.config.PARAMS`); their
+    ranges are the kernels' own (any N, head dims 1..256, powers of two for the
+    blocks, checked by the kernel with one message), not the scenes' drawing
+    limits."""
+    from flashanim.config import PARAM
+
     p.add_argument(
         "--kernel", required=True, choices=KERNELS, help="which kernel to run"
     )
-    p.add_argument(
-        "--seq-len",
-        type=_positive_int,
-        default=16,
-        metavar="N",
-        help="query length N_q (default 16)",
-    )
+    for flag, name, meta, what in (
+        ("--seq-len", "seq_len", "N", "query length N_q"),
+        ("--head-dim", "head_dim", "d", "head dimension d (1 .. 256)"),
+        ("--block-m", "block_m", "BM", "BLOCK_M, query rows per block (a power of two)"),
+        ("--block-n", "block_n", "BN", "BLOCK_N, key rows per block (a power of two)"),
+    ):  # fmt: skip
+        default = PARAM[name].default
+        p.add_argument(flag, type=_positive_int, default=default, metavar=meta,
+                       help=f"{what} (default {default})")  # fmt: skip
     p.add_argument(
         "--seq-len-k",
         type=_positive_int,
         default=None,
         metavar="N",
         help="key length N_k (default: --seq-len)",
-    )
-    p.add_argument(
-        "--head-dim",
-        type=_positive_int,
-        default=4,
-        metavar="d",
-        help="head dimension d (default 4)",
-    )
-    p.add_argument(
-        "--block-m",
-        type=_positive_int,
-        default=4,
-        metavar="BM",
-        help="BLOCK_M, query rows per block (default 4)",
-    )
-    p.add_argument(
-        "--block-n",
-        type=_positive_int,
-        default=4,
-        metavar="BN",
-        help="BLOCK_N, key rows per block (default 4)",
     )
     p.add_argument("--batch", type=_positive_int, default=1, metavar="B")
     p.add_argument("--heads", type=_positive_int, default=1, metavar="H")
