@@ -674,10 +674,10 @@ def _manifest(
     scene: TalkScene,
     env: dict[str, str],
     files: list[str],
-    seconds: float,
     verdicts: tuple[dict, ...],
 ) -> dict:
-    """What ``render.json`` says: the settings the scene got and the files."""
+    """What ``render.json`` says: the settings the scene got, the closing checks'
+    verdicts and the files (no times: the same parameters give the same bytes)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -705,7 +705,6 @@ def _manifest(
             "captions": req.captions,
             "posters": req.posters,
         },
-        "render_seconds": round(seconds, 1),
         "verdicts": list(verdicts),
         "files": sorted(files),
     }
@@ -821,7 +820,7 @@ def render(
             scene, req, root, staging, env, run, say, logs
         )
         rels = [str(Path(r).relative_to(scene.name)) for r in files]
-        manifest = _manifest(req, scene, env, rels + [MANIFEST], secs, verdicts)
+        manifest = _manifest(req, scene, env, rels + [MANIFEST], verdicts)
         with lock:  # one swap at a time; never during an interrupt's clean-up
             if run.stopped:
                 raise KeyboardInterrupt
