@@ -1,0 +1,112 @@
+"""Talk cut, clip 2: a softmax needs the whole row.
+
+Render from the repository root: ``manim render -ql scenes/talk_whole_row.py``.
+One query row of a recorded FA2 forward trace (the defaults of
+:class:`~flashanim.config.SceneConfig`: N = 16, d = 4, 4 x 4 blocks; the row whose
+running max rises most). Shown: that row's slice of the ``qk`` events of its
+program (one per K/V block), as bars. Each block's own softmax (what tiling a
+softmax naively would give) is drawn, then the softmax of the whole row (numpy,
+float64): they differ, by the amounts computed and shown.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from manim import *
+
+from flashanim.talkfacts import row_softmax
+from flashanim.talkkit import RowBars, TalkClip
+
+X0, X1 = -4.6, 6.4
+
+
+class TalkWholeRow(TalkClip):
+    NAME = "talk_whole_row"
+
+    def prepare(self) -> None:
+        self.trace = self.cfg.load_or_record()
+        self.rs = row_softmax(self.trace)
+        #: the trace events this clip plays, in order
+        self.played: list = []
+
+    def shown_events(self) -> list:
+        """The events this clip plays: the followed row's ``qk``/``mask`` events."""
+        return [e for e in self.rs.shown if e.op in ("qk", "mask")]
+
+    def body(self) -> None:
+        rs, th, meta = self.rs, self.theme, self.trace.meta
+        self.footer(f"Query row {rs.row} of a recorded kernel run · N {meta.seq_len_k}, "
+                    f"d {meta.head_dim}, blocks of {meta.block_n} keys")  # fmt: skip
+        s = rs.scores
+        top = RowBars(len(s), rs.block_n, X0, X1, 1.0,
+                      1.3 / max(np.abs(s).max(), 1e-9), th)  # fmt: skip
+        s_label = self.formula("scores <i>S</i>", "label", th.color("S"))
+        s_label.move_to([X0 - 1.1, 1.0, 0])
+        self.play(Create(top.baseline()), FadeIn(s_label), run_time=0.6)
+        self.say("One query row: its scores arrive one K block at a time")
+        blocks = []
+        for e in self.shown_events():
+            j = e.col
+            a, b = j * rs.block_n, min(len(s), (j + 1) * rs.block_n)
+            bars = VGroup(*(top.bar(k, s[k], th.color("S")) for k in range(a, b)))
+            lo, hi = top.block_span(j)
+            tag = self.formula(f"<i>K</i><sub>{j}</sub>", "label", th.color("K"))
+            tag.move_to([(lo + hi) / 2, 2.65, 0])
+            self.play(*(GrowFromEdge(r, DOWN if v >= 0 else UP)
+                        for r, v in zip(bars, s[a:b], strict=True)),
+                      FadeIn(tag), run_time=0.7)  # fmt: skip
+            self.played.append(e)
+            blocks.append(bars)
+        self.next_section("scores")
+
+        # Naive tiling: a softmax per block ------------------------------------------
+        local, whole = rs.block_local(), rs.softmax
+        unit = 2.0 / max(local.max(), whole.max())
+        low = RowBars(len(s), rs.block_n, X0, X1, -2.1, unit, th)
+        w_label = self.text("weights", "label", th.color("P"))
+        w_label.move_to([X0 - 1.1, -1.6, 0])
+        self.play(Create(low.baseline()), FadeIn(w_label), run_time=0.5)
+        self.say("Tile it naively: a softmax of each block on its own")
+        ghosts = VGroup(*(low.bar(k, local[k], th.muted, outline=True)
+                          for k in range(len(s))))  # fmt: skip
+        n_blocks = len(blocks)
+        for j in range(n_blocks):
+            part = ghosts[j * rs.block_n : (j + 1) * rs.block_n]
+            self.play(*(GrowFromEdge(r, DOWN) for r in part), run_time=0.5)
+        self.wait(1.0)
+        self.next_section("block by block")
+
+        # The real softmax: the row's max and sum ------------------------------------
+        m = float(s.max())
+        self.say("But softmax divides by the sum over the whole row",
+                 run_time=0.6)  # fmt: skip
+        formula = self.formula(
+            "softmax(<i>S</i>)<sub><i>k</i></sub> = "
+            "e<sup><i>S</i><sub><i>k</i></sub> − <i>m</i></sup> / "
+            "Σ<sub><i>k′</i></sub> e<sup><i>S</i><sub><i>k′</i></sub> − <i>m</i></sup>",
+            40,
+        )
+        formula.move_to([0.8, -0.35, 0])
+        m_line = DashedLine([X0, top.base_y + m * top.unit, 0],
+                            [X1, top.base_y + m * top.unit, 0],
+                            color=th.color("m"), stroke_width=3)  # fmt: skip
+        m_tag = self.formula(f"<i>m</i> = max = {m:.2f}".replace("-", "−"), "label",
+                             th.color("m"))  # fmt: skip
+        m_tag.next_to(m_line, UP, buff=0.08).align_to(m_line, RIGHT)
+        self.play(FadeIn(formula), run_time=0.8)
+        self.play(Create(m_line), FadeIn(m_tag), run_time=0.8)
+        true_bars = VGroup(*(low.bar(k, whole[k], th.color("P"))
+                             for k in range(len(s))))  # fmt: skip
+        self.play(*(GrowFromEdge(r, DOWN) for r in true_bars), run_time=1.0)
+        self.wait(1.0)
+        self.next_section("whole row")
+
+        # The verdict, computed -------------------------------------------------------
+        total_local = float(local.sum())
+        err = float(np.abs(local - whole).max())
+        self.verdict = {"sum_block_local": total_local, "sum_whole": float(whole.sum()),
+                        "max_error": err}  # fmt: skip
+        self.play(FadeOut(formula), run_time=0.4)
+        self.say(f"Per block they sum to {total_local:.1f}, not 1: off by up to "
+                 f"{err:.2f}")  # fmt: skip
+        self.wait(3.0)
