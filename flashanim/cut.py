@@ -80,7 +80,7 @@ CUT: tuple[Clip, ...] = (
     ),
     Clip(
         "talk_online_softmax", "TalkOnlineSoftmax", "Online softmax: rescale as you go",
-        "Keep a running max and sum; when the max rises, shrink the past",
+        "Keep a running max and sum; a new max shrinks the past",
         "The fix is to keep two numbers per row, the running max m and the running "
         "sum l. When a new block raises the max, everything so far is multiplied by "
         "alpha, the exponential of the old max minus the new: the bars shrink. At "
@@ -90,7 +90,7 @@ CUT: tuple[Clip, ...] = (
     ),
     Clip(
         "talk_tiling", "TalkTiling", "Tiling: one program, then all of them",
-        "Each program keeps one Q block on chip and streams K and V past it",
+        "One Q block stays on chip while K and V stream past",
         "With the online softmax, one program owns one block of queries: it loads Q "
         "once, streams every K and V block through on-chip memory, and writes O once. "
         "On the GPU all {programs} programs run side by side, up to {lanes} per SM on "

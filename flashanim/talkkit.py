@@ -58,7 +58,7 @@ MAX_ALL_WORDS = 40
 #: label, footer. At 1080p a capital is about 1.37 px per unit of font size, so
 #: the smallest (footer, 21) is about 29 px.
 SIZES = {
-    "title": 54,
+    "title": 50,
     "idea": 32,
     "header": 30,
     "caption": 30,
@@ -217,15 +217,18 @@ class TalkClip(FastRenderScene):
         th = self.theme
         title = self.text(self.TITLE, "title")
         idea = self.text(self.idea(), "idea", th.muted)
+        for t in (title, idea):
+            if t.width > 13.4:
+                raise ValueError(f"title card line too wide for the frame: {t.text!r}")
         VGroup(title, idea).arrange(DOWN, buff=0.45).move_to(ORIGIN)
         self.play(FadeIn(title, shift=0.15 * UP), run_time=0.8)
         self.play(FadeIn(idea), run_time=0.6)
         self.wait(2.2)
+        self.next_section("body")  # the title card is the first section's end
         header = self.text(self.TITLE, "header")
         header.to_corner(UP + LEFT, buff=0.3)
         self.play(title.animate.become(header), FadeOut(idea), run_time=0.8)
         self.header = title
-        self.next_section("body")
 
     def body(self) -> None:
         raise NotImplementedError

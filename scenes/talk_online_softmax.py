@@ -49,7 +49,7 @@ class TalkOnlineSoftmax(TalkClip):
         p_label = self.formula(
             "e<sup><i>S</i> − <i>m</i></sup>", "label", th.color("P")
         ).move_to([X0 - 0.9, -0.9, 0])
-        l_label = self.formula("<i>l</i>", "label", th.color("l")).move_to(
+        l_label = self.text("sum", "label", th.color("l")).move_to(
             [X0 - 0.9, l_y, 0])  # fmt: skip
         self.play(Create(top.baseline()), Create(p_rows.baseline()),
                   FadeIn(s_label), FadeIn(p_label), FadeIn(l_label),
@@ -148,6 +148,7 @@ class TalkOnlineSoftmax(TalkClip):
             self.played.append(e)
             if e.op == "rowsum" and block == 0:
                 self.say("l adds up the bars: the running sum")
+                self.wait(1.0)
                 self.next_section("block 0")
         self.wait(1.0)
         self.next_section("all blocks")

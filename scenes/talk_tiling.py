@@ -16,13 +16,14 @@ of the run passes. Programs per SM and waves are counted from the trace.
 
 from __future__ import annotations
 
+import numpy as np
 from manim import *
 
 from flashanim.talkfacts import schedule
 from flashanim.talkkit import TalkClip
 from flashanim.visuals.schedule import assign_lanes
 
-TILE_W, TILE_H = 0.85, 0.52
+TILE_W, TILE_H = 0.85, 0.62
 #: Seconds per event kind in part one.
 DUR = {"load": 0.55, "store": 0.6, "qk": 0.4}
 DUR_OTHER = 0.22
@@ -81,16 +82,29 @@ class TalkTiling(TalkClip):
                 rect = Rectangle(width=TILE_W, height=TILE_H)
                 rect.set_stroke(th.color(name), 2)
                 rect.set_fill(th.color(name), 0.35 if name != "O" else 0.0)
-                rect.move_to([x, 1.35 - r * (TILE_H + 0.12), 0])
+                rect.move_to([x, 1.2 - r * (TILE_H + 0.22), 0])
                 hbm[(name, r)] = rect
-            heads.add(self.text(name, "label", th.color(name)).move_to([x, 1.95, 0]))
+            heads.add(self.text(name, "label", th.color(name)).move_to([x, 1.8, 0]))
         self.play(FadeIn(hbm_box), FadeIn(hbm_t), FadeIn(heads),
                   *(FadeIn(r) for r in hbm.values()), run_time=0.8)  # fmt: skip
-        self.play(FadeIn(sram_box), FadeIn(sram_t), run_time=0.5)
         slots = {
-            "Q": [2.0, 1.25, 0], "K": [3.15, 1.25, 0], "V": [4.3, 1.25, 0],
-            "S": [2.6, -0.1, 0], "acc": [4.3, -0.1, 0], "stats": [2.0, -1.3, 0],
+            "Q": [2.0, 1.2, 0], "K": [3.5, 1.2, 0], "V": [5.0, 1.2, 0],
+            "S": [2.45, -0.55, 0], "acc": [5.0, -0.55, 0], "stats": [2.0, -1.95, 0],
         }  # fmt: skip
+        slot_names = {
+            "Q": "<i>Q</i><sub><i>i</i></sub>",
+            "K": "<i>K</i><sub><i>j</i></sub>",
+            "V": "<i>V</i><sub><i>j</i></sub>",
+            "S": "<i>S</i>, <i>P</i>",
+            "acc": "<i>O</i><sub><i>i</i></sub>",
+        }
+        slot_tags = VGroup()
+        for key, markup in slot_names.items():
+            t = self.formula(markup, "label", th.muted)
+            dy = TILE_H / 2 + 0.25 if key != "S" else 0.45 + 0.25
+            t.move_to(np.array(slots[key]) + [0, dy, 0])
+            slot_tags.add(t)
+        self.play(FadeIn(sram_box), FadeIn(sram_t), FadeIn(slot_tags), run_time=0.5)
         sram: dict[str, Mobject] = {}
         stats = VGroup(
             *(
@@ -122,8 +136,7 @@ class TalkTiling(TalkClip):
                 if old is not None:
                     anims.append(FadeOut(old))
                 sram[e.tensor] = tile
-                if e.tensor in ("K", "V"):
-                    anims.append(src.animate.set_stroke(th.highlight, 4))
+                anims.append(src.animate.set_stroke(th.highlight, 4))
             elif e.op in ("qk", "mask"):
                 s = Rectangle(width=1.7, height=0.9).set_stroke(th.color("S"), 2)
                 s.set_fill(th.color("S"), 0.75).move_to(slots["S"])

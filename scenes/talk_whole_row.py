@@ -61,11 +61,14 @@ class TalkWholeRow(TalkClip):
 
         # Naive tiling: a softmax per block ------------------------------------------
         local, whole = rs.block_local(), rs.softmax
-        unit = 2.0 / max(local.max(), whole.max())
-        low = RowBars(len(s), rs.block_n, X0, X1, -2.1, unit, th)
-        w_label = self.text("weights", "label", th.color("P"))
-        w_label.move_to([X0 - 1.1, -1.6, 0])
-        self.play(Create(low.baseline()), FadeIn(w_label), run_time=0.5)
+        unit = 1.9 / max(local.max(), whole.max())
+        low = RowBars(len(s), rs.block_n, X0, X1, -2.2, unit, th)
+        w_label = self.text("weights", "label", th.foreground)
+        w_label.move_to([X0 - 1.1, -1.0, 0])
+        local_t = self.text("per block", "label", th.muted)
+        local_t.move_to([X0 - 1.1, -1.5, 0])
+        self.play(Create(low.baseline()), FadeIn(w_label), FadeIn(local_t),
+                  run_time=0.5)  # fmt: skip
         self.say("Tile it naively: a softmax of each block on its own")
         ghosts = VGroup(*(low.bar(k, local[k], th.muted, outline=True)
                           for k in range(len(s))))  # fmt: skip
@@ -78,26 +81,26 @@ class TalkWholeRow(TalkClip):
 
         # The real softmax: the row's max and sum ------------------------------------
         m = float(s.max())
-        self.say("But softmax divides by the sum over the whole row",
-                 run_time=0.6)  # fmt: skip
-        formula = self.formula(
+        self.say(
             "softmax(<i>S</i>)<sub><i>k</i></sub> = "
             "e<sup><i>S</i><sub><i>k</i></sub> − <i>m</i></sup> / "
-            "Σ<sub><i>k′</i></sub> e<sup><i>S</i><sub><i>k′</i></sub> − <i>m</i></sup>",
-            40,
+            "Σ<sub><i>k′</i></sub> e<sup><i>S</i><sub><i>k′</i></sub> − <i>m</i></sup>"
+            "    with <i>m</i> = max<sub><i>k</i></sub> <i>S</i><sub><i>k</i></sub>",
+            markup=True,
         )
-        formula.move_to([0.8, -0.35, 0])
         m_line = DashedLine([X0, top.base_y + m * top.unit, 0],
                             [X1, top.base_y + m * top.unit, 0],
                             color=th.color("m"), stroke_width=3)  # fmt: skip
         m_tag = self.formula(f"<i>m</i> = max = {m:.2f}".replace("-", "−"), "label",
                              th.color("m"))  # fmt: skip
         m_tag.next_to(m_line, UP, buff=0.08).align_to(m_line, RIGHT)
-        self.play(FadeIn(formula), run_time=0.8)
         self.play(Create(m_line), FadeIn(m_tag), run_time=0.8)
         true_bars = VGroup(*(low.bar(k, whole[k], th.color("P"))
                              for k in range(len(s))))  # fmt: skip
-        self.play(*(GrowFromEdge(r, DOWN) for r in true_bars), run_time=1.0)
+        whole_t = self.text("whole row", "label", th.color("P"))
+        whole_t.move_to([X0 - 1.1, -2.0, 0])
+        self.play(*(GrowFromEdge(r, DOWN) for r in true_bars), FadeIn(whole_t),
+                  run_time=1.0)  # fmt: skip
         self.wait(1.0)
         self.next_section("whole row")
 
@@ -106,7 +109,6 @@ class TalkWholeRow(TalkClip):
         err = float(np.abs(local - whole).max())
         self.verdict = {"sum_block_local": total_local, "sum_whole": float(whole.sum()),
                         "max_error": err}  # fmt: skip
-        self.play(FadeOut(formula), run_time=0.4)
         self.say(f"Per block they sum to {total_local:.1f}, not 1: off by up to "
                  f"{err:.2f}")  # fmt: skip
         self.wait(3.0)

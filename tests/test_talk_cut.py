@@ -153,6 +153,8 @@ def test_tiling_plays_one_program_and_every_gpu_program(tmp_path_factory, trace_
     # O is stored once, the Q block loaded once, every K/V block once
     stores = [e for e in program if e.op == "store" and e.tensor == "O"]
     assert len(stores) == 1
+    # "scores stay on chip" (clips 1, 4, 5): no S or P tile ever goes to HBM
+    assert not [e for e in scene.trace.events if e.is_memory and e.tensor in "SP"]
     loads_k = [e.row for e in program if e.op == "load" and e.tensor == "K"]
     assert sorted(loads_k) == list(range(scene.trace.meta.t_c))
     tr = scene.sched.trace
