@@ -103,7 +103,7 @@ CUT: tuple[Clip, ...] = (
         "N = {n_k}k, d = {d}: less traffic, no N × N matrix in memory",
         "At sixteen thousand tokens and head dimension {d}, standard attention moves "
         "{traffic_std} through HBM and FlashAttention {traffic_flash}, "
-        "{traffic_ratio:.0f} times less; the scores alone would need {mem_std}. In "
+        "{traffic_ratio:.0f} times less; the scores and probabilities alone would take {mem_std}. In "
         "the benchmark the standard version is {time_ratio:.0f} times slower at "
         "{time_n_k}k, the longest it was run.",
         2,
@@ -112,7 +112,7 @@ CUT: tuple[Clip, ...] = (
         "talk_summary", "TalkSummary", "Summary",
         "Fuse the steps, tile the softmax, keep the scores on chip",
         "To sum up: attention is limited by memory, not arithmetic; the online "
-        "softmax lets it be tiled exactly; every SM works on its own block; and at "
+        "softmax lets it be tiled exactly; every SM works on blocks of its own; and at "
         "real sizes that is {traffic_ratio:.0f} times less memory traffic.",
         1,
     ),

@@ -65,6 +65,8 @@ SIZES = {
     "label": 26,
     "footer": 21,
 }
+#: Seconds a caption is held per word after it appears (a slow reader's pace).
+READ_SECONDS_PER_WORD = 0.22
 #: Pango's ``<sub>``/``<sup>``/``<small>`` shrink text by this factor.
 PANGO_SMALLER = 1 / 1.2
 
@@ -134,6 +136,8 @@ class TalkClip(FastRenderScene):
     """
 
     NAME = ""
+    #: Name of the section that follows the title card.
+    FIRST_SECTION = "body"
 
     @property
     def TITLE(self) -> str:  # noqa: N802  (reads like the constant it stands for)
@@ -177,8 +181,10 @@ class TalkClip(FastRenderScene):
         t.talk_size = (fs, t.height)
         return t
 
-    def say(self, s: str, markup: bool = False, run_time: float = 0.6) -> None:
-        """Replace the caption line at the bottom of the frame."""
+    def say(self, s: str, markup: bool = False, run_time: float = 0.6,
+            hold: float | None = None) -> None:  # fmt: skip
+        """Replace the caption line at the bottom of the frame, then hold it long
+        enough to be read (:data:`READ_SECONDS_PER_WORD`, unless ``hold``)."""
         t = self.formula(s) if markup else self.text(s, "caption")
         if t.width > 13.4:
             raise ValueError(f"caption too wide for the frame at its size: {s!r}")
@@ -188,6 +194,10 @@ class TalkClip(FastRenderScene):
             anims.append(FadeOut(self.caption_mob))
         self.caption_mob = t
         self.play(*anims, run_time=run_time)
+        if hold is None:
+            hold = READ_SECONDS_PER_WORD * max(words(s), 4)
+        if hold > 0:
+            self.wait(hold)
 
     def unsay(self) -> None:
         if self.caption_mob is not None:
@@ -223,8 +233,8 @@ class TalkClip(FastRenderScene):
         VGroup(title, idea).arrange(DOWN, buff=0.45).move_to(ORIGIN)
         self.play(FadeIn(title, shift=0.15 * UP), run_time=0.8)
         self.play(FadeIn(idea), run_time=0.6)
-        self.wait(2.2)
-        self.next_section("body")  # the title card is the first section's end
+        self.wait(3.0)
+        self.next_section(self.FIRST_SECTION)  # the title card ends the first one
         header = self.text(self.TITLE, "header")
         header.to_corner(UP + LEFT, buff=0.3)
         self.play(title.animate.become(header), FadeOut(idea), run_time=0.8)

@@ -24,6 +24,7 @@ MEMORY = "#F0E442"  # memory-bound steps: the theme's highlight yellow
 
 class TalkBottleneck(TalkClip):
     NAME = "talk_bottleneck"
+    FIRST_SECTION = "standard steps"
 
     def prepare(self) -> None:
         self.data = breakdown()
@@ -55,13 +56,13 @@ class TalkBottleneck(TalkClip):
             tag = self.text(label, "label", MEMORY if mb else th.foreground)
             tag.next_to(rect, LEFT, buff=0.25)
             labels.add(tag)
-            self.play(GrowFromEdge(rect, DOWN), FadeIn(tag), run_time=0.9)
+            self.play(GrowFromEdge(rect, DOWN), FadeIn(tag), run_time=1.2)
             self.bars.append((key, label, mb, ms, h))
             y += h
         total = self.text(format_ms(b.standard_ms), "label")
         total.next_to([x_std, y, 0], UP, buff=0.15)
         self.play(FadeIn(total), run_time=0.5)
-        self.next_section("standard")
+        self.next_section("memory-bound")
 
         mem = [r for r in self.bars if r[2]]
         lo = base_y + sum(r[4] for r in self.bars[: self.bars.index(mem[0])])
@@ -74,7 +75,7 @@ class TalkBottleneck(TalkClip):
         self.play(GrowFromCenter(brace), FadeIn(share), run_time=0.8)
         self.say("Mask and softmax only read and write the N×N scores")
         self.wait(2.5)
-        self.next_section("memory-bound")
+        self.next_section("fused kernel")
 
         self.play(FadeOut(brace), FadeOut(share), run_time=0.4)
         h = b.fused_ms * scale
@@ -90,6 +91,6 @@ class TalkBottleneck(TalkClip):
         self.play(FadeIn(ftime), run_time=0.4)
         self.say(f"FlashAttention: the same result, {b.speedup:.0f}× faster")
         self.wait(3.0)
-        self.next_section("fused")
+        self.next_section("on chip")
         self.say("Its scores stay on the chip: they never go to memory")
         self.wait(2.5)

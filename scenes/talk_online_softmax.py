@@ -27,6 +27,7 @@ def _n(x: float) -> str:
 
 class TalkOnlineSoftmax(TalkClip):
     NAME = "talk_online_softmax"
+    FIRST_SECTION = "block 0"
 
     def prepare(self) -> None:
         self.trace = self.cfg.load_or_record()
@@ -110,7 +111,8 @@ class TalkOnlineSoftmax(TalkClip):
                     tag = self.formula(f"× α = {_n(alpha)}", "label", th.color("alpha"))
                     span = (p_rows.block_span(0)[0], p_rows.block_span(block - 1)[1])
                     tag.move_to([(span[0] + span[1]) / 2, 0.25, 0])
-                    self.play(FadeIn(tag), run_time=0.4)
+                    self.play(FadeIn(tag), run_time=0.5)
+                    self.wait(0.4)
                     for k in range(old):
                         p_vals[k] *= alpha
                         anims.append(
@@ -122,7 +124,7 @@ class TalkOnlineSoftmax(TalkClip):
                         l_val *= alpha
                         anims.append(Transform(l_bar, self._l_bar(l_val, l_unit, l_y)))
                         anims.append(Transform(l_tag, self._l_tag(l_val, l_unit, l_y)))
-                    self.play(*anims, run_time=1.1)
+                    self.play(*anims, run_time=1.8)
                     self.play(FadeOut(tag), run_time=0.3)
                     self.played.append(e)
                     if block == 1:
@@ -146,12 +148,14 @@ class TalkOnlineSoftmax(TalkClip):
             if anims:
                 self.play(*anims, run_time=rt)
             self.played.append(e)
+            if e.op == "rowsum":
+                self.wait(0.6)
             if e.op == "rowsum" and block == 0:
                 self.say("l adds up the bars: the running sum")
                 self.wait(1.0)
-                self.next_section("block 0")
+                self.next_section("all blocks")
         self.wait(1.0)
-        self.next_section("all blocks")
+        self.next_section("normalize")
 
         # The end: divide by l; the same as the whole row at once ----------------------
         online, whole = rs.online(), rs.softmax

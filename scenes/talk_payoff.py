@@ -23,6 +23,7 @@ X0, LONGEST = -3.2, 8.6
 
 class TalkPayoff(TalkClip):
     NAME = "talk_payoff"
+    FIRST_SECTION = "traffic"
 
     def prepare(self) -> None:
         self.checked = closed_form_checked()
@@ -79,7 +80,7 @@ class TalkPayoff(TalkClip):
         )
         self.say(f"{p.traffic_ratio:.0f}× less data moved: S and P never go to HBM")
         self.wait(2.0)
-        self.next_section("traffic")
+        self.next_section("memory")
         self.pair(
             0.0,
             "extra memory",
@@ -93,7 +94,7 @@ class TalkPayoff(TalkClip):
             f"keeps {format_bytes(p.memory_flash)}"
         )
         self.wait(2.5)
-        self.next_section("memory")
+        self.next_section("time")
         self.pair(-1.45, f"time, N = {p.time_n // 1024}k", p.time_standard_ms,
                   p.time_flash_ms, format_ms(p.time_standard_ms),
                   format_ms(p.time_flash_ms))  # fmt: skip

@@ -48,6 +48,7 @@ def summary_lines(trace) -> list[str]:
 
 class TalkSummary(TalkClip):
     NAME = "talk_summary"
+    FIRST_SECTION = "summary"
 
     def prepare(self) -> None:
         self.trace = self.cfg.load_or_record()
@@ -62,5 +63,5 @@ class TalkSummary(TalkClip):
                         for r in rows))  # fmt: skip
         for r, d in zip(rows, dots, strict=True):
             self.play(FadeIn(d), FadeIn(r, shift=0.1 * RIGHT), run_time=0.7)
-            self.wait(1.6)
+            self.wait(2.4)
         self.wait(3.0)

@@ -25,10 +25,10 @@ from flashanim.visuals.schedule import assign_lanes
 
 TILE_W, TILE_H = 0.85, 0.62
 #: Seconds per event kind in part one.
-DUR = {"load": 0.55, "store": 0.6, "qk": 0.4}
-DUR_OTHER = 0.22
+DUR = {"load": 0.7, "store": 0.8, "qk": 0.5}
+DUR_OTHER = 0.3
 #: Seconds the schedule takes to play (its whole makespan).
-SCHEDULE_SECONDS = 9.0
+SCHEDULE_SECONDS = 12.0
 
 
 def _rate(a: float, b: float):
@@ -39,6 +39,7 @@ def _rate(a: float, b: float):
 
 class TalkTiling(TalkClip):
     NAME = "talk_tiling"
+    FIRST_SECTION = "one program"
     PROGRAM_BLOCK = 1  # the Q block whose program is shown in detail
 
     def prepare(self) -> None:
@@ -186,11 +187,11 @@ class TalkTiling(TalkClip):
             self.played.append(e)
             if e.op == "pv" and n_blocks_done == 1:
                 self.say("K and V blocks stream through; scores stay on chip")
-                self.next_section("first block")
+                self.next_section("stream")
             if e.op == "store" and e.tensor == "O":
                 self.say("O is written to HBM once, at the end")
         self.wait(1.2)
-        self.next_section("one program")
+        self.next_section("all programs")
 
     # -- part two ----------------------------------------------------------------------
     def all_programs(self) -> None:
@@ -244,7 +245,7 @@ class TalkTiling(TalkClip):
                   cursor.animate.shift((x1 - x0) * RIGHT),
                   run_time=SCHEDULE_SECONDS, rate_func=linear)  # fmt: skip
         self.remove(cursor)
-        self.next_section("schedule")
+        self.next_section("waves")
         self.say(f"{st['sms']} SMs, up to {lanes} programs on each at once: "
                  f"{int(st['waves'])} waves")  # fmt: skip
         self.wait(3.5)

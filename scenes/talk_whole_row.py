@@ -22,6 +22,7 @@ X0, X1 = -4.6, 6.4
 
 class TalkWholeRow(TalkClip):
     NAME = "talk_whole_row"
+    FIRST_SECTION = "scores"
 
     def prepare(self) -> None:
         self.trace = self.cfg.load_or_record()
@@ -57,7 +58,7 @@ class TalkWholeRow(TalkClip):
                       FadeIn(tag), run_time=0.7)  # fmt: skip
             self.played.append(e)
             blocks.append(bars)
-        self.next_section("scores")
+        self.next_section("block by block")
 
         # Naive tiling: a softmax per block ------------------------------------------
         local, whole = rs.block_local(), rs.softmax
@@ -77,7 +78,7 @@ class TalkWholeRow(TalkClip):
             part = ghosts[j * rs.block_n : (j + 1) * rs.block_n]
             self.play(*(GrowFromEdge(r, DOWN) for r in part), run_time=0.5)
         self.wait(1.0)
-        self.next_section("block by block")
+        self.next_section("whole row")
 
         # The real softmax: the row's max and sum ------------------------------------
         m = float(s.max())
@@ -102,7 +103,7 @@ class TalkWholeRow(TalkClip):
         self.play(*(GrowFromEdge(r, DOWN) for r in true_bars), FadeIn(whole_t),
                   run_time=1.0)  # fmt: skip
         self.wait(1.0)
-        self.next_section("whole row")
+        self.next_section("verdict")
 
         # The verdict, computed -------------------------------------------------------
         total_local = float(local.sum())
