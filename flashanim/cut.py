@@ -256,7 +256,7 @@ def join_with_crossfades(videos: list[Path], out: Path, fade: float = FADE_SECON
                         if i < len(tail):  # blend into the previous clip's tail
                             a = (i + 1) / (len(tail) + 1)
                             img = frame.to_ndarray(format="rgb24").astype(np.float32)
-                            mix = (1 - a) * tail[i] + a * img
+                            mix = (1 - a) * tail[i].astype(np.float32) + a * img
                             emit(mix.round().astype(np.uint8))
                             continue
                         if last:
@@ -267,9 +267,8 @@ def join_with_crossfades(videos: list[Path], out: Path, fade: float = FADE_SECON
                             emit(held.popleft())
                     if i + 1 < len(tail):  # a clip shorter than the fade
                         for t in tail[i + 1 :]:
-                            emit(t.round().astype(np.uint8))
-                    tail = [f.to_ndarray(format="rgb24").astype(np.float32)
-                            for f in held]  # fmt: skip
+                            emit(t)
+                    tail = [f.to_ndarray(format="rgb24") for f in held]
             for packet in ost.encode():
                 dst.mux(packet)
         os.replace(tmp, out)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _scene_harness import ROOT, render_probe
+from _scene_harness import ROOT, compare_control, render_probe
 
 from flashanim import cut, talkfacts
 from flashanim.talkkit import MAX_ALL_WORDS, MAX_WORDS, MIN_PX
@@ -98,7 +98,20 @@ def test_readable_by_rule(name, tmp_path_factory, trace_cache):
         assert sum(t.footer for t in texts) <= 1
     # the title card: title and idea line, nothing else
     first = [t.text for t in scene.screens[0][1]]
-    assert c.title in first
+    assert c.title in first and cut.idea(name) in first and len(first) == 2
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_control_frames(name, tmp_path_factory, trace_cache):
+    """Each section's last frame, shrunk to 192x108, against its control frame."""
+    from PIL import Image
+
+    _, frames, _ = rendered(name, tmp_path_factory, trace_cache)
+    small = {
+        k: np.asarray(Image.fromarray(f).resize((192, 108), Image.BOX))
+        for k, f in frames.items()
+    }
+    compare_control(name, small)
 
 
 def _reference_row(trace, row):
