@@ -238,15 +238,17 @@ def test_summary_lines_hold(tmp_path_factory, trace_cache):
     assert f"{p.traffic_standard / p.traffic_flash:.0f}× less traffic" in lines[3]
 
 
-def _clip(path: Path, color, seconds: float, fps: int = 10) -> Path:
+def _segment(path: Path, color, frames: int, fps: int, preset: str) -> Path:
     import av
 
     with av.open(str(path), "w") as dst:
         s = dst.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        for i in range(int(seconds * fps)):
+        s.options = {"crf": "23", "preset": preset}
+        for i in range(frames):
             img = np.zeros((48, 64, 3), np.uint8)
             img[:] = color
+            img[: 4 + i % 8] = 255  # frames differ: B-frames get used
             f = av.VideoFrame.from_ndarray(img, format="rgb24")
             f.pts = i
             for pkt in s.encode(f):
@@ -256,19 +258,41 @@ def _clip(path: Path, color, seconds: float, fps: int = 10) -> Path:
     return path
 
 
-def test_join_with_crossfades(tmp_path):
+def _clip(path: Path, color, seconds: float, fps: int = 10,
+          preset: str = "veryfast") -> Path:  # fmt: skip
+    """A clip as Manim writes one: segments encoded apart, joined without
+    re-encoding (a keyframe at each segment)."""
+    from flashanim.talk import join_videos
+
+    n = int(seconds * fps)
+    parts = [_segment(path.with_name(f"{path.stem}_{k}.mp4"), color, 5, fps, preset)
+             for k in range(n // 5)]  # fmt: skip
+    return join_videos(parts, path)
+
+
+@pytest.mark.parametrize("preset", ["veryfast", "ultrafast"])
+def test_join_with_crossfades(tmp_path, preset):
+    """The clips' own encoder settings: the joins are spliced in (``veryfast``
+    given); others: every frame encoded again. Same frames either way."""
     import av
 
     a = _clip(tmp_path / "a.mp4", (230, 30, 30), 2.0)
     b = _clip(tmp_path / "b.mp4", (30, 30, 230), 2.0)
     c = _clip(tmp_path / "c.mp4", (30, 230, 30), 2.0)
     out = tmp_path / "joined.mp4"
-    starts = cut.join_with_crossfades([a, b, c], out, fade=0.5)
+    spliced = cut._same_parameter_sets(cut._scan(a), preset)
+    assert spliced == (preset == "veryfast")
+    starts = cut.join_with_crossfades([a, b, c], out, fade=0.5, preset=preset)
     assert starts == pytest.approx([0.0, 1.5, 3.0])
+    with av.open(str(out)) as src:
+        s = src.streams.video[0]
+        pkts = [p for p in src.demux(s) if p.dts is not None]
+        dts = [p.dts for p in pkts]
+        assert dts == sorted(dts) and len(set(dts)) == len(dts)
     with av.open(str(out)) as src:
         frames = [f.to_ndarray(format="rgb24") for f in src.decode(video=0)]
     assert len(frames) == 60 - 2 * 5  # two fades of 5 frames overlap
-    mean = [f.reshape(-1, 3).mean(axis=0) for f in frames]
+    mean = [f[8:].reshape(-1, 3).mean(axis=0) for f in frames]
     assert mean[0][0] > 200 and mean[-1][1] > 200
     # in the first fade, red goes down and blue up, frame after frame: no black
     fade = mean[15:20]
@@ -276,4 +300,6 @@ def test_join_with_crossfades(tmp_path):
     blues = [m[2] for m in fade]
     assert reds == sorted(reds, reverse=True) and blues == sorted(blues)
     assert all(m.sum() > 200 for m in mean)
+    # outside the fades, the clips' own frames
+    assert all(m[0] > 200 for m in mean[:15]) and all(m[2] > 200 for m in mean[20:30])
     assert not (tmp_path / ".joined.partial.mp4").exists()
