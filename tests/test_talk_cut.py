@@ -300,6 +300,13 @@ def test_join_with_crossfades(tmp_path, preset):
     blues = [m[2] for m in fade]
     assert reds == sorted(reds, reverse=True) and blues == sorted(blues)
     assert all(m.sum() > 200 for m in mean)
-    # outside the fades, the clips' own frames
+    # outside the fades, the clips' own frames (copied: the very same pixels)
     assert all(m[0] > 200 for m in mean[:15]) and all(m[2] > 200 for m in mean[20:30])
+    if spliced:
+        a_end = cut._plan([cut._scan(p) for p in (a, b, c)], 5)[0][1]
+        assert a_end > 0
+        with av.open(str(a)) as src:
+            own = [f.to_ndarray(format="rgb24") for f in src.decode(video=0)]
+        for k in range(a_end):
+            assert np.array_equal(frames[k], own[k])
     assert not (tmp_path / ".joined.partial.mp4").exists()
