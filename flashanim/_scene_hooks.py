@@ -12,8 +12,10 @@ scene itself plus:
   ``next_slide``, which calls ``Scene.next_section``): one slide per section.
 
 The record is written as JSON to ``$FLASHANIM_RENDER_RECORD`` when the render ends.
-The scene files, :class:`~flashanim.visuals.player.TracePlayer` and the layouts are
-not edited: their methods are wrapped in this process only.
+What an animation shows comes from the tags every player
+(:class:`~flashanim.visuals.EventPlayer`) and every caption
+(:class:`~flashanim.visuals.Caption`) put on it, so it works for every scene; nothing
+is wrapped or patched.
 """
 
 from __future__ import annotations
@@ -28,41 +30,6 @@ __all__ = ["wrap_scene", "RECORD_ENV", "SLIDES_ENV"]
 
 RECORD_ENV = "FLASHANIM_RENDER_RECORD"
 SLIDES_ENV = "FLASHANIM_SLIDES_DIR"
-
-_EVENT_ATTR = "_flashanim_event"
-_CAPTION_ATTR = "_flashanim_caption"
-
-
-def _tag_factories() -> None:
-    """Wrap the factories so their animations carry what they show."""
-    from flashanim.visuals import layout as _layout
-    from flashanim.visuals import player as _player
-
-    cls = _player.TracePlayer
-    if not getattr(cls.animation, "_flashanim_wrapped", False):
-        orig = cls.animation
-
-        def animation(self, event, speed: float = 1.0):
-            anim = orig(self, event, speed)
-            setattr(anim, _EVENT_ATTR, event)
-            return anim
-
-        animation._flashanim_wrapped = True
-        cls.animation = animation
-    for obj in vars(_layout).values():
-        f = getattr(obj, "make_caption_animation", None)
-        if not isinstance(obj, type) or f is None:
-            continue
-        if getattr(f, "_flashanim_wrapped", False):
-            continue
-
-        def make_caption_animation(self, text, *args, _orig=f, **kwargs):
-            anim = _orig(self, text, *args, **kwargs)
-            setattr(anim, _CAPTION_ATTR, str(text))
-            return anim
-
-        make_caption_animation._flashanim_wrapped = True
-        obj.make_caption_animation = make_caption_animation
 
 
 def _event_dict(e) -> dict:
@@ -96,12 +63,12 @@ class _Recorder:
 
     def play(self, *args, **kwargs) -> None:
         start = float(self.renderer.time)
+        from flashanim.visuals import caption_of, events_of
+
         events, caption = [], None
         for a in args:
-            e = getattr(a, _EVENT_ATTR, None)
-            if e is not None:
-                events.append(_event_dict(e))
-            caption = getattr(a, _CAPTION_ATTR, caption)
+            events.extend(_event_dict(e) for e in events_of(a))
+            caption = caption_of(a) or caption
         super().play(*args, **kwargs)
         self._fa_record()["plays"].append(
             {"start": start, "end": float(self.renderer.time), "events": events,
@@ -141,7 +108,6 @@ def wrap_scene(path: str, cls: str, module: str, slides: bool = False) -> type:
     """The class ``cls`` of the scene file ``path`` with the render hooks (and
     :class:`manim_slides.Slide`), named ``cls`` and placed in ``module`` so that
     Manim finds it there and names its files after it."""
-    _tag_factories()
     base = _load(path, cls)
     bases: tuple[type, ...] = (_Recorder, base)
     ns: dict = {"__module__": module, "__qualname__": cls}

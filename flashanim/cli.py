@@ -179,13 +179,80 @@ def _configure_trace(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="trace file to write (.json or .json.gz)",
     )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=10.0,
+        metavar="M",
+        help="refuse a recording in Triton's interpreter estimated to take longer "
+        "(default 10; 0: no limit)",
+    )
+
+
+def _fmt_time(seconds: float) -> str:
+    from flashanim.talk import _duration
+
+    return _duration(seconds)
 
 
 def _run_trace(args: argparse.Namespace) -> int:
-    _select_device(args.device)
-    from flashanim.trace import record, save_trace, traffic_summary
+    import threading
+    import time
 
-    trace = record(args.kernel, values=args.values, **_record_kwargs(args))
+    _select_device(args.device)
+    if args.max_minutes < 0:
+        raise CliError(f"--max-minutes must be >= 0, got {args.max_minutes:g}")
+    import flashanim.kernels  # noqa: F401  (chooses the device first)
+    from flashanim.kernels import BACKEND
+    from flashanim.trace import record, save_trace, traffic_summary
+    from flashanim.trace.record import estimate_recording
+
+    kw = _record_kwargs(args)
+    stop = threading.Event()
+    if BACKEND == "cpu":
+        est, steps = estimate_recording(
+            args.kernel, seq_len=args.seq_len, seq_len_k=args.seq_len_k,
+            block_m=args.block_m, block_n=args.block_n, batch=args.batch,
+            heads=args.heads, causal=args.causal, values=args.values,
+        )  # fmt: skip
+        limit = args.max_minutes * 60
+        if limit and est > limit:
+            raise CliError(
+                f"this recording would take about {_fmt_time(est)} in Triton's CPU "
+                f"interpreter ({steps} block steps at the measured pace), over the "
+                f"{args.max_minutes:g} min limit: use a smaller --seq-len, larger "
+                f"--block-m/--block-n{', no --values' if args.values else ''}, a GPU "
+                f"(--device cuda), or --max-minutes 0 to run it anyway"
+            )
+        print(
+            f"recording {args.kernel} in Triton's CPU interpreter: about "
+            f"{_fmt_time(est)} ({steps} block steps; Ctrl-C stops it, nothing is "
+            f"written)",
+            flush=True,
+        )
+        t0 = time.perf_counter()
+
+        def tick() -> None:
+            while not stop.wait(30):
+                spent = time.perf_counter() - t0
+                print(
+                    f"  recording: {_fmt_time(spent)} of about {_fmt_time(est)}",
+                    flush=True,
+                )
+
+        if est > 30:
+            threading.Thread(target=tick, daemon=True).start()
+    try:
+        trace = record(args.kernel, values=args.values, **kw)
+    except KeyboardInterrupt:
+        print(
+            f"flashanim trace: interrupted; nothing was written ({args.output} is "
+            f"as it was)",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        stop.set()
     path = save_trace(trace, args.output)
     s = traffic_summary(trace)
     print(
@@ -273,6 +340,20 @@ def _resolution(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _param_type(prm):
+    """An argparse type that parses with the table's row (one rule, one message)."""
+    from flashanim.config import ConfigError
+
+    def parse(text: str):
+        try:
+            return prm.parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(exc.cli) from None
+
+    parse.__name__ = prm.name
+    return parse
+
+
 def _add_render_arguments(p: argparse.ArgumentParser, slides: bool) -> None:
     from flashanim.render import ASPECTS, FORMATS, GIF_BUDGET_BYTES, GIF_FPS
     from flashanim.talk import QUALITIES
@@ -281,28 +362,30 @@ def _add_render_arguments(p: argparse.ArgumentParser, slides: bool) -> None:
         "scenes", nargs="*", metavar="SCENE", help="scene names (flashanim list)"
     )
     p.add_argument("--all", action="store_true", help="every scene, in talk order")
-    for flag, meta, what in (
-        ("--seq-len", "N", "sequence length N"),
-        ("--head-dim", "d", "head dimension d"),
-        ("--block-m", "B", "BLOCK_M"),
-        ("--block-n", "B", "BLOCK_N"),
-    ):
-        p.add_argument(
-            flag,
-            type=_positive_int,
-            default=None,
-            metavar=meta,
-            help=f"{what} (default: the scene's)",
+    from flashanim.config import PARAMS
+
+    for prm in PARAMS:  # the scene parameters, from the one table
+        if prm.flag is None:
+            continue
+        reads = "every scene" if prm.scenes is None else ", ".join(prm.scenes)
+        default = "off" if prm.kind == "bool" else prm.default
+        text = f"{prm.help}; " + (
+            "" if prm.kind == "bool" else f"accepted: {prm.range}; "
         )
-    p.add_argument("--causal", action="store_true", default=None, help="causal mask")
-    p.add_argument("--seed", type=_seed, default=None, help="seed of Q, K, V")
-    p.add_argument("--theme", choices=("dark", "light"), default=None)
-    p.add_argument(
-        "--trace",
-        metavar="FILE",
-        default=None,
-        help="play a saved trace (its shapes; not with --seq-len etc.)",
-    )
+        text += "default: "
+        text += "the scene's" if default is None else f"{default}"
+        text += f"; read by: {reads}; env {prm.env}"
+        if prm.kind == "bool":
+            p.add_argument(prm.flag, action="store_true", default=None, help=text)
+        else:
+            p.add_argument(
+                prm.flag,
+                dest=prm.name,
+                type=_param_type(prm),
+                default=None,
+                metavar=prm.metavar or prm.name.upper(),
+                help=text.replace("%", "%%"),
+            )
     p.add_argument(
         "--quality",
         choices=list(QUALITIES),
@@ -361,10 +444,18 @@ def _add_render_arguments(p: argparse.ArgumentParser, slides: bool) -> None:
 
 
 def _request(args: argparse.Namespace, slides: bool):
+    from flashanim.config import PARAMS
     from flashanim.render import RenderRequest, find_scenes
 
     scenes = find_scenes(args.scenes, args.all)
+    extra = {
+        prm.name: getattr(args, prm.name)
+        for prm in PARAMS
+        if prm.flag and prm.field is None and getattr(args, prm.name, None) is not None
+    }
     return RenderRequest(
+        **extra,
+        all_scenes=args.all,
         scenes=scenes,
         out=Path(args.output),
         quality=args.quality,
@@ -415,22 +506,41 @@ def _run_render(args: argparse.Namespace) -> int:
         return cut_main(["--quality", args.quality, "--jobs", str(args.jobs)])
     req = _request(args, slides=False)
     check_request(req)
-    return _render_or_fail(lambda: render(req))
+    return _render_or_fail(lambda: render(req), req.out)
 
 
-def _render_or_fail(job) -> int:
+def _render_or_fail(job, out: Path) -> int:
+    """Run a render; exit 0, 1 (a scene failed or a closing check found a
+    mismatch), or 130 (interrupted), with a truthful one-line message."""
+    from flashanim.render import RenderInterrupted
+
     try:
-        job()
-    except KeyboardInterrupt:
+        outputs = job()
+    except RenderInterrupted as exc:
+        kept = (
+            f"the new files of {', '.join(exc.kept)} were kept; "
+            if exc.kept
+            else "no new files were kept; "
+        )
         print(
-            "flashanim: interrupted; files already in the output folder are unchanged",
+            f"flashanim: interrupted; {kept}the other scenes' files in {out} are "
+            f"as they were",
             file=sys.stderr,
         )
+        return 130
+    except KeyboardInterrupt:
+        print("flashanim: interrupted before rendering", file=sys.stderr)
         return 130
     except RuntimeError as exc:
         print(f"flashanim: error: {exc}", file=sys.stderr)
         return 1
-    return 0
+    bad = [(o.scene.name, v) for o in outputs or () for v in o.failed_checks]
+    for name, v in bad:
+        print(
+            f"flashanim: error: {name}: closing check failed: {v['headline']}",
+            file=sys.stderr,
+        )
+    return 1 if bad else 0
 
 
 def _configure_slides(p: argparse.ArgumentParser) -> None:
@@ -453,7 +563,7 @@ def _run_slides(args: argparse.Namespace) -> int:
         print(f"slides: {req.out / DECK_NAME} (open it in a browser)")
         return done
 
-    return _render_or_fail(lambda: render(req, after=deck))
+    return _render_or_fail(lambda: render(req, after=deck), req.out)
 
 
 # --------------------------------------------------------------- flashanim list

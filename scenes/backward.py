@@ -19,32 +19,21 @@ import numpy as np
 import torch
 from manim import *
 
-from flashanim.config import SceneConfig
-from flashanim.visuals import TileGrid, get_theme
+from flashanim.scene import TraceScene
+from flashanim.trace.check import closing_check
+from flashanim.visuals import TileGrid
 from flashanim.visuals.backward import BackwardLayout, BackwardPlayer, split_program
-from flashanim.visuals.fastrender import FastRenderScene
 
 #: Speeds of the detailed first tile and of the rest of its program; later programs
 #: play as groups (one loop iteration each) of GROUP_TIME seconds.
 DETAIL_SPEED, PROGRAM_SPEED, GROUP_TIME = 1.0, 2.5, 0.8
-HOLD = 1.2  # seconds each section's closing frame is held
 
 
-class BackwardScene(FastRenderScene):
+class BackwardScene(TraceScene):
     """The FA2 backward pass for one head: D, dK/dV per K/V block, dQ, check."""
 
-    def setup(self) -> None:
-        self.cfg = SceneConfig.from_env()  # validated before anything renders
-        self.trace = self.cfg.load_or_record("fa2-bwd")
-        if self.trace.meta.kernel != "fa2-bwd":
-            raise ValueError(
-                f"BackwardScene plays an fa2-bwd trace, not {self.trace.meta.kernel!r}"
-            )
-        self.theme = get_theme(self.cfg.theme)
-        self.camera.background_color = self.theme.background
-
-    def caption(self, text: str) -> None:
-        self.play(self.layout.make_caption_animation(text))
+    kernel = "fa2-bwd"
+    hold_seconds = 1.2  # each section's closing frame
 
     def swap_placeholders(self, phase: str) -> None:
         new = self.layout.placeholders(phase)
@@ -62,11 +51,12 @@ class BackwardScene(FastRenderScene):
                 if events:
                     progs[p.launch].append(events)
         self.layout = lay = BackwardLayout(trace, theme=th)
+        self.captions = lay.captions
         self.player = player = BackwardPlayer(lay)
         self.holders = VGroup()
 
         # Setup: what the forward left in HBM ----------------------------------------
-        self.next_section("setup")
+        self.section("setup")
         self.add(lay.caption)
         self.play(FadeIn(lay.hbm), FadeIn(lay.sram), Create(lay.boundary[0]),
                   FadeIn(lay.title))  # fmt: skip
@@ -76,10 +66,10 @@ class BackwardScene(FastRenderScene):
             f"The forward left Q, K, V, O and LSE in HBM (N = {meta.seq_len_q}, "
             f"d = {meta.head_dim}); the loss sends dO. No N×N matrix was kept."
         )
-        self.wait(HOLD)
+        self.hold()
 
         # Launch 1: D = rowsum(dO ∘ O) -----------------------------------------------
-        self.next_section("preprocess D")
+        self.section("preprocess D")
         self.swap_placeholders("preprocess")
         self.caption("Launch 1 (preprocess): D_i = rowsum(dO_i ∘ O_i), one program "
                      "per Q block")  # fmt: skip
@@ -89,10 +79,10 @@ class BackwardScene(FastRenderScene):
             for events in pre[1:]:
                 player.play_groups(self, events, run_time=GROUP_TIME)
         self.caption("D is in HBM: one number per query row (N×1), like LSE")
-        self.wait(HOLD)
+        self.hold()
 
         # Launch 2, program j = 0 in detail --------------------------------------------
-        self.next_section("dK dV block 0")
+        self.section("dK dV block 0")
         self.play(*player.clear_sram(), run_time=0.4)
         self.swap_placeholders("dkdv")
         dkdv = progs["dkdv"]
@@ -107,7 +97,7 @@ class BackwardScene(FastRenderScene):
                 player.play(self, groups[1], speed=DETAIL_SPEED)
                 self.caption("P_ij = exp(S_ij − LSE_i) is recomputed from Q, K and "
                              "LSE: the forward never stored P")  # fmt: skip
-                self.wait(HOLD / 2)
+                self.hold(0.5)
                 self.caption("Next Q blocks: dV_j and dK_j accumulate in SRAM, "
                              "S, P, dP, dS are overwritten")  # fmt: skip
                 for g in groups[2:-1]:
@@ -115,21 +105,21 @@ class BackwardScene(FastRenderScene):
             player.play(self, groups[-1], speed=DETAIL_SPEED)  # store dK_j, dV_j
             self.caption(f"dK_{j0} and dV_{j0} go to HBM once; S, P, dP and dS never "
                          f"left SRAM")  # fmt: skip
-        self.wait(HOLD)
+        self.hold()
 
         # Launch 2, the other programs ---------------------------------------------------
         if len(dkdv) > 1:
-            self.next_section("other K-V blocks")
+            self.section("other K-V blocks")
             self.caption(f"Programs j = 1 … {len(dkdv) - 1} do the same (on a GPU: "
                          f"side by side)")  # fmt: skip
             for events in dkdv[1:]:
                 player.play_groups(self, events, run_time=GROUP_TIME)
             self.caption(f"All T_c = {meta.t_c} K/V blocks done: dK and dV complete "
                          f"in HBM")  # fmt: skip
-            self.wait(HOLD)
+            self.hold()
 
         # Launch 3: dQ ---------------------------------------------------------------
-        self.next_section("dQ")
+        self.section("dQ")
         self.play(*player.clear_sram(), run_time=0.4)
         self.swap_placeholders("dq")
         self.caption("Launch 3 (dQ): one program per Q block loops over K/V blocks, "
@@ -141,12 +131,12 @@ class BackwardScene(FastRenderScene):
                 player.play_groups(self, events, run_time=GROUP_TIME)
         self.caption("dQ_i = scale · Σ_j dS_ij K_j: each program owns its dQ_i, "
                      "no atomics")  # fmt: skip
-        self.wait(HOLD)
+        self.hold()
 
         # Check against autograd of naive attention ---------------------------------------
-        self.next_section("check")
+        self.section("check")
         self.check()
-        self.wait(HOLD * 2)
+        self.hold(2)
 
     def check(self) -> None:
         """Compare dQ, dK, dV with autograd of naive attention; show the errors."""
@@ -201,9 +191,14 @@ class BackwardScene(FastRenderScene):
             *(FadeIn(VGroup(p[0], p[1][1])) for p in pairs),
         )
         self.play(*(FadeIn(p[2], shift=0.2 * UP) for p in pairs), FadeIn(note))
-        worst = max(errs.values())
-        self.caption(f"dQ, dK, dV match autograd of naive attention: max error "
-                     f"{worst:.1e} ({meta.dtype})")  # fmt: skip
+        verdict = closing_check(
+            "dQ, dK, dV",
+            [(np.asarray(t[n], dtype=float)[0, 0], refs[n]) for n in refs],
+            meta.dtype,
+            "autograd of naive attention",
+            "BackwardScene",
+        )
+        self.caption(verdict.headline(plural=True))
 
 
 def naive_gradients(tensors, meta) -> tuple[dict[str, float], dict[str, np.ndarray]]:

@@ -16,53 +16,33 @@ from __future__ import annotations
 import numpy as np
 from manim import *
 
-from flashanim.config import ConfigError, SceneConfig
-from flashanim.visuals import TrafficCounter, format_bytes, get_theme
-from flashanim.visuals.captioned import CaptionedScene
-from flashanim.visuals.causal import (
-    BlockMap,
-    CausalPlayer,
-    CountLine,
-    visited_blocks,
-    work_summary,
-)
-from flashanim.visuals.fastrender import FastRenderScene
+from flashanim.config import SceneConfig
+from flashanim.scene import TraceScene
+from flashanim.trace import value_ranges, visited_blocks, work_summary
+from flashanim.trace.check import require_kernel
+from flashanim.visuals import TrafficCounter, format_bytes
+from flashanim.visuals.causal import BlockMap, CausalPlayer, CountLine
 
-HOLD = 1.5  # seconds each section's closing frame is held
 DETAIL_SPEED, LATER_SPEED = 0.8, 1.4
-FRAME_W = 14.222
 
 
-class CausalScene(CaptionedScene, FastRenderScene):
+class CausalScene(TraceScene):
     """Causal FA2 forward on the block grid: visited, masked and skipped blocks."""
 
+    kernel = "fa2-fwd"
+    caption_style = {"fade_through": False, "blank": False}
+    hold_seconds = 1.5  # each section's closing frame
+
+    def settings(self) -> SceneConfig:
+        cfg = super().settings()  # validated before anything renders
+        return cfg if cfg.trace is not None else cfg.with_(causal=True)
+
     def setup(self) -> None:
-        cfg = SceneConfig.from_env()  # validated before anything renders
-        self.cfg = cfg = cfg if cfg.trace is not None else cfg.with_(causal=True)
-        self.trace = cfg.load_or_record()
-        meta = self.trace.meta
-        if meta.kernel != "fa2-fwd" or not meta.causal:
-            raise ConfigError(
-                "CausalScene plays a causal fa2-fwd trace (FLASHANIM_TRACE: got "
-                f"{meta.kernel!r}, causal={meta.causal})"
-            )
-        self.full = self.record_non_causal()
-        self.theme = get_theme(cfg.theme)
-        self.camera.background_color = self.theme.background
-        self.caption_mob: Mobject | None = None
-
-    def record_non_causal(self):
-        """The same run (shapes, seed) without the mask, for the comparison."""
-        import flashanim.kernels  # noqa: F401  (chooses the device before Triton)
-
-        from flashanim.trace import record
-
-        m = self.trace.meta
-        return record("fa2-fwd", seq_len=m.seq_len_q, seq_len_k=m.seq_len_k,
-                      head_dim=m.head_dim, block_m=m.block_m, block_n=m.block_n,
-                      batch=m.batch, heads=m.heads, causal=False, values=False,
-                      dtype=m.dtype, softmax_scale=m.softmax_scale,
-                      seed=m.seed or 0)  # fmt: skip
+        super().setup()
+        require_kernel(self.trace, "CausalScene", "fa2-fwd", causal=True)
+        # the same run (shapes, seed) without the mask, for the comparison
+        self.full = self.record_like(self.trace, "fa2-fwd", causal=False,
+                                     values=False)  # fmt: skip
 
     # -- the scene ---------------------------------------------------------------------
     def construct(self) -> None:
@@ -72,10 +52,11 @@ class CausalScene(CaptionedScene, FastRenderScene):
         numbers = meta.values and max(meta.block_m, meta.block_n) <= 4
 
         # Setup ------------------------------------------------------------------------
-        self.next_section("setup")
+        self.section("setup")
         self.title = self.text("Causal masking, FlashAttention-2 forward",
                                th.small_size + 1, th.muted)  # fmt: skip
         self.title.to_corner(UP + RIGHT, buff=0.2)
+        self.captions.title = self.title
         heads = "head 0 of " + str(meta.batch * meta.heads) if (
             meta.batch * meta.heads > 1) else "the one head"  # fmt: skip
         subset = self.text(
@@ -84,8 +65,8 @@ class CausalScene(CaptionedScene, FastRenderScene):
             f"BLOCK_M = {meta.block_m}, BLOCK_N = {meta.block_n}, causal "
             "(query r sees keys 0..r)", th.small_size + 1, th.muted,
         )  # fmt: skip
-        if subset.width > FRAME_W - 0.4:
-            subset.scale_to_fit_width(FRAME_W - 0.4)
+        if subset.width > config.frame_width - 0.4:
+            subset.scale_to_fit_width(config.frame_width - 0.4)
         subset.move_to([0, 3.2, 0]).to_edge(LEFT, buff=0.2)
         blocks = self.blocks = BlockMap(meta.seq_len_q, meta.seq_len_k, meta.block_m,
                                         meta.block_n, size=4.9, theme=th)  # fmt: skip
@@ -101,16 +82,8 @@ class CausalScene(CaptionedScene, FastRenderScene):
         op_line.remove(op_line.number)
         op_line.next_to(computed, DOWN, buff=0.25, aligned_edge=LEFT)
         self.op_line = op_line
-        s_vals = [
-            e.value for e in events if e.op in ("qk", "mask") and e.value is not None
-        ]
-        fin = (
-            np.concatenate([np.asarray(v, float).ravel() for v in s_vals])
-            if s_vals
-            else np.zeros(1)
-        )
-        fin = fin[np.isfinite(fin)]
-        s_range = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 1.0)
+        s_events = (e for e in events if e.op in ("qk", "mask"))
+        s_range = value_ranges(s_events).get("S", (0.0, 1.0))
         self.player = player = CausalPlayer(
             blocks, counter, computed, op_line, s_slot=np.array([x_r, 2.0, 0]),
             numbers=numbers, s_range=s_range,
@@ -131,7 +104,7 @@ class CausalScene(CaptionedScene, FastRenderScene):
             f"S as {meta.t_r}×{meta.t_c} blocks; program i handles Q block i "
             "and loops over K/V blocks j"
         )
-        self.wait(HOLD)
+        self.hold()
 
         programs = []
         for e in events:
@@ -140,7 +113,7 @@ class CausalScene(CaptionedScene, FastRenderScene):
             programs[-1].append(e)
 
         # Program 0 --------------------------------------------------------------------
-        self.next_section("program 0")
+        self.section("program 0")
         self.caption("Program 0: its queries see only keys 0..3, the first K/V block"
                      if meta.block_m == meta.block_n == 4 else
                      "Program 0: its queries see only the first K/V block")  # fmt: skip
@@ -153,11 +126,11 @@ class CausalScene(CaptionedScene, FastRenderScene):
             f"{n_mask0} element-wise, "
             f"and never loaded the other {meta.t_c - n_vis0}"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # The other programs -----------------------------------------------------------
         if len(programs) > 1:
-            self.next_section("other programs")
+            self.section("other programs")
             self.caption("Program i loops j = 0 … i: full blocks left of the diagonal, "
                          "then the diagonal block, masked")  # fmt: skip
             for p in programs[1:]:
@@ -166,10 +139,10 @@ class CausalScene(CaptionedScene, FastRenderScene):
                 "Only diagonal blocks need the element-wise mask: below it every "
                 "entry is kept"
             )
-            self.wait(HOLD)
+            self.hold()
 
         # Skipped blocks ---------------------------------------------------------------
-        self.next_section("skipped")
+        self.section("skipped")
         visited = visited_blocks(trace)
         self.skipped = skipped = sorted(
             (i, j) for i in range(meta.t_r) for j in range(meta.t_c)
@@ -185,12 +158,12 @@ class CausalScene(CaptionedScene, FastRenderScene):
             f"{len(skipped)} of {meta.t_r * meta.t_c} blocks are above the diagonal: "
             "no event at all, K/V never loaded"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # Work saved -------------------------------------------------------------------
-        self.next_section("work saved")
+        self.section("work saved")
         self.work_saved()
-        self.wait(HOLD * 2)
+        self.hold(2)
 
     def work_saved(self) -> None:
         th, meta = self.theme, self.trace.meta

@@ -29,17 +29,15 @@ from pathlib import Path
 import numpy as np
 from manim import *
 
-from flashanim.config import ConfigError, SceneConfig
+from flashanim.config import ConfigError
+from flashanim.scene import TraceScene
 from flashanim.trace import load_trace
-from flashanim.visuals import get_theme
-from flashanim.visuals.fastrender import FastRenderScene
 from flashanim.visuals.schedule import (
     BlockColorBar,
     DurationPlot,
     ScheduleChart,
     schedule_stats,
 )
-from flashanim.visuals.theme import themed_text
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Environment variables of the two traces, with their defaults.
@@ -47,7 +45,6 @@ TRACE_VARS = {
     "FLASHANIM_SCHEDULE_NONCAUSAL": "media/traces/gpu_schedule_noncausal.json.gz",
     "FLASHANIM_SCHEDULE_CAUSAL": "media/traces/gpu_schedule_causal.json.gz",
 }
-HOLD = 4.0  # seconds each section's closing frame is held
 
 
 def schedule_paths(environ=None) -> dict[bool, Path]:
@@ -100,30 +97,19 @@ def _shown_path(path: Path) -> str:
         return str(path)
 
 
-class GpuScheduleScene(FastRenderScene):
+class GpuScheduleScene(TraceScene):
     """Programs over SMs over time, non-causal then causal, then the imbalance."""
 
+    kernel = None  # the two GPU traces come from files (see schedule_paths)
+    caption_style = {"margin": 0.6}
+    hold_seconds = 4.0  # each section's closing frame
+
     def setup(self) -> None:
-        self.cfg = SceneConfig.from_env()  # theme (validated before rendering)
+        super().setup()  # theme (validated before rendering)
         self.paths = schedule_paths()
         self.traces = {c: load_schedule(p, c) for c, p in self.paths.items()}
-        self.theme = get_theme(self.cfg.theme)
-        self.camera.background_color = self.theme.background
         #: run name -> list of (Program, bar) drawn, for tests
         self.drawn: dict[str, list] = {}
-
-    def text(self, s: str, size=None, color=None, mono=False) -> Text:
-        return themed_text(self.theme, s, size, color, mono=mono)
-
-    def caption(self, s: str) -> None:
-        th = self.theme
-        new = self.text(s, th.caption_size)
-        if new.width > 13.6:
-            new.scale_to_fit_width(13.6)
-        new.to_corner(UP + LEFT, buff=0.2)
-        old, self.cap = self.cap, new
-        self.play(FadeOut(old, run_time=0.3))
-        self.play(FadeIn(new, run_time=0.3))
 
     def stats_panel(self, name: str, trace, st: dict) -> VGroup:
         th = self.theme
@@ -158,9 +144,8 @@ class GpuScheduleScene(FastRenderScene):
         for c in charts.values():  # bars move with their axes
             c.shift(np.array([-2.2, -0.62, 0]) - c.axes.axes.get_center())
         # Setup: what ran where ------------------------------------------------------
-        self.next_section("setup")
-        self.cap = self.text(" ")
-        self.add(self.cap)
+        self.section("setup")
+        self.add(self.captions.mob)
         info = VGroup(
             self.text(
                 f"{meta.gpu_name or meta.device} · Triton {meta.triton_version} · "
@@ -192,13 +177,13 @@ class GpuScheduleScene(FastRenderScene):
             f"The real schedule on an {meta.gpu_name or meta.device}: one bar per "
             f"program (thread block), on the SM that ran it"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # Non-causal: even waves ----------------------------------------------------
         stats_pos = np.array([2.75, 1.6, 0])
         shown = {}
         for name, trace in (("non-causal", nc), ("causal", ca)):
-            self.next_section(name)
+            self.section(name)
             chart = charts[name]
             st = schedule_stats(trace.programs)
             panel = self.stats_panel(name, trace, st)
@@ -231,10 +216,10 @@ class GpuScheduleScene(FastRenderScene):
                     f"{st['min_us']:.0f}–{st['max_us']:.0f} µs, the scheduler "
                     f"backfills short ones"
                 )
-            self.wait(HOLD)
+            self.hold()
 
         # The imbalance ------------------------------------------------------------------
-        self.next_section("imbalance")
+        self.section("imbalance")
         plot = DurationPlot(
             [("non-causal", nc.programs, th.muted), ("causal", ca.programs, None)],
             n_blocks=meta.t_r, width=8.3, height=4.55, theme=th,
@@ -272,4 +257,4 @@ class GpuScheduleScene(FastRenderScene):
             f"{s_ca['makespan_us'] / s_nc['makespan_us']:.0%} of the time "
             f"(the long last blocks)"
         )
-        self.wait(HOLD * 1.5)
+        self.hold(1.5)

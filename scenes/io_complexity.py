@@ -27,9 +27,9 @@ from pathlib import Path
 
 from manim import *
 
-from flashanim.config import ConfigError, SceneConfig
+from flashanim.config import ConfigError
+from flashanim.scene import TraceScene
 from flashanim.trace import hbm_traffic, io_complexity, record
-from flashanim.visuals import get_theme
 from flashanim.visuals.charts import (
     SERIES_COLORS,
     ChartLegend,
@@ -38,10 +38,7 @@ from flashanim.visuals.charts import (
     format_count,
     format_si,
 )
-from flashanim.visuals.fastrender import FastRenderScene
-from flashanim.visuals.theme import themed_text
 
-HOLD = 1.5
 CAPTION_Y, SOURCE_Y, TITLE_Y = -3.0, -3.72, 3.55
 MAX_W = 13.4
 
@@ -215,13 +212,16 @@ def _bytes(v: float) -> str:
 # ---------------------------------------------------------------------- scene
 
 
-class IOComplexityScene(FastRenderScene):
+class IOComplexityScene(TraceScene):
     """HBM traffic from the kernels' traces, then measured GPU runtime and memory."""
 
+    kernel = None  # a sweep of traces at fixed sizes (record_traffic)
+    caption_style = {"y": CAPTION_Y, "width": MAX_W, "fade_through": False,
+                     "blank": False}  # fmt: skip
+    hold_seconds = 1.5  # each section's closing frame
+
     def setup(self) -> None:
-        self.cfg = SceneConfig.from_env()
-        self.th = get_theme(self.cfg.theme)
-        self.camera.background_color = self.th.background
+        super().setup()
         self.ns = sequence_lengths()
         # The benchmark first: a missing JSON stops the scene before the recording.
         self.bench_path = find_bench()
@@ -232,12 +232,12 @@ class IOComplexityScene(FastRenderScene):
         logger.info(
             f"recorded {len(self.traces)} traces in {self.record_seconds:.1f} s"
         )
-        self.caption_mob = self.source_mob = self.title_mob = None
+        self.source_mob = self.title_mob = None
         self.charts: dict[str, LineChart] = {}
 
     # ------------------------------------------------------------------ helpers
     def text(self, s: str, size: float | None = None, color=None, **kw) -> Text:
-        t = themed_text(self.th, s, size, color, **kw)
+        t = super().text(s, size, color, **kw)
         if t.width > MAX_W:
             t.scale_to_fit_width(MAX_W)
         return t
@@ -247,17 +247,13 @@ class IOComplexityScene(FastRenderScene):
         setattr(self, attr, new)
         return ([FadeOut(old)] if old is not None else []) + [FadeIn(new)]
 
-    def caption(self, s: str) -> None:
-        new = self.text(s, self.th.caption_size).move_to([0, CAPTION_Y, 0])
-        self.play(*self._swap("caption_mob", new), run_time=0.6)
-
     def source(self, s: str) -> Animation:
-        new = self.text(s, self.th.small_size, self.th.muted)
+        new = self.text(s, self.theme.small_size, self.theme.muted)
         new.move_to([0, SOURCE_Y, 0]).align_to([0, -3.95, 0], DOWN)
         return AnimationGroup(*self._swap("source_mob", new))
 
     def title(self, s: str) -> Animation:
-        new = self.text(s, self.th.title_size).move_to([0, TITLE_Y, 0])
+        new = self.text(s, self.theme.title_size).move_to([0, TITLE_Y, 0])
         return AnimationGroup(*self._swap("title_mob", new))
 
     def log_chart(self, xs, ys, x_label, y_label, y_format, x_pad=1.25) -> LineChart:
@@ -276,7 +272,7 @@ class IOComplexityScene(FastRenderScene):
             y_format=y_format,
             width=7.2,
             height=4.4,
-            theme=self.th,
+            theme=self.theme,
         ).move_to([-2.0, 0.25, 0])
 
     # ------------------------------------------------------------------ construct
@@ -286,8 +282,8 @@ class IOComplexityScene(FastRenderScene):
         self.memory_section()
 
     def traffic_section(self) -> None:
-        th, ns, meas = self.th, self.ns, self.measured
-        self.next_section("traffic")
+        th, ns, meas = self.theme, self.ns, self.measured
+        self.section("traffic")
         curves, consts = theory_curves(meas, ns)
         self.theory, self.theory_constants = curves, consts
         ys = [b for pts in (*meas.values(), *curves.values()) for _, b in pts]
@@ -353,9 +349,9 @@ class IOComplexityScene(FastRenderScene):
             f"At N = {format_count(ns[-1])}, standard attention moves "
             f"{ratio:.1f}× the bytes: S and P go to HBM and back"
         )
-        self.wait(HOLD)
+        self.hold()
         self.play(*(FadeOut(m) for m in self.mobjects))
-        self.caption_mob = self.source_mob = self.title_mob = None
+        self.captions.mob = self.source_mob = self.title_mob = None
 
     def bench_source(self) -> str:
         dev = self.bench["device"]
@@ -369,8 +365,8 @@ class IOComplexityScene(FastRenderScene):
         )
 
     def runtime_section(self) -> None:
-        th = self.th
-        self.next_section("runtime")
+        th = self.theme
+        self.section("runtime")
         series, sl = runtime_series(self.bench)
         xs = [n for pts in series.values() for n, _ in pts]
         ys = [ms for pts in series.values() for _, ms in pts]
@@ -416,13 +412,13 @@ class IOComplexityScene(FastRenderScene):
             )
         else:
             self.caption("Runtime as N grows (naive attention not measured here)")
-        self.wait(HOLD)
+        self.hold()
         self.play(*(FadeOut(m) for m in self.mobjects))
-        self.caption_mob = self.source_mob = self.title_mob = None
+        self.captions.mob = self.source_mob = self.title_mob = None
 
     def memory_section(self) -> None:
-        th = self.th
-        self.next_section("memory")
+        th = self.theme
+        self.section("memory")
         rows = sorted(self.bench["memory"], key=lambda r: r["n"])
         ours = [(r["n"], r["ours_mib"] * 2**20) for r in rows if r["ours_mib"]]
         naive = [(r["n"], r["math_mib"] * 2**20) for r in rows if r["math_mib"]]
@@ -483,4 +479,4 @@ class IOComplexityScene(FastRenderScene):
                 f"At N = {format_count(n)}, naive attention needs {x:.0f}× "
                 f"the memory: it stores the N×N scores"
             )
-        self.wait(HOLD * 2)
+        self.hold(2)

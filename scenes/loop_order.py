@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from manim import *
 
-from flashanim.config import SceneConfig
-from flashanim.trace import hbm_traffic
-from flashanim.visuals import TileGrid, TrafficCounter, get_theme, value_ranges
-from flashanim.visuals.fastrender import FastRenderScene
+from flashanim.config import ConfigError
+from flashanim.scene import TraceScene
+from flashanim.trace import hbm_traffic, value_ranges
+from flashanim.visuals import TileGrid, TrafficCounter
 from flashanim.visuals.memory import MemoryPanel, hbm_panel
 from flashanim.visuals.roundtrip import (
     ProgressBar,
@@ -28,11 +28,9 @@ from flashanim.visuals.roundtrip import (
     TrafficTable,
     VisitGrid,
 )
-from flashanim.visuals.theme import themed_text
 
 #: Speeds: the first inner step in detail, the rest of the first outer step, the rest.
 DETAIL_SPEED, MEDIUM_SPEED, FAST_SPEED = 1.3, 3.5, 9.0
-HOLD = 1.5
 COL_W = 6.85
 #: Which tiles a computation reads, by op (slot names).
 SOURCES = {
@@ -50,32 +48,21 @@ SOURCES = {
 }
 
 
-class LoopOrderScene(FastRenderScene):
+class LoopOrderScene(TraceScene):
     """FA1 order (outer K/V, inner Q) beside FA2 order (outer Q, inner K/V)."""
 
+    kernel = None  # two traces, recorded with the settings
+    hold_seconds = 1.5  # each section's closing frame
+
     def setup(self) -> None:
-        self.cfg = cfg = SceneConfig.from_env()  # validated before anything renders
-        if cfg.trace is not None:
-            raise ValueError(
+        super().setup()
+        if self.cfg.trace is not None:
+            raise ConfigError(
                 "LoopOrderScene records its two traces (fa1-fwd and fa2-fwd) itself; "
                 "unset FLASHANIM_TRACE"
             )
-        self.fa1 = cfg.load_or_record("fa1-fwd")
-        self.fa2 = cfg.load_or_record("fa2-fwd")
-        self.theme = get_theme(cfg.theme)
-        self.camera.background_color = self.theme.background
-
-    def text(self, s: str, size: float | None = None, color=None) -> Text:
-        return themed_text(self.theme, s, size, color)
-
-    def caption(self, s: str) -> None:
-        new = self.text(s, self.theme.caption_size)
-        max_w = 14.2 - 0.5 - self.title.width - 0.4
-        if new.width > max_w:
-            new.scale_to_fit_width(max_w)
-        new.to_corner(UP + LEFT, buff=0.2)
-        old, self.cap = self.cap, new
-        self.play(Succession(FadeOut(old, run_time=0.3), FadeIn(new, run_time=0.3)))
+        self.fa1 = self.load_trace("fa1-fwd")
+        self.fa2 = self.load_trace("fa2-fwd")
 
     # -- one column: HBM, tile grid, SRAM, counter ---------------------------------
     def column(self, trace, left: float, kind: str) -> dict:
@@ -282,7 +269,7 @@ class LoopOrderScene(FastRenderScene):
         self.title = self.text(
             "Loop order: FA1 vs FA2", th.small_size + 1, th.muted
         ).to_corner(UP + RIGHT, buff=0.2)
-        self.cap = self.text(" ").to_corner(UP + LEFT, buff=0.2)
+        self.captions.title = self.title
         a = self.col1 = self.column(self.fa1, -6.95, "fa1")
         b = self.col2 = self.column(self.fa2, 0.1, "fa2")
         divider = DashedLine(
@@ -295,8 +282,8 @@ class LoopOrderScene(FastRenderScene):
         meta = self.fa1.meta
 
         # Setup --------------------------------------------------------------------
-        self.next_section("setup")
-        self.add(self.cap)
+        self.section("setup")
+        self.add(self.captions.mob)
         self.play(
             FadeIn(self.title),
             FadeIn(a["static"]),
@@ -307,10 +294,10 @@ class LoopOrderScene(FastRenderScene):
             f"Same Q, K, V ({meta.seq_len_q}×{meta.head_dim}), same "
             f"{meta.t_r}×{meta.t_c} tiles (i, j): which loop is outside?"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # FA1 order -----------------------------------------------------------------
-        self.next_section("FA1 order")
+        self.section("FA1 order")
         ev, p1 = a["head"], a["player"]
         n_init = next(k for k, e in enumerate(ev) if e.op == "load")
         self.caption("FA1 (Algorithm 1): first O = 0, l = 0, m = −∞ are written to HBM")
@@ -341,10 +328,10 @@ class LoopOrderScene(FastRenderScene):
             f"FA1 order done: tiles computed column by column, "
             f"{tot1:,} B of HBM traffic"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # FA2 order -----------------------------------------------------------------
-        self.next_section("FA2 order")
+        self.section("FA2 order")
         ev, p2 = b["head"], b["player"]
         progs: list[list] = []
         for e in ev:
@@ -373,10 +360,10 @@ class LoopOrderScene(FastRenderScene):
         self.caption(
             f"FA2 order done: tiles computed row by row, {tot2:,} B of HBM traffic"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # Compare ------------------------------------------------------------------
-        self.next_section("compare")
+        self.section("compare")
         t1, t2 = hbm_traffic(self.fa1), hbm_traffic(self.fa2)
         table = TrafficTable(
             {"FA1": t1, "FA2": t2},
@@ -384,8 +371,8 @@ class LoopOrderScene(FastRenderScene):
             marked=("O", "l", "m"),
             theme=th,
         )
-        if table.width > 13.6:
-            table.scale_to_fit_width(13.6)
+        if table.width > config.frame_width - 0.6:
+            table.scale_to_fit_width(config.frame_width - 0.6)
         table.move_to([0, -1.95, 0])
         gone = []
         for c in (a, b):
@@ -407,4 +394,4 @@ class LoopOrderScene(FastRenderScene):
             f"FA1 order: {tot1:,} B, FA2: {tot2:,} B ({tot1 / tot2:.1f}× less): "
             f"no O, l, m round trips"
         )
-        self.wait(HOLD * 2)
+        self.hold(2)

@@ -15,34 +15,31 @@ from __future__ import annotations
 
 from manim import *
 
-from flashanim.config import SceneConfig
-from flashanim.hardware import preset_from_env
-from flashanim.visuals import MemoryPanel, chip_boundary, get_theme, tensor_color
+from flashanim.scene import TraceScene
+from flashanim.visuals import MemoryPanel, chip_boundary, tensor_color
 from flashanim.visuals.charts import LogBarChart, format_si
-from flashanim.visuals.fastrender import FastRenderScene
-from flashanim.visuals.theme import themed_text
 
-HOLD = 1.5  # seconds each section's closing frame is held
 CAPTION_Y, SOURCE_Y, TITLE_Y = -3.05, -3.72, 3.55
 MAX_W = 13.4
 
 
-class MemoryHierarchyScene(FastRenderScene):
+class MemoryHierarchyScene(TraceScene):
     """SRAM, HBM and host DRAM of one GPU, to scale; then what that means for
     attention."""
 
+    kernel = None  # the hardware table's figures; no trace
+    caption_style = {"y": CAPTION_Y, "width": MAX_W, "fade_through": False,
+                     "blank": False}  # fmt: skip
+    hold_seconds = 1.5  # each section's closing frame
+
     def setup(self) -> None:
-        self.cfg = SceneConfig.from_env()
-        self.gpu = preset_from_env()  # validated before anything renders
-        self.th = get_theme(self.cfg.theme)
-        self.camera.background_color = self.th.background
-        self.caption_mob: Mobject | None = None
+        super().setup()  # the GPU preset, validated before anything renders
         self.source_mob: Mobject | None = None
         self.title_mob: Mobject | None = None
 
     # ------------------------------------------------------------------ helpers
     def text(self, s: str, size: float | None = None, color=None, **kw) -> Text:
-        t = themed_text(self.th, s, size, color, **kw)
+        t = super().text(s, size, color, **kw)
         if t.width > MAX_W:
             t.scale_to_fit_width(MAX_W)
         return t
@@ -55,13 +52,8 @@ class MemoryHierarchyScene(FastRenderScene):
             anims.insert(0, FadeOut(old))
         return anims
 
-    def caption(self, s: str) -> None:
-        """Replace the caption (what the section's closing frame says)."""
-        new = self.text(s, self.th.caption_size).move_to([0, CAPTION_Y, 0])
-        self.play(*self._swap("caption_mob", new), run_time=0.6)
-
     def source(self, s: str) -> Animation:
-        new = self.text("Source: " + s, self.th.small_size, self.th.muted)
+        new = self.text("Source: " + s, self.theme.small_size, self.theme.muted)
         new.move_to([0, SOURCE_Y, 0])
         return AnimationGroup(*self._swap("source_mob", new))
 
@@ -69,20 +61,20 @@ class MemoryHierarchyScene(FastRenderScene):
         if not s:
             old, self.title_mob = self.title_mob, None
             return FadeOut(old) if old is not None else Wait(0)
-        new = self.text(s, self.th.title_size).move_to([0, TITLE_Y, 0])
+        new = self.text(s, self.theme.title_size).move_to([0, TITLE_Y, 0])
         return AnimationGroup(*self._swap("title_mob", new))
 
     def level_colors(self) -> list[str]:
-        th = self.th
+        th = self.theme
         return [th.highlight, th.foreground, th.muted]
 
     # ------------------------------------------------------------------ construct
     def construct(self) -> None:
-        gpu, th = self.gpu, self.th
+        gpu, th = self.gpu, self.theme
         sram, hbm, dram = gpu.levels
 
         # The hierarchy: faster is smaller ------------------------------------------
-        self.next_section("hierarchy")
+        self.section("hierarchy")
         self.play(
             self.title(f"GPU memory hierarchy — {gpu.name}"),
             self.source(" · ".join(dict.fromkeys(lv.source for lv in gpu.levels))),
@@ -99,10 +91,10 @@ class MemoryHierarchyScene(FastRenderScene):
             "The faster the memory, the smaller it is: computation happens "
             "in on-chip SRAM"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # Bandwidth, to scale --------------------------------------------------------
-        self.next_section("bandwidth")
+        self.section("bandwidth")
         self.play(FadeOut(pyramid))
         bw = LogBarChart(
             [lv.name for lv in gpu.levels],
@@ -130,10 +122,10 @@ class MemoryHierarchyScene(FastRenderScene):
         self.caption(
             f"SRAM is {r1:.0f}× faster than HBM, and HBM {r2:.0f}× faster than CPU DRAM"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # Capacity, to scale ---------------------------------------------------------
-        self.next_section("capacity")
+        self.section("capacity")
         self.play(FadeOut(bw), FadeOut(lin))
         cap = LogBarChart(
             [lv.name for lv in gpu.levels],
@@ -173,10 +165,10 @@ class MemoryHierarchyScene(FastRenderScene):
         self.caption(
             f"…but SRAM holds {rc:,.0f}× less than HBM: an N×N matrix fits only in HBM"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # Standard attention: S and P go to HBM and back ----------------------------
-        self.next_section("standard attention")
+        self.section("standard attention")
         self.play(FadeOut(cap), FadeOut(marker), FadeOut(mlab))
         hbm_p, sram_p, tensors = self.panels()
         self.play(
@@ -200,10 +192,10 @@ class MemoryHierarchyScene(FastRenderScene):
         self.caption(
             "S and P are N×N: written to HBM and read back — Θ(N²) memory traffic"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # FlashAttention: one fused kernel over tiles ---------------------------------
-        self.next_section("flashattention")
+        self.section("flashattention")
         self.play(
             FadeOut(tensors["S"]),
             FadeOut(tensors["P"]),
@@ -214,20 +206,20 @@ class MemoryHierarchyScene(FastRenderScene):
         self.caption(
             "Tiles of Q, K, V are loaded once; S and P stay in SRAM; only O is written"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # Takeaway ------------------------------------------------------------------
-        self.next_section("takeaway")
+        self.section("takeaway")
         self.play(
             *(FadeOut(m) for m in (hbm_p, sram_p, self.boundary, *tensors.values()))
         )
         self.takeaway()
-        self.wait(HOLD * 2)
+        self.hold(2)
 
     # ------------------------------------------------------------------ parts
     def pyramid(self) -> VGroup:
         """Three stacked tiers (narrow SRAM on top), each with its figures."""
-        th, gpu = self.th, self.gpu
+        th, gpu = self.theme, self.gpu
         tiers = VGroup()
         widths = [(1.2, 3.0), (3.0, 4.8), (4.8, 6.6)]
         h, top = 1.5, 2.75
@@ -264,7 +256,7 @@ class MemoryHierarchyScene(FastRenderScene):
 
     def linear_bars(self, values: list[float], what: str) -> VGroup:
         """The same values on a LINEAR scale: the gap as the eye sees it."""
-        th = self.th
+        th = self.theme
         top = max(values)
         width = 7.6
         rows = VGroup()
@@ -300,7 +292,7 @@ class MemoryHierarchyScene(FastRenderScene):
 
     def panels(self) -> tuple[MemoryPanel, MemoryPanel, dict[str, VGroup]]:
         """HBM (left) and SRAM (right) panels, with Q, K, V, S, P, O in HBM."""
-        th, gpu = self.th, self.gpu
+        th, gpu = self.theme, self.gpu
         sram, hbm = gpu.sram, gpu.hbm
         hbm_p = MemoryPanel(
             f"HBM · {hbm.capacity_label} · {hbm.bandwidth_label}",
@@ -352,7 +344,7 @@ class MemoryHierarchyScene(FastRenderScene):
 
     def round_trip(self, tensors, reads, write, formula, sram_p) -> None:
         """Copies of ``reads`` travel to SRAM, ``formula`` runs, ``write`` returns."""
-        th = self.th
+        th = self.theme
         c = sram_p.get_center()
         slots = [
             c + [-1.1 * (len(reads) - 1) / 2 + 1.1 * k, 0.85, 0]
@@ -387,7 +379,7 @@ class MemoryHierarchyScene(FastRenderScene):
 
         A schematic of the idea only: the tiling scene plays the real kernel's trace.
         """
-        th = self.th
+        th = self.theme
         blocks = 4
         out_blocks = VGroup()
         o = tensors["O"]
@@ -452,7 +444,7 @@ class MemoryHierarchyScene(FastRenderScene):
         tensors["O_empty"] = VGroup(o_empty)
 
     def takeaway(self) -> None:
-        th, gpu = self.th, self.gpu
+        th, gpu = self.theme, self.gpu
         r = gpu.bandwidth_ratio("SRAM", "HBM")
         head = self.text(
             "Attention's bottleneck is moving data between HBM and SRAM",

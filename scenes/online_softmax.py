@@ -22,9 +22,8 @@ import numpy as np
 from manim import *
 
 from flashanim.config import ConfigError, SceneConfig
-from flashanim.visuals import TileGrid, get_theme
-from flashanim.visuals.captioned import CaptionedScene
-from flashanim.visuals.fastrender import FastRenderScene
+from flashanim.scene import TraceScene
+from flashanim.visuals import TileGrid
 from flashanim.visuals.softmax import (
     RowBoard,
     RowPlayer,
@@ -33,11 +32,9 @@ from flashanim.visuals.softmax import (
     row_values,
 )
 
-HOLD = 1.5  # seconds each section's closing frame is held
 DETAIL_SPEED, REST_SPEED = 1.0, 1.8
 #: Longest sequence whose every score is written on one line.
 MAX_KEYS = 16
-FRAME_W = 14.222
 
 
 def row_from_env(environ=None) -> int | None:
@@ -77,16 +74,24 @@ def _f(x: float) -> str:
     return f"{x:.3f}".replace("-", "−")
 
 
-class OnlineSoftmaxScene(CaptionedScene, FastRenderScene):
+class OnlineSoftmaxScene(TraceScene):
     """One query row through the online softmax, block by block, real numbers."""
 
+    kernel = "fa2-fwd"
+    caption_style = {"fade_through": False, "blank": False}
+    hold_seconds = 1.5  # each section's closing frame
+
+    def settings(self) -> SceneConfig:
+        cfg = super().settings()  # validated before anything renders
+        self.row = row_from_env()
+        check_config(cfg, self.row)  # (before anything is recorded)
+        return cfg
+
     def setup(self) -> None:
-        self.cfg = SceneConfig.from_env()  # validated before anything renders
-        row = row_from_env()
-        check_config(self.cfg, row)
-        self.trace = self.cfg.load_or_record()
+        super().setup()
+        row = self.row
         meta = self.trace.meta
-        if meta.kernel != "fa2-fwd" or not meta.values:
+        if not meta.values:
             raise ConfigError(
                 "OnlineSoftmaxScene needs an fa2-fwd trace recorded with values "
                 f"(got {meta.kernel!r}, values={meta.values})"
@@ -102,9 +107,6 @@ class OnlineSoftmaxScene(CaptionedScene, FastRenderScene):
                 f"FLASHANIM_ROW={row}: must be a query row in 0 .. {meta.seq_len_q - 1}"
             )
         self.row = pick_row(self.trace) if row is None else row
-        self.theme = get_theme(self.cfg.theme)
-        self.camera.background_color = self.theme.background
-        self.caption_mob: Mobject | None = None
 
     # -- the scene ---------------------------------------------------------------------
     def construct(self) -> None:
@@ -126,10 +128,11 @@ class OnlineSoftmaxScene(CaptionedScene, FastRenderScene):
         self.player = player = RowPlayer(board, k, meta.seq_len_k, meta.head_dim)
 
         # Setup: the row we follow, and its query ------------------------------------
-        self.next_section("setup")
+        self.section("setup")
         self.title = self.text("Online softmax, one query row", th.small_size + 1,
                                th.muted)  # fmt: skip
         self.title.to_corner(UP + RIGHT, buff=0.2)
+        self.captions.title = self.title
         subset = self.text(
             f"Shown: query row {r} only (row {k} of Q block i = {i}, program {program})"
             f" · all {len(events)} events of that program · N = {meta.seq_len_k}, "
@@ -138,8 +141,8 @@ class OnlineSoftmaxScene(CaptionedScene, FastRenderScene):
             + (", causal" if meta.causal else ""),
             th.small_size + 1, th.muted,
         )  # fmt: skip
-        if subset.width > FRAME_W - 0.4:
-            subset.scale_to_fit_width(FRAME_W - 0.4)
+        if subset.width > config.frame_width - 0.4:
+            subset.scale_to_fit_width(config.frame_width - 0.4)
         subset.move_to([0, 3.2, 0]).to_edge(LEFT, buff=0.2)
         self.subset = subset
         legend = self.text(
@@ -157,7 +160,7 @@ class OnlineSoftmaxScene(CaptionedScene, FastRenderScene):
         )
         player.play(self, events[:1], speed=DETAIL_SPEED)
         self.caption(f"q = Q[{r}] is loaded once; m_i = −∞, l_i = 0, acc = 0 to start")
-        self.wait(HOLD)
+        self.hold()
 
         first_norm = next(n for n, e in enumerate(events) if e.op == "normalize")
         body = events[1:first_norm]
@@ -167,7 +170,7 @@ class OnlineSoftmaxScene(CaptionedScene, FastRenderScene):
         stats = [self.block_stats(b, k) for b in blocks]
 
         # Block 0 ----------------------------------------------------------------------
-        self.next_section("block 0")
+        self.section("block 0")
         self.caption("Block 0: scores S = q·K_0ᵀ·scale, then the running statistics")
         player.play(self, blocks[0], speed=DETAIL_SPEED)
         m0, _, l0 = stats[0]
@@ -175,11 +178,11 @@ class OnlineSoftmaxScene(CaptionedScene, FastRenderScene):
             f"Block 0: m_i = max S = {_f(m0)}, P = exp(S − m_i), "
             f"l_i = Σ P = {_f(l0)}, acc = P·V_0"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # Block 1 ----------------------------------------------------------------------
         if len(blocks) > 1:
-            self.next_section("block 1")
+            self.section("block 1")
             self.caption("Block 1: the same, but m_i, l_i and acc already hold block 0")
             player.play(self, blocks[1], speed=DETAIL_SPEED)
             m1, a1, l1 = stats[1]
@@ -193,11 +196,11 @@ class OnlineSoftmaxScene(CaptionedScene, FastRenderScene):
                     f"Block 1: the max stayed {_f(m1)}, so alpha = {_f(a1)}: "
                     "l_i and acc just add the new block"
                 )
-            self.wait(HOLD)
+            self.hold()
 
         # The other blocks -------------------------------------------------------------
         if len(blocks) > 2:
-            self.next_section("other blocks")
+            self.section("other blocks")
             self.caption(
                 f"Blocks 2 … {len(blocks) - 1}: each new max rescales "
                 "everything so far by alpha"
@@ -209,26 +212,26 @@ class OnlineSoftmaxScene(CaptionedScene, FastRenderScene):
                 f"After all {len(blocks)} blocks: m_i = {_f(mf)}, l_i = {_f(lf)}; "
                 "the alphas brought every block to the final m_i"
             )
-            self.wait(HOLD)
+            self.hold()
 
         # Normalize and store ----------------------------------------------------------
-        self.next_section("normalize")
+        self.section("normalize")
         player.play(self, events[first_norm:], speed=DETAIL_SPEED)
         self.caption(
             f"O[{r}] = acc / l_i, and LSE = m_i + log l_i for the backward, "
             "go to HBM once"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # Why it is exact --------------------------------------------------------------
-        self.next_section("why exact")
+        self.section("why exact")
         self.why_exact(stats, k)
-        self.wait(HOLD)
+        self.hold()
 
         # Check against softmax in one go ----------------------------------------------
-        self.next_section("check")
+        self.section("check")
         self.check(k)
-        self.wait(HOLD * 2)
+        self.hold(2)
 
     # -- data --------------------------------------------------------------------------
     def value_ranges(self, events, k: int) -> dict[str, tuple[float, float]]:
@@ -278,7 +281,7 @@ class OnlineSoftmaxScene(CaptionedScene, FastRenderScene):
     def clear_lower(self) -> None:
         """Fade out everything but the caption, title, subset line and the strips."""
         b = self.board
-        kept = [b.s_strip, b.p_strip, b.key_labels, self.caption_mob, self.title,
+        kept = [b.s_strip, b.p_strip, b.key_labels, self.captions.mob, self.title,
                 self.legend, self.subset, *b.m_labels.values()]  # fmt: skip
         keep = {id(f) for m in kept for f in m.get_family()}
         gone: list[Mobject] = []
@@ -332,8 +335,8 @@ class OnlineSoftmaxScene(CaptionedScene, FastRenderScene):
         ).arrange(DOWN, aligned_edge=LEFT, buff=0.16)  # fmt: skip
         nums.next_to(lines, DOWN, buff=0.45, aligned_edge=LEFT)
         for g in (lines, nums):
-            if g.width > FRAME_W - 1.0:
-                g.scale_to_fit_width(FRAME_W - 1.0).to_edge(LEFT, buff=0.5)
+            if g.width > config.frame_width - 1.0:
+                g.scale_to_fit_width(config.frame_width - 1.0).to_edge(LEFT, buff=0.5)
         self.exact_values = {"m_path": tuple(ms), "l_kernel": lf,
                              "l_one_go": l_one_go}  # fmt: skip
         self.play(FadeIn(lines, shift=0.2 * UP), run_time=1.0)

@@ -14,10 +14,9 @@ from __future__ import annotations
 import numpy as np
 from manim import *
 
-from flashanim.config import SceneConfig
-from flashanim.trace import hbm_traffic
-from flashanim.visuals import TileGrid, TrafficCounter, get_theme, value_ranges
-from flashanim.visuals.fastrender import FastRenderScene
+from flashanim.scene import TraceScene
+from flashanim.trace import hbm_traffic, value_ranges
+from flashanim.visuals import TileGrid, TrafficCounter
 from flashanim.visuals.layout import Legend
 from flashanim.visuals.memory import hbm_panel, sram_panel
 from flashanim.visuals.roundtrip import (
@@ -26,11 +25,9 @@ from flashanim.visuals.roundtrip import (
     SramSlots,
     TrafficTable,
 )
-from flashanim.visuals.theme import themed_text
 
 #: Speeds: the first program of a launch, the next few, the rest.
 DETAIL_SPEED, MEDIUM_SPEED, FAST_SPEED = 1.3, 3.0, 7.0
-HOLD = 1.5  # seconds each section's closing frame is held
 LAUNCHES = ("qk", "softmax", "pv")
 LAUNCH_TEXT = {
     "qk": "kernel 1 of 3 · qk: program per tile (i, j): S_ij = Q_i K_jᵀ · scale",
@@ -40,50 +37,16 @@ LAUNCH_TEXT = {
 SOURCES = {"qk": ("Q", "K"), "mask": ("S",), "softmax": ("S",), "pv": ("P", "V")}
 
 
-class StandardAttentionScene(FastRenderScene):
+class StandardAttentionScene(TraceScene):
     """The three-kernel standard attention: the N² round trips of S and P."""
 
+    kernel = "standard"
+    hold_seconds = 1.5  # each section's closing frame
+
     def setup(self) -> None:
-        self.cfg = SceneConfig.from_env()  # validated before anything renders
-        self.trace = self.cfg.load_or_record("standard")
-        if self.trace.meta.kernel != "standard":
-            raise ValueError(
-                "StandardAttentionScene plays a standard trace, not "
-                f"{self.trace.meta.kernel!r}"
-            )
-        meta = self.trace.meta
+        super().setup()
         # FA2 for the same shape, recorded in this run (events only).
-        from flashanim.trace import record
-
-        self.fa2 = record(
-            "fa2-fwd",
-            seq_len=meta.seq_len_q,
-            seq_len_k=meta.seq_len_k,
-            head_dim=meta.head_dim,
-            block_m=meta.block_m,
-            block_n=meta.block_n,
-            batch=meta.batch,
-            heads=meta.heads,
-            causal=meta.causal,
-            dtype=meta.dtype,
-            seed=meta.seed or 0,
-            values=False,
-        )
-        self.theme = get_theme(self.cfg.theme)
-        self.camera.background_color = self.theme.background
-
-    # -- helpers --------------------------------------------------------------------
-    def text(self, s: str, size: float | None = None, color=None) -> Text:
-        return themed_text(self.theme, s, size, color)
-
-    def caption(self, s: str) -> None:
-        new = self.text(s, self.theme.caption_size)
-        max_w = 14.2 - 0.5 - self.title.width - 0.4
-        if new.width > max_w:
-            new.scale_to_fit_width(max_w)
-        new.to_corner(UP + LEFT, buff=0.2)
-        old, self.cap = self.cap, new
-        self.play(Succession(FadeOut(old, run_time=0.3), FadeIn(new, run_time=0.3)))
+        self.fa2 = self.record_like(self.trace, "fa2-fwd", values=False)
 
     def launch_label(self, launch: str) -> Text:
         t = self.text(LAUNCH_TEXT[launch], self.theme.body_size, self.theme.highlight)
@@ -143,7 +106,7 @@ class StandardAttentionScene(FastRenderScene):
         self.title = self.text(
             "Standard attention (3 kernels)", th.small_size + 1, th.muted
         ).to_corner(UP + RIGHT, buff=0.2)
-        self.cap = self.text(" ").to_corner(UP + LEFT, buff=0.2)
+        self.captions.title = self.title
         top, bottom = 3.35, -0.05
         self.hbm = hbm_panel(width=10.3, height=top - bottom, theme=th)
         self.hbm.move_to([-6.95 + 5.15, (top + bottom) / 2, 0])
@@ -206,8 +169,8 @@ class StandardAttentionScene(FastRenderScene):
         legend.move_to([0, self.sram_y, 0])
 
         # Setup -----------------------------------------------------------------
-        self.next_section("setup")
-        self.add(self.cap)
+        self.section("setup")
+        self.add(self.captions.mob)
         self.play(FadeIn(self.hbm), FadeIn(self.sram), Create(edge), FadeIn(self.title))
         self.play(
             *(FadeIn(g) for g in grids.values()),
@@ -219,7 +182,7 @@ class StandardAttentionScene(FastRenderScene):
             f"Q, K, V ({n}×{d}) in HBM. Standard attention runs three kernels; "
             f"S and P ({n}×{meta.seq_len_k}) get HBM space too"
         )
-        self.wait(HOLD)
+        self.hold()
 
         by_launch = {ln: [] for ln in LAUNCHES}
         launch_of = {p.program: p.launch for p in trace.programs}
@@ -258,7 +221,7 @@ class StandardAttentionScene(FastRenderScene):
         done_bytes = {"S": 0, "P": 0}
         for k, launch in enumerate(LAUNCHES):
             events = by_launch[launch]
-            self.next_section(["S to HBM", "softmax", "PV"][k])
+            self.section(["S to HBM", "softmax", "PV"][k])
             slots.slots = self.slots_for(launch)
             new_ph = slots.placeholders()
             new_label = self.launch_label(launch)
@@ -308,10 +271,10 @@ class StandardAttentionScene(FastRenderScene):
                     f"O done. See this pattern? S and P went back and forth: "
                     f"{sum(done_bytes.values()):,} B of N² traffic"
                 )
-            self.wait(HOLD)
+            self.hold()
 
         # Totals vs FlashAttention-2 ----------------------------------------------
-        self.next_section("vs FA2")
+        self.section("vs FA2")
         std, fa2 = hbm_traffic(trace), hbm_traffic(self.fa2)
         table = TrafficTable(
             {"standard": std, "FA2": fa2},
@@ -345,7 +308,7 @@ class StandardAttentionScene(FastRenderScene):
             f"Standard: {tot_s:,} B ({n2:,} B of S and P). "
             f"FA2: {tot_f:,} B, {tot_s / tot_f:.1f}× less, no N×N matrix in HBM"
         )
-        self.wait(HOLD * 2)
+        self.hold(2)
 
 
 def _programs(events) -> list[list]:

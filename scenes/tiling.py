@@ -12,43 +12,33 @@ import numpy as np
 import torch
 from manim import *
 
-from flashanim.config import SceneConfig
-from flashanim.visuals import ForwardLayout, TileGrid, TracePlayer, get_theme
-from flashanim.visuals.fastrender import FastRenderScene
+from flashanim.scene import TraceScene
+from flashanim.trace.check import closing_check
+from flashanim.visuals import ForwardLayout, TileGrid, TracePlayer
 
 #: Speed of the first K/V block of program 0, of its other blocks, of later programs.
 DETAIL_SPEED, PROGRAM0_SPEED, LATER_SPEED = 1.0, 1.8, 6.0
-HOLD = 1.2  # seconds each section's closing frame is held
 
 
-class TilingScene(FastRenderScene):
+class TilingScene(TraceScene):
     """The FA2 forward pass for one head: tiles, online softmax, output, check."""
 
-    def setup(self) -> None:
-        self.cfg = SceneConfig.from_env()  # validated before anything renders
-        self.trace = self.cfg.load_or_record()
-        if self.trace.meta.kernel != "fa2-fwd":
-            raise ValueError(
-                f"TilingScene plays an fa2-fwd trace, not {self.trace.meta.kernel!r}"
-            )
-        self.theme = get_theme(self.cfg.theme)
-        self.camera.background_color = self.theme.background
-
-    def caption(self, text: str) -> None:
-        self.play(self.layout.make_caption_animation(text))
+    kernel = "fa2-fwd"
+    hold_seconds = 1.2  # each section's closing frame
 
     def construct(self) -> None:
         trace, th = self.trace, self.theme
         meta = trace.meta
         head = [e for e in trace.events if e.bh == 0]
         self.layout = lay = ForwardLayout.from_trace(trace, theme=th)
+        self.captions = lay.captions
         player = self.player = TracePlayer(lay, len(trace.events))
         prog0 = [e for e in head if e.program == head[0].program]
         later = [e for e in head if e.program != head[0].program]
         first_norm = next(k for k, e in enumerate(prog0) if e.op == "normalize")
 
         # Setup: HBM holds Q, K, V (O empty); SRAM is empty --------------------------
-        self.next_section("setup")
+        self.section("setup")
         self.add(lay.caption)
         self.play(
             FadeIn(lay.hbm),
@@ -67,18 +57,18 @@ class TilingScene(FastRenderScene):
             f"Q, K, V ({meta.seq_len_q}×{meta.head_dim}) wait in HBM; one program "
             f"per {meta.block_m}-row Q block (T_r = {meta.t_r}) works in SRAM"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # Load Q_i ------------------------------------------------------------------
-        self.next_section("load Q")
+        self.section("load Q")
         code = [lay.code] if lay.code is not None else []
         self.play(FadeOut(lay.legend_group()), *(FadeIn(c) for c in code))
         self.caption("Program i = 0 copies its Q block into SRAM: a copy, HBM keeps Q")
         player.play(self, prog0[:1], speed=DETAIL_SPEED)
-        self.wait(HOLD)
+        self.hold()
 
         # Stream K_j, V_j with the online softmax --------------------------------------
-        self.next_section("stream K-V")
+        self.section("stream K-V")
         self.caption(
             "For each K/V block j: S = Q_i K_jᵀ, update m_i and l_i, "
             "rescale acc, add P V_j"
@@ -96,32 +86,32 @@ class TilingScene(FastRenderScene):
             f"After T_c = {meta.t_c} blocks, acc holds O_i·l_i — no "
             f"N×N matrix ever went to HBM"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # Write O_i and LSE_i --------------------------------------------------------
-        self.next_section("write O")
+        self.section("write O")
         player.play(self, prog0[first_norm:], speed=DETAIL_SPEED)
         self.caption(
             "O_i = acc / l_i goes to HBM once; LSE_i = m_i + log l_i "
             "is kept for the backward"
         )
-        self.wait(HOLD)
+        self.hold()
 
         # The other programs -----------------------------------------------------------
         if later:
-            self.next_section("other programs")
+            self.section("other programs")
             self.caption(
                 f"Programs i = 1 … {meta.t_r - 1} do the same "
                 f"(on a GPU: all at once, one per SM)"
             )
             player.play(self, later, speed=LATER_SPEED)
             self.caption(f"All {meta.t_r} Q blocks done: O and LSE are in HBM")
-            self.wait(HOLD)
+            self.hold()
 
         # Check against naive attention ---------------------------------------------
-        self.next_section("check")
+        self.section("check")
         self.check()
-        self.wait(HOLD * 2)
+        self.hold(2)
 
     def check(self) -> None:
         """Compare the kernel's O with naive attention and show the max error."""
@@ -132,7 +122,8 @@ class TilingScene(FastRenderScene):
         ref = attention_ref(q, k, v, causal=meta.causal,
                             softmax_scale=meta.softmax_scale).numpy()  # fmt: skip
         out = np.asarray(t["O"], dtype=np.float64)
-        err = float(np.abs(out - ref).max())
+        verdict = closing_check("O", (out, ref), meta.dtype, scene="TilingScene")
+        err = verdict.max_error
         tiles = list(self.player.tiles.values())
         ref_grid = TileGrid(
             "O", ref[0, 0], block_rows=meta.block_m, label="O_ref (naive)",
@@ -177,10 +168,7 @@ class TilingScene(FastRenderScene):
         self.play(*(FadeOut(x) for x in tiles), FadeOut(lay.placeholders))
         self.play(TransformFromCopy(lay.grids["O"], kern_grid), FadeIn(ref_grid))
         self.play(FadeIn(lines, shift=0.2 * UP))
-        self.caption(
-            f"The kernel's O matches naive attention: max error {err:.1e} "
-            f"({meta.dtype})"
-        )
+        self.caption(verdict.headline())
 
 
 def _kv_block(e, events) -> int:

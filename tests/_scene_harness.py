@@ -3,7 +3,9 @@
 ``render_probe(module, cls, env)`` renders a scene at a tiny size with the given
 ``FLASHANIM_*`` environment, and returns the scene object (so tests can read what it
 played, e.g. ``scene.player.played_events``), the last frame of every section (by
-section name) and the movies written. ``compare_control(prefix, frames)`` checks each
+section name) and the movies written. The scene renders with the render record of
+``flashanim render`` (:func:`recorded`); ``check_record(scene, played)`` holds that
+record (the SRT/VTT captions' source) to what the scene played and said. ``compare_control(prefix, frames)`` checks each
 frame against ``tests/control_frames/<prefix>_<section>.npz`` (mean absolute
 difference at most :data:`TOLERANCE` per channel); ``FLASHANIM_UPDATE_CONTROL=1``
 rewrites them.
@@ -26,7 +28,7 @@ UPDATE = os.environ.get("FLASHANIM_UPDATE_CONTROL") == "1"
 TOLERANCE = 2.0
 
 __all__ = ["ROOT", "CONTROL", "TOLERANCE", "scene_class", "render_probe",
-           "compare_control"]  # fmt: skip
+           "compare_control", "recorded", "check_record"]  # fmt: skip
 
 
 def scene_class(module: str, cls: str):
@@ -37,6 +39,35 @@ def scene_class(module: str, cls: str):
     finally:
         sys.path.pop(0)
     return getattr(mod, cls)
+
+
+def recorded(base: type) -> type:
+    """``base`` with the render record of ``flashanim render`` (its ``play`` and
+    ``next_section`` hooks), as :func:`flashanim._scene_hooks.wrap_scene` makes it."""
+    from flashanim._scene_hooks import _Recorder
+
+    return type(base.__name__, (_Recorder, base), {"__module__": base.__module__})
+
+
+def check_record(scene, played, tmp_path: Path) -> list:
+    """The scene's render record holds exactly the events ``played`` (in order) and
+    every caption it showed; the SRT written from it says them. Returns the cues."""
+    from flashanim.captions import cues_from_record, write_srt
+
+    rec = scene._fa_record()
+    rec["duration"] = float(scene.renderer.time)
+    got = [(e["index"], e["op"], e["program"]) for p in rec["plays"]
+           for e in p["events"]]  # fmt: skip
+    assert got == [(e.index, e.op, e.program) for e in played]
+    captions = [p["caption"] for p in rec["plays"] if p["caption"]]
+    assert captions, "the scene showed no caption"
+    cues = cues_from_record(rec)
+    srt = write_srt(cues, tmp_path / "captions.srt")
+    text = Path(srt).read_text(encoding="utf-8")
+    for c in captions:
+        assert c in text
+    assert len(cues) >= len(captions) + (1 if played else 0)
+    return cues
 
 
 def render_probe(module: str, cls: str, env: dict[str, str], media: Path,
@@ -55,7 +86,7 @@ def render_probe(module: str, cls: str, env: dict[str, str], media: Path,
     base = scene_class(module, cls)
     frames: dict[str, np.ndarray] = {}
 
-    class Probe(base):
+    class Probe(recorded(base)):
         def next_section(self, name: str = "unnamed", *args, **kwargs) -> None:
             if getattr(self, "_probe_section", None) is not None:
                 frames[self._probe_section] = self.renderer.get_frame()[..., :3].copy()

@@ -1,6 +1,6 @@
 """FastRenderScene draws exactly what Manim's own moving/still split draws.
 
-``FastRenderScene`` (``flashanim/visuals/fastrender.py``) redraws per frame only what
+``FastRenderScene`` (``flashanim/engine/fastrender.py``) redraws per frame only what
 moves (and still mobjects above it that it meets), resumes the background from
 checkpoints and skips idle updates. Every frame must still be Manim's: each scene
 here is rendered twice, once as shipped and once with Manim's own ``Scene`` methods

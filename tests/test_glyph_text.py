@@ -1,6 +1,6 @@
 """Monospace strings composed from cached glyphs equal the Text that Pango lays out.
 
-:func:`flashanim.visuals.theme.cached_text` composes single-line strings in the
+:func:`flashanim.engine.text.cached_text` composes single-line strings in the
 themes' monospace font from copies of atlas glyphs instead of building a new
 :class:`~manim.Text`; these tests hold the composed text against the real one,
 glyph for glyph, and check where it must fall back to a real Text.
@@ -12,14 +12,37 @@ import numpy as np
 import pytest
 from manim import RED, Text, Transform, tempconfig
 
-from flashanim.visuals import theme
-from flashanim.visuals.theme import (
-    DARK,
+from flashanim.engine import engine_on
+from flashanim.engine import text as theme
+from flashanim.engine.text import (
+    GLYPH_FONTS,
     _glyph_atlas,
     _glyph_text,
     cached_text,
     merge_glyphs,
 )
+from flashanim.visuals.theme import DARK, THEMES
+
+
+@pytest.fixture(autouse=True)
+def _engine():
+    """The text engine works while the engine is on (a scene renders)."""
+    with engine_on():
+        yield
+
+
+def test_themes_monospace_fonts_are_glyph_fonts():
+    assert {th.mono_font for th in THEMES.values()} <= GLYPH_FONTS
+
+
+def test_engine_off_gives_manims_own_text():
+    from manim import Text
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("flashanim.engine.text.is_on", lambda: False)
+        t = cached_text("0.125", MONO, 17, "#FFFFFF")
+    assert type(t) is Text and len(t.submobjects) == 5  # a glyph a character
+
 
 MONO = DARK.mono_font
 
@@ -310,7 +333,7 @@ def test_texts_are_written_to_a_folder_of_this_process():
 
     from manim import config
 
-    from flashanim.visuals.theme import use_private_text_dir
+    from flashanim.engine.text import use_private_text_dir
 
     with tempconfig({}):
         d = use_private_text_dir()
@@ -337,7 +360,7 @@ def test_joined_texts_align_colours_too():
 
 
 def test_themed_text():
-    from flashanim.visuals.theme import themed_text
+    from flashanim.engine.text import themed_text
 
     t = themed_text(DARK, "event 3 of 9", mono=True)
     want = cached_text("event 3 of 9", MONO, DARK.body_size, DARK.foreground)

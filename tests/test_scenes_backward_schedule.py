@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import flashanim.kernels  # noqa: F401  (chooses the device before Triton)
 import pytest
-from _scene_harness import compare_control, render_probe, scene_class
+from _scene_harness import check_record, compare_control, render_probe, scene_class
 
 from flashanim.config import ConfigError
 from flashanim.trace import TraceFormatError, record
@@ -190,3 +190,12 @@ def _scene_module(name: str):
 
     scene_class(name, "__name__")
     return sys.modules[name]
+
+
+def test_backward_render_record_carries_events_and_captions(backward, tmp_path):
+    scene = backward[0]
+    check_record(scene, scene.player.played_events, tmp_path)
+
+
+def test_schedule_render_record_carries_captions(schedule, tmp_path):
+    check_record(schedule[0], [], tmp_path)  # (programs, not events, are drawn)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _scene_harness import check_record, recorded
 
 from flashanim.config import ConfigError
 from flashanim.hardware import PRESETS, get_preset, preset_from_env
@@ -140,7 +141,7 @@ def _render(scene_cls, tmp_path):
             "verbosity": "WARNING",
         }
     ):
-        scene = scene_cls()
+        scene = recorded(scene_cls)()
         scene.render()
         frame = np.asarray(scene.renderer.get_frame())[..., :3].copy()
     return scene, frame
@@ -170,6 +171,7 @@ def test_memory_hierarchy_renders(tmp_path, monkeypatch):
     mod = _scene_module("memory_hierarchy")
     scene, frame = _render(mod.MemoryHierarchyScene, tmp_path)
     assert scene.gpu.key == "a100"
+    check_record(scene, [], tmp_path)  # captions reach the SRT
     _compare(frame, "memory_hierarchy_last")
 
 
@@ -202,4 +204,5 @@ def test_io_complexity_renders_measured_points(tmp_path, monkeypatch):
     # The runtime chart plots the fixture's rows, nothing else.
     rt = scene.charts["runtime"].series["ours"].data_points_xy
     assert [n for n, _ in rt] == [512, 1024, 2048, 4096]
+    check_record(scene, [], tmp_path)  # captions reach the SRT
     _compare(frame, "io_complexity_last")

@@ -17,11 +17,10 @@ from __future__ import annotations
 import flashanim.kernels  # noqa: F401  (chooses the device before Triton)
 import numpy as np
 import pytest
-from _scene_harness import compare_control, render_probe, scene_class
+from _scene_harness import check_record, compare_control, render_probe, scene_class
 
 from flashanim.config import ConfigError, SceneConfig
-from flashanim.trace import record, save_trace
-from flashanim.visuals.causal import visited_blocks, work_summary
+from flashanim.trace import record, save_trace, visited_blocks, work_summary
 from flashanim.visuals.softmax import implied_weights, pick_row, row_values
 
 pytestmark = pytest.mark.render
@@ -190,3 +189,13 @@ def test_causal_refuses_a_non_causal_trace(tmp_path, monkeypatch):
 def test_causal_bad_config_refused():
     with pytest.raises(ConfigError, match="power of two"):
         SceneConfig.from_env({"FLASHANIM_BLOCK_M": "3"})
+
+
+def test_softmax_render_record_carries_events_and_captions(softmax_run, tmp_path):
+    scene = softmax_run[0]
+    check_record(scene, scene.player.played_events, tmp_path)
+
+
+def test_causal_render_record_carries_events_and_captions(causal_run, tmp_path):
+    scene = causal_run[0]
+    check_record(scene, scene.player.played_events, tmp_path)

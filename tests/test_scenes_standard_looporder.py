@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import flashanim.kernels  # noqa: F401  (chooses the device before Triton)
 import pytest
-from _scene_harness import compare_control, render_probe, scene_class
+from _scene_harness import check_record, compare_control, render_probe, scene_class
 
 from flashanim.config import ConfigError
 from flashanim.trace import hbm_traffic
@@ -156,3 +156,14 @@ def test_bad_config_fails_before_rendering(
         with pytest.raises(ConfigError, match=message):
             scene.render()
     assert not list(tmp_path.rglob("*.mp4"))
+
+
+def test_standard_render_record_carries_events_and_captions(standard, tmp_path):
+    scene = standard[0]
+    check_record(scene, scene.player.played_events, tmp_path)
+
+
+def test_looporder_render_record_carries_events_and_captions(looporder, tmp_path):
+    scene = looporder[0]
+    played = scene.col1["player"].played_events + scene.col2["player"].played_events
+    check_record(scene, played, tmp_path)

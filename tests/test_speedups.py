@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from manim import Mobject, Square, Text, VGroup
 
-from flashanim.visuals import _speedups
+from flashanim.engine import _speedups, engine_on, fastrender
+
+
+@pytest.fixture(autouse=True)
+def _manims_own_after():
+    """Tests here install pieces by hand: Manim's own code again after each."""
+    yield
+    _speedups.uninstall()
+    fastrender.uninstall()
 
 
 def _random_tree(rng: random.Random, n: int, shared: bool) -> Mobject:
@@ -40,10 +49,16 @@ def test_get_family_equals_manims_on_real_mobjects():
     assert len(ours) == len({id(x) for x in ours})
 
 
-def test_installed_with_the_renderer():
-    import flashanim.visuals.fastrender  # noqa: F401
+def test_installed_only_while_the_engine_is_on():
+    from flashanim.engine import engine_on
 
-    assert Mobject.get_family is _speedups.get_family
+    assert Mobject.get_family is _speedups.MANIM_GET_FAMILY
+    with engine_on():
+        assert Mobject.get_family is _speedups.get_family
+        with engine_on():  # nested: one switch
+            pass
+        assert Mobject.get_family is _speedups.get_family
+    assert Mobject.get_family is _speedups.MANIM_GET_FAMILY
 
 
 def _same(a, b, seen: set) -> bool:
@@ -76,14 +91,16 @@ def _same(a, b, seen: set) -> bool:
 def _sample_mobjects():
     from manim import Arrow, DashedLine, Rectangle, RoundedRectangle
 
-    from flashanim.visuals.theme import cached_text
+    from flashanim.engine.text import cached_text
 
+    with engine_on():  # (a composed text, as the scenes make them)
+        number = cached_text("event 3 of 12", "DejaVu Sans Mono", 20, "#ffffff")
     sq = Square().set_fill("#ff0000", 0.5)
     sq.add_updater(lambda m: m)
     shared = VGroup(sq, Arrow(), DashedLine())
     return [
         Text("QK^T", font="DejaVu Sans Mono"),
-        cached_text("event 3 of 12", "DejaVu Sans Mono", 20, "#ffffff"),
+        number,
         VGroup(shared, shared.copy(), RoundedRectangle(corner_radius=0.1)),
         Rectangle().set_stroke(width=0),
     ]
@@ -135,7 +152,7 @@ def test_restructured_list_like_manims():
 def test_x264_preset_by_quality_and_environment():
     import pytest
 
-    from flashanim.visuals.fastrender import PRESET_ENV, x264_preset
+    from flashanim.engine.fastrender import PRESET_ENV, x264_preset
 
     assert x264_preset(480, {}) == "ultrafast"  # previews
     assert x264_preset(1080, {}) == "veryfast"
@@ -146,6 +163,7 @@ def test_x264_preset_by_quality_and_environment():
 
 def test_updaters_possible_once_an_updater_is_added(monkeypatch):
     monkeypatch.setattr(_speedups, "_updater_added", False)
+    _speedups.install()
     assert Mobject.add_updater is _speedups.add_updater
     assert not _speedups.updaters_possible()
     sq = Square()
@@ -158,6 +176,7 @@ def test_updaters_possible_once_an_updater_is_added(monkeypatch):
 
 def test_updaters_possible_when_a_class_overrides_update(monkeypatch):
     monkeypatch.setattr(_speedups, "_updater_added", False)
+    _speedups.install()
     assert not _speedups.updaters_possible()
 
     class Ticking(Square):
@@ -170,10 +189,11 @@ def test_updaters_possible_when_a_class_overrides_update(monkeypatch):
 def test_scene_skips_the_update_walk_only_without_updaters(monkeypatch):
     from manim import tempconfig
 
-    from flashanim.visuals.fastrender import FastRenderScene
+    from flashanim.engine.fastrender import FastRenderScene
 
     calls = []
     monkeypatch.setattr(_speedups, "_updater_added", False)
+    _speedups.install()
     # (a class overriding update, left by another test, would count)
     monkeypatch.setattr(_speedups, "_overrides_update", lambda cls: False)
     monkeypatch.setattr(
@@ -181,6 +201,7 @@ def test_scene_skips_the_update_walk_only_without_updaters(monkeypatch):
     )
     with tempconfig({"dry_run": True}):
         scene = FastRenderScene()
+        scene._fr_on = True  # (as while it renders)
         scene.add(Square())
         monkeypatch.setattr(_speedups, "MANIM_UPDATE", Mobject.update)
         scene.update_mobjects(0.1)
@@ -197,7 +218,7 @@ def test_adding_animated_mobjects_like_manim():
 
     from manim import Animation, Group, Scene, tempconfig
 
-    from flashanim.visuals.fastrender import FastRenderScene
+    from flashanim.engine.fastrender import FastRenderScene
 
     def names(mobs):
         return [m.name for m in mobs]
@@ -225,6 +246,7 @@ def test_adding_animated_mobjects_like_manim():
                     mob = rng.choice(members)
                 anims.append(mob)
             ours, theirs = FastRenderScene(), Scene()
+            ours._fr_on = True  # (as while it renders)
             state = copy.deepcopy((roots, anims))
             ours.mobjects = list(roots)
             theirs.mobjects = list(state[0])
@@ -263,7 +285,7 @@ def test_repeated_frames_encode_as_manims():
     import numpy as np
     from manim.scene import scene_file_writer as sfw
 
-    from flashanim.visuals import fastrender
+    from flashanim.engine import fastrender
 
     class Job:  # what the encoder method uses of Manim's job
         pass
@@ -366,7 +388,7 @@ def test_replayed_paths_draw_the_same_pixels():
     import numpy as np
     from manim import Camera, Circle, tempconfig
 
-    from flashanim.visuals import fastrender
+    from flashanim.engine import fastrender
 
     with tempconfig({"pixel_height": 120, "pixel_width": 214}):
         mobs = [Text("−1.25 B"), Circle(radius=1.3).set_fill(opacity=0.5), Square()]

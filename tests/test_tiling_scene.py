@@ -20,6 +20,7 @@ from pathlib import Path
 import flashanim.kernels  # noqa: F401  (chooses the device before Triton)
 import numpy as np
 import pytest
+from _scene_harness import check_record, recorded
 
 from flashanim.config import ConfigError, SceneConfig
 from flashanim.trace import record
@@ -64,7 +65,7 @@ def rendered(tmp_path_factory):
     base = _scene_class()
     frames: dict[str, np.ndarray] = {}
 
-    class Probe(base):
+    class Probe(recorded(base)):
         def next_section(self, name: str = "unnamed", *args, **kwargs) -> None:
             if getattr(self, "_section_name", None) is not None:
                 frames[self._section_name] = self.renderer.get_frame()[..., :3].copy()
@@ -174,3 +175,9 @@ def test_defaults():
     assert (cfg.seq_len, cfg.head_dim, cfg.block_m, cfg.block_n) == (16, 4, 4, 4)
     assert cfg.theme == "dark" and cfg.numbers and not cfg.causal
     assert not SceneConfig(seq_len=64, head_dim=16, block_m=16, block_n=16).numbers
+
+
+def test_render_record_carries_events_and_captions(rendered, tmp_path):
+    scene, *_ = rendered
+    cues = check_record(scene, scene.player.played_events, tmp_path)
+    assert any("load Q block 0 from HBM" in c.text for c in cues)

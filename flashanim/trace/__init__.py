@@ -20,14 +20,18 @@ This package is the only bridge between the Triton kernels and the visuals::
   raises :class:`TraceFormatError` naming the problem.
 * :func:`hbm_traffic` sums the bytes each tensor moved; :func:`closed_form_traffic`
   gives the same numbers from each kernel's formulas (the tests hold them equal).
+* :mod:`~flashanim.trace.analysis` counts what a trace did: :func:`visited_blocks`,
+  :func:`work_summary`, :func:`value_ranges`.
 
-Importing this package imports neither Manim nor Triton: the kernels are imported
-when a trace is recorded or a name table is first needed.
+Importing this package imports neither Manim, torch nor Triton: the kernels are
+imported when a trace is recorded; the name tables are in the dependency-free
+:mod:`~flashanim.trace.names`, so loading a trace file needs none of them.
 """
 
 from __future__ import annotations
 
 from ._protocol import TraceFormatError
+from .analysis import finite_range, value_ranges, visited_blocks, work_summary
 from .decode import decode, tile_index
 from .io import SCHEMA, dumps_trace, load_trace, loads_trace, save_trace
 from .model import KERNELS, LOAD_STORE, Event, Program, Trace, TraceMeta
@@ -69,4 +73,8 @@ __all__ = [
     "TrafficSummary",
     "io_complexity",
     "IOComplexity",
+    "visited_blocks",
+    "work_summary",
+    "value_ranges",
+    "finite_range",
 ]

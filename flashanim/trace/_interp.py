@@ -11,8 +11,9 @@ repeated patching was ~15 % of a recording.
 :func:`patch_once` skips a device call's patch while a launch has the language
 patched and the helper sees no module the launch did not patch (its ``tl`` /
 ``tl.core`` are the same module objects), which leaves the language exactly as
-the repeated patch would. Where Triton's interpreter is not laid out as expected
-(another version), it changes nothing.
+the repeated patch would. It is in place only inside the block, and only on a
+Triton version it was written for (:mod:`flashanim.engine.versions`); on another
+it changes nothing and says so in one warning line.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def _langs(fn, tl) -> frozenset[int]:
 def patch_once():
     """Within this block, device calls in Triton's interpreter reuse the
     launch's patch of ``triton.language`` (see the module's docstring)."""
+    from flashanim.engine.versions import supported
+
+    if not supported("triton"):
+        yield
+        return
     try:
         import triton.language as tl
         from triton.runtime import interpreter as it

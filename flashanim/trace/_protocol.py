@@ -1,14 +1,13 @@
-"""The trace protocol's names, read lazily from :mod:`flashanim.kernels._trace`.
+"""The trace protocol's names and its format error.
 
-The operation and tensor codes live in one place, next to the kernels that write
-them. Importing :mod:`flashanim.kernels` chooses the process's device and imports
-Triton, so this module does it only when a name table is first needed (decoding,
-loading, validating), never when :mod:`flashanim.trace` is imported.
+The operation and tensor codes live in :mod:`flashanim.trace.names`, a module
+without imports that the kernels (:mod:`flashanim.kernels._trace`) and the decoder
+share, so decoding, loading and validating a trace imports neither torch nor Triton.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from .names import OPS, TENSORS
 
 __all__ = ["TraceFormatError", "ops", "tensors"]
 
@@ -20,18 +19,11 @@ class TraceFormatError(ValueError):
     """
 
 
-@lru_cache(maxsize=1)
-def _names() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    from flashanim.kernels._trace import OPS, TENSORS
-
-    return tuple(OPS), tuple(TENSORS)
-
-
 def ops() -> tuple[str, ...]:
-    """Operation names in code order (:data:`flashanim.kernels._trace.OPS`)."""
-    return _names()[0]
+    """Operation names in code order (:data:`flashanim.trace.names.OPS`)."""
+    return OPS
 
 
 def tensors() -> tuple[str, ...]:
-    """Tensor names in code order (:data:`flashanim.kernels._trace.TENSORS`)."""
-    return _names()[1]
+    """Tensor names in code order (:data:`flashanim.trace.names.TENSORS`)."""
+    return TENSORS

@@ -39,11 +39,11 @@ class Event:
     step
         Position of the event within its program.
     op
-        Operation name, one of :data:`flashanim.kernels._trace.OPS` (``"load"``,
+        Operation name, one of :data:`flashanim.trace.names.OPS` (``"load"``,
         ``"store"``, ``"qk"``, ``"rowmax"``, ``"pv"``, ...).
     tensor
         The tensor moved (loads/stores) or produced (computations), one of
-        :data:`flashanim.kernels._trace.TENSORS` (``"Q"``, ``"K"``, ``"S"``,
+        :data:`flashanim.trace.names.TENSORS` (``"Q"``, ``"K"``, ``"S"``,
         ``"m"``...).
     row, col
         Tile (block) coordinates in the tensor's own matrix, the same rule in every

@@ -10,6 +10,8 @@ Modules, one per topic:
 * :mod:`~flashanim.visuals.code` -- the real kernel source, current line lit;
 * :mod:`~flashanim.visuals.progress` -- loop indices and "step k of n";
 * :mod:`~flashanim.visuals.layout` -- the forward-pass screen, placed;
+* :mod:`~flashanim.visuals.eventplayer` -- :class:`EventPlayer`, the player protocol;
+* :mod:`~flashanim.visuals.caption` -- :class:`Caption`, a scene's one caption line;
 * :mod:`~flashanim.visuals.player` -- :class:`TracePlayer`: one event, one animation.
 
 Nothing here imports Triton; traces arrive as plain :mod:`flashanim.trace` data.
@@ -26,8 +28,8 @@ from .backward import (
     BackwardPlayer,
     split_program,
 )
-from .captioned import CaptionedScene
-from .causal import BlockMap, CausalPlayer, CountLine, visited_blocks, work_summary
+from .caption import Caption, caption_of
+from .causal import BlockMap, CausalPlayer, CountLine
 from .code import (
     OP_PATTERNS,
     CodePanel,
@@ -37,8 +39,8 @@ from .code import (
     kernel_source_lines,
 )
 from .counters import TrafficCounter, format_bytes
-from .fastrender import FastRenderScene
-from .layout import FRAME_HEIGHT, FRAME_WIDTH, SRAM_SLOTS, ForwardLayout, Legend
+from .eventplayer import EventPlayer, events_of
+from .layout import SRAM_SLOTS, ForwardLayout, Legend
 from .memory import (
     GPU_MEMORY,
     GpuMemory,
@@ -47,7 +49,7 @@ from .memory import (
     hbm_panel,
     sram_panel,
 )
-from .player import DURATIONS, TracePlayer, value_ranges
+from .player import DURATIONS, TracePlayer
 from .progress import ProgressPanel
 from .roundtrip import (
     ROUNDTRIP_DURATIONS,
@@ -101,21 +103,20 @@ __all__ = [
     "StatColumn", "STAT_LABELS", "TrafficCounter", "format_bytes", "ProgressPanel",
     "CodePanel", "KernelSource", "SourceLine", "OP_PATTERNS", "kernel_path",
     "kernel_source_lines",
+    # the player protocol and the caption
+    "EventPlayer", "events_of", "Caption", "caption_of",
     # layout and player
-    "ForwardLayout", "Legend", "SRAM_SLOTS", "FRAME_WIDTH", "FRAME_HEIGHT",
-    "TracePlayer", "DURATIONS", "value_ranges",
+    "ForwardLayout", "Legend", "SRAM_SLOTS",
+    "TracePlayer", "DURATIONS",
     # online softmax (one row) and causal masking
     "RowBoard", "RowPlayer", "Ledger", "FormulaPanel", "row_values", "pick_row",
-    "implied_weights", "BlockMap", "CausalPlayer", "CountLine", "visited_blocks",
-    "work_summary",
+    "implied_weights", "BlockMap", "CausalPlayer", "CountLine",
     # backward pass and GPU schedule
     "BackwardLayout", "BackwardPlayer", "split_program", "BWD_DURATIONS",
     "BWD_SOURCES", "BWD_LABELS", "PHASE_TENSORS", "ScheduleChart", "DurationPlot",
     "BlockColorBar", "assign_lanes", "schedule_stats", "block_color",
     # standard attention and loop order
-    "CaptionedScene", "RoundTripPlayer", "SramSlots", "VisitGrid", "TrafficTable",
+    "RoundTripPlayer", "SramSlots", "VisitGrid", "TrafficTable",
     "ProgressBar",
     "ROUNDTRIP_DURATIONS", "hbm_rows",
-    # rendering
-    "FastRenderScene",
 ]  # fmt: skip

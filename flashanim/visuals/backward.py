@@ -30,20 +30,19 @@ from manim import (
     UP,
     Animation,
     AnimationGroup,
-    FadeIn,
-    FadeOut,
-    Succession,
     Text,
     VGroup,
     Wait,
 )
 
+from ..trace.analysis import value_ranges
+from .caption import Caption
 from .counters import TrafficCounter
-from .layout import FRAME_WIDTH, Legend
+from .eventplayer import EventPlayer
+from .layout import Legend
 from .memory import chip_boundary, hbm_panel, sram_panel
-from .player import value_ranges
 from .progress import ProgressPanel
-from .theme import DARK, Theme, cached_text
+from .theme import DARK, Theme
 from .tiles import CopyTravel, CrossFade, TileGrid, make_compute_animation
 from .tiles import make_store_animation as _store
 
@@ -194,7 +193,8 @@ class BackwardLayout:
         self.title = Text(title, font=th.font, font_size=th.small_size + 1,
                           color=th.muted)  # fmt: skip
         self.title.to_corner(UP + RIGHT, buff=0.2)
-        self.caption = self._caption_text("")
+        self.captions = Caption(th)
+        self.captions.title = self.title
 
         # panels --------------------------------------------------------------------
         top, bottom = 3.38, -0.98
@@ -308,21 +308,14 @@ class BackwardLayout:
         self.grids[name] = grid
         return grid
 
-    def _caption_text(self, text: str) -> Text:
-        th = self.theme
-        t = cached_text(text or " ", th.font, th.caption_size, th.foreground)
-        max_w = FRAME_WIDTH - 0.5 - self.title.width - 0.4
-        if t.width > max_w:
-            t.scale_to_fit_width(max_w)
-        t.to_corner(UP + LEFT, buff=0.2)
-        return t
+    @property
+    def caption(self) -> VGroup:
+        """The caption now shown (top left)."""
+        return self.captions.mob
 
     def make_caption_animation(self, text: str, run_time: float = 0.6) -> Animation:
         """Replace the caption with ``text`` (fade out, fade in)."""
-        new = self._caption_text(text)
-        old, self.caption = self.caption, new
-        return Succession(FadeOut(old, run_time=run_time / 2),
-                          FadeIn(new, run_time=run_time / 2))  # fmt: skip
+        return self.captions.make_animation(text, run_time)
 
     def block_size(self, tensor: str) -> int:
         """Rows of one block of ``tensor`` (``BLOCK_N`` for K, V, dK, dV)."""
@@ -397,7 +390,7 @@ class BackwardLayout:
         )  # fmt: skip
 
 
-class BackwardPlayer:
+class BackwardPlayer(EventPlayer):
     """Turns ``fa2-bwd`` trace events into animations on a :class:`BackwardLayout`.
 
     Each event is one animation: loads copy an HBM block into its SRAM slot (the
@@ -435,41 +428,24 @@ class BackwardPlayer:
                 BackwardPlayer(lay).play(self, trace.events)
     """
 
+    durations = BWD_DURATIONS
+
     def __init__(self, layout: BackwardLayout) -> None:
+        super().__init__()
         self.layout = layout
-        self.played_events: list = []
         self.tiles: dict[str, TileGrid] = {}
         self._program: int | None = None
         self._i: int | None = None
         self._j: int | None = None
 
-    def animation(self, event, speed: float = 1.0) -> Animation:
-        """The animation of ``event`` at ``speed`` (2 = twice as fast).
-
-        The player's state advances as if it were played: play them in order.
-        """
-        if event.op not in BWD_DURATIONS:
-            raise ValueError(
-                f"BackwardPlayer cannot draw op {event.op!r} (event {event.index}); "
-                f"known: {', '.join(sorted(BWD_DURATIONS))}"
-            )
-        pre: list[Animation] = []
-        if event.program != self._program:
-            self._program, self._i, self._j = event.program, None, None
-            pre = self.clear_sram()
+    def event_animations(self, event) -> list[Animation]:
+        """A new program clears SRAM; then the op, the counters and progress."""
+        pre = self._enter(event.program)
         if event.op == "load" or event.op == "store":
             main = getattr(self, f"_{event.op}")(event)
         else:
             main = self._compute(event)
-        side = self._side(event)
-        self.played_events.append(event)
-        run_time = max(BWD_DURATIONS[event.op] / speed, 1 / 15)
-        return AnimationGroup(*pre, main, *side, run_time=run_time)
-
-    def play(self, scene: Scene, events: Iterable, speed: float = 1.0) -> None:
-        """Play ``events`` on ``scene``, one ``scene.play`` per event."""
-        for e in events:
-            scene.play(self.animation(e, speed))
+        return [*pre, main, *self._side(event)]
 
     def clear_sram(self) -> list[Animation]:
         """Fade out every tile in SRAM."""
@@ -477,22 +453,17 @@ class BackwardPlayer:
         self.tiles.clear()
         return anims
 
-    def group_animation(self, events, run_time: float = 0.8) -> Animation:
-        """One animation for consecutive ``events`` of one program (a fast summary).
+    def group_animations(self, events) -> list[Animation]:
+        """Consecutive ``events`` of one program at once (a fast summary).
 
         Every tile the group leaves in SRAM arrives at once (loads travel from HBM,
         results fade in), stores travel back, the counters tick by the group's
         bytes and the progress line jumps to its last event. Use it on the groups
         of :func:`split_program` (they partition a program's events exactly).
         """
-        events = list(events)
-        bad = [e.op for e in events if e.op not in BWD_DURATIONS]
-        if bad or len({e.program for e in events}) != 1:
-            raise ValueError(f"a group is events of one program with known ops: {bad}")
-        pre: list[Animation] = []
-        if events[0].program != self._program:
-            self._program, self._i, self._j = events[0].program, None, None
-            pre = self.clear_sram()
+        if len({e.program for e in events}) != 1:
+            raise ValueError("a group is events of one program")
+        pre = self._enter(events[0].program)
         final = {e.tensor: e for e in events if e.op != "store"}
         anims: list[Animation] = []
         for tensor, e in final.items():
@@ -516,17 +487,21 @@ class BackwardPlayer:
         for (op, tensor), nbytes in moved.items():
             counter = lay.reads if op == "load" else lay.writes
             anims.append(counter.make_tick_animation(op, tensor, nbytes))
-        self.played_events.extend(events)
-        step = len(self.played_events)
+        step = len(self.played_events) + len(events)
         anims.append(lay.progress.make_update_animation(step, self._i, self._j))
-        return AnimationGroup(*pre, *anims, run_time=run_time)
+        return [*pre, *anims]
 
     def play_groups(self, scene: Scene, events: Iterable,
                     run_time: float = 0.8) -> None:  # fmt: skip
         """Play one program's ``events`` as the groups of :func:`split_program`."""
-        for g in split_program(list(events)):
-            if g:
-                scene.play(self.group_animation(g, run_time))
+        super().play_groups(scene, split_program(list(events)), run_time)
+
+    def _enter(self, program: int) -> list[Animation]:
+        """A new program starts with an empty SRAM."""
+        if program == self._program:
+            return []
+        self._program, self._i, self._j = program, None, None
+        return self.clear_sram()
 
     # -- side animations ------------------------------------------------------------
     def _track(self, e) -> None:

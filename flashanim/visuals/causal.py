@@ -10,7 +10,6 @@ as skipped afterwards (never loaded).
 * :class:`CountLine` -- a labelled integer that ticks;
 * :class:`CausalPlayer` -- one event, one animation; records the played events and
   the ``S`` tiles it showed;
-* :func:`visited_blocks`, :func:`work_summary` -- counts read from traces.
 """
 
 from __future__ import annotations
@@ -32,7 +31,9 @@ from manim import (
     Wait,
 )
 
-from .theme import DARK, Theme, cached_text
+from ..engine.text import cached_text
+from .eventplayer import EventPlayer
+from .theme import DARK, Theme
 from .tiles import CrossFade, TileGrid
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ __all__ = [
     "BlockMap",
     "CountLine",
     "CausalPlayer",
-    "visited_blocks",
-    "work_summary",
     "CAUSAL_DURATIONS",
 ]
 
@@ -64,28 +63,6 @@ CAUSAL_DURATIONS: dict[str, float] = {
     "normalize": 0.25,
     "lse": 0.2,
 }
-
-
-def visited_blocks(trace, bh: int = 0) -> set[tuple[int, int]]:
-    """Blocks ``(i, j)`` whose ``S`` tile the kernel computed (its ``qk`` events)."""
-    return {(e.row, e.col) for e in trace.events if e.bh == bh and e.op == "qk"}
-
-
-def work_summary(trace, bh: int = 0) -> dict[str, int]:
-    """What one head's forward did, counted from its events.
-
-    Keys: ``qk`` (S tiles computed), ``mask`` (tiles masked), ``kv_bytes`` (bytes of
-    K and V loaded), ``kv_loads`` (K and V tile loads), ``blocks`` (``T_r * T_c``).
-    """
-    ev = [e for e in trace.events if e.bh == bh]
-    kv = [e for e in ev if e.op == "load" and e.tensor in ("K", "V")]
-    return {
-        "qk": sum(e.op == "qk" for e in ev),
-        "mask": sum(e.op == "mask" for e in ev),
-        "kv_bytes": sum(e.nbytes for e in kv),
-        "kv_loads": len(kv),
-        "blocks": trace.meta.t_r * trace.meta.t_c,
-    }
 
 
 class BlockMap(VGroup):
@@ -272,7 +249,7 @@ class CountLine(VGroup):
         return Transform(self.number, new)
 
 
-class CausalPlayer:
+class CausalPlayer(EventPlayer):
     """Plays FA2 forward events (one head) on a :class:`BlockMap`.
 
     Parameters
@@ -302,31 +279,23 @@ class CausalPlayer:
     def __init__(self, blocks: BlockMap, counter: TrafficCounter, computed: CountLine,
                  op_line: CountLine | None = None, s_slot=None, *,
                  numbers: bool = True, s_range=None) -> None:  # fmt: skip
+        super().__init__()
         self.blocks, self.counter, self.computed = blocks, counter, computed
         self.op_line = op_line
         self.s_slot = s_slot
         self.numbers = numbers
         self.s_range = s_range
-        self.played_events: list = []
         self.shown_tiles: list[tuple[int, np.ndarray]] = []
         self.s_tile: TileGrid | None = None
         self.op_text = None
         self._i = 0
 
-    def animation(self, event, speed: float = 1.0) -> Animation:
-        """The animation of ``event`` at ``speed`` (play in the order made)."""
-        if event.op not in CAUSAL_DURATIONS:
-            raise ValueError(f"CausalPlayer cannot draw op {event.op!r}")
-        run_time = max(CAUSAL_DURATIONS[event.op] / speed, 1 / 15)
-        anims = [getattr(self, f"_op_{event.op}", self._op_other)(event)]
-        anims.append(self._op_label(event))
-        self.played_events.append(event)
-        return AnimationGroup(*anims, run_time=run_time)
+    durations = CAUSAL_DURATIONS
 
-    def play(self, scene, events: Iterable, speed: float = 1.0) -> None:
-        """One ``scene.play`` per event."""
-        for e in events:
-            scene.play(self.animation(e, speed))
+    def event_animations(self, event) -> list[Animation]:
+        """The op on the block grid, and the op line."""
+        main = getattr(self, f"_op_{event.op}", self._op_other)(event)
+        return [main, self._op_label(event)]
 
     # -- helpers ----------------------------------------------------------------------
     def _op_label(self, e) -> Animation:

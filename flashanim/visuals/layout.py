@@ -25,29 +25,26 @@ from manim import (
     RIGHT,
     UP,
     Animation,
-    FadeIn,
-    FadeOut,
     Mobject,
     Square,
-    Succession,
     Text,
     VGroup,
 )
 
+from ..trace.analysis import finite_range, value_ranges
+from .caption import Caption
 from .code import CodePanel, KernelSource
 from .counters import TrafficCounter
 from .memory import chip_boundary, hbm_panel, sram_panel
 from .progress import ProgressPanel
-from .theme import DARK, Theme, cached_text
+from .theme import DARK, Theme
 from .tiles import TileGrid, slot_tile
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["ForwardLayout", "Legend", "FRAME_WIDTH", "FRAME_HEIGHT", "SRAM_SLOTS"]
+__all__ = ["ForwardLayout", "Legend", "SRAM_SLOTS"]
 
-FRAME_WIDTH = 14.222
-FRAME_HEIGHT = 8.0
 
 #: SRAM slots of the forward pass: name -> (tensor, on-screen label).
 SRAM_SLOTS: Mapping[str, tuple[str, str]] = {
@@ -143,7 +140,7 @@ class ForwardLayout:
 
         class Screen(Scene):
             def construct(self):
-                x = np.random.default_rng(0).standard_normal((16, 4))
+                x = np.random.defaultfinite_range(0).standard_normal((16, 4))
                 lay = ForwardLayout(16, 4, 4, 4, x, x, x, n_steps=180)
                 self.add(lay.static_group())
     """
@@ -181,7 +178,8 @@ class ForwardLayout:
         self.title = Text(title, font=th.font, font_size=th.small_size + 1,
                           color=th.muted)  # fmt: skip
         self.title.to_corner(UP + RIGHT, buff=0.2)
-        self.caption = self._caption_text("")
+        self.captions = Caption(th)
+        self.captions.title = self.title
 
         # panels --------------------------------------------------------------------
         top, bottom = 3.35, -0.3
@@ -196,7 +194,7 @@ class ForwardLayout:
         avail_h = self.hbm.content_top() - 0.3 - (bottom + 0.12)
         cell_h = min(0.18, avail_h / seq_len)
         cell_w = min(0.22, 0.9 / head_dim)
-        ranges = {"Q": _rng(q), "K": _rng(k), "V": _rng(v)}
+        ranges = {"Q": finite_range(q), "K": finite_range(k), "V": finite_range(v)}
         self.grids: dict[str, TileGrid] = {}
         kw = dict(cell_width=cell_w, cell_height=cell_h, label_size=th.label_size,
                   theme=th)  # fmt: skip
@@ -325,8 +323,6 @@ class ForwardLayout:
 
         ``numbers`` defaults to "values were recorded and tiles are at most 4x4".
         """
-        from .player import value_ranges
-
         meta = trace.meta
         b, h = divmod(bh, meta.heads)
         t = trace.tensors
@@ -341,7 +337,7 @@ class ForwardLayout:
         ranges = value_ranges(trace.events)
         if "O" in t:
             o = np.asarray(t["O"], dtype=float)[b, h]
-            ranges["O"] = ranges["acc"] = _rng(o)
+            ranges["O"] = ranges["acc"] = finite_range(o)
         if numbers is None:
             numbers = meta.values and max(meta.block_m, meta.block_n, d) <= 4
         ops = sorted({(e.op, e.tensor) for e in trace.events})
@@ -353,22 +349,14 @@ class ForwardLayout:
         )  # fmt: skip
 
     # -- helpers ----------------------------------------------------------------------
-    def _caption_text(self, text: str) -> Text:
-        th = self.theme
-        t = cached_text(text or " ", th.font, th.caption_size, th.foreground)
-        max_w = FRAME_WIDTH - 0.5 - self.title.width - 0.4
-        if t.width > max_w:
-            t.scale_to_fit_width(max_w)
-        t.to_corner(UP + LEFT, buff=0.2)
-        return t
+    @property
+    def caption(self) -> Mobject:
+        """The caption now shown (top left)."""
+        return self.captions.mob
 
     def make_caption_animation(self, text: str, run_time: float = 0.6) -> Animation:
         """Replace the caption with ``text`` (fade out, fade in)."""
-        new = self._caption_text(text)
-        old = self.caption
-        self.caption = new
-        return Succession(FadeOut(old, run_time=run_time / 2),
-                          FadeIn(new, run_time=run_time / 2))  # fmt: skip
+        return self.captions.make_animation(text, run_time)
 
     def make_tile(
         self,
@@ -431,12 +419,6 @@ class ForwardLayout:
     def legend_group(self) -> VGroup:
         """The colour legend and the shading note."""
         return VGroup(self.legend, self.shade_note)
-
-
-def _rng(a: np.ndarray) -> tuple[float, float]:
-    a = np.asarray(a, dtype=float)
-    a = a[np.isfinite(a)]
-    return (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
 
 
 _ = (Mobject, DOWN)

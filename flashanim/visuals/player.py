@@ -34,6 +34,7 @@ from manim import (
     Wait,
 )
 
+from .eventplayer import EventPlayer
 from .tiles import (
     CopyTravel,
     CrossFade,
@@ -42,14 +43,12 @@ from .tiles import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-
-    from manim import Scene
+    from collections.abc import Mapping
 
     from .layout import ForwardLayout
     from .tiles import TileGrid
 
-__all__ = ["TracePlayer", "DURATIONS", "value_ranges"]
+__all__ = ["TracePlayer", "DURATIONS"]
 
 #: Seconds per operation at speed 1.
 DURATIONS: Mapping[str, float] = {
@@ -67,33 +66,8 @@ DURATIONS: Mapping[str, float] = {
     "lse": 0.7,
 }
 
-_FORWARD_OPS = frozenset(DURATIONS)
 
-
-def value_ranges(events: Iterable) -> dict[str, tuple[float, float]]:
-    """Finite ``(min, max)`` of the values of each tensor over ``events``.
-
-    ``acc`` and ``O`` share one range (``acc`` becomes ``O``).
-    """
-    lo: dict[str, float] = {}
-    hi: dict[str, float] = {}
-    for e in events:
-        if e.value is None:
-            continue
-        v = np.asarray(e.value, dtype=float)
-        v = v[np.isfinite(v)]
-        if v.size == 0:
-            continue
-        lo[e.tensor] = min(lo.get(e.tensor, np.inf), float(v.min()))
-        hi[e.tensor] = max(hi.get(e.tensor, -np.inf), float(v.max()))
-    for a, b in (("acc", "O"), ("O", "acc")):
-        if a in lo and b in lo:
-            lo[a] = lo[b] = min(lo[a], lo[b])
-            hi[a] = hi[b] = max(hi[a], hi[b])
-    return {k: (lo[k], hi[k]) for k in lo}
-
-
-class TracePlayer:
+class TracePlayer(EventPlayer):
     """Turns FA2 forward trace events into animations on a :class:`ForwardLayout`.
 
     Parameters
@@ -129,41 +103,20 @@ class TracePlayer:
                 player.play(self, trace.events)
     """
 
+    durations = DURATIONS
+
     def __init__(self, layout: ForwardLayout, n_events: int) -> None:
+        super().__init__()
         self.layout = layout
         self.n_events = n_events
-        self.played_events: list = []
         self.tiles: dict[str, TileGrid] = {}
         self._j: int | None = None
         self._program: int | None = None
 
-    # -- public -----------------------------------------------------------------------
-    def animation(self, event, speed: float = 1.0) -> Animation:
-        """The animation of ``event`` (played at ``speed``; 2 = twice as fast).
-
-        The player's state advances as if the animation were played: play them in
-        the order they were made.
-        """
-        if event.op not in _FORWARD_OPS:
-            raise ValueError(
-                f"TracePlayer cannot draw op {event.op!r} (event {event.index}); "
-                f"known: {', '.join(sorted(_FORWARD_OPS))}"
-            )
-        run_time = max(DURATIONS[event.op] / speed, 1 / 15)
+    def event_animations(self, event) -> list[Animation]:
+        """The op's own factory, then the counter, code line and progress."""
         main = getattr(self, f"_op_{event.op}")(event)
-        side = self._side_animations(event)
-        self.played_events.append(event)
-        return AnimationGroup(main, *side, run_time=run_time)
-
-    def play(self, scene: Scene, events: Iterable, speed: float = 1.0) -> None:
-        """Play ``events`` on ``scene``, one ``scene.play`` per event.
-
-        (Events are not batched into one :class:`~manim.AnimationGroup`: a group
-        begins all its animations at once, and consecutive events change the same
-        mobjects.)
-        """
-        for e in events:
-            scene.play(self.animation(e, speed))
+        return [main, *self._side_animations(event)]
 
     def clear_sram(self) -> list[Animation]:
         """Fade out every tile in SRAM (a new program starts with fresh SRAM)."""

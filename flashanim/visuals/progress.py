@@ -14,7 +14,8 @@ from manim import (
     VGroup,
 )
 
-from .theme import DARK, Theme, cached_text
+from ..engine.text import cached_text
+from .theme import DARK, Theme
 
 __all__ = ["ProgressPanel"]
 

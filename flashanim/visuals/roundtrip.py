@@ -43,8 +43,10 @@ from manim import (
     Wait,
 )
 
+from ..engine.text import cached_text
+from .eventplayer import EventPlayer
 from .player import _FadeAway
-from .theme import DARK, Theme, cached_text
+from .theme import DARK, Theme
 from .tiles import (
     CopyTravel,
     CrossFade,
@@ -56,8 +58,6 @@ from .tiles import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
-
-    from manim import Scene
 
     from .counters import TrafficCounter
 
@@ -389,7 +389,7 @@ class VisitGrid(VGroup):
         return AnimationGroup(*anims)
 
 
-class RoundTripPlayer:
+class RoundTripPlayer(EventPlayer):
     """Plays trace events as loads, stores and computations between HBM and SRAM.
 
     Parameters
@@ -450,16 +450,17 @@ class RoundTripPlayer:
         self.block_m, self.block_n = block_m, block_n
         self.counter, self.visits, self.progress = counter, visits, progress
         self.clear_on_program = clear_on_program
-        self.durations = dict(durations)
-        self.played_events: list = []
+        super().__init__(durations)
         self.tiles: dict[str, TileGrid] = {}
         self._program: int | None = None
         self._step = 0
 
-    # -- public -------------------------------------------------------------------
-    def animation(self, event, speed: float = 1.0) -> Animation:
-        """The animation of ``event`` at ``speed``; play them in the order made."""
-        run_time = max(self.durations.get(event.op, 0.8) / speed, 1 / 15)
+    #: An operation without a duration of its own takes this long (drawn as a
+    #: computation).
+    default_duration = 0.8
+
+    def event_animations(self, event) -> list[Animation]:
+        """A new program clears SRAM; then the op, counter, visit grid, progress."""
         pre: list[Animation] = []
         if self.clear_on_program and event.program != self._program:
             if self._program is not None:
@@ -471,7 +472,6 @@ class RoundTripPlayer:
             main = self._store(event)
         else:
             main = self._compute(event)
-        self.played_events.append(event)
         self._step += 1
         side: list[Animation] = []
         if self.counter is not None and event.is_memory:
@@ -483,12 +483,7 @@ class RoundTripPlayer:
             side.append(self.visits.make_cursor_animation(i, j, visit=event.op == "qk"))
         if self.progress is not None:
             side.append(self.progress.make_update_animation(self._step))
-        return AnimationGroup(*pre, main, *side, run_time=run_time)
-
-    def play(self, scene: Scene, events: Iterable, speed: float = 1.0) -> None:
-        """Play ``events`` on ``scene``, one ``scene.play`` per event."""
-        for e in events:
-            scene.play(self.animation(e, speed))
+        return [*pre, main, *side]
 
     def clear_sram(self) -> list[Animation]:
         """Fade out every tile in SRAM."""

@@ -36,7 +36,9 @@ from manim import (
     VGroup,
 )
 
-from .theme import DARK, Theme, cached_text
+from ..engine.text import cached_text
+from .eventplayer import EventPlayer
+from .theme import DARK, Theme
 from .tiles import CopyTravel, CrossFade, TileGrid, format_value
 
 if TYPE_CHECKING:
@@ -434,7 +436,7 @@ def _flow(sources: Sequence, target) -> Animation:
     return CopyTravel(VGroup(*sources), box, target_end=box.copy(), travel=0.6)
 
 
-class RowPlayer:
+class RowPlayer(EventPlayer):
     """Plays the events of one program on a :class:`RowBoard`, showing row ``k``.
 
     Parameters
@@ -458,10 +460,10 @@ class RowPlayer:
 
     def __init__(self, board: RowBoard, row_in_block: int, n_keys: int,
                  head_dim: int) -> None:  # fmt: skip
+        super().__init__()
         self.board = board
         self.k = row_in_block
         self.n_keys, self.d = n_keys, head_dim
-        self.played_events: list = []
         self.shown: list[Shown] = []
         self.s_row = np.full(n_keys, np.nan)
         self.tiles: dict[str, TileGrid] = {}
@@ -469,21 +471,13 @@ class RowPlayer:
         self.m: float | None = None
         self._m_event: int | None = None
 
-    # -- public -----------------------------------------------------------------------
-    def animation(self, event, speed: float = 1.0) -> Animation:
-        """The animation of ``event`` at ``speed`` (play in the order made)."""
-        if event.op not in ROW_DURATIONS:
-            raise ValueError(f"RowPlayer cannot draw op {event.op!r}")
-        run_time = max(ROW_DURATIONS[event.op] / speed, 1 / 15)
-        main = getattr(self, f"_op_{event.op}")(event)
-        hl = self.board.formulas.make_highlight_animation(event.op)
-        self.played_events.append(event)
-        return AnimationGroup(main, hl, run_time=run_time)
+    durations = ROW_DURATIONS
 
-    def play(self, scene, events: Iterable, speed: float = 1.0) -> None:
-        """One ``scene.play`` per event."""
-        for e in events:
-            scene.play(self.animation(e, speed))
+    # -- public -----------------------------------------------------------------------
+    def event_animations(self, event) -> list[Animation]:
+        """The op on the board, and its formula lit."""
+        main = getattr(self, f"_op_{event.op}")(event)
+        return [main, self.board.formulas.make_highlight_animation(event.op)]
 
     # -- helpers ----------------------------------------------------------------------
     def _record(self, e, what: str, values) -> np.ndarray:

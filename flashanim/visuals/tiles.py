@@ -33,7 +33,8 @@ from manim import (
     smooth,
 )
 
-from .theme import DARK, Theme, cached_text
+from ..engine.text import cached_text
+from .theme import DARK, Theme
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

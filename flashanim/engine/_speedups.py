@@ -1,8 +1,9 @@
 """Faster equivalents of Manim internals that the scenes call thousands of times.
 
-Installed by :func:`install` (called when :mod:`flashanim.visuals.fastrender` is
-imported). Each replacement returns exactly what Manim's own code returns; tests in
-``tests/test_speedups.py`` compare them on random trees.
+Installed by :func:`install` while the engine is on
+(:func:`flashanim.engine.engine_on`, around a scene's render) and removed by
+:func:`uninstall` after. Each replacement returns exactly what Manim's own code
+returns; tests in ``tests/test_speedups.py`` compare them on random trees.
 
 * :meth:`manim.Mobject.get_family` recurses, building a list and removing
   repeats at every level of the tree (one scene calls it ~10⁵ times a render,
@@ -54,6 +55,7 @@ __all__ = [
     "MANIM_RESTRUCTURED",
     "get_restructured_mobject_list",
     "updaters_possible",
+    "updaters_seen",
     "get_subpaths_from_points",
 ]
 
@@ -236,6 +238,13 @@ def updaters_possible(classes: bool | None = None) -> bool:
     if Mobject.update is not MANIM_UPDATE:
         return True
     return _overrides_update(Mobject) if classes is None else classes
+
+
+def updaters_seen() -> None:
+    """A mobject with an updater was found (one given it before :func:`install`):
+    the update walk runs from now on."""
+    global _updater_added
+    _updater_added = True
 
 
 def get_subpaths_from_points(self, points) -> list:

@@ -46,7 +46,8 @@ from manim.utils.family import extract_mobject_family_members
 from manim.utils.iterables import list_update
 
 from . import _speedups
-from .theme import drawing_style, use_private_text_dir
+from ._switch import engine_on
+from .text import drawing_style, use_private_text_dir
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -59,9 +60,9 @@ __all__ = [
     "PREVIEW_PRESET",
     "PRESET_ENV",
     "x264_preset",
+    "install",
+    "uninstall",
 ]
-
-_speedups.install()
 
 #: Most background checkpoints kept (one frame each).
 _CHECKPOINTS = 3
@@ -162,7 +163,7 @@ class FastRenderScene(Scene):
     .. code-block:: python
 
         from manim import Square, Circle, Text, LEFT, RIGHT
-        from flashanim.visuals import FastRenderScene
+        from flashanim.engine import FastRenderScene
 
         class Demo(FastRenderScene):
             def construct(self):
@@ -173,9 +174,16 @@ class FastRenderScene(Scene):
     """
 
     def __init__(self, *args, **kwargs) -> None:
-        use_private_text_dir()  # (renders side by side: see its docstring)
         super().__init__(*args, **kwargs)
+        self._fr_on = False  # the engine serves this scene (while it renders)
         self._fr_split: _Split | None = None
+
+    def _fr_start(self) -> None:
+        """Fit this scene's renderer, camera and file writer (engine on)."""
+        if getattr(self, "_fr_fitted", False):
+            return
+        self._fr_fitted = True
+        use_private_text_dir()  # (renders side by side: see its docstring)
         self._fr_static = _StaticCache(self.renderer)
         if hasattr(self.renderer, "render"):
             _skip_invisible(self.renderer)
@@ -185,9 +193,6 @@ class FastRenderScene(Scene):
         writer = getattr(self.renderer, "file_writer", None)
         if writer is not None and hasattr(writer, "open_partial_movie_stream"):
             _use_preset(writer, x264_preset(config.pixel_height))
-            job = getattr(scene_file_writer, "_PartialMovieEncodeJob", None)
-            if job is not None and hasattr(job, "_encode_and_write_frame"):
-                _encode_repeats_once(job)
 
     def add_mobjects_from_animations(self, animations: list[Animation]) -> None:
         """As Manim's, without a walk of the whole scene for each mobject added.
@@ -200,7 +205,11 @@ class FastRenderScene(Scene):
         directly; ``moving_mobjects`` is replaced when the animations begin,
         right after.
         """
-        if self.foreground_mobjects or config.renderer != RendererType.CAIRO:
+        if (
+            not self._fr_on
+            or self.foreground_mobjects
+            or config.renderer != RendererType.CAIRO
+        ):
             return super().add_mobjects_from_animations(animations)
         present = {id(m) for m in self.get_mobject_family_members()}
         for animation in animations:
@@ -219,6 +228,8 @@ class FastRenderScene(Scene):
     def get_moving_and_static_mobjects(
         self, animations: Iterable[Animation]
     ) -> tuple[list[Mobject], list[Mobject]]:
+        if not self._fr_on:
+            return super().get_moving_and_static_mobjects(animations)
         animations = list(animations)
         roots = list_update(self.mobjects, self.foreground_mobjects)
         z = self.renderer.camera.use_z_index
@@ -235,6 +246,8 @@ class FastRenderScene(Scene):
         self._fr_still = (
             None if any(m.updaters for m in members) else len(self.mobjects)
         )
+        if self._fr_still is None:
+            _speedups.updaters_seen()  # (added before the engine was on)
         if not any(id(m) in moving_ids for m in everything):
             # as Manim: the moving mobjects without points (a Wait's, a group's)
             # stand for the moving ones, so a frozen frame is not drawn over its
@@ -246,6 +259,8 @@ class FastRenderScene(Scene):
         return split.draw_list(), split.static_list()
 
     def update_mobjects(self, dt: float) -> None:
+        if not self._fr_on:
+            return super().update_mobjects(dt)
         if not _speedups.updaters_possible(getattr(self, "_fr_class_update", None)):
             return  # no mobject can hold an updater: the walk would change nothing
         still = getattr(self, "_fr_still", None)
@@ -265,14 +280,23 @@ class FastRenderScene(Scene):
             self.renderer.save_static_frame_data(self, split.static_list())
 
     def render(self, preview: bool = False):
+        """Render with the speed engine on (Manim's own path where it cannot be:
+        see :mod:`flashanim.engine`); Manim's internals are restored after."""
         thresholds = gc.get_threshold()
-        try:
-            return super().render(preview)
-        finally:
-            gc.set_threshold(*thresholds)
-            gc.unfreeze()
+        with engine_on() as on:
+            self._fr_on = on
+            if on:
+                self._fr_start()
+            try:
+                return super().render(preview)
+            finally:
+                self._fr_on = False
+                gc.set_threshold(*thresholds)
+                gc.unfreeze()
 
     def play(self, *args, **kwargs) -> None:
+        if not self._fr_on:
+            return super().play(*args, **kwargs)
         if not getattr(self, "_fr_gc", False):
             # Everything made before the first play (imported modules, the
             # recorded trace, the layout) lives to the end: leave it out of
@@ -751,3 +775,18 @@ def _use_preset(writer, preset: str) -> None:
 
     writer.open_partial_movie_stream = open_partial_movie_stream
     writer._flashanim_preset = preset
+
+
+def install() -> None:
+    """Put the class-level replacement in place (the partial-movie encoder)."""
+    job = getattr(scene_file_writer, "_PartialMovieEncodeJob", None)
+    if job is not None and hasattr(job, "_encode_and_write_frame"):
+        _encode_repeats_once(job)
+
+
+def uninstall() -> None:
+    """Restore Manim's partial-movie encoder."""
+    job = getattr(scene_file_writer, "_PartialMovieEncodeJob", None)
+    f = getattr(job, "_encode_and_write_frame", None)
+    if getattr(f, "_flashanim", False):
+        job._encode_and_write_frame = f._original

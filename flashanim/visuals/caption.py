@@ -1,0 +1,119 @@
+"""The one caption of a scene: a line of text that each new caption replaces.
+
+Each section of a scene ends on its caption, so that the closing frame can stand
+alone as a slide. Every scene (and layout) keeps one :class:`Caption`; its
+animations carry their text (:func:`caption_of`), so the render record writes
+them into the SRT/VTT captions and the speaker notes, whatever the scene.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from manim import LEFT, UP, AnimationGroup, FadeIn, FadeOut, Succession, config
+
+from ..engine.text import themed_text
+
+if TYPE_CHECKING:
+    from manim import Animation, Mobject
+
+    from .theme import Theme
+
+__all__ = ["Caption", "caption_of"]
+
+_CAPTION = "flashanim_caption"
+
+
+def caption_of(animation: Animation) -> str | None:
+    """The caption text ``animation`` puts on screen (``None``: none)."""
+    return getattr(animation, _CAPTION, None)
+
+
+class Caption:
+    """One line of caption text, replaced by :meth:`make_animation`.
+
+    Parameters
+    ----------
+    theme
+        Font, caption size and colour.
+    y
+        Centre the caption at this height (``None``: the top-left corner).
+    width
+        Widest the caption may be (``None``: the frame's width less ``margin``
+        and, in the corner, less the width of :attr:`title` and 0.4 of space).
+    margin
+        Frame width a caption leaves free (see ``width``).
+    fade_through
+        Fade the old caption out, then the new one in (each half the run time);
+        ``False``: both at once.
+    run_time
+        Seconds of a change.
+    blank
+        Start with a blank caption (``False``: with none).
+
+    Attributes
+    ----------
+    mob
+        The caption now shown (``None`` before the first one, without ``blank``).
+    title
+        A mobject in the top-right corner that a corner caption leaves room for.
+
+    Examples
+    --------
+    .. code-block:: python
+
+        from manim import Scene
+        from flashanim.visuals import Caption, get_theme
+
+        class Demo(Scene):
+            def construct(self):
+                captions = Caption(get_theme("dark"))
+                self.play(captions.make_animation("what just happened"))
+    """
+
+    def __init__(self, theme: Theme, *, y: float | None = None,
+                 width: float | None = None, margin: float = 0.5,
+                 fade_through: bool = True,
+                 run_time: float = 0.6, blank: bool = True) -> None:  # fmt: skip
+        self.theme = theme
+        self.y, self.width, self.margin = y, width, margin
+        self.fade_through, self.run_time = fade_through, run_time
+        self.title: Mobject | None = None
+        self.mob: Mobject | None = self.make(" ") if blank else None
+
+    def room(self) -> float:
+        """How wide a caption may be."""
+        if self.width is not None:
+            return self.width
+        room = config.frame_width - self.margin
+        if self.y is None and self.title is not None:
+            room -= self.title.width + 0.4
+        return room
+
+    def make(self, text: str) -> Mobject:
+        """The caption ``text``, placed (not shown)."""
+        th = self.theme
+        t = themed_text(th, text or " ", th.caption_size)
+        room = self.room()
+        if t.width > room:
+            t.scale_to_fit_width(room)
+        if self.y is None:
+            t.to_corner(UP + LEFT, buff=0.2)
+        else:
+            t.move_to([0, self.y, 0])
+        return t
+
+    def make_animation(self, text: str, run_time: float | None = None) -> Animation:
+        """Replace the caption with ``text``."""
+        rt = self.run_time if run_time is None else run_time
+        new = self.make(text)
+        old, self.mob = self.mob, new
+        if old is None:
+            anim = FadeIn(new, run_time=rt)
+        elif self.fade_through:
+            anim = Succession(FadeOut(old, run_time=rt / 2),
+                              FadeIn(new, run_time=rt / 2))  # fmt: skip
+        else:
+            anim = AnimationGroup(FadeOut(old), FadeIn(new), run_time=rt)
+        setattr(anim, _CAPTION, str(text))
+        return anim
