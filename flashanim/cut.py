@@ -208,7 +208,7 @@ def join_with_crossfades(videos: list[Path], out: Path, fade: float = FADE_SECON
     Only the stretches around the joins are decoded and encoded again: from the
     last keyframe before a clip's fade to the first keyframe after the next clip's
     fade, with x264 set as Manim sets it for these clips (``preset``: the one
-    :func:`~flashanim.visuals.fastrender.x264_preset` gives their height; CRF 23),
+    :func:`~flashanim.engine.fastrender.x264_preset` gives their height; CRF 23),
     so that its parameter sets are the clips' own; the rest is copied as it is.
     Where the parameter sets differ (clips from another encoder) every frame is
     encoded again instead (slower, same picture). Written aside and moved into
@@ -229,7 +229,7 @@ def join_with_crossfades(videos: list[Path], out: Path, fade: float = FADE_SECON
                     f"{first.width}x{first.height} at {first.rate} like {first.path}"
                 )
         if preset is None:
-            from .visuals.fastrender import x264_preset
+            from .engine.fastrender import x264_preset
 
             preset = x264_preset(first.height)
         n_fade = max(1, int(round(float(first.rate) * fade)))

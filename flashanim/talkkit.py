@@ -35,9 +35,8 @@ from manim import (
     VGroup,
 )
 
-from .config import SceneConfig
-from .visuals.fastrender import FastRenderScene
-from .visuals.theme import get_theme, themed_text, use_private_text_dir
+from .engine.text import themed_text, use_private_text_dir
+from .scene import TraceScene
 
 __all__ = [
     "MIN_PX",
@@ -127,7 +126,7 @@ class ScreenText:
         )
 
 
-class TalkClip(FastRenderScene):
+class TalkClip(TraceScene):
     """Base of the talk cut's clips (see the module docstring).
 
     Subclasses set :attr:`NAME` (their clip in :data:`flashanim.cut.CUT`, which
@@ -136,6 +135,9 @@ class TalkClip(FastRenderScene):
     """
 
     NAME = ""
+    #: The kernel whose trace :class:`~flashanim.scene.TraceScene` loads into
+    #: ``self.trace`` (``None``: the clip reads only its own data).
+    kernel = None
     #: Name of the section that follows the title card.
     FIRST_SECTION = "body"
 
@@ -146,9 +148,7 @@ class TalkClip(FastRenderScene):
         return clip(self.NAME).title
 
     def setup(self) -> None:
-        self.cfg = SceneConfig.from_env()  # theme (validated before rendering)
-        self.theme = get_theme(self.cfg.theme)
-        self.camera.background_color = self.theme.background
+        super().setup()  # settings, trace (when ``kernel`` is set), theme
         self.caption_mob: Mobject | None = None
         self.header: Mobject | None = None
         self.footers: list[Mobject] = []

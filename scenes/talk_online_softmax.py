@@ -27,10 +27,10 @@ def _n(x: float) -> str:
 
 class TalkOnlineSoftmax(TalkClip):
     NAME = "talk_online_softmax"
+    kernel = "fa2-fwd"
     FIRST_SECTION = "block 0"
 
     def prepare(self) -> None:
-        self.trace = self.cfg.load_or_record()
         self.rs = row_softmax(self.trace)
         self.played: list = []
 

@@ -48,10 +48,10 @@ def summary_lines(trace) -> list[str]:
 
 class TalkSummary(TalkClip):
     NAME = "talk_summary"
+    kernel = "fa2-fwd"
     FIRST_SECTION = "summary"
 
     def prepare(self) -> None:
-        self.trace = self.cfg.load_or_record()
         self.lines = summary_lines(self.trace)
 
     def body(self) -> None:

@@ -39,11 +39,11 @@ def _rate(a: float, b: float):
 
 class TalkTiling(TalkClip):
     NAME = "talk_tiling"
+    kernel = "fa2-fwd"
     FIRST_SECTION = "one program"
     PROGRAM_BLOCK = 1  # the Q block whose program is shown in detail
 
     def prepare(self) -> None:
-        self.trace = self.cfg.load_or_record()
         meta = self.trace.meta
         blk = min(self.PROGRAM_BLOCK, meta.t_r - 1)
         self.program = next(

@@ -22,10 +22,10 @@ X0, X1 = -4.6, 6.4
 
 class TalkWholeRow(TalkClip):
     NAME = "talk_whole_row"
+    kernel = "fa2-fwd"
     FIRST_SECTION = "scores"
 
     def prepare(self) -> None:
-        self.trace = self.cfg.load_or_record()
         self.rs = row_softmax(self.trace)
         #: the trace events this clip plays, in order
         self.played: list = []
