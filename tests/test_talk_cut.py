@@ -310,3 +310,19 @@ def test_join_with_crossfades(tmp_path, preset):
         for k in range(a_end):
             assert np.array_equal(frames[k], own[k])
     assert not (tmp_path / ".joined.partial.mp4").exists()
+
+
+def test_cli_render_cut_talk(monkeypatch, capsys):
+    """``flashanim render --cut talk`` hands quality and jobs to the cut's main;
+    scenes named with it are refused in one line."""
+    from flashanim import cli
+
+    seen = []
+    monkeypatch.setattr(cut, "main", lambda argv: seen.append(argv) or 0)
+    assert (
+        cli.main(["render", "--cut", "talk", "--quality", "high", "--jobs", "2"]) == 0
+    )
+    assert seen == [["--quality", "high", "--jobs", "2"]]
+    assert cli.main(["render", "tiling", "--cut", "talk"]) == 2
+    err = capsys.readouterr().err
+    assert "--cut talk renders the whole talk cut" in err and len(err.splitlines()) == 1
