@@ -4,7 +4,8 @@ Render from the repository root: ``manim render -ql scenes/talk_tiling.py``.
 
 Part one plays every event of one program (Q block 1) of a recorded FA2 forward
 trace (the :class:`~flashanim.config.SceneConfig` defaults: N = 16, d = 4, 4 x 4
-blocks): its Q block copied into SRAM once, each K/V block streaming through, the
+blocks) through a :class:`ProgramPlayer` (an
+:class:`~flashanim.visuals.EventPlayer`): its Q block copied into SRAM once, each K/V block streaming through, the
 score tile and the accumulator on chip (shade, no digits), O and LSE written once.
 
 Part two draws every program of the committed GPU schedule trace
@@ -21,12 +22,10 @@ from manim import *
 
 from flashanim.talkfacts import schedule
 from flashanim.talkkit import TalkClip
+from flashanim.visuals.eventplayer import EventPlayer
 from flashanim.visuals.schedule import assign_lanes
 
 TILE_W, TILE_H = 0.85, 0.62
-#: Seconds per event kind in part one.
-DUR = {"load": 0.7, "store": 0.8, "qk": 0.5}
-DUR_OTHER = 0.3
 #: Seconds the schedule takes to play (its whole makespan).
 SCHEDULE_SECONDS = 12.0
 
@@ -35,6 +34,81 @@ def _rate(a: float, b: float):
     """Rate function of a bar that runs from ``a`` to ``b`` (fractions of the run)."""
     span = max(b - a, 1e-9)
     return lambda t: min(max((t - a) / span, 0.0), 1.0)
+
+
+class ProgramPlayer(EventPlayer):
+    """One program's events as copies travelling between HBM and SRAM tiles and
+    tiles changing shade (no digits): one event, one animation."""
+
+    durations = {
+        "load": 0.7, "store": 0.8, "qk": 0.5, "mask": 0.3, "rowmax": 0.3,
+        "exp": 0.3, "alpha": 0.3, "rowsum": 0.3, "rescale": 0.3, "pv": 0.3,
+        "normalize": 0.3, "lse": 0.3,
+    }  # fmt: skip
+
+    def __init__(self, theme, hbm: dict, slots: dict, stats: VGroup,
+                 stat_label: Mobject, n_blocks: int) -> None:  # fmt: skip
+        super().__init__()
+        self.th, self.hbm, self.slots = theme, hbm, slots
+        self.stats, self.stat_label, self.n_blocks = stats, stat_label, n_blocks
+        self.sram: dict[str, Mobject] = {}
+        self.blocks_done = 0
+
+    def _copy_of(self, src: Mobject, color, fill: float = 0.8) -> Rectangle:
+        tile = Rectangle(width=TILE_W, height=TILE_H).set_stroke(color, 2)
+        return tile.set_fill(color, fill).move_to(src.get_center())
+
+    def event_animations(self, e) -> list[Animation]:
+        th, sram, anims = self.th, self.sram, []
+        if e.op == "load" and e.tensor in ("Q", "K", "V"):
+            src = self.hbm[(e.tensor, e.row)]
+            tile = self._copy_of(src, th.color(e.tensor))
+            anims.append(tile.animate.move_to(self.slots[e.tensor]))
+            if e.tensor in sram:
+                anims.append(FadeOut(sram[e.tensor]))
+            sram[e.tensor] = tile
+            anims.append(src.animate.set_stroke(th.highlight, 4))
+        elif e.op in ("qk", "mask"):
+            s = Rectangle(width=1.7, height=0.9).set_stroke(th.color("S"), 2)
+            s.set_fill(th.color("S"), 0.75).move_to(self.slots["S"])
+            if "S" in sram:
+                anims.append(Transform(sram["S"], s))
+            else:
+                sram["S"] = s
+                anims += [FadeIn(s), FadeIn(self.stats), FadeIn(self.stat_label)]
+        elif e.op == "exp":
+            anims.append(sram["S"].animate.set_fill(th.color("P"), 0.75)
+                         .set_stroke(th.color("P")))  # fmt: skip
+        elif e.op in ("rowmax", "alpha", "rowsum", "lse"):
+            sq = self.stats[1] if e.op in ("rowsum", "lse") else self.stats[0]
+            anims.append(sq.animate.set_fill(opacity=0.8))
+        elif e.op in ("rescale", "pv", "normalize"):
+            if "acc" not in sram:
+                acc = Rectangle(width=TILE_W, height=TILE_H)
+                acc.set_stroke(th.color("O"), 2).set_fill(th.color("acc"), 0.0)
+                sram["acc"] = acc.move_to(self.slots["acc"])
+                anims.append(FadeIn(acc))
+            if e.op == "pv":
+                self.blocks_done += 1
+                fill = 0.15 + 0.7 * self.blocks_done / self.n_blocks
+                anims.append(sram["acc"].animate.set_fill(th.color("acc"), fill))
+            elif e.op == "normalize":
+                anims.append(sram["acc"].animate.set_fill(th.color("O"), 0.85))
+            else:
+                anims.append(Indicate(sram["acc"], scale_factor=1.08,
+                                      color=th.color("acc")))  # fmt: skip
+        elif e.op == "store" and e.tensor == "O":
+            dst = self.hbm[("O", e.row)]
+            tile = self._copy_of(sram["acc"], th.color("O"), 0.85)
+            anims += [
+                tile.animate.move_to(dst),
+                dst.animate.set_fill(th.color("O"), 0.85),
+            ]
+        elif e.op == "store":  # LSE: the statistics leave with O
+            anims.append(self.stats.animate.set_fill(opacity=0.15))
+        else:
+            raise ValueError(f"no drawing for event {e.op} {e.tensor}")
+        return anims
 
 
 class TalkTiling(TalkClip):
@@ -106,7 +180,6 @@ class TalkTiling(TalkClip):
             t.move_to(np.array(slots[key]) + [0, dy, 0])
             slot_tags.add(t)
         self.play(FadeIn(sram_box), FadeIn(sram_t), FadeIn(slot_tags), run_time=0.5)
-        sram: dict[str, Mobject] = {}
         stats = VGroup(
             *(
                 Square(0.34).set_stroke(th.color(n), 2).set_fill(th.color(n), 0.0)
@@ -118,78 +191,15 @@ class TalkTiling(TalkClip):
         stat_t.next_to(stats, RIGHT, buff=0.2)
         self.say("One program: its Q block is copied on chip once")
 
-        def travel(src: Mobject, dst_pos, color, fill=0.8) -> Rectangle:
-            tile = Rectangle(width=TILE_W, height=TILE_H).set_stroke(color, 2)
-            tile.set_fill(color, fill).move_to(src.get_center())
-            self.add(tile)
-            return tile
-
-        acc_fill = 0.0
-        n_blocks_done = 0
+        player = ProgramPlayer(th, hbm, slots, stats, stat_t, meta.t_c)
         for e in self.trace.of_program(self.program):
-            anims: list[Animation] = []
-            rt = DUR.get(e.op, DUR_OTHER)
-            if e.op == "load" and e.tensor in ("Q", "K", "V"):
-                src = hbm[(e.tensor, e.row)]
-                tile = travel(src, slots[e.tensor], th.color(e.tensor))
-                anims.append(tile.animate.move_to(slots[e.tensor]))
-                old = sram.get(e.tensor)
-                if old is not None:
-                    anims.append(FadeOut(old))
-                sram[e.tensor] = tile
-                anims.append(src.animate.set_stroke(th.highlight, 4))
-            elif e.op in ("qk", "mask"):
-                s = Rectangle(width=1.7, height=0.9).set_stroke(th.color("S"), 2)
-                s.set_fill(th.color("S"), 0.75).move_to(slots["S"])
-                if "S" in sram:
-                    anims.append(Transform(sram["S"], s))
-                else:
-                    sram["S"] = s
-                    anims += [FadeIn(s), FadeIn(stats), FadeIn(stat_t)]
-            elif e.op == "exp":
-                anims.append(sram["S"].animate.set_fill(th.color("P"), 0.75)
-                             .set_stroke(th.color("P")))  # fmt: skip
-            elif e.op in ("rowmax", "alpha", "rowsum", "lse"):
-                sq = stats[1] if e.op in ("rowsum", "lse") else stats[0]
-                anims.append(sq.animate.set_fill(opacity=0.8))
-            elif e.op in ("rescale", "pv", "normalize"):
-                if "acc" not in sram:
-                    acc = Rectangle(width=TILE_W, height=TILE_H)
-                    acc.set_stroke(th.color("O"), 2).set_fill(th.color("acc"), 0.0)
-                    acc.move_to(slots["acc"])
-                    sram["acc"] = acc
-                    anims.append(FadeIn(acc))
-                if e.op == "pv":
-                    n_blocks_done += 1
-                    acc_fill = 0.15 + 0.7 * n_blocks_done / meta.t_c
-                    anims.append(
-                        sram["acc"].animate.set_fill(th.color("acc"), acc_fill)
-                    )
-                elif e.op == "normalize":
-                    anims.append(sram["acc"].animate.set_fill(th.color("O"), 0.85))
-                else:
-                    anims.append(
-                        Indicate(sram["acc"], scale_factor=1.08, color=th.color("acc"))
-                    )
-            elif e.op == "store":
-                if e.tensor == "O":
-                    dst = hbm[("O", e.row)]
-                    tile = travel(sram["acc"], dst, th.color("O"), 0.85)
-                    anims += [
-                        tile.animate.move_to(dst),
-                        dst.animate.set_fill(th.color("O"), 0.85),
-                    ]
-                else:  # LSE: the statistics leave with O
-                    anims.append(stats.animate.set_fill(opacity=0.15))
-            else:
-                raise AssertionError(f"no drawing for event {e.op} {e.tensor}")
-            self.play(*anims, run_time=rt)
-            self.played.append(e)
-            if e.op == "pv" and n_blocks_done == 1:
+            self.play(player.animation(e))
+            if e.op == "pv" and player.blocks_done == 1:
                 self.say("K and V blocks stream through; scores stay on chip")
                 self.next_section("stream")
             if e.op == "store" and e.tensor == "O":
                 self.say("O is written to HBM once, at the end")
+        self.played = player.played_events
         self.wait(1.2)
         self.next_section("all programs")
 
