@@ -4,7 +4,8 @@ Render from the repository root: ``manim render -ql scenes/talk_whole_row.py``.
 One query row of a recorded FA2 forward trace (the defaults of
 :class:`~flashanim.config.SceneConfig`: N = 16, d = 4, 4 x 4 blocks; the row whose
 running max rises most). Shown: that row's slice of the ``qk`` events of its
-program (one per K/V block), as bars. Each block's own softmax (what tiling a
+program (one per K/V block), as bars, through :class:`ScoresPlayer` (an
+:class:`~flashanim.visuals.EventPlayer`). Each block's own softmax (what tiling a
 softmax naively would give) is drawn, then the softmax of the whole row (numpy,
 float64): they differ, by the amounts computed and shown.
 """
@@ -16,8 +17,41 @@ from manim import *
 
 from flashanim.talkfacts import row_softmax
 from flashanim.talkkit import RowBars, TalkClip
+from flashanim.visuals.eventplayer import EventPlayer
+from flashanim.visuals.softmax import row_values
 
 X0, X1 = -4.6, 6.4
+
+
+class ScoresPlayer(EventPlayer):
+    """The followed row's slice of each ``qk`` (or ``mask``) event, as bars that
+    grow from the baseline, with the K block's name above them."""
+
+    durations = {"qk": 0.7, "mask": 0.7}
+
+    def __init__(self, clip, bars: RowBars, k: int, block_n: int, n: int) -> None:
+        super().__init__()
+        self.clip, self.rows, self.k, self.block_n, self.n = clip, bars, k, block_n, n
+        self.blocks: dict[int, VGroup] = {}
+
+    def event_animations(self, e) -> list[Animation]:
+        th, j = self.clip.theme, e.col
+        a = j * self.block_n
+        vals = row_values(e, self.k, self.block_n)[: self.n - a]
+        bars = VGroup(*(self.rows.bar(a + c, v, th.color("S"))
+                        for c, v in enumerate(vals)))  # fmt: skip
+        anims: list[Animation] = [
+            GrowFromEdge(r, DOWN if v >= 0 else UP)
+            for r, v in zip(bars, vals, strict=True)
+        ]
+        if j in self.blocks:  # the mask redraws the block
+            anims.append(FadeOut(self.blocks[j]))
+        else:
+            lo, hi = self.rows.block_span(j)
+            tag = self.clip.formula(f"<i>K</i><sub>{j}</sub>", "label", th.color("K"))
+            anims.append(FadeIn(tag.move_to([(lo + hi) / 2, 2.65, 0])))
+        self.blocks[j] = bars
+        return anims
 
 
 class TalkWholeRow(TalkClip):
@@ -28,7 +62,6 @@ class TalkWholeRow(TalkClip):
     def prepare(self) -> None:
         self.rs = row_softmax(self.trace)
         #: the trace events this clip plays, in order
-        self.played: list = []
 
     def shown_events(self) -> list:
         """The events this clip plays: the followed row's ``qk``/``mask`` events."""
@@ -45,19 +78,10 @@ class TalkWholeRow(TalkClip):
         s_label.move_to([X0 - 1.1, 1.0, 0])
         self.play(Create(top.baseline()), FadeIn(s_label), run_time=0.6)
         self.say("One query row: its scores arrive one K block at a time")
-        blocks = []
-        for e in self.shown_events():
-            j = e.col
-            a, b = j * rs.block_n, min(len(s), (j + 1) * rs.block_n)
-            bars = VGroup(*(top.bar(k, s[k], th.color("S")) for k in range(a, b)))
-            lo, hi = top.block_span(j)
-            tag = self.formula(f"<i>K</i><sub>{j}</sub>", "label", th.color("K"))
-            tag.move_to([(lo + hi) / 2, 2.65, 0])
-            self.play(*(GrowFromEdge(r, DOWN if v >= 0 else UP)
-                        for r, v in zip(bars, s[a:b], strict=True)),
-                      FadeIn(tag), run_time=0.7)  # fmt: skip
-            self.played.append(e)
-            blocks.append(bars)
+        player = ScoresPlayer(self, top, rs.k, rs.block_n, len(s))
+        player.play(self, self.shown_events())
+        self.played = player.played_events
+        blocks = player.blocks
         self.next_section("block by block")
 
         # Naive tiling: a softmax per block ------------------------------------------
