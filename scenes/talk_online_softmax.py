@@ -7,7 +7,9 @@ row's slice of its program's softmax events, in order (``qk``, ``rowmax``, ``exp
 ``exp(S − m)`` of each key is a bar; when the running max rises, ``alpha`` shrinks
 every earlier bar and the running sum ``l`` (a bar too) by the same factor. At the
 end the bars divided by ``l`` are set against the softmax of the whole row (numpy,
-float64); the difference shown is computed.
+float64); the difference shown is computed. The events go through
+:class:`OnlineRowPlayer` (an :class:`~flashanim.visuals.EventPlayer`), which draws
+each from its own snapshot.
 """
 
 from __future__ import annotations
@@ -17,12 +19,123 @@ from manim import *
 
 from flashanim.talkfacts import row_softmax
 from flashanim.talkkit import RowBars, TalkClip
+from flashanim.visuals.eventplayer import EventPlayer
 
 X0, X1 = -4.2, 6.4
 
 
 def _n(x: float) -> str:
     return f"{x:.2f}".replace("-", "−")
+
+
+class OnlineRowPlayer(EventPlayer):
+    """The followed row's softmax events: score bars, the running max as a line,
+    ``exp(S − m)`` as bars, ``alpha`` shrinking every earlier bar and the running
+    sum ``l`` (a bar too), ``l`` growing by the new block's sum. One event, one
+    tagged animation; the values are the row's slice of each event's snapshot."""
+
+    durations = {"qk": 0.6, "mask": 0.6, "rowmax": 0.7, "exp": 0.7, "alpha": 0.3,
+                 "rowsum": 0.7}  # fmt: skip
+    #: seconds of an alpha that shrinks bars: tag in, pause, shrink, tag out
+    ALPHA_STEPS = (0.5, 0.4, 1.8, 0.3)
+
+    def __init__(self, clip, rs, top: RowBars, p_rows: RowBars, l_unit: float,
+                 l_y: float) -> None:  # fmt: skip
+        super().__init__()
+        self.clip, self.rs, self.top, self.p_rows = clip, rs, top, p_rows
+        self.l_unit, self.l_y = l_unit, l_y
+        self.p_bars: list[Rectangle] = []
+        self.p_vals: list[float] = []  # the heights' values now
+        self.m_line = self.m_tag = self.l_bar = self.l_tag = None
+        self.l_val = 0.0
+        self.block = -1
+        self.shrank = False
+        self.shrinks = 0
+        self.drawn: list[tuple[int, str, float]] = []
+        self._rt: float | None = None
+
+    def run_time(self, op: str, speed: float = 1.0) -> float:
+        rt, self._rt = self._rt, None
+        return rt / speed if rt is not None else super().run_time(op, speed)
+
+    def event_animations(self, e) -> list[Animation]:
+        from flashanim.visuals.softmax import row_values
+
+        clip, rs, th = self.clip, self.rs, self.clip.theme
+        n = len(rs.scores)
+        anims: list[Animation] = []
+        self.shrank = False
+        if e.op in ("qk", "mask"):
+            self.block = e.col
+            a = self.block * rs.block_n
+            vals = row_values(e, rs.k, rs.block_n)[: n - a]
+            bars = [self.top.bar(a + c, v, th.color("S")) for c, v in enumerate(vals)]
+            anims += [GrowFromEdge(r, DOWN if v >= 0 else UP)
+                      for r, v in zip(bars, vals, strict=True)]  # fmt: skip
+            self.drawn.append((e.index, e.op, float(np.max(vals))))
+        elif e.op == "rowmax":
+            m = float(row_values(e, rs.k)[0])
+            y = self.top.base_y + m * self.top.unit
+            line = DashedLine([X0, y, 0], [X1, y, 0], color=th.color("m"),
+                              stroke_width=3)  # fmt: skip
+            tag = clip.formula(f"<i>m</i> = {_n(m)}", "label", th.color("m"))
+            tag.next_to(line, UP, buff=0.06).align_to(line, LEFT)
+            if self.m_line is None:
+                anims += [Create(line), FadeIn(tag)]
+                self.m_line, self.m_tag = line, tag
+            else:
+                anims += [Transform(self.m_line, line), Transform(self.m_tag, tag)]
+            self.drawn.append((e.index, e.op, m))
+        elif e.op == "exp":
+            a = self.block * rs.block_n
+            vals = row_values(e, rs.k, rs.block_n)[: n - a]
+            new = [self.p_rows.bar(a + c, v, th.color("P")) for c, v in enumerate(vals)]
+            anims += [GrowFromEdge(r, DOWN) for r in new]
+            self.p_bars += new
+            self.p_vals += [float(v) for v in vals]
+            self.drawn.append((e.index, e.op, float(np.sum(vals))))
+        elif e.op == "alpha":
+            alpha = float(row_values(e, rs.k)[0])
+            self.drawn.append((e.index, e.op, alpha))
+            old = len(self.p_bars) - rs.block_n
+            if old > 0 and alpha < 1.0:
+                self.shrank, self.shrinks = True, self.shrinks + 1
+                tag = clip.formula(f"× α = {_n(alpha)}", "label", th.color("alpha"))
+                # in the margin left of the bars, between the S and e^(S-m) labels
+                tag.move_to([X0 - 0.25 - tag.width / 2, 0.45, 0])
+                shrink = []
+                for k in range(old):
+                    self.p_vals[k] *= alpha
+                    shrink.append(Transform(self.p_bars[k], self.p_rows.bar(
+                        k, self.p_vals[k], th.color("P"))))  # fmt: skip
+                if self.l_bar is not None:
+                    self.l_val *= alpha
+                    shrink.append(Transform(self.l_bar, clip._l_bar(
+                        self.l_val, self.l_unit, self.l_y)))  # fmt: skip
+                    shrink.append(Transform(self.l_tag, clip._l_tag(
+                        self.l_val, self.l_unit, self.l_y)))  # fmt: skip
+                t_in, pause, t_shrink, t_out = self.ALPHA_STEPS
+                anims.append(Succession(
+                    FadeIn(tag, run_time=t_in), Wait(run_time=pause),
+                    AnimationGroup(*shrink, run_time=t_shrink),
+                    FadeOut(tag, run_time=t_out),
+                ))  # fmt: skip
+                self._rt = sum(self.ALPHA_STEPS)
+            else:  # nothing earlier to rescale (the first block, or alpha = 1)
+                anims.append(Wait(run_time=0.1))
+        elif e.op == "rowsum":
+            self.l_val = float(row_values(e, rs.k)[0])
+            bar = clip._l_bar(self.l_val, self.l_unit, self.l_y)
+            tag = clip._l_tag(self.l_val, self.l_unit, self.l_y)
+            if self.l_bar is None:
+                anims += [GrowFromEdge(bar, LEFT), FadeIn(tag)]
+                self.l_bar, self.l_tag = bar, tag
+            else:
+                anims += [Transform(self.l_bar, bar), Transform(self.l_tag, tag)]
+            self.drawn.append((e.index, e.op, self.l_val))
+        else:
+            raise ValueError(f"no drawing for op {e.op!r}")
+        return anims
 
 
 class TalkOnlineSoftmax(TalkClip):
@@ -32,7 +145,6 @@ class TalkOnlineSoftmax(TalkClip):
 
     def prepare(self) -> None:
         self.rs = row_softmax(self.trace)
-        self.played: list = []
 
     def body(self) -> None:
         rs, th, meta = self.rs, self.theme, self.trace.meta
@@ -57,103 +169,21 @@ class TalkOnlineSoftmax(TalkClip):
                   run_time=0.6)  # fmt: skip
         self.say("Read the row block by block, remembering only m and l")
 
-        p_bars: list[Rectangle] = []
-        p_vals: list[float] = []  # current height values of p_bars
-        m_line = m_tag = l_bar = l_tag = None
-        l_val = 0.0
-        block = -1
-        #: (event index, op, the row's value) as drawn, for tests
-        self.drawn: list[tuple[int, str, float]] = []
+        player = OnlineRowPlayer(self, rs, top, p_rows, l_unit, l_y)
         for e in rs.shown:
-            anims = []
-            if e.op in ("qk", "mask"):
-                block = e.col
-                a, b = block * rs.block_n, min(len(s), (block + 1) * rs.block_n)
-                if e.op == "qk":
-                    bars = [top.bar(k, s[k], th.color("S")) for k in range(a, b)]
-                    anims += [GrowFromEdge(r, DOWN if v >= 0 else UP)
-                              for r, v in zip(bars, s[a:b], strict=True)]  # fmt: skip
-                    self.drawn.append((e.index, e.op, float(s[a:b].max())))
-                rt = 0.6
-            elif e.op == "rowmax":
-                m = rs.m[block]
-                y = top.base_y + m * top.unit
-                new_line = DashedLine([X0, y, 0], [X1, y, 0], color=th.color("m"),
-                                      stroke_width=3)  # fmt: skip
-                new_tag = self.formula(f"<i>m</i> = {_n(m)}", "label", th.color("m"))
-                new_tag.next_to(new_line, UP, buff=0.06).align_to(new_line, LEFT)
-                if m_line is None:
-                    anims += [Create(new_line), FadeIn(new_tag)]
-                else:
-                    anims += [Transform(m_line, new_line), Transform(m_tag, new_tag)]
-                if m_line is None:
-                    m_line, m_tag = new_line, new_tag
-                self.drawn.append((e.index, e.op, m))
-                rt = 0.7
-            elif e.op == "exp":
-                a = block * rs.block_n
-                vals = rs.p[block]
-                new = [p_rows.bar(a + c, v, th.color("P")) for c, v in enumerate(vals)]
-                anims += [GrowFromEdge(r, DOWN) for r in new]
-                p_bars += new
-                p_vals += [float(v) for v in vals]
-                self.drawn.append((e.index, e.op, float(np.sum(vals))))
-                rt = 0.7
-            elif e.op == "alpha":
-                alpha = rs.alpha[block]
-                self.drawn.append((e.index, e.op, alpha))
-                old = len(p_bars) - rs.block_n
-                if old <= 0 or alpha >= 1.0:
-                    continue_play = False
-                else:
-                    continue_play = True
-                if continue_play:
-                    tag = self.formula(f"× α = {_n(alpha)}", "label", th.color("alpha"))
-                    span = (p_rows.block_span(0)[0], p_rows.block_span(block - 1)[1])
-                    tag.move_to([(span[0] + span[1]) / 2, 0.25, 0])
-                    self.play(FadeIn(tag), run_time=0.5)
-                    self.wait(0.4)
-                    for k in range(old):
-                        p_vals[k] *= alpha
-                        anims.append(
-                            Transform(
-                                p_bars[k], p_rows.bar(k, p_vals[k], th.color("P"))
-                            )
-                        )
-                    if l_bar is not None:
-                        l_val *= alpha
-                        anims.append(Transform(l_bar, self._l_bar(l_val, l_unit, l_y)))
-                        anims.append(Transform(l_tag, self._l_tag(l_val, l_unit, l_y)))
-                    self.play(*anims, run_time=1.8)
-                    self.play(FadeOut(tag), run_time=0.3)
-                    self.played.append(e)
-                    if block == 1:
-                        self.say("The max rose: every earlier bar shrinks by α")
-                    continue
-                self.played.append(e)
-                continue
-            elif e.op == "rowsum":
-                l_val = rs.l[block]
-                new_bar = self._l_bar(l_val, l_unit, l_y)
-                new_tag = self._l_tag(l_val, l_unit, l_y)
-                if l_bar is None:
-                    anims += [GrowFromEdge(new_bar, LEFT), FadeIn(new_tag)]
-                    l_bar, l_tag = new_bar, new_tag
-                else:
-                    anims += [Transform(l_bar, new_bar), Transform(l_tag, new_tag)]
-                self.drawn.append((e.index, e.op, l_val))
-                rt = 0.7
-            else:  # pragma: no cover  (row_softmax keeps only the ops above)
-                raise AssertionError(e.op)
-            if anims:
-                self.play(*anims, run_time=rt)
-            self.played.append(e)
+            self.play(player.animation(e))
+            if e.op == "alpha" and player.shrank and player.shrinks == 1:
+                self.say("The max rose: every earlier bar shrinks by α")
             if e.op == "rowsum":
                 self.wait(0.6)
-            if e.op == "rowsum" and block == 0:
-                self.say("l adds up the bars: the running sum")
-                self.wait(1.0)
-                self.next_section("all blocks")
+                if player.block == 0:
+                    self.say("l adds up the bars: the running sum")
+                    self.wait(1.0)
+                    self.next_section("all blocks")
+        self.played = player.played_events
+        #: (event index, op, the row's value) as drawn, for tests
+        self.drawn = player.drawn
+        p_bars = player.p_bars
         self.wait(1.0)
         self.next_section("normalize")
 
