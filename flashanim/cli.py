@@ -473,11 +473,28 @@ def _request(args: argparse.Namespace, slides: bool):
 
 def _configure_render(p: argparse.ArgumentParser) -> None:
     _add_render_arguments(p, slides=False)
+    p.add_argument(
+        "--cut",
+        choices=("talk",),
+        default=None,
+        help="render a whole cut instead of scenes: 'talk' renders the talk cut's "
+        "clips (--quality, --jobs, --theme) and joins them with cross-fades into "
+        "media/talk/ (flashanim.cut)",
+    )
 
 
 def _run_render(args: argparse.Namespace) -> int:
     from flashanim.render import check_request, render
 
+    if args.cut == "talk":
+        if args.scenes or args.all:
+            raise CliError("--cut talk renders the whole talk cut: give no SCENE "
+                           "and no --all")  # fmt: skip
+        from flashanim.cut import main as cut_main
+
+        if args.theme:
+            os.environ["FLASHANIM_THEME"] = args.theme
+        return cut_main(["--quality", args.quality, "--jobs", str(args.jobs)])
     req = _request(args, slides=False)
     check_request(req)
     return _render_or_fail(lambda: render(req), req.out)
