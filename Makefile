@@ -10,7 +10,8 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 .PHONY: all setup test test-gpu video preview slides talk bench bench-render gpu-trace lint clean help
 
 help:
-	@echo "make video        render every scene at 1080p60 into media/ (sets up first)"
+	@echo "make video        render both cuts at 1080p60 into media/ (sets up first)"
+	@echo "make talk         the talk cut (six clips, cross-faded) at 1080p60 into media/talk"
 	@echo "make preview      render every scene at low quality, fast"
 	@echo "make slides       the talk as one HTML slide deck in media/slides (low quality)"
 	@echo "make test         run the test suite (sets up first)"
@@ -33,6 +34,11 @@ test-gpu: $(STAMP)
 
 video: $(STAMP)
 	$(PY) -m flashanim.talk --quality high --jobs $(JOBS)
+	$(PY) -m flashanim.cut --quality high --jobs $(JOBS)
+
+# the talk cut: QUALITY=low for a fast look
+talk: $(STAMP)
+	$(PY) -m flashanim.cut --quality $(or $(QUALITY),high) --jobs $(JOBS)
 
 preview: $(STAMP)
 	$(PY) -m flashanim.talk --quality low --jobs $(JOBS)

@@ -5,7 +5,7 @@ Runs as-is on a GPU machine with only PyTorch and Triton (no Manim):
     python bench/bench_attention.py --out media/bench [--quick]
 
 The grid is the FlashAttention papers': bf16 and fp16; head dim 64 and 128; causal
-and not; N in {512, 1k, 2k, 4k, 8k, 16k} with batch * N = 16k tokens and 2048 hidden
+and not; N in {128, 256, 512, 1k, 2k, 4k, 8k, 16k} with batch * N = 16k tokens and 2048 hidden
 (H = 2048 / d). Peers in the same run: ``scaled_dot_product_attention`` with the
 FLASH_ATTENTION backend (FlashAttention-2 inside PyTorch), CUDNN_ATTENTION and MATH
 (naive), plus the device's bf16 matmul rate (8192^3) and copy bandwidth as
@@ -13,7 +13,8 @@ ceilings. TFLOP/s use the FA2 paper's count: 4 * B * H * N^2 * d, halved for cau
 x2.5 for the backward. Times are ``triton.testing.do_bench`` medians on fresh random
 inputs (never zeros).
 
-Also: peak memory of our kernel against the MATH backend as N grows (until the naive
+Also: the decoding table of ``bench/bench_decode.py`` (split-K/V against SDPA's
+backends, GQA 8:1; ``--only decode``), peak memory of our kernel against the MATH backend as N grows (until the naive
 one runs out of memory), and the cost of tracing (a traced launch, events only,
 against an untraced one), with a check of the untraced build's PTX that no
 instrumentation survives in it.
@@ -325,6 +326,12 @@ def summarize(results: dict) -> list[str]:
             results.setdefault("summary", {})[name] = {
                 "geomean": gm, "min": worst[1], "min_at": list(worst[0])}  # fmt: skip
         # the targets: forward >= 1.2x flash and backward >= 1.0x flash for N >= 1k
+    for mode in ("fwd", "bwd"):
+        pts = [(k, r) for k, r in ratios[f"{mode}_flash"] if k[3] < 1024]
+        if pts:
+            worst = min(pts, key=lambda kv: kv[1])
+            lines.append(f"{mode} vs flash, N<1k: min {worst[1]:.3f} "
+                         f"(target 1.0) at {worst[0]}")  # fmt: skip
     for mode, target in (("fwd", 1.2), ("bwd", 1.0)):
         pts = [(k, r) for k, r in ratios[f"{mode}_flash"] if k[3] >= 1024]
         if pts:
@@ -338,14 +345,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="media/bench")
     ap.add_argument("--quick", action="store_true", help="a small grid, for checking")
-    ap.add_argument("--only", choices=["grid", "memory", "trace"], nargs="*")
+    ap.add_argument("--only", choices=["grid", "memory", "trace", "decode"],
+                    nargs="*")  # fmt: skip
+    ap.add_argument("--tune-decode", action="store_true",
+                    help="sweep the split kernel's launch options first")  # fmt: skip
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_attention: needs a CUDA GPU (none found)", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    parts = set(args.only or ["grid", "memory", "trace"])
+    parts = set(args.only or ["grid", "memory", "trace", "decode"])
     t0 = time.time()
     results = {"device": device_info(), "ceilings": ceilings(),
                "flop_count": "4*B*H*N^2*d, /2 causal, x2.5 backward",
@@ -353,7 +363,8 @@ def main(argv=None) -> int:
                "grid": []}  # fmt: skip
     print(json.dumps(results["device"]), flush=True)
     print(json.dumps(results["ceilings"]), flush=True)
-    ns = [1024, 4096] if args.quick else [512, 1024, 2048, 4096, 8192, 16384]
+    ns = [256, 1024, 4096] if args.quick else [128, 256, 512, 1024, 2048, 4096,
+                                               8192, 16384]  # fmt: skip
     if "grid" in parts:
         for dtype_name in DTYPES:
             for d in (64, 128):
@@ -378,6 +389,11 @@ def main(argv=None) -> int:
     if "trace" in parts:
         results["tracing"] = tracing_cost()
         print("tracing:", json.dumps(results["tracing"]), flush=True)
+    if "decode" in parts:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_decode
+
+        results["decode"] = bench_decode.run(args.tune_decode)
     results["wall_s"] = time.time() - t0
     lines = summarize(results) if results["grid"] else []
     gpu = results["device"]["gpu"].replace(" ", "_")
@@ -388,6 +404,8 @@ def main(argv=None) -> int:
     if results["grid"] and plot(results, out / f"bench_{gpu}.png"):
         print(f"plot -> {out / f'bench_{gpu}.png'}")
     print("\n".join(lines))
+    if "decode" in results:
+        print("\n".join(results["decode"]["table"]))
     print(f"results -> {path}")
     return 0
 

@@ -75,44 +75,32 @@ def _seed(text: str) -> int:
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """The kernel and shape arguments that ``trace`` and ``check`` share."""
+    """The kernel and shape arguments that ``trace`` and ``check`` share.
+
+    Their defaults are the scenes' (:data:`flashanim.config.PARAMS`); their
+    ranges are the kernels' own (any N, head dims 1..256, powers of two for the
+    blocks, checked by the kernel with one message), not the scenes' drawing
+    limits."""
+    from flashanim.config import PARAM
+
     p.add_argument(
         "--kernel", required=True, choices=KERNELS, help="which kernel to run"
     )
-    p.add_argument(
-        "--seq-len",
-        type=_positive_int,
-        default=16,
-        metavar="N",
-        help="query length N_q (default 16)",
-    )
+    for flag, name, meta, what in (
+        ("--seq-len", "seq_len", "N", "query length N_q"),
+        ("--head-dim", "head_dim", "d", "head dimension d (1 .. 256)"),
+        ("--block-m", "block_m", "BM", "BLOCK_M, query rows per block (a power of two)"),
+        ("--block-n", "block_n", "BN", "BLOCK_N, key rows per block (a power of two)"),
+    ):  # fmt: skip
+        default = PARAM[name].default
+        p.add_argument(flag, type=_positive_int, default=default, metavar=meta,
+                       help=f"{what} (default {default})")  # fmt: skip
     p.add_argument(
         "--seq-len-k",
         type=_positive_int,
         default=None,
         metavar="N",
         help="key length N_k (default: --seq-len)",
-    )
-    p.add_argument(
-        "--head-dim",
-        type=_positive_int,
-        default=4,
-        metavar="d",
-        help="head dimension d (default 4)",
-    )
-    p.add_argument(
-        "--block-m",
-        type=_positive_int,
-        default=4,
-        metavar="BM",
-        help="BLOCK_M, query rows per block (default 4)",
-    )
-    p.add_argument(
-        "--block-n",
-        type=_positive_int,
-        default=4,
-        metavar="BN",
-        help="BLOCK_N, key rows per block (default 4)",
     )
     p.add_argument("--batch", type=_positive_int, default=1, metavar="B")
     p.add_argument("--heads", type=_positive_int, default=1, metavar="H")
@@ -179,13 +167,81 @@ def _configure_trace(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="trace file to write (.json or .json.gz)",
     )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=10.0,
+        metavar="M",
+        help="refuse a recording in Triton's interpreter estimated to take longer "
+        "(default 10; 0: no limit)",
+    )
+
+
+def _fmt_time(seconds: float) -> str:
+    from flashanim.talk import _duration
+
+    return _duration(seconds)
 
 
 def _run_trace(args: argparse.Namespace) -> int:
-    _select_device(args.device)
-    from flashanim.trace import record, save_trace, traffic_summary
+    import threading
+    import time
 
-    trace = record(args.kernel, values=args.values, **_record_kwargs(args))
+    _select_device(args.device)
+    if args.max_minutes < 0:
+        raise CliError(f"--max-minutes must be >= 0, got {args.max_minutes:g}")
+    import flashanim.kernels  # noqa: F401  (chooses the device first)
+    from flashanim.kernels import BACKEND
+    from flashanim.trace import record, save_trace, traffic_summary
+    from flashanim.trace.record import estimate_recording
+
+    kw = _record_kwargs(args)
+    stop = threading.Event()
+    if BACKEND == "cpu":
+        est, steps = estimate_recording(
+            args.kernel, seq_len=args.seq_len, seq_len_k=args.seq_len_k,
+            block_m=args.block_m, block_n=args.block_n, batch=args.batch,
+            heads=args.heads, causal=args.causal, values=args.values,
+        )  # fmt: skip
+        limit = args.max_minutes * 60
+        if limit and est > limit:
+            raise CliError(
+                f"this recording would take about {_fmt_time(est)} in Triton's CPU "
+                f"interpreter ({steps} block steps at the measured pace), over the "
+                f"{args.max_minutes:g} min limit: use a smaller --seq-len, larger "
+                f"--block-m/--block-n{', no --values' if args.values else ''}, a GPU "
+                f"(--device cuda), or --max-minutes 0 to run it anyway"
+            )
+        if est >= 10:
+            print(
+                f"recording {args.kernel} in Triton's CPU interpreter: about "
+                f"{_fmt_time(est)} ({steps} block steps; Ctrl-C stops it, nothing "
+                f"is written)",
+                flush=True,
+            )
+        t0 = time.perf_counter()
+
+        def tick() -> None:
+            while not stop.wait(30):
+                spent = time.perf_counter() - t0
+                print(
+                    f"  recording: {_fmt_time(spent)} of about {_fmt_time(est)}",
+                    flush=True,
+                )
+
+        if est > 30:
+            threading.Thread(target=tick, daemon=True).start()
+    try:
+        trace = record(args.kernel, values=args.values, **kw)
+    except KeyboardInterrupt:
+        print(
+            f"flashanim trace: interrupted; nothing was written ({args.output} is "
+            f"as it was)",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        stop.set()
     path = save_trace(trace, args.output)
     s = traffic_summary(trace)
     print(
@@ -273,6 +329,22 @@ def _resolution(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _param_type(prm):
+    """An argparse type that parses with the table's row (one rule, one message)."""
+    from flashanim.config import ConfigError
+
+    def parse(text: str):
+        try:
+            return prm.parse(text)
+        except ConfigError as exc:
+            # argparse names the flag itself: "argument --seq-len: 0: must be ..."
+            msg = exc.cli.removeprefix(f"{prm.flag} ")
+            raise argparse.ArgumentTypeError(msg) from None
+
+    parse.__name__ = prm.name
+    return parse
+
+
 def _add_render_arguments(p: argparse.ArgumentParser, slides: bool) -> None:
     from flashanim.render import ASPECTS, FORMATS, GIF_BUDGET_BYTES, GIF_FPS
     from flashanim.talk import QUALITIES
@@ -281,28 +353,30 @@ def _add_render_arguments(p: argparse.ArgumentParser, slides: bool) -> None:
         "scenes", nargs="*", metavar="SCENE", help="scene names (flashanim list)"
     )
     p.add_argument("--all", action="store_true", help="every scene, in talk order")
-    for flag, meta, what in (
-        ("--seq-len", "N", "sequence length N"),
-        ("--head-dim", "d", "head dimension d"),
-        ("--block-m", "B", "BLOCK_M"),
-        ("--block-n", "B", "BLOCK_N"),
-    ):
-        p.add_argument(
-            flag,
-            type=_positive_int,
-            default=None,
-            metavar=meta,
-            help=f"{what} (default: the scene's)",
+    from flashanim.config import PARAMS
+
+    for prm in PARAMS:  # the scene parameters, from the one table
+        if prm.flag is None:
+            continue
+        reads = "every scene" if prm.scenes is None else ", ".join(prm.scenes)
+        default = "off" if prm.kind == "bool" else prm.default
+        text = f"{prm.help}; " + (
+            "" if prm.kind == "bool" else f"accepted: {prm.range}; "
         )
-    p.add_argument("--causal", action="store_true", default=None, help="causal mask")
-    p.add_argument("--seed", type=_seed, default=None, help="seed of Q, K, V")
-    p.add_argument("--theme", choices=("dark", "light"), default=None)
-    p.add_argument(
-        "--trace",
-        metavar="FILE",
-        default=None,
-        help="play a saved trace (its shapes; not with --seq-len etc.)",
-    )
+        text += "default: "
+        text += "the scene's" if default is None else f"{default}"
+        text += f"; read by: {reads}; env {prm.env}"
+        if prm.kind == "bool":
+            p.add_argument(prm.flag, action="store_true", default=None, help=text)
+        else:
+            p.add_argument(
+                prm.flag,
+                dest=prm.name,
+                type=_param_type(prm),
+                default=None,
+                metavar=prm.metavar or prm.name.upper(),
+                help=text.replace("%", "%%"),
+            )
     p.add_argument(
         "--quality",
         choices=list(QUALITIES),
@@ -361,10 +435,18 @@ def _add_render_arguments(p: argparse.ArgumentParser, slides: bool) -> None:
 
 
 def _request(args: argparse.Namespace, slides: bool):
+    from flashanim.config import PARAMS
     from flashanim.render import RenderRequest, find_scenes
 
     scenes = find_scenes(args.scenes, args.all)
+    extra = {
+        prm.name: getattr(args, prm.name)
+        for prm in PARAMS
+        if prm.flag and prm.field is None and getattr(args, prm.name, None) is not None
+    }
     return RenderRequest(
+        **extra,
+        all_scenes=args.all,
         scenes=scenes,
         out=Path(args.output),
         quality=args.quality,
@@ -391,29 +473,63 @@ def _request(args: argparse.Namespace, slides: bool):
 
 def _configure_render(p: argparse.ArgumentParser) -> None:
     _add_render_arguments(p, slides=False)
+    p.add_argument(
+        "--cut",
+        choices=("talk",),
+        default=None,
+        help="render a whole cut instead of scenes: 'talk' renders the talk cut's "
+        "clips (--quality, --jobs, --theme) and joins them with cross-fades into "
+        "media/talk/ (flashanim.cut)",
+    )
 
 
 def _run_render(args: argparse.Namespace) -> int:
     from flashanim.render import check_request, render
 
+    if args.cut == "talk":
+        if args.scenes or args.all:
+            raise CliError("--cut talk renders the whole talk cut: give no SCENE "
+                           "and no --all")  # fmt: skip
+        from flashanim.cut import main as cut_main
+
+        if args.theme:
+            os.environ["FLASHANIM_THEME"] = args.theme
+        return cut_main(["--quality", args.quality, "--jobs", str(args.jobs)])
     req = _request(args, slides=False)
     check_request(req)
-    return _render_or_fail(lambda: render(req))
+    return _render_or_fail(lambda: render(req), req.out)
 
 
-def _render_or_fail(job) -> int:
+def _render_or_fail(job, out: Path) -> int:
+    """Run a render; exit 0, 1 (a scene failed or a closing check found a
+    mismatch), or 130 (interrupted), with a truthful one-line message."""
+    from flashanim.render import RenderInterrupted
+
     try:
-        job()
+        outputs = job()
+    except RenderInterrupted as exc:
+        if exc.kept:
+            what = (
+                f"the new files of {', '.join(exc.kept)} were kept; the other "
+                f"scenes' files in {out} are as they were"
+            )
+        else:
+            what = f"no new files were kept; the files in {out} are as they were"
+        print(f"flashanim: interrupted; {what}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print(
-            "flashanim: interrupted; files already in the output folder are unchanged",
-            file=sys.stderr,
-        )
+        print("flashanim: interrupted before rendering", file=sys.stderr)
         return 130
     except RuntimeError as exc:
         print(f"flashanim: error: {exc}", file=sys.stderr)
         return 1
-    return 0
+    bad = [(o.scene.name, v) for o in outputs or () for v in o.failed_checks]
+    for name, v in bad:
+        print(
+            f"flashanim: error: {name}: closing check failed: {v['headline']}",
+            file=sys.stderr,
+        )
+    return 1 if bad else 0
 
 
 def _configure_slides(p: argparse.ArgumentParser) -> None:
@@ -436,7 +552,7 @@ def _run_slides(args: argparse.Namespace) -> int:
         print(f"slides: {req.out / DECK_NAME} (open it in a browser)")
         return done
 
-    return _render_or_fail(lambda: render(req, after=deck))
+    return _render_or_fail(lambda: render(req, after=deck), req.out)
 
 
 # --------------------------------------------------------------- flashanim list

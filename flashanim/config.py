@@ -4,21 +4,14 @@
 configuration from the environment (the ``flashanim render`` command line sets the
 same variables):
 
-==================== ======== =======================================================
-variable             default  meaning
-==================== ======== =======================================================
-FLASHANIM_SEQ_LEN    16       sequence length ``N`` (queries and keys), 1 .. 64
-FLASHANIM_HEAD_DIM   4        head dimension ``d``: a power of two, 2 .. 16
-FLASHANIM_BLOCK_M    4        ``BLOCK_M`` (rows of a Q block): a power of two,
-                              2 .. 16, at most the next power of two above ``N``
-FLASHANIM_BLOCK_N    4        ``BLOCK_N`` (rows of a K/V block), same rules
-FLASHANIM_CAUSAL     0        causal mask: 1/0, true/false, yes/no, on/off
-FLASHANIM_THEME      dark     ``dark`` or ``light``
-FLASHANIM_TRACE      (unset)  play a saved trace file (``.json``/``.json.gz``)
-                              instead of recording one; its shapes override the
-                              sizes above
-FLASHANIM_SEED       0        seed of the random inputs
-==================== ======== =======================================================
+Every parameter is one row of :data:`PARAMS` (name, environment variable,
+command-line flag, type, default, range, help, the scenes that read it): the
+``flashanim render`` flags, :class:`SceneConfig`, the README's parameter table
+(a test compares them), the ``--help`` texts and the error messages all come from
+it. :meth:`SceneConfig.from_env` checks every ``FLASHANIM_*`` variable of the table
+that is set, so a bad value stops a render before anything is drawn; under
+``manim render`` the error is two lines (the message and a hint), not a traceback
+(:func:`fail`).
 
 Values are written in tiles only when they stay legible at 480p: ``d``, ``BLOCK_M``
 and ``BLOCK_N`` all at most :data:`NUMBERS_MAX_BLOCK` (4). Larger runs are drawn as
@@ -28,36 +21,33 @@ blocks are too thin to see and the configuration is refused.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 __all__ = [
     "SceneConfig",
     "ConfigError",
+    "Param",
+    "PARAMS",
+    "PARAM",
+    "ERROR_ENV",
     "ENV_VARS",
+    "check_environment",
+    "fail",
+    "params_markdown",
     "MAX_SEQ_LEN",
     "MAX_BLOCK",
     "MAX_HEAD_DIM",
     "NUMBERS_MAX_BLOCK",
     "THEME_NAMES",
 ]
-
-#: Environment variables read by :meth:`SceneConfig.from_env`, with their fields.
-ENV_VARS: Mapping[str, str] = {
-    "FLASHANIM_SEQ_LEN": "seq_len",
-    "FLASHANIM_HEAD_DIM": "head_dim",
-    "FLASHANIM_BLOCK_M": "block_m",
-    "FLASHANIM_BLOCK_N": "block_n",
-    "FLASHANIM_CAUSAL": "causal",
-    "FLASHANIM_THEME": "theme",
-    "FLASHANIM_TRACE": "trace",
-    "FLASHANIM_SEED": "seed",
-}
 
 #: Largest sequence length drawn (as a plain block grid).
 MAX_SEQ_LEN = 64
@@ -75,12 +65,287 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
+#: Where a render child writes its one-line error as JSON (``flashanim render``
+#: sets it; see :func:`fail`).
+ERROR_ENV = "FLASHANIM_RENDER_ERROR"
+
+
 class ConfigError(ValueError):
-    """A configuration that cannot be rendered; the message says what to change."""
+    """A configuration that cannot be rendered; the message says what to change.
+
+    ``cli`` is the same message in command-line words (``--seq-len 100`` instead
+    of ``FLASHANIM_SEQ_LEN=100``), when it differs.
+    """
+
+    def __init__(self, message: str, cli: str | None = None) -> None:
+        super().__init__(message)
+        self.cli = cli or message
 
 
 def _pow2(x: int) -> bool:
     return x > 0 and x & (x - 1) == 0
+
+
+# ------------------------------------------------------------------ the table
+
+_SCENES_WITH_SIZES = ("standard_attention", "tiling", "online_softmax",
+                      "loop_order", "causal", "backward")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: where it is set, what it accepts, which scenes read it.
+
+    ``kind`` is ``int``, ``bool``, ``choice``, ``file``, ``ints`` (comma-separated
+    integers) or ``path`` (a file or a folder). ``scenes`` is ``None`` for every
+    scene; ``field`` names the :class:`SceneConfig` field it fills, if any.
+    ``machine`` parameters (device, cache, encoder) describe the machine, not the
+    video: a render child inherits them from the caller's environment.
+    """
+
+    name: str
+    env: str
+    flag: str | None
+    kind: str
+    default: Any
+    range: str
+    help: str
+    scenes: tuple[str, ...] | None = None
+    field: str | None = None
+    lo: int | None = None
+    hi: int | None = None
+    pow2: bool = False
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
+    machine: bool = False
+    metavar: str | None = None
+    missing: str = "no such file"
+
+    def allowed(self) -> tuple[str, ...]:
+        c = self.choices
+        return tuple(c() if callable(c) else c)
+
+    def source(self, cli: bool) -> str:
+        return (self.flag or self.env) if cli else self.env
+
+    def error(self, raw: str, reason: str) -> ConfigError:
+        """A :class:`ConfigError` naming this parameter in both sets of words."""
+        env = f"{self.env}={raw!r}: {reason}"
+        cli = f"{self.flag} {raw}: {reason}" if self.flag else env
+        return ConfigError(env, cli)
+
+    def parse(self, raw: str) -> Any:
+        """The value of the text ``raw``, checked against the range; raises
+        :class:`ConfigError` naming the parameter and what is accepted."""
+        text = raw.strip()
+        if self.kind == "int":
+            try:
+                v = int(text, 10)
+            except ValueError:
+                raise self.error(text, f"not an integer ({self.range})") from None
+            bad = (self.lo is not None and v < self.lo) or (
+                self.hi is not None and v > self.hi
+            )
+            if self.pow2 and (bad or not _pow2(v)):
+                raise self.error(
+                    text,
+                    f"must be a power of two between {self.lo} and {self.hi} "
+                    "(Triton's tl.arange needs a power of two)",
+                )
+            if bad:
+                where = (f"between {self.lo} and {self.hi}" if self.hi is not None
+                         else f"at least {self.lo}")  # fmt: skip
+                raise self.error(text, f"must be {where}")
+            return v
+        if self.kind == "bool":
+            low = text.lower()
+            if low not in _TRUE | _FALSE:
+                raise self.error(text, "use 1/0, true/false, yes/no or on/off")
+            return low in _TRUE
+        if self.kind == "choice":
+            low = text.lower()
+            if low not in self.allowed():
+                raise self.error(
+                    text,
+                    f"unknown {self.name.replace('_', ' ')}; choose one of: "
+                    f"{', '.join(self.allowed())}",
+                )
+            return low
+        if self.kind == "ints":
+            try:
+                ns = tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
+            except ValueError:
+                raise self.error(
+                    text, f"comma-separated integers ({self.range})"
+                ) from None
+            if len(ns) < 2 or ns[0] < (self.lo or 0) or ns[-1] > (self.hi or ns[-1]):
+                raise self.error(text, self.range)
+            return ns
+        if self.kind in ("file", "path"):
+            if not text:
+                return None
+            p = Path(text).expanduser()
+            if self.kind == "file" and not p.is_file():
+                raise self.error(text, self.missing)
+            if self.kind == "path" and not p.exists():
+                raise self.error(text, "no such file or folder")
+            return str(p)
+        if self.kind == "cache":
+            return text
+        raise AssertionError(self.kind)
+
+
+def _themes() -> tuple[str, ...]:
+    return THEME_NAMES
+
+
+def _gpus() -> tuple[str, ...]:
+    from flashanim.hardware import PRESETS
+
+    return tuple(PRESETS)
+
+
+def _x264() -> tuple[str, ...]:
+    from flashanim.engine.fastrender import X264_PRESETS
+
+    return X264_PRESETS
+
+
+#: Every parameter of the scenes and of their rendering, one row each.
+PARAMS: tuple[Param, ...] = (
+    Param("seq_len", "FLASHANIM_SEQ_LEN", "--seq-len", "int", 16, "1 … 64",
+          "sequence length N (numbers in tiles up to 4×4 blocks, plain block "
+          "grids above)", _SCENES_WITH_SIZES, "seq_len", lo=1, hi=64, metavar="N"),
+    Param("head_dim", "FLASHANIM_HEAD_DIM", "--head-dim", "int", 4,
+          "a power of two, 2 … 16", "head dimension d", _SCENES_WITH_SIZES,
+          "head_dim", lo=2, hi=16, pow2=True, metavar="d"),
+    Param("block_m", "FLASHANIM_BLOCK_M", "--block-m", "int", 4,
+          "a power of two, 2 … 16, at most N rounded up to a power of two",
+          "BLOCK_M, rows of a Q block", _SCENES_WITH_SIZES, "block_m", lo=2, hi=16,
+          pow2=True, metavar="B"),
+    Param("block_n", "FLASHANIM_BLOCK_N", "--block-n", "int", 4,
+          "a power of two, 2 … 16, at most N rounded up to a power of two",
+          "BLOCK_N, rows of a K/V block", _SCENES_WITH_SIZES, "block_n", lo=2,
+          hi=16, pow2=True, metavar="B"),
+    Param("causal", "FLASHANIM_CAUSAL", "--causal", "bool", False,
+          "1/0, true/false, yes/no, on/off", "causal mask (the causal scene is "
+          "always causal)", _SCENES_WITH_SIZES, "causal"),
+    Param("theme", "FLASHANIM_THEME", "--theme", "choice", "dark", "dark, light",
+          "colour theme (tensor colours are the same in both)", None, "theme",
+          choices=_themes),
+    Param("seed", "FLASHANIM_SEED", "--seed", "int", 0, "0 … 2³²−1",
+          "seed of the random Q, K, V", _SCENES_WITH_SIZES, "seed", lo=0,
+          hi=2**32 - 1),
+    Param("trace", "FLASHANIM_TRACE", "--trace", "file", None,
+          "a trace file (.json or .json.gz) of the scene's kernel",
+          "play a saved trace instead of recording one (its shapes replace the "
+          "sizes above)", ("standard_attention", "tiling", "online_softmax",
+                           "causal", "backward"), "trace", metavar="FILE"),
+    Param("gpu", "FLASHANIM_GPU", "--gpu", "choice", "a100", "a100, h100, h200",
+          "memory-hierarchy figures of this GPU", ("memory_hierarchy",),
+          choices=_gpus),
+    Param("row", "FLASHANIM_ROW", "--row", "int", None, "0 … N−1",
+          "query row to follow (default: the row whose max changes most)",
+          ("online_softmax",), lo=0, metavar="I"),
+    Param("io_ns", "FLASHANIM_IO_NS", "--io-ns", "ints", "64,128,256,512,1024",
+          "at least two lengths, 16 … 4096", "sequence lengths whose traffic is "
+          "recorded", ("io_complexity",), lo=16, hi=4096, metavar="N,N,…"),
+    Param("bench", "FLASHANIM_BENCH", "--bench", "path", None,
+          "a bench_*.json file or a folder of them",
+          "GPU benchmark data (default: the newest media/bench/bench_*.json)",
+          ("io_complexity",), metavar="PATH"),
+    Param("schedule_noncausal", "FLASHANIM_SCHEDULE_NONCAUSAL",
+          "--schedule-noncausal", "file", None, "a GPU trace file",
+          "non-causal GPU trace (default media/traces/gpu_schedule_noncausal"
+          ".json.gz)", ("gpu_schedule",), metavar="FILE", missing="no such trace file"),
+    Param("schedule_causal", "FLASHANIM_SCHEDULE_CAUSAL", "--schedule-causal",
+          "file", None, "a GPU trace file", "causal GPU trace (default media/"
+          "traces/gpu_schedule_causal.json.gz)", ("gpu_schedule",),
+          metavar="FILE", missing="no such trace file"),
+    Param("x264_preset", "FLASHANIM_X264_PRESET", None, "choice", None,
+          "an x264 preset (ultrafast … placebo)", "encoder speed (default "
+          "ultrafast up to 480 rows, veryfast above)", None, choices=_x264,
+          machine=True),
+    Param("trace_cache", "FLASHANIM_TRACE_CACHE", None, "cache", None,
+          "a folder, or off", "where traces recorded in Triton's interpreter are "
+          "kept and reused (default ~/.cache/flashanim/traces)", None,
+          machine=True),
+    Param("device", "FLASHANIM_DEVICE", None, "choice", "auto", "auto, cpu, cuda",
+          "where the kernels run", None, choices=("auto", "cpu", "cuda"),
+          machine=True),
+)  # fmt: skip
+
+#: The rows of :data:`PARAMS` by name.
+PARAM: Mapping[str, Param] = {p.name: p for p in PARAMS}
+
+#: Environment variables read by :meth:`SceneConfig.from_env`, with their fields.
+ENV_VARS: Mapping[str, str] = {p.env: p.field for p in PARAMS if p.field}
+
+
+def check_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Parse every variable of :data:`PARAMS` that is set (and not empty);
+    return ``name -> value``. Raises :class:`ConfigError` for the first bad one."""
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for p in PARAMS:
+        raw = env.get(p.env)
+        if raw is None or (not raw.strip() and p.kind != "bool"):
+            continue
+        out[p.name] = p.parse(raw)
+    return out
+
+
+def params_markdown() -> str:
+    """The README's parameter table, from :data:`PARAMS`."""
+    rows = [
+        "| variable | flag | default | accepted | meaning | scenes |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for p in PARAMS:
+        flag = f"`{p.flag}`" if p.flag else "–"
+        default = "–" if p.default is None else f"`{p.default}`"
+        if p.kind == "bool":
+            default = "off"
+        scenes = "all" if p.scenes is None else ", ".join(p.scenes)
+        if p.machine:
+            scenes = "(machine)"
+        rows.append(
+            f"| `{p.env}` | {flag} | {default} | {p.range} | {p.help} | {scenes} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _under_manim_cli() -> bool:
+    """Whether this process is the ``manim`` command (not a test or a library)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    name = getattr(spec, "name", "") or ""
+    file = Path(getattr(main, "__file__", "") or "").name
+    return name.startswith("manim") or file == "manim"
+
+
+def fail(exc: BaseException, scene: str = "") -> NoReturn:
+    """Report a scene's set-up error where the user looks, then stop.
+
+    The one-line message is written as JSON to ``$FLASHANIM_RENDER_ERROR`` when
+    set (``flashanim render`` reads it there). Under the ``manim`` command the
+    message and a hint are printed (two lines, no traceback) and the process
+    exits with status 2; anywhere else (tests, a library) ``exc`` is raised.
+    """
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    path = os.environ.get(ERROR_ENV)
+    if path:
+        doc = {"scene": scene, "kind": type(exc).__name__, "message": msg}
+        Path(path).write_text(json.dumps(doc), encoding="utf-8")
+    if not _under_manim_cli():
+        raise exc
+    where = f"{scene}: " if scene else ""
+    print(f"flashanim: error: {where}{msg}", file=sys.stderr)
+    print(
+        "  (nothing was rendered; `flashanim render --help` lists every parameter "
+        "and its range)",
+        file=sys.stderr,
+    )
+    raise SystemExit(2)
 
 
 @dataclass(frozen=True)
@@ -125,78 +390,52 @@ class SceneConfig:
         return -(-self.seq_len // self.block_n)
 
     def validate(self) -> SceneConfig:
-        """Check every field; return ``self`` or raise :class:`ConfigError`."""
-        if self.theme not in THEME_NAMES:
-            raise ConfigError(
-                f"unknown theme {self.theme!r} (FLASHANIM_THEME); "
-                f"choose one of: {', '.join(THEME_NAMES)}"
-            )
+        """Check every field against :data:`PARAMS`; return ``self`` or raise
+        :class:`ConfigError` (in environment and command-line words)."""
+        PARAM["theme"].parse(str(self.theme))
         if self.trace is not None:
-            if not Path(self.trace).is_file():
-                raise ConfigError(f"FLASHANIM_TRACE: no such file: {self.trace}")
+            PARAM["trace"].parse(str(self.trace))
             return self  # sizes come from the trace
-        if not 1 <= self.seq_len <= MAX_SEQ_LEN:
-            raise ConfigError(
-                f"FLASHANIM_SEQ_LEN={self.seq_len}: must be between 1 and "
-                f"{MAX_SEQ_LEN} (tiles with numbers up to N=16 at 4x4 blocks, plain "
-                f"block grids above; longer sequences are too thin to draw)"
-            )
-        if not _pow2(self.head_dim) or not 2 <= self.head_dim <= MAX_HEAD_DIM:
-            raise ConfigError(
-                f"FLASHANIM_HEAD_DIM={self.head_dim}: must be a power of two "
-                f"between 2 and {MAX_HEAD_DIM}"
-            )
-        for var, b in (("FLASHANIM_BLOCK_M", self.block_m),
-                       ("FLASHANIM_BLOCK_N", self.block_n)):  # fmt: skip
-            if not _pow2(b) or not 2 <= b <= MAX_BLOCK:
-                raise ConfigError(
-                    f"{var}={b}: a block size must be a power of two between 2 and "
-                    f"{MAX_BLOCK} (Triton's tl.arange needs a power of two)"
-                )
-            most = max(2, 1 << (self.seq_len - 1).bit_length())
+        for name in ("seq_len", "head_dim", "block_m", "block_n", "seed"):
+            PARAM[name].parse(str(getattr(self, name)))
+        most = max(2, 1 << (self.seq_len - 1).bit_length())
+        for name in ("block_m", "block_n"):
+            b = getattr(self, name)
             if b > most:
-                raise ConfigError(
-                    f"{var}={b} is larger than the sequence (N={self.seq_len}): "
-                    f"use a block of at most {most}"
+                raise PARAM[name].error(
+                    str(b),
+                    f"larger than the sequence (N={self.seq_len}): use a block of "
+                    f"at most {most}",
                 )
-        if not 0 <= self.seed < 2**32:
-            raise ConfigError(f"FLASHANIM_SEED={self.seed}: must be in 0 .. 2**32-1")
         return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SceneConfig:
-        """Read the ``FLASHANIM_*`` variables (of ``environ``, default
-        :data:`os.environ`), validate, and return the configuration.
+        """Check every ``FLASHANIM_*`` variable of :data:`PARAMS` that is set (of
+        ``environ``, default :data:`os.environ`) and return the configuration.
+
+        A saved trace (``FLASHANIM_TRACE``) is loaded and validated here too. Under
+        the ``manim`` command a bad value is reported by :func:`fail` (two lines,
+        exit status 2); elsewhere it is raised.
 
         Raises
         ------
         ConfigError
             For a malformed or unsuitable value, naming the variable.
+        TraceFormatError
+            For a malformed trace file.
         """
-        env = os.environ if environ is None else environ
-        kw: dict[str, object] = {}
-        for var, field in ENV_VARS.items():
-            raw = env.get(var)
-            if raw is None:
-                continue
-            raw = raw.strip()
-            if field in ("seq_len", "head_dim", "block_m", "block_n", "seed"):
-                try:
-                    kw[field] = int(raw, 10)
-                except ValueError:
-                    raise ConfigError(f"{var}={raw!r} is not an integer") from None
-            elif field == "causal":
-                low = raw.lower()
-                if low not in _TRUE | _FALSE:
-                    raise ConfigError(
-                        f"{var}={raw!r}: use 1/0, true/false, yes/no or on/off"
-                    )
-                kw[field] = low in _TRUE
-            elif field == "theme":
-                kw[field] = raw.lower()
-            elif field == "trace":
-                kw[field] = raw or None
-        return cls(**kw)
+        from flashanim.trace._protocol import TraceFormatError
+
+        try:
+            values = check_environment(environ)
+            kw = {PARAM[n].field: v for n, v in values.items() if PARAM[n].field}
+            cfg = cls(**kw)
+            if cfg.trace is not None:
+                _load_trace(cfg.trace)
+            return cfg
+        except (ConfigError, TraceFormatError) as exc:
+            fail(exc)
 
     def with_(self, **changes) -> SceneConfig:
         """A copy with ``changes`` applied (validated)."""
@@ -208,9 +447,7 @@ class SceneConfig:
         Imports the kernels (Triton) only when recording.
         """
         if self.trace is not None:
-            from flashanim.trace import load_trace
-
-            return load_trace(self.trace)
+            return _load_trace(self.trace)
         import flashanim.kernels  # noqa: F401  (chooses the device before Triton)
         from flashanim.trace import record
 
@@ -224,3 +461,18 @@ class SceneConfig:
             values=self.numbers or self.seq_len <= 32,
             seed=self.seed,
         )
+
+
+_LOADED: dict[tuple, Any] = {}
+
+
+def _load_trace(path: str):
+    """Load (and validate) a trace file once per process and file version."""
+    from flashanim.trace import load_trace
+
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load_trace(path)
+    return _LOADED[key]

@@ -14,6 +14,8 @@ What lands in ``-o DIR`` for a scene ``tiling`` (class ``TilingScene``)::
     DIR/tiling/frames/TilingScene_00000.png  (--format png) every frame
     DIR/tiling/TilingScene.png            poster: the last frame
     DIR/tiling/TilingScene.srt, .vtt      captions from the trace events played
+                                          (not written when the scene has none)
+    DIR/tiling/render.json                manifest: settings, files, verdicts
     DIR/tiling/sections/01_setup.mp4      one clip per section (Manim --save_sections)
     DIR/tiling/sections/01_setup.png      its last frame
     DIR/flashanim_slides.html             (flashanim slides) the deck, one file
@@ -25,9 +27,18 @@ capture (global palette, only changed regions, duplicate frames merged) at
 the talk at 480p (``--quality low``) with the default settings; a GIF over budget is
 kept, with a warning.
 
-Everything renders into a staging folder inside ``DIR`` (caching off) and finished
-files are moved into place with :func:`os.replace`, scene by scene: a render that
-fails or is interrupted leaves the previous files as they were.
+Everything renders into a staging folder inside ``DIR`` (caching off,
+``.flashanim-render-<pid>-*``); a finished scene's complete folder is built there
+and swapped for ``DIR/<scene>`` (two renames), so the folder holds exactly what the
+new settings produce, never files of an earlier render. A render that fails or is
+interrupted leaves the previous files as they were, except scenes that finished
+(the message names them). Staging folders of a render that was killed (SIGKILL,
+a closed terminal) are removed by the next render into ``DIR``.
+
+Errors come from the scene itself: the child writes its one-line error as JSON
+(:data:`flashanim.config.ERROR_ENV`), and the closing checks their verdicts
+(:data:`flashanim.trace.check.VERDICT_ENV`); a mismatch makes ``flashanim render``
+exit non-zero.
 """
 
 from __future__ import annotations
@@ -47,8 +58,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flashanim.config import ENV_VARS, ConfigError, SceneConfig
-from flashanim.talk import QUALITIES, TALK, TalkScene
+from flashanim.config import ERROR_ENV, PARAMS, ConfigError, SceneConfig
+from flashanim.talk import QUALITIES, TALK, Progress, TalkScene
+from flashanim.trace._protocol import TraceFormatError
+from flashanim.trace.check import VERDICT_ENV, read_verdicts
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -58,7 +71,10 @@ if TYPE_CHECKING:
 __all__ = [
     "RenderRequest",
     "RenderError",
+    "RenderInterrupted",
+    "SceneFailed",
     "SceneOutput",
+    "MANIFEST",
     "FORMATS",
     "ALPHA_FORMATS",
     "ASPECTS",
@@ -68,8 +84,11 @@ __all__ = [
     "find_scenes",
     "check_request",
     "scene_env",
+    "unread_flags",
     "manim_args",
     "render",
+    "write_captions",
+    "clean_stale_staging",
     "last_frame",
     "decode_frames",
 ]
@@ -104,10 +123,29 @@ _SHAPE_FLAGS = {
     "block_n": "--block-n",
     "causal": "--causal",
 }
+_SHAPE_NAMES = (*_SHAPE_FLAGS, "seed")
+
+
+#: The manifest written beside each scene's video.
+MANIFEST = "render.json"
+_STAGING = ".flashanim-render-"
 
 
 class RenderError(ValueError):
     """A request that cannot be rendered (exit code 2, one line)."""
+
+
+class SceneFailed(RuntimeError):
+    """A scene's render failed; the message is the scene's own one-line error."""
+
+
+class RenderInterrupted(KeyboardInterrupt):
+    """Interrupted (Ctrl-C, SIGTERM, SIGHUP); ``kept`` lists the scenes whose new
+    files were committed before the interruption."""
+
+    def __init__(self, kept: list[str]) -> None:
+        super().__init__()
+        self.kept = kept
 
 
 @dataclass(frozen=True)
@@ -136,6 +174,14 @@ class RenderRequest:
     slides: bool = False
     jobs: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
+    gpu: str | None = None
+    row: int | None = None
+    io_ns: tuple[int, ...] | None = None
+    bench: str | None = None
+    schedule_noncausal: str | None = None
+    schedule_causal: str | None = None
+    #: The scenes were chosen with ``--all``.
+    all_scenes: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,6 +193,12 @@ class SceneOutput:
     log: Path
     seconds: float
     slides_json: Path | None = None
+    verdicts: tuple[dict, ...] = ()
+
+    @property
+    def failed_checks(self) -> list[dict]:
+        """The closing checks whose verdict is a mismatch."""
+        return [v for v in self.verdicts if not v.get("ok")]
 
 
 def find_scenes(names: Sequence[str], all_: bool = False) -> tuple[TalkScene, ...]:
@@ -170,25 +222,74 @@ def find_scenes(names: Sequence[str], all_: bool = False) -> tuple[TalkScene, ..
     return tuple(by[n] for n in dict.fromkeys(names))
 
 
+def _env_text(value) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, tuple | list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 def scene_env(req: RenderRequest) -> dict[str, str]:
-    """The ``FLASHANIM_*`` variables for the scenes: every one set explicitly (scene
-    defaults where the request says nothing), so the environment of the caller
-    cannot change the result."""
-    base = SceneConfig()
-    env = {
-        "FLASHANIM_THEME": req.theme or base.theme,
-        "FLASHANIM_SEED": str(base.seed if req.seed is None else req.seed),
-    }
-    if req.trace is not None:
-        env["FLASHANIM_TRACE"] = str(Path(req.trace).resolve())
-        return env
-    for name in ("seq_len", "head_dim", "block_m", "block_n"):
-        value = getattr(req, name)
-        env[f"FLASHANIM_{name.upper()}"] = str(
-            getattr(base, name) if value is None else value
-        )
-    env["FLASHANIM_CAUSAL"] = "1" if req.causal else "0"
+    """The ``FLASHANIM_*`` variables of the scenes, from :data:`PARAMS`: every
+    scene parameter that has a default is set explicitly (the request's value or
+    the default), so the environment of the caller cannot change the result;
+    parameters without a default (the scenes choose) are set only when given.
+    With a saved trace the sizes, mask and seed come from the trace."""
+    env: dict[str, str] = {}
+    for p in PARAMS:
+        if p.machine or (req.trace is not None and p.name in _SHAPE_NAMES):
+            continue
+        value = getattr(req, p.name, None)
+        if p.name == "causal":
+            value = bool(value)
+        if value is None:
+            value = p.default
+        if value is None:
+            continue
+        if p.name in ("trace", "bench", "schedule_noncausal", "schedule_causal"):
+            value = Path(value).resolve()
+        env[p.env] = _env_text(value)
     return env
+
+
+def _child_env(req: RenderRequest, env: dict[str, str]) -> dict[str, str]:
+    """The render child's environment: the caller's without any ``FLASHANIM_*``
+    variable except the machine ones (device, trace cache, encoder preset), plus
+    exactly :func:`scene_env`'s."""
+    machine = {p.env for p in PARAMS if p.machine}
+    out = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FLASHANIM_") or k in machine
+    }
+    out.update(env)
+    out.update(req.extra_env)
+    return out
+
+
+def _given(req: RenderRequest) -> list:
+    """The scene parameters the request sets (``--causal`` only when on)."""
+    return [
+        p
+        for p in PARAMS
+        if not p.machine
+        and getattr(req, p.name, None) not in (None, False)
+        and p.scenes is not None
+    ]
+
+
+def unread_flags(req: RenderRequest) -> list[str]:
+    """One line per given flag that some of the scenes do not read."""
+    lines = []
+    for p in _given(req):
+        skip = [s.name for s in req.scenes if s.name not in p.scenes]
+        if skip:
+            lines.append(
+                f"{', '.join(skip)} {'does' if len(skip) == 1 else 'do'} not read "
+                f"{p.flag} (read by: {', '.join(p.scenes)})"
+            )
+    return lines
 
 
 def check_request(req: RenderRequest) -> SceneConfig:
@@ -235,21 +336,22 @@ def check_request(req: RenderRequest) -> SceneConfig:
         raise RenderError("slides are built from mp4 clips; drop --format")
     if req.jobs < 1:
         raise RenderError(f"--jobs must be at least 1, got {req.jobs}")
+    for p in _given(req):  # a flag no requested scene reads is a mistake
+        if not any(s.name in p.scenes for s in req.scenes):
+            names = ", ".join(s.name for s in req.scenes)
+            raise RenderError(
+                f"{names} {'does' if len(req.scenes) == 1 else 'do'} not read "
+                f"{p.flag} (read by: {', '.join(p.scenes)}); drop the flag"
+            )
     try:
-        from flashanim.engine.fastrender import x264_preset
-
-        x264_preset(1080)  # FLASHANIM_X264_PRESET, if set, must name a preset
-        return SceneConfig.from_env(scene_env(req))
+        machine = {p.env: os.environ[p.env] for p in PARAMS
+                   if p.machine and p.env in os.environ}  # fmt: skip
+        # every parameter checked once, by the table (a saved trace is loaded)
+        return SceneConfig.from_env({**scene_env(req), **machine})
     except ConfigError as exc:
-        raise RenderError(_cli_words(str(exc))) from None
-
-
-def _cli_words(message: str) -> str:
-    """Name the command-line flags instead of the environment variables."""
-    for var, name in ENV_VARS.items():
-        flag = "--" + name.replace("_", "-")
-        message = message.replace(f"{var}=", f"{flag} ").replace(var, flag)
-    return message
+        raise RenderError(exc.cli) from None
+    except TraceFormatError as exc:
+        raise RenderError(str(exc)) from None
 
 
 def pixel_size(req: RenderRequest) -> tuple[int, int] | None:
@@ -294,13 +396,44 @@ def manim_args(req: RenderRequest, media_dir: Path | None = None) -> list[str]:
 
 _WRAPPER = """\
 from flashanim._scene_hooks import wrap_scene
-{cls} = wrap_scene({path!r}, {cls!r}, __name__, slides={slides!r})
+from flashanim.render import report_errors
+{cls} = report_errors(wrap_scene({path!r}, {cls!r}, __name__, slides={slides!r}))
 """
 _CAPTURE = """\
 from flashanim.gif import capture_frames
 capture_frames({capture!r})
 """
-_ANIMATION = re.compile(r"Animation (\d+)")
+
+
+def report_errors(cls: type) -> type:
+    """``cls`` whose ``render`` writes any error as one JSON line to
+    ``$FLASHANIM_RENDER_ERROR`` (unless the scene already reported it there, see
+    :func:`flashanim.config.fail`) before Manim prints its traceback to the log.
+    Used in the render child, by the generated module."""
+
+    def render(self, *args, **kwargs):
+        try:
+            return cls.render(self, *args, **kwargs)
+        except Exception as exc:
+            path = os.environ.get(ERROR_ENV)
+            if path and not Path(path).exists():
+                msg = " ".join(str(exc).split()) or "(no message)"
+                doc = {"scene": cls.__name__, "kind": type(exc).__name__,
+                       "message": f"{type(exc).__name__}: {msg}"}  # fmt: skip
+                Path(path).write_text(json.dumps(doc), encoding="utf-8")
+            raise
+
+    ns = {"render": render, "__module__": cls.__module__,
+          "__qualname__": cls.__qualname__}  # fmt: skip
+    return type(cls.__name__, (cls,), ns)
+
+
+def _scene_error(path: Path) -> str | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return str(doc["message"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _slug(name: str) -> str:
@@ -369,8 +502,9 @@ def _render_scene(
     run: _Run,
     say: Callable[[str], None],
     logs: Path,
-) -> tuple[dict[Path, Path], Path, float, Path | None]:
-    """Render one scene into ``staging``; map final relative paths to staged files."""
+) -> tuple[dict[Path, Path], Path, float, Path | None, tuple[dict, ...]]:
+    """Render one scene into ``staging``; map final relative paths to staged
+    files; also the log, the seconds, the slides file and the verdicts."""
     work = staging / scene.name
     media = work / "media"
     work.mkdir(parents=True)
@@ -384,19 +518,14 @@ def _render_scene(
         text += _CAPTURE.format(capture=str(capture))
     wrapper.write_text(text)
     record = work / "record.json"
+    error = work / "error.json"
+    verdict = work / "verdicts.json"
     slides_dir = staging / "slides"
-    child_env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (
-            k.startswith("FLASHANIM_")
-            and k[10:].lower() in {f for f in ENV_VARS.values()}
-        )
-    }
-    child_env.update(env)
-    child_env.update(req.extra_env)
+    child_env = _child_env(req, env)
     child_env["FLASHANIM_RENDER_RECORD"] = str(record)
     child_env["FLASHANIM_SLIDES_DIR"] = str(slides_dir)
+    child_env[ERROR_ENV] = str(error)
+    child_env[VERDICT_ENV] = str(verdict)
     cmd = [
         sys.executable,
         "-m",
@@ -424,17 +553,17 @@ def _render_scene(
             )
             run.procs.append(proc)
         assert proc.stdout is not None
-        shown = 0
         for line in proc.stdout:
             fh.write(line)
-            m = _ANIMATION.search(line)
-            if m and int(m.group(1)) >= shown + 25:
-                shown = int(m.group(1))
-                say(f"  {scene.name}: animation {shown}")
         rc = proc.wait()
     seconds = time.perf_counter() - t0
     if rc != 0:
-        raise RuntimeError(f"{scene.name}: manim render failed (exit {rc}); log: {log}")
+        if run.stopped:
+            raise KeyboardInterrupt
+        msg = _scene_error(error)
+        if msg is None:
+            msg = f"manim render failed (exit {rc})"
+        raise SceneFailed(f"{scene.name}: {msg} (log: {log})")
 
     files: dict[Path, Path] = {}
     final = work / "final"
@@ -482,20 +611,35 @@ def _render_scene(
             png = final / f"{scene.cls}.png"
             files[rel / png.name] = last_frame(last_clip or movie, png, alpha)
     if req.captions and record.exists():
-        from flashanim.captions import (
-            cues_from_record,
-            load_record,
-            write_srt,
-            write_vtt,
-        )
-
-        rec = load_record(record)
-        cues = cues_from_record(rec)
-        files[rel / f"{scene.cls}.srt"] = write_srt(cues, final / f"{scene.cls}.srt")
-        files[rel / f"{scene.cls}.vtt"] = write_vtt(cues, final / f"{scene.cls}.vtt")
-        files[rel / f"{scene.cls}.record.json"] = record
+        files.update(write_captions(record, final, rel, scene.cls, say))
     slides_json = slides_dir / f"{scene.cls}.json"
-    return files, log, seconds, slides_json if slides_json.exists() else None
+    verdicts = tuple(read_verdicts(verdict))
+    return (
+        files,
+        log,
+        seconds,
+        slides_json if slides_json.exists() else None,
+        verdicts,
+    )
+
+
+def write_captions(
+    record: Path, final: Path, rel: Path, cls: str, say: Callable[[str], None]
+) -> dict[Path, Path]:
+    """Captions (``.srt``, ``.vtt``) from a render record, and the record itself;
+    no caption files when the scene recorded no cues (never empty files)."""
+    from flashanim.captions import cues_from_record, load_record, write_srt, write_vtt
+
+    files: dict[Path, Path] = {}
+    cues = cues_from_record(load_record(record))
+    if cues:
+        srt, vtt = final / f"{cls}.srt", final / f"{cls}.vtt"
+        files[rel / srt.name] = write_srt(cues, srt)
+        files[rel / vtt.name] = write_vtt(cues, vtt)
+    else:
+        say(f"  {rel}: no captions (the scene recorded no caption cues)")
+    files[rel / f"{cls}.record.json"] = record
+    return files
 
 
 def _gif(
@@ -525,23 +669,99 @@ def _gif(
     return gif
 
 
-def _commit(files: dict[Path, Path], out: Path, scene: TalkScene) -> list[Path]:
-    """Move staged files into ``out`` (each with :func:`os.replace`), then drop the
-    scene's section files that the new render did not write."""
-    done = []
+def _manifest(
+    req: RenderRequest,
+    scene: TalkScene,
+    env: dict[str, str],
+    files: list[str],
+    verdicts: tuple[dict, ...],
+) -> dict:
+    """What ``render.json`` says: the settings the scene got, the closing checks'
+    verdicts and the files (no times: the same parameters give the same bytes)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver = version("flashanim")
+    except PackageNotFoundError:  # pragma: no cover
+        ver = "unknown"
+    size = pixel_size(req)
+    names = {p.env: p.name for p in PARAMS}
+    reads = [p.env for p in PARAMS if p.scenes is None or scene.name in p.scenes]
+    return {
+        "scene": scene.name,
+        "class": scene.cls,
+        "flashanim": ver,
+        "settings": {
+            names[k]: _typed(names[k], v) for k, v in env.items() if k in reads
+        },
+        "output": {
+            "quality": req.quality,
+            "format": req.fmt,
+            "size": list(size) if size else QUALITIES[req.quality][1],
+            "fps": _fps(req),
+            "aspect": req.aspect,
+            "transparent": req.transparent,
+            "sections": req.sections,
+            "captions": req.captions,
+            "posters": req.posters,
+        },
+        "verdicts": list(verdicts),
+        "files": sorted(files),
+    }
+
+
+def _typed(name: str, text: str):
+    from flashanim.config import PARAM
+
+    value = PARAM[name].parse(text)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _commit(
+    files: dict[Path, Path], out: Path, scene: TalkScene, work: Path, manifest: dict
+) -> list[Path]:
+    """Build the scene's complete new folder in ``work`` and swap it for
+    ``out/<scene>``: afterwards the folder holds exactly the new files and
+    ``render.json``, nothing of an earlier render."""
+    tree = work / "tree"
     for rel, src in files.items():
-        dest = out / rel
+        dest = tree / Path(rel).relative_to(scene.name)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dest)
-        done.append(dest)
-    for sub in ("sections", "frames"):
-        folder = out / scene.name / sub
-        if folder.is_dir():
-            keep = {out / r for r in files}
-            for old in folder.iterdir():
-                if old.is_file() and old not in keep:
-                    old.unlink()
-    return done
+    tree.mkdir(parents=True, exist_ok=True)
+    (tree / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    target = out / scene.name
+    old = work / "old"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tree, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return [out / r for r in files] + [target / MANIFEST]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_staging(out: Path, say: Callable[[str], None]) -> list[Path]:
+    """Remove staging folders in ``out`` left by renders that were killed (their
+    process is gone); return them."""
+    removed = []
+    for d in sorted(out.glob(f"{_STAGING}*")):
+        m = re.match(rf"{re.escape(_STAGING)}(\d+)-", d.name)
+        if m and _alive(int(m.group(1))):
+            continue  # another render into the same folder, still running
+        size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+        say(f"removed {d.name} ({size / 2**20:.1f} MB), left by an interrupted render")
+    return removed
 
 
 def render(
@@ -550,17 +770,20 @@ def render(
     say: Callable[[str], None] | None = None,
     after: Callable[[Path, list[SceneOutput]], list[Path]] | None = None,
 ) -> list[SceneOutput]:
-    """Render every scene of ``req`` (``req.jobs`` at once) and move the finished
-    files into ``req.out``; print progress with ``say``.
+    """Render every scene of ``req`` (``req.jobs`` at once) and swap each finished
+    scene folder into ``req.out``; print progress with ``say`` (one line per
+    scene started and finished, with its share of the whole and the time left).
 
     ``after(staging, outputs)`` runs once every scene succeeded, before the
     staging folder is removed (the slide deck is built there); it returns the
     extra files it moved into ``req.out``.
 
     Raises :class:`RenderError` for a bad request (before rendering),
-    :class:`RuntimeError` when a render fails; ``KeyboardInterrupt`` and SIGTERM
-    stop every child. In every case the staging folder is removed and files
-    already in ``req.out`` are as they were, except scenes that finished.
+    :class:`SceneFailed` when a scene fails (its own one-line error),
+    :class:`RenderInterrupted` on Ctrl-C, SIGTERM or SIGHUP (every child is
+    stopped; ``kept`` names the scenes already committed). In every case the
+    staging folder is removed and the other scenes' files in ``req.out`` are as
+    they were.
     """
     check_request(req)
     say = say or (lambda s: print(s, flush=True))
@@ -570,10 +793,11 @@ def render(
             raise RenderError(f"scene file {s.path} not found under {root}")
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
+    clean_stale_staging(out, say)
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
     env = scene_env(req)
-    staging = Path(tempfile.mkdtemp(prefix=".flashanim-render-", dir=out))
+    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-", dir=out))
     run = _Run()
     outputs: dict[str, SceneOutput] = {}
     total = len(req.scenes)
@@ -583,29 +807,43 @@ def render(
         what = f"{what.split('p')[0]}p" if not size else what
         what += f" at {_fps(req):g} frames/s"
     say(f"rendering {total} scene(s) at {what} as {req.fmt} into {out}")
+    for line in unread_flags(req):
+        say(f"  note: {line}; it renders with its own data")
+    custom = req.resolution is not None or req.fps is not None or req.fmt == "gif"
+    progress = Progress(req.scenes, "custom" if custom else req.quality, say,
+                        jobs=req.jobs)  # fmt: skip
+    lock = threading.Lock()
 
     def one(scene: TalkScene) -> SceneOutput:
-        say(f"  {scene.name}: rendering {scene.cls}")
-        files, log, secs, sj = _render_scene(
+        progress.start(scene)
+        files, log, secs, sj, verdicts = _render_scene(
             scene, req, root, staging, env, run, say, logs
         )
-        done = _commit(files, out, scene)
-        o = SceneOutput(scene, tuple(done), log, secs, sj)
-        outputs[scene.name] = o
-        say(f"[{len(outputs)}/{total}] {scene.name} done in {secs:.1f} s:")
+        rels = [str(Path(r).relative_to(scene.name)) for r in files]
+        manifest = _manifest(req, scene, env, rels + [MANIFEST], verdicts)
+        with lock:  # one swap at a time; never during an interrupt's clean-up
+            if run.stopped:
+                raise KeyboardInterrupt
+            done = _commit(files, out, scene, staging / scene.name, manifest)
+            o = SceneOutput(scene, tuple(done), log, secs, sj, verdicts)
+            outputs[scene.name] = o
+        progress.done(scene, f"done in {secs:.1f} s")
         for p in done:
-            if p.suffix != ".json":
+            if p.suffix != ".json" or p.name == MANIFEST:
                 say(f"    {p}")
+        for v in o.failed_checks:
+            say(f"  {scene.name}: closing check FAILED: {v['headline']}")
         return o
 
-    prev = None
+    prev = {}
     if threading.current_thread() is threading.main_thread():
-        prev = signal.getsignal(signal.SIGTERM)
 
-        def on_term(signum, frame):
+        def on_signal(signum, frame):
             raise KeyboardInterrupt
 
-        signal.signal(signal.SIGTERM, on_term)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            prev[sig] = signal.getsignal(sig)
+            signal.signal(sig, on_signal)
     try:
         with ThreadPoolExecutor(max_workers=min(req.jobs, total)) as pool:
             futures = [pool.submit(one, s) for s in req.scenes]
@@ -613,7 +851,8 @@ def render(
                 for f in futures:
                     f.result()
             except BaseException:
-                run.kill_all()
+                with lock:
+                    run.kill_all()
                 for f in futures:
                     f.cancel()
                 raise
@@ -621,8 +860,10 @@ def render(
         if after is not None:
             after(staging, result)
         return result
+    except KeyboardInterrupt:
+        raise RenderInterrupted(list(outputs)) from None
     finally:
         run.kill_all()
         shutil.rmtree(staging, ignore_errors=True)
-        if prev is not None:
-            signal.signal(signal.SIGTERM, prev)
+        for sig, handler in prev.items():
+            signal.signal(sig, handler)

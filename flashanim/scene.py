@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from flashanim.config import ConfigError, SceneConfig
+from flashanim.config import SceneConfig
 from flashanim.engine import FastRenderScene
 from flashanim.engine.text import themed_text
 from flashanim.hardware import preset_from_env
@@ -119,13 +119,10 @@ class TraceScene(FastRenderScene):
     def load_trace(self, kernel: str) -> Trace:
         """The saved trace (``FLASHANIM_TRACE``) or one recorded with the settings;
         a saved trace of another kernel is refused."""
-        trace = self.cfg.load_or_record(kernel)
-        if trace.meta.kernel != kernel:
-            raise ConfigError(
-                f"{type(self).__name__} plays a trace of the {kernel} kernel; "
-                f"FLASHANIM_TRACE holds one of {trace.meta.kernel}"
-            )
-        return trace
+        from flashanim.trace.check import require_kernel
+
+        return require_kernel(self.cfg.load_or_record(kernel), type(self).__name__,
+                              kernel)  # fmt: skip
 
     def record_like(self, trace: Trace, kernel: str, **changes) -> Trace:
         """A trace of ``kernel`` recorded with ``trace``'s shapes, dtype and seed

@@ -16,6 +16,7 @@ import importlib
 
 from ._device import BACKEND, INTERPRET, default_device  # noqa: I001  (must be first)
 from .attention import FlashAttentionFunction, flash_attention
+from .decode import attention_decode
 from .fa2 import attention_backward, attention_forward
 from .modules import (
     FlashCrossAttention,
@@ -24,6 +25,7 @@ from .modules import (
     flash_attn_func,
     flash_attn_kvpacked_func,
     flash_attn_qkvpacked_func,
+    flash_attn_with_kvcache,
 )
 
 __all__ = [
@@ -36,6 +38,8 @@ __all__ = [
     "flash_attn_func",
     "flash_attn_kvpacked_func",
     "flash_attn_qkvpacked_func",
+    "flash_attn_with_kvcache",
+    "attention_decode",
     "RECORDERS",
     "attention_backward",
     "attention_forward",
@@ -48,6 +52,7 @@ __all__ = [
 RECORDERS: dict[str, tuple[str, str]] = {
     "fa2-fwd": ("fa2", "record_forward"),
     "fa2-bwd": ("fa2", "record_backward"),
+    "fa2-decode": ("decode", "record_forward"),
     "fa1-fwd": ("fa1", "record_forward"),
     "standard": ("standard", "record"),
 }

@@ -46,6 +46,8 @@ __all__ = [
     "head_block",
     "next_pow2",
     "resolve_blocks",
+    "short_config",
+    "SHORT_TABLE",
 ]
 
 #: ``log2(e)``: the kernels use ``exp2`` and fold this factor into ``qk_scale``.
@@ -238,6 +240,32 @@ def head_block(d: int) -> int:
     return max(next_pow2(d), 1 if INTERPRET else 16)
 
 
+#: Short sequences (16-bit inputs, ``max(N_q, N_k)`` up to the row's bound):
+#: ``(BLOCK_M, BLOCK_N, num_warps, num_stages)`` by (pass, padded head dim, causal),
+#: the fastest of ``bench/tune_fa2.py``'s space on an H200 (fp16, 16k tokens; figures
+#: in ``bench/NOTES.md``), only where it was measured. Elsewhere the rules of
+#: :func:`default_blocks` and ``fa2._launch_opts`` apply.
+SHORT_TABLE: dict[tuple[str, int, bool], tuple[tuple[int, tuple[int, ...]], ...]] = {
+    ("fwd", 64, False): ((128, (64, 64, 4, 3)), (256, (128, 64, 4, 3)),
+                         (512, (128, 64, 8, 3))),
+    ("bwd", 64, True): ((128, (64, 64, 4, 2)),),
+}  # fmt: skip
+
+
+def short_config(
+    n_q: int, n_k: int, d: int, dtype: torch.dtype, backward: bool, causal: bool
+) -> tuple[int, ...] | None:
+    """The :data:`SHORT_TABLE` entry for this problem on the GPU, or ``None``."""
+    if INTERPRET or dtype == torch.float32:
+        return None
+    rows = SHORT_TABLE.get(("bwd" if backward else "fwd", head_block(d), bool(causal)))
+    n = max(n_q, n_k)
+    for bound, cfg in rows or ():
+        if n <= bound:
+            return cfg
+    return None
+
+
 def default_blocks(
     n_q: int,
     n_k: int,
@@ -257,8 +285,11 @@ def default_blocks(
     sequence needs, within :data:`BLOCK_RANGE`.
     """
     lo, hi = BLOCK_RANGE
+    short = short_config(n_q, n_k, d, dtype, backward, causal)
     if INTERPRET:
         bm, bn = 32, 32
+    elif short is not None:
+        bm, bn = short[0], short[1]
     else:
         width = head_block(d) * elem_bytes(dtype)  # bytes of one padded row
         if backward:

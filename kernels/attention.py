@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from ._common import DTYPES, MAX_HEAD_DIM
+from .decode import attention_decode, use_split
 from .fa2 import attention_backward, attention_forward
 
 __all__ = ["FlashAttentionFunction", "flash_attention"]
@@ -64,6 +66,22 @@ class FlashAttentionFunction(torch.autograd.Function):
         return dq, dk, dv, None, None, None
 
 
+def _split_pays(q, k, v) -> bool:
+    """Whether :mod:`.decode`'s split path serves this call (well-formed 4-D inputs
+    of one shape family; anything else goes to :func:`attention_forward`, whose
+    checks give the error)."""
+    if not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v)):
+        return False
+    if q.shape[:2] != k.shape[:2] or k.shape != v.shape or q.shape[3] != k.shape[3]:
+        return False
+    if min(q.shape) < 1 or k.shape[2] < 1 or q.dtype != k.dtype or q.dtype != v.dtype:
+        return False
+    if q.dtype not in DTYPES or q.shape[3] > MAX_HEAD_DIM:
+        return False
+    b, h, n_q, d = q.shape
+    return use_split(b, h, h, n_q, k.shape[2], d, q.dtype, q.device)
+
+
 def flash_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -94,10 +112,18 @@ def flash_attention(
     -------
     torch.Tensor
         ``O``, ``(B, H, N_q, d)`` in the inputs' dtype.
+
+    Without ``causal`` and ``attn_mask``, when no gradient is wanted and the
+    problem is too small to fill the GPU while its keys are many (decoding: one or
+    a few queries against a long cache), the split-K/V kernels of
+    :mod:`flashanim.kernels.decode` run instead (same result, within rounding).
     """
     if not torch.is_grad_enabled() or not (
         q.requires_grad or k.requires_grad or v.requires_grad
     ):
-        # no gradient wanted: the forward kernel alone, without autograd's bookkeeping
+        # no gradient wanted: the forward kernel alone, without autograd's bookkeeping;
+        # few queries against many keys: the split-K/V path (decoding)
+        if attn_mask is None and not causal and _split_pays(q, k, v):
+            return attention_decode(q, k, v, False, softmax_scale)[0]
         return attention_forward(q, k, v, causal, softmax_scale, attn_mask=attn_mask)[0]
     return FlashAttentionFunction.apply(q, k, v, causal, softmax_scale, attn_mask)

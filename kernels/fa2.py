@@ -136,6 +136,7 @@ from ._common import (
     elem_bytes,
     head_block,
     resolve_blocks,
+    short_config,
 )
 from ._device import INTERPRET
 from ._trace import (
@@ -1254,11 +1255,17 @@ def _stage(trace: bool, values: bool) -> bool:
 def _launch_opts(
     block_m: int, block_n: int, bd: int, elem: int, backward: bool,
     num_warps: int | None, num_stages: int | None, causal: bool = False,
+    short: tuple[int, ...] | None = None,
 ) -> dict:  # fmt: skip
     """``num_warps``/``num_stages`` where not given: the H200 sweep's choices
-    (``bench/tune_fa2.py``, ``bench/NOTES.md``)."""
+    (``bench/tune_fa2.py``, ``bench/NOTES.md``); ``short``: the short-sequence
+    table's entry (:func:`~flashanim.kernels._common.short_config`), used when the
+    blocks are its blocks."""
     if INTERPRET:
         return {}
+    if short is not None and (block_m, block_n) == tuple(short[:2]):
+        num_warps = short[2] if num_warps is None else num_warps
+        num_stages = short[3] if num_stages is None else num_stages
     width = bd * elem  # bytes of one padded row
     if num_warps is None:
         if backward:
@@ -1306,7 +1313,8 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
         MAX_EV=max_ev, MAX_VAL=max_val, STAGE=_stage(trace, values), **bias_flags,
         TMA=tma,
         **_launch_opts(block_m, block_n, bd, elem, False, num_warps, num_stages,
-                       bool(causal)),
+                       bool(causal), short_config(n_q, n_k, d, q.dtype, False,
+                                                  bool(causal))),
     )  # fmt: skip
     return o, lse, bufs, (block_m, block_n)
 
@@ -1342,8 +1350,9 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
                   TRACE=bool(trace), VALUES=bool(trace and values),
                   GPU_CLOCK=GPU_CLOCK)  # fmt: skip
     opts = _launch_opts(
-        block_m, block_n, bd, elem, True, num_warps, num_stages, bool(causal)
-    )
+        block_m, block_n, bd, elem, True, num_warps, num_stages, bool(causal),
+        short_config(n_q, n_k, d, q.dtype, True, bool(causal)),
+    )  # fmt: skip
     launches = []
 
     def buffers(name, n_blocks):

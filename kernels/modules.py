@@ -57,12 +57,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._common import DTYPES, MAX_HEAD_DIM
 from .attention import flash_attention
+from .decode import attention_decode, use_split
 
 __all__ = [
     "flash_attn_func",
     "flash_attn_qkvpacked_func",
     "flash_attn_kvpacked_func",
+    "flash_attn_with_kvcache",
     "FlashSelfAttention",
     "FlashCrossAttention",
     "FlashMultiheadAttention",
@@ -91,6 +94,28 @@ def _bottom_right_causal(n_q: int, n_k: int, device: torch.device) -> torch.Tens
     i = torch.arange(n_q, device=device)[:, None]
     j = torch.arange(n_k, device=device)[None, :]
     return j <= i + (n_k - n_q)
+
+
+def _wants_grad(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _decode_pays(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether ``(B, S, H, d)`` inputs go to the split-K/V path: a cache the split
+    heuristic cuts in two or more, or query heads sharing K/V heads with few
+    queries (no expansion). Inputs the kernels would refuse go the general way,
+    whose checks give the error."""
+    if q.dtype != k.dtype or q.dtype != v.dtype or q.dtype not in DTYPES:
+        return False
+    if k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[3] != k.shape[3]:
+        return False
+    b, n_q, h, d = q.shape
+    n_k, h_k = k.shape[1], k.shape[2]
+    if min(b, n_q, n_k, h_k) < 1 or not 1 <= d <= MAX_HEAD_DIM:
+        return False
+    if h_k != h and n_q <= 16:
+        return True
+    return use_split(b, h, h_k, n_q, n_k, d, q.dtype, q.device)
 
 
 def flash_attn_func(
@@ -131,6 +156,12 @@ def flash_attn_func(
     -------
     torch.Tensor
         ``(B, S_q, H, d)``, contiguous, in the inputs' dtype.
+
+    When no gradient is wanted and the call is decoding-shaped (a cache long
+    enough to split over the SMs, or at most 16 queries with K/V heads shared), the
+    split-K/V kernels of :mod:`flashanim.kernels.decode` run: K/V heads are never
+    expanded, the causal mask is never built. With autograd, the general kernels
+    run (K/V expanded; they have a backward).
     """
     _refuse_dropout(dropout_p)
     _refuse("window_size", tuple(window_size), (-1, -1))
@@ -150,10 +181,18 @@ def flash_attn_func(
             f"the number of K/V heads must divide the number of query heads, got "
             f"q: {h}, k: {h_k}, v: {v.shape[2]}"
         )
+    n_q, n_k = q.shape[1], k.shape[1]
+    if not _wants_grad(q, k, v) and _decode_pays(q, k, v):
+        # decoding (few queries, or heads sharing K/V): the split-K/V kernels read
+        # each K/V head once for its whole group, nothing expanded or masked in HBM
+        out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+        attention_decode(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                         bool(causal), softmax_scale,
+                         out=out.transpose(1, 2))  # fmt: skip
+        return out
     if h_k != h:  # MQA / GQA: repeat each K/V head for its group of query heads
         k = k.repeat_interleave(h // h_k, dim=2)
         v = v.repeat_interleave(h // h_k, dim=2)
-    n_q, n_k = q.shape[1], k.shape[1]
     mask = None
     if causal and n_q != n_k:
         mask, causal = _bottom_right_causal(n_q, n_k, q.device), False
@@ -162,6 +201,142 @@ def flash_attn_func(
         softmax_scale, mask,
     )  # fmt: skip
     return o.transpose(1, 2).contiguous()
+
+
+def flash_attn_with_kvcache(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    k: torch.Tensor | None = None,
+    v: torch.Tensor | None = None,
+    rotary_cos: torch.Tensor | None = None,
+    rotary_sin: torch.Tensor | None = None,
+    cache_seqlens: int | torch.Tensor | None = None,
+    cache_batch_idx: torch.Tensor | None = None,
+    cache_leftpad: torch.Tensor | None = None,
+    block_table: torch.Tensor | None = None,
+    softmax_scale: float | None = None,
+    causal: bool = False,
+    window_size: tuple[int, int] = (-1, -1),
+    softcap: float = 0.0,
+    rotary_interleaved: bool = True,
+    alibi_slopes: torch.Tensor | None = None,
+    num_splits: int = 0,
+    return_softmax_lse: bool = False,
+):
+    """``flash_attn.flash_attn_with_kvcache`` on the split-K/V kernels (forward
+    only, as flash-attn's).
+
+    Parameters
+    ----------
+    q
+        ``(B, S_q, H, d)``: the new queries.
+    k_cache, v_cache
+        ``(B, S_cache, H_k, d)``; ``H_k`` divides ``H`` (never expanded).
+    k, v
+        Optional new keys and values ``(B, S_new, H_k, d)``: written into the
+        caches in place at positions ``cache_seqlens[b] ...`` (which must leave
+        room: ``cache_seqlens + S_new <= S_cache``), then attended to.
+    cache_seqlens
+        Keys of each cache in use before ``k`` is appended: an int or an
+        int32/int64 ``(B,)`` tensor; ``None``: the whole cache (no ``k``, ``v``).
+    causal
+        Bottom-right aligned: query ``r`` sees keys ``0 .. r + L - S_q`` of a
+        sequence of ``L`` keys.
+    num_splits
+        Slices of the cache; 0: chosen by :func:`~flashanim.kernels.decode.choose_splits`.
+    return_softmax_lse
+        Also return the natural-log ``LSE`` ``(B, H, S_q)`` float32.
+    rotary_cos, rotary_sin, cache_batch_idx, cache_leftpad, block_table,
+    window_size, softcap, alibi_slopes
+        Only their defaults are supported (``rotary_interleaved`` is then unused).
+
+    Returns
+    -------
+    torch.Tensor or tuple
+        ``(B, S_q, H, d)`` (and ``LSE`` with ``return_softmax_lse``).
+    """
+    for name, value in (("rotary_cos", rotary_cos), ("rotary_sin", rotary_sin),
+                        ("cache_batch_idx", cache_batch_idx),
+                        ("cache_leftpad", cache_leftpad),
+                        ("block_table", block_table),
+                        ("alibi_slopes", alibi_slopes)):  # fmt: skip
+        _refuse(name, value, None)
+    _refuse("window_size", tuple(window_size), (-1, -1))
+    _refuse("softcap", softcap, 0.0)
+    del rotary_interleaved
+    for name, t in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 4:
+            raise ValueError(
+                f"{name} must be a 4-D tensor (batch, seqlen, nheads, headdim), got "
+                f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t)}"
+            )
+    if _wants_grad(q, k_cache, v_cache, *(t for t in (k, v) if t is not None)):
+        raise RuntimeError(
+            "flash_attn_with_kvcache is forward-only (as flash-attn's): call it under "
+            "torch.no_grad() or inference_mode, or use flash_attn_func for training"
+        )
+    if (
+        isinstance(num_splits, bool)
+        or not isinstance(num_splits, int)
+        or (num_splits < 0)
+    ):
+        raise ValueError(f"num_splits must be an int >= 0 (0: automatic), got "
+                         f"{num_splits!r}")  # fmt: skip
+    batch, s_cache = k_cache.shape[0], k_cache.shape[1]
+    lens = cache_seqlens
+    if isinstance(lens, bool):
+        raise TypeError("cache_seqlens must be an int or an int tensor, not a bool")
+    if isinstance(lens, int):
+        if not 0 <= lens <= s_cache:
+            raise ValueError(
+                f"cache_seqlens={lens} must lie in [0, {s_cache}] (the cache's length)"
+            )
+        lens = torch.full((batch,), lens, dtype=torch.int32, device=q.device)
+    elif lens is not None and not isinstance(lens, torch.Tensor):
+        raise TypeError(
+            f"cache_seqlens must be an int or an int32/int64 tensor of shape "
+            f"({batch},), got {type(lens).__name__}"
+        )
+    if (k is None) != (v is None):
+        raise ValueError("pass both k and v (the new keys and values), or neither")
+    if k is not None:
+        if lens is None:
+            raise ValueError(
+                "k and v are appended at cache_seqlens: pass cache_seqlens with them"
+            )
+        if (
+            not isinstance(k, torch.Tensor)
+            or k.dim() != 4
+            or k.shape != v.shape
+            or (k.shape[0] != batch or k.shape[2:] != k_cache.shape[2:])
+        ):
+            raise ValueError(
+                f"k and v must both be (B, S_new, H_k, d) = ({batch}, S_new, "
+                f"{k_cache.shape[2]}, {k_cache.shape[3]}), got "
+                f"{tuple(getattr(k, 'shape', ()))} and {tuple(getattr(v, 'shape', ()))}"
+            )
+        if lens.dim() != 1 or lens.shape[0] != batch:
+            raise ValueError(f"cache_seqlens must have shape ({batch},), got "
+                             f"{tuple(lens.shape)}")  # fmt: skip
+        s_new = k.shape[1]
+        if int(lens.max()) + s_new > s_cache or int(lens.min()) < 0:
+            raise ValueError(
+                f"appending {s_new} keys at cache_seqlens (max {int(lens.max())}) "
+                f"would run past the cache's {s_cache} positions"
+            )
+        pos = lens.long()[:, None] + torch.arange(s_new, device=lens.device)
+        rows = torch.arange(batch, device=lens.device)[:, None]
+        k_cache[rows, pos] = k.to(k_cache.dtype)
+        v_cache[rows, pos] = v.to(v_cache.dtype)
+        lens = lens + s_new
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    _, lse = attention_decode(
+        q.transpose(1, 2), k_cache.transpose(1, 2), v_cache.transpose(1, 2),
+        bool(causal), softmax_scale, cache_seqlens=lens,
+        num_splits=num_splits or None, out=out.transpose(1, 2),
+    )  # fmt: skip
+    return (out, lse) if return_softmax_lse else out
 
 
 def flash_attn_qkvpacked_func(

@@ -20,6 +20,7 @@ import torch
 from manim import *
 
 from flashanim.scene import TraceScene
+from flashanim.trace.check import closing_check
 from flashanim.visuals import TileGrid
 from flashanim.visuals.backward import BackwardLayout, BackwardPlayer, split_program
 
@@ -190,9 +191,14 @@ class BackwardScene(TraceScene):
             *(FadeIn(VGroup(p[0], p[1][1])) for p in pairs),
         )
         self.play(*(FadeIn(p[2], shift=0.2 * UP) for p in pairs), FadeIn(note))
-        worst = max(errs.values())
-        self.caption(f"dQ, dK, dV match autograd of naive attention: max error "
-                     f"{worst:.1e} ({meta.dtype})")  # fmt: skip
+        verdict = closing_check(
+            "dQ, dK, dV",
+            [(np.asarray(t[n], dtype=float)[0, 0], refs[n]) for n in refs],
+            meta.dtype,
+            "autograd of naive attention",
+            "BackwardScene",
+        )
+        self.caption(verdict.headline(plural=True))
 
 
 def naive_gradients(tensors, meta) -> tuple[dict[str, float], dict[str, np.ndarray]]:

@@ -16,9 +16,10 @@ from __future__ import annotations
 import numpy as np
 from manim import *
 
-from flashanim.config import ConfigError, SceneConfig
+from flashanim.config import SceneConfig
 from flashanim.scene import TraceScene
 from flashanim.trace import value_ranges, visited_blocks, work_summary
+from flashanim.trace.check import require_kernel
 from flashanim.visuals import TrafficCounter, format_bytes
 from flashanim.visuals.causal import BlockMap, CausalPlayer, CountLine
 
@@ -38,12 +39,7 @@ class CausalScene(TraceScene):
 
     def setup(self) -> None:
         super().setup()
-        meta = self.trace.meta
-        if not meta.causal:
-            raise ConfigError(
-                "CausalScene plays a causal fa2-fwd trace (FLASHANIM_TRACE: got "
-                f"{meta.kernel!r}, causal={meta.causal})"
-            )
+        require_kernel(self.trace, "CausalScene", "fa2-fwd", causal=True)
         # the same run (shapes, seed) without the mask, for the comparison
         self.full = self.record_like(self.trace, "fa2-fwd", causal=False,
                                      values=False)  # fmt: skip

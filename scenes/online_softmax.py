@@ -23,6 +23,7 @@ from manim import *
 
 from flashanim.config import ConfigError, SceneConfig
 from flashanim.scene import TraceScene
+from flashanim.trace.check import closing_check
 from flashanim.visuals import TileGrid
 from flashanim.visuals.softmax import (
     RowBoard,
@@ -400,7 +401,9 @@ class OnlineSoftmaxScene(TraceScene):
         self.play(FadeIn(diff_w), run_time=0.5)
         self.play(FadeIn(ok), FadeIn(on), run_time=0.9)
         self.play(FadeIn(diff_o), run_time=0.5)
+        v = closing_check("row", [(w_kernel, w_naive), (o_kernel, o_naive)],
+                          meta.dtype, "softmax in one go", "OnlineSoftmaxScene")  # fmt: skip
         self.caption(
-            f"Block by block equals all at once: max difference {max(err_w, err_o):.1e}"
-            f" ({meta.dtype} kernel vs float64)"
+            f"Block by block {'equals' if v.ok else 'DOES NOT EQUAL'} all at once: "
+            f"max difference {max(err_w, err_o):.1e} ({meta.dtype} kernel vs float64)"
         )

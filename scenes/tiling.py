@@ -13,6 +13,7 @@ import torch
 from manim import *
 
 from flashanim.scene import TraceScene
+from flashanim.trace.check import closing_check
 from flashanim.visuals import ForwardLayout, TileGrid, TracePlayer
 
 #: Speed of the first K/V block of program 0, of its other blocks, of later programs.
@@ -121,7 +122,8 @@ class TilingScene(TraceScene):
         ref = attention_ref(q, k, v, causal=meta.causal,
                             softmax_scale=meta.softmax_scale).numpy()  # fmt: skip
         out = np.asarray(t["O"], dtype=np.float64)
-        err = float(np.abs(out - ref).max())
+        verdict = closing_check("O", (out, ref), meta.dtype, scene="TilingScene")
+        err = verdict.max_error
         tiles = list(self.player.tiles.values())
         ref_grid = TileGrid(
             "O", ref[0, 0], block_rows=meta.block_m, label="O_ref (naive)",
@@ -166,10 +168,7 @@ class TilingScene(TraceScene):
         self.play(*(FadeOut(x) for x in tiles), FadeOut(lay.placeholders))
         self.play(TransformFromCopy(lay.grids["O"], kern_grid), FadeIn(ref_grid))
         self.play(FadeIn(lines, shift=0.2 * UP))
-        self.caption(
-            f"The kernel's O matches naive attention: max error {err:.1e} "
-            f"({meta.dtype})"
-        )
+        self.caption(verdict.headline())
 
 
 def _kv_block(e, events) -> int:

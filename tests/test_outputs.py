@@ -244,5 +244,6 @@ def test_slides_deck_of_two_scenes(tmp_path, monkeypatch):
         assert len(slides["slides"]) == len(clips) > 1, name
         sections[name] = len(clips)
     html = (out / "flashanim_slides.html").read_text(encoding="utf-8")
-    assert html.count("<section") == sum(sections.values())
+    deck = len(re.findall(r"<section\s+data-background-size", html))
+    assert deck == sum(sections.values())
     assert len(re.findall(r"data:video/mp4;base64,", html)) == sum(sections.values())

@@ -11,6 +11,7 @@ multi-scene decks: tests/test_outputs.py.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 import signal
@@ -114,7 +115,7 @@ def test_find_scenes_follows_talk_order():
         (["render", "tiling", "--fps", "0"], "above 0"),
         (["render", "tiling", "--format", "gif", "--fps", "60"], "50 or less"),
         (["render", "tiling", "--transparent", "--format", "gif"], "alpha"),
-        (["render", "tiling", "--seq-len", "100"], "--seq-len 100"),
+        (["render", "tiling", "--seq-len", "100"], "--seq-len: 100: must be between 1 and 64"),
         (["render", "tiling", "--block-m", "3"], "power of two"),
         (["render", "tiling", "--seq-len", "4", "--block-n", "16"], "larger"),
         (["render", "tiling", "--trace", "missing.json"], "no such file"),
@@ -217,19 +218,29 @@ def _old_outputs(out: Path) -> dict[str, str]:
     return _digest(out)
 
 
+@pytest.fixture(scope="module")
+def slides_out(trace_file, tmp_path_factory) -> Path:
+    """One real render of the tiling scene as slides (and the HTML deck)."""
+    out = tmp_path_factory.mktemp("slides") / "out"
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "flashanim.cli", "slides", "tiling", "--trace",
+         str(trace_file), *TINY, "-o", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    print(f"render + slides: {time.perf_counter() - t0:.1f} s")
+    return out
+
+
 @pytest.mark.render
-def test_slides_render_end_to_end(trace_file, tmp_path, monkeypatch):
+def test_slides_render_end_to_end(trace_file, slides_out):
     """One real render through the render pipeline with slides: mp4, one clip and
     one poster per section, captions equal to the trace's events, an HTML deck
     with one slide per section."""
     from flashanim.trace import load_trace
 
-    monkeypatch.chdir(ROOT)
-    out = tmp_path / "out"
-    t0 = time.perf_counter()
-    rc = main(["slides", "tiling", "--trace", str(trace_file), *TINY, "-o", str(out)])
-    assert rc == 0, (out / "logs" / "tiling.log").read_text()[-3000:]
-    print(f"render + slides: {time.perf_counter() - t0:.1f} s")
+    out = slides_out
     scene = out / "tiling"
     assert (scene / "TilingScene.mp4").stat().st_size > 0
     assert not list(out.glob(".flashanim-render-*"))
@@ -264,38 +275,128 @@ def test_slides_render_end_to_end(trace_file, tmp_path, monkeypatch):
     # slides: one per section in manim-slides' file and in the HTML deck
     slides = json.loads((scene / "TilingScene.slides.json").read_text())["slides"]
     assert len(slides) == len(names)
-    html = (out / "flashanim_slides.html").read_text(encoding="utf-8")
-    assert html.count("<section") == len(names)
-    assert "data:video/mp4;base64," in html  # videos embedded: one file
+    page = (out / "flashanim_slides.html").read_text(encoding="utf-8")
+    assert len(re.findall(r"<section\s+data-background-size", page)) == len(names)
+    assert "data:video/mp4;base64," in page  # videos embedded: one file
+    # reveal.js inlined from the vendored copy: nothing loaded from a CDN
+    assert "cdn.jsdelivr" not in page and not re.search(r'(src|href)="https?:', page)
+    # the presentation file points at clips that exist (not the staging folder)
+    from manim_slides.config import PresentationConfig
+
+    pres = PresentationConfig.from_file(scene / "TilingScene.slides.json")
+    assert all(s.file.is_file() and out in s.file.parents for s in pres.slides)
+    # speaker notes: each section's final caption
+    from flashanim.slides import section_notes
+
+    notes = section_notes("tiling", rec)
+    assert [s.notes for s in pres.slides] == notes
+    assert notes[-1].startswith("The kernel's O matches naive attention")
+    manifest = json.loads((scene / "render.json").read_text())
+    assert "TilingScene.slides.json" in manifest["files"]
 
 
-def _broken_trace(trace_file: Path, tmp_path: Path) -> Path:
-    """The trace with the second program's ``qk`` replaced by an op the tiling scene
-    cannot draw: the render fails mid-way, after many animations."""
-    from flashanim.kernels._trace import OPS
+def _chromium() -> tuple[str, str] | None:
+    import shutil
 
-    from flashanim.visuals.player import DURATIONS
-
-    bad_op = next(op for op in OPS if op not in DURATIONS)
-    data = json.loads(trace_file.read_text())
-    rows = data["events"]["rows"]
-    cols = data["events"]["columns"]
-    k = next(i for i, r in enumerate(rows) if r[0] == 1 and r[cols.index("op")] == "qk")
-    rows[k][cols.index("op")] = bad_op
-    path = tmp_path / "broken.json"
-    path.write_text(json.dumps(data))
-    return path
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
 
 
 @pytest.mark.render
-def test_failed_render_keeps_previous_output(trace_file, tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
+@pytest.mark.skipif(
+    _chromium() is None,
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
+    "chromium-driver; make test installs them when run as root)",
+)
+def test_deck_runs_offline_in_headless_chromium(slides_out):
+    """Open the deck in headless Chromium with every http(s) request blocked and
+    step through all its slides: reveal.js runs (vendored, inline), each slide
+    shows its section's video and its speaker notes, and no request left the
+    machine."""
+    pytest.importorskip("selenium", reason="needs the selenium package (dev extra)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    from flashanim.slides import section_notes
+
+    browser, driver = _chromium()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                "--disable-dev-shm-usage", "--proxy-server=http://127.0.0.1:9",
+                "--host-resolver-rules=MAP * ~NOTFOUND"):  # fmt: skip
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    rec = json.loads((slides_out / "tiling" / "TilingScene.record.json").read_text())
+    notes = section_notes("tiling", rec)
+    drv = webdriver.Chrome(service=Service(driver), options=opts)
+    try:
+        drv.execute_cdp_cmd("Network.enable", {})
+        drv.execute_cdp_cmd(
+            "Network.setBlockedURLs", {"urls": ["http://*", "https://*"]}
+        )
+        drv.get((slides_out / "flashanim_slides.html").as_uri())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if drv.execute_script("return !!(window.Reveal && Reveal.isReady())"):
+                break
+            time.sleep(0.2)
+        assert drv.execute_script("return !!(window.Reveal && Reveal.isReady())")
+        total = drv.execute_script("return Reveal.getTotalSlides()")
+        assert total == len(notes)
+        seen = []
+        for k in range(total):
+            state = drv.execute_script(
+                "const s = Reveal.getCurrentSlide();"
+                "return [Reveal.getState().indexh, Reveal.getSlideNotes(s) || '',"
+                " s.getAttribute('data-background-video') || ''];"
+            )
+            seen.append(state[0])
+            shown = html.unescape(re.sub(r"<[^>]+>", "", state[1])).strip()
+            assert shown == notes[k], (k, state[1])  # markdown renders a <p>
+            assert state[2].startswith("data:video/mp4;base64,")
+            drv.execute_script("Reveal.next()")
+        assert seen == list(range(total))
+        requests = [
+            json.loads(e["message"])["message"] for e in drv.get_log("performance")
+        ]
+        urls = [m["params"]["request"]["url"] for m in requests
+                if m["method"] == "Network.requestWillBeSent"]  # fmt: skip
+        assert not [u for u in urls if u.startswith(("http:", "https:"))], urls
+    finally:
+        drv.quit()
+
+
+def _failing_root(tmp_path: Path) -> Path:
+    """A copy of the repository's tiling scene (and manim.cfg) whose closing check
+    raises: the render fails at its end, after every other animation."""
+    root = tmp_path / "root"
+    (root / "scenes").mkdir(parents=True)
+    (root / "manim.cfg").write_bytes((ROOT / "manim.cfg").read_bytes())
+    src = (ROOT / "scenes" / "tiling.py").read_text()
+    assert "        self.check()\n" in src
+    src = src.replace(
+        "        self.check()\n",
+        "        raise RuntimeError('deliberate failure before the check')\n",
+    )
+    (root / "scenes" / "tiling.py").write_text(src)
+    return root
+
+
+@pytest.mark.render
+def test_failed_render_keeps_previous_output(trace_file, tmp_path, monkeypatch, capsys):
+    root = _failing_root(tmp_path)
+    monkeypatch.chdir(root)
     out = tmp_path / "out"
     before = _old_outputs(out)
-    broken = _broken_trace(trace_file, tmp_path)
-    rc = main(["render", "tiling", "--trace", str(broken), *TINY, "-o", str(out)])
+    rc = main(["render", "tiling", "--trace", str(trace_file), *TINY, "-o", str(out)])
     assert rc == 1
-    assert "cannot draw op" in (out / "logs" / "tiling.log").read_text()
+    err = capsys.readouterr().err.strip().splitlines()
+    # the scene's own error, on one line, where the user looks (not only the log)
+    assert len(err) == 1, err
+    assert "tiling: RuntimeError: deliberate failure before the check" in err[0]
+    assert "deliberate failure" in (out / "logs" / "tiling.log").read_text()
     assert _digest(out) == before
     assert not list(out.glob(".flashanim-render-*"))
 
@@ -350,5 +451,5 @@ def _processes_mentioning(text: str) -> list[str]:
 
 def test_unknown_x264_preset_refused_before_rendering(monkeypatch):
     monkeypatch.setenv("FLASHANIM_X264_PRESET", "quick")
-    with pytest.raises(RenderError, match="not an x264 preset; choose one of"):
+    with pytest.raises(RenderError, match="unknown x264 preset; choose one of"):
         check_request(_req())

@@ -26,6 +26,21 @@ if ! pkg-config --exists cairo pangocairo 2>/dev/null; then
   fi
 fi
 
+# 1b. A browser for the slide-deck test (Debian's chromium and its driver; the
+# test opens the deck offline and steps through it). Optional: the test is skipped
+# with its reason where they are missing; installed here when running as root.
+BROWSER_PKGS="chromium chromium-driver"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing $BROWSER_PKGS (for the slide-deck test)"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends $BROWSER_PKGS >/dev/null; } \
+      || say "could not install $BROWSER_PKGS: the slide-deck browser test will be skipped"
+  else
+    say "no chromium/chromedriver: the slide-deck browser test will be skipped (sudo apt-get install $BROWSER_PKGS)"
+  fi
+fi
+
 # 2. The virtual environment.
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating virtual environment $VENV"

@@ -26,6 +26,12 @@ temporary name and moved over it, so a good file is never replaced by half of on
 schema, keys, types, ranges, names, step order and shapes. Any problem is a
 :class:`~flashanim.trace.TraceFormatError` whose message names the file, the place
 (``events.rows[12][4]``) and what was wrong.
+
+Beyond the syntax, the semantics are checked (:func:`check_semantics`): block sizes
+the kernels accept (powers of two, 1 .. 256), the kernel name consistent with the
+programs' launches and the events' operations, every tile coordinate inside the
+grid of blocks (``T_r`` Q blocks, ``T_c`` K/V blocks), every program's own block
+inside its grid, and the run's input and output tensors finite.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from ._protocol import TraceFormatError, ops, tensors
-from .decode import TILE_AXES
+from .decode import K_AXIS, Q_AXIS, TILE_AXES
 from .model import KERNELS, Event, Program, Trace, TraceMeta
 
 __all__ = [
@@ -54,6 +60,10 @@ __all__ = [
     "trace_from_dict",
     "dumps_trace",
     "loads_trace",
+    "check_semantics",
+    "KERNEL_LAUNCHES",
+    "KERNEL_OPS",
+    "BLOCK_SIZES",
 ]
 
 #: The schema tag every trace file starts with.
@@ -89,6 +99,28 @@ MAX_FILE_BYTES = 4 << 30
 MAX_ARRAY_ELEMENTS = 1 << 28
 
 _NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+#: Block sizes some backend of the kernels accepts (``kernels/_common.py``:
+#: powers of two, 1 .. 128 in Triton's interpreter, 16 .. 256 on the GPU).
+BLOCK_SIZES: tuple[int, ...] = tuple(1 << k for k in range(9))
+#: The launches each kernel's recorder writes (``Program.launch``).
+KERNEL_LAUNCHES: dict[str, frozenset[str]] = {
+    "fa2-fwd": frozenset({"fwd"}),
+    "fa2-bwd": frozenset({"preprocess", "dkdv", "dq"}),
+    "fa1-fwd": frozenset({"fwd"}),
+    "standard": frozenset({"qk", "softmax", "pv"}),
+}
+#: The operations each kernel records (its trace calls).
+KERNEL_OPS: dict[str, frozenset[str]] = {
+    "fa2-fwd": frozenset(
+        "load store qk mask rowmax exp alpha rowsum rescale pv normalize lse".split()
+    ),
+    "fa2-bwd": frozenset("load store qk mask recompute rowdot dp ds dv dk dq".split()),
+    "fa1-fwd": frozenset("load store qk mask rowmax exp rowsum update".split()),
+    "standard": frozenset("load store qk mask softmax pv".split()),
+}
+#: Tensors whose every entry must be finite (inputs and outputs of the run).
+_FINITE_TENSORS = ("Q", "K", "V", "O", "dO", "dQ", "dK", "dV")
 
 
 # --------------------------------------------------------------------------- save
@@ -254,7 +286,13 @@ def loads_trace(text: str | bytes, where: str = "<string>") -> Trace:
     except TraceFormatError as exc:
         raise TraceFormatError(f"{where}: {exc}") from None
     except json.JSONDecodeError as exc:
-        what = "truncated JSON" if exc.pos >= len(text.rstrip()) else "invalid JSON"
+        # truncated: a document cut short (nothing after the failing place closes
+        # a value or a list)
+        rest = text[exc.pos :]
+        cut = exc.pos >= len(text.rstrip()) or (
+            text.lstrip().startswith(("{", "[")) and not any(c in rest for c in ",]}")
+        )
+        what = "truncated JSON" if cut else "invalid JSON"
         raise TraceFormatError(
             f"{where}: {what} ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
@@ -608,6 +646,88 @@ def trace_from_dict(doc: Any, where: str = "<document>") -> Trace:
                 f"{list(shape)} does not match the meta's {list(expect[name])}",
             )
         arrays[name] = c.array(t["data"], f"{at}.data", shape)
-    return Trace(
+    trace = Trace(
         meta=meta, events=tuple(events), programs=tuple(programs), tensors=arrays
     )
+    check_semantics(trace, where)
+    return trace
+
+
+def check_semantics(trace: Trace, where: str = "<trace>") -> None:
+    """Refuse a well-formed trace that no kernel run could have written.
+
+    Checks the block sizes (:data:`BLOCK_SIZES`), that the programs' launches and
+    the events' operations belong to ``meta.kernel`` (:data:`KERNEL_LAUNCHES`,
+    :data:`KERNEL_OPS`), that every tile coordinate lies inside the grid of blocks
+    (``T_r`` for the query axis, ``T_c`` for the key axis), and that the tensors of
+    :data:`_FINITE_TENSORS` are finite.
+
+    Raises
+    ------
+    TraceFormatError
+        Naming the file, the place and what is wrong.
+    """
+    c = _Checker(where)
+    meta = trace.meta
+    for k in ("block_m", "block_n"):
+        b = getattr(meta, k)
+        if b not in BLOCK_SIZES:
+            raise c.fail(
+                f"meta.{k}",
+                f"{b} is not a block size the kernels accept (a power of two, "
+                f"{BLOCK_SIZES[0]} .. {BLOCK_SIZES[-1]})",
+            )
+    kernel = meta.kernel
+    launches = KERNEL_LAUNCHES[kernel]
+    for p in trace.programs:
+        if p.launch not in launches:
+            raise c.fail(
+                f"programs.rows[{p.program}][7] (launch)",
+                f"launch {p.launch!r} is not one of the {kernel} kernel's "
+                f"({', '.join(sorted(launches))}); is meta.kernel right?",
+            )
+    allowed = KERNEL_OPS[kernel]
+    t_r, t_c = meta.t_r, meta.t_c
+    for e in trace.events:
+        at = f"events.rows[{e.index}]"
+        if e.op not in allowed:
+            raise c.fail(
+                f"{at}[2] (op)",
+                f"the {kernel} kernel records no {e.op!r} events; is meta.kernel "
+                f"right?",
+            )
+        if e.tensor in K_AXIS:
+            row_hi, col_hi = t_c, t_c
+        elif e.tensor in Q_AXIS:
+            row_hi, col_hi = t_r, t_c
+        else:  # S, P, dP, dS: (i, j)
+            row_hi, col_hi = t_r, t_c
+        for name, pos, v, hi in (("row", 4, e.row, row_hi), ("col", 5, e.col, col_hi)):
+            if v >= hi:
+                grid = "T_r" if hi == t_r and name == "row" else "T_c"
+                raise c.fail(
+                    f"{at}[{pos}] ({name})",
+                    f"tile {name} {v} of {e.tensor} is outside the grid: "
+                    f"{grid} = {hi} blocks (N_q={meta.seq_len_q}, "
+                    f"N_k={meta.seq_len_k}, BLOCK_M={meta.block_m}, "
+                    f"BLOCK_N={meta.block_n})",
+                )
+    for p in trace.programs:
+        hi = t_c if p.launch == "dkdv" else t_r
+        if p.block >= hi:
+            raise c.fail(
+                f"programs.rows[{p.program}][2] (block)",
+                f"program block {p.block} is outside the grid of {hi} blocks",
+            )
+    for name in _FINITE_TENSORS:
+        a = trace.tensors.get(name)
+        if a is None:
+            continue
+        bad = ~np.isfinite(a)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise c.fail(
+                f"tensors.{name}",
+                f"{int(bad.sum())} non-finite entr{'y' if bad.sum() == 1 else 'ies'} "
+                f"({a[first]} at {list(first)}): the run's tensors must be finite",
+            )

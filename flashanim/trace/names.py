@@ -35,10 +35,14 @@ OPS: tuple[str, ...] = (
     "dq",  # 18 dQ += dS K
     "softmax",  # 19 P = softmax(S) of whole rows (standard attention)
     "update",  # 20 FA1: O, l, m merged with the new block's statistics
+    # --- split-K/V decoding (kernels/decode.py): appended, so earlier codes stay ---
+    "merge",  # 21 reduce: acc = acc * alpha + exp(LSE_s - m) O_s over the splits
 )
 
 #: Tensor codes, in code order.
 TENSORS: tuple[str, ...] = (
     "Q", "K", "V", "O", "dO", "dQ", "dK", "dV",
     "S", "P", "LSE", "l", "m", "D", "alpha", "acc", "dP", "dS",
+    # --- split-K/V decoding (kernels/decode.py): a split's partial O and its LSE ---
+    "O_s", "LSE_s",
 )  # fmt: skip

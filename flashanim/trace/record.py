@@ -39,6 +39,8 @@ __all__ = [
     "DTYPES",
     "SMALL_RUN_ELEMENTS",
     "CACHE_ENV",
+    "STEP_SECONDS",
+    "estimate_recording",
 ]
 
 log = logging.getLogger(__name__)
@@ -141,6 +143,46 @@ def _positive(name: str, x: object) -> int:
     if x < 1:
         raise ValueError(f"{name} must be >= 1, got {x}")
     return int(x)
+
+
+#: Seconds one block step (one program's visit of one K/V block) takes in Triton's
+#: interpreter, per kernel, without and with value snapshots. Measured on this
+#: project's 2-core machine, shared with other work, 2026-12-02 (N = 64, 4x4
+#: blocks, d = 4); a quiet machine is up to ~2.5x faster (N = 256 with values:
+#: 64 s measured earlier, 42 ms x 4096 steps = 172 s predicted here).
+STEP_SECONDS: dict[str, tuple[float, float]] = {
+    "fa2-fwd": (0.021, 0.043),
+    "fa2-bwd": (0.046, 0.085),
+    "fa1-fwd": (0.049, 0.056),
+    "standard": (0.048, 0.077),
+}
+
+
+def estimate_recording(
+    kernel: str,
+    *,
+    seq_len: int,
+    seq_len_k: int | None = None,
+    block_m: int = 4,
+    block_n: int = 4,
+    batch: int = 1,
+    heads: int = 1,
+    causal: bool = False,
+    values: bool = True,
+) -> tuple[float, int]:
+    """``(seconds, block steps)`` a recording in Triton's interpreter takes, from
+    the measured model :data:`STEP_SECONDS` times the number of block steps
+    (``B·H·T_r·T_c``; causal kernels skip the blocks above the diagonal)."""
+    n_k = seq_len if seq_len_k is None else seq_len_k
+    t_r, t_c = -(-seq_len // block_m), -(-n_k // block_n)
+    if causal and kernel != "standard":
+        steps = sum(
+            min(t_c, -(-min((i + 1) * block_m, n_k) // block_n)) for i in range(t_r)
+        )
+    else:
+        steps = t_r * t_c
+    steps *= batch * heads
+    return steps * STEP_SECONDS[kernel][bool(values)], steps
 
 
 def make_inputs(
