@@ -90,9 +90,8 @@ def x264_preset(pixel_height: int, environ=None) -> str:
     chosen = env.get(PRESET_ENV, "").strip().lower()
     if chosen:
         if chosen not in X264_PRESETS:
-            from flashanim.config import ConfigError
-
-            raise ConfigError(
+            # (the parameter table refuses it before a render; this guards the rest)
+            raise ValueError(
                 f"{PRESET_ENV}={chosen!r} is not an x264 preset; choose one of "
                 f"{', '.join(X264_PRESETS)}"
             )
