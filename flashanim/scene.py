@@ -77,6 +77,8 @@ class TraceScene(FastRenderScene):
         Keyword arguments of the scene's :class:`~flashanim.visuals.Caption`.
     hold_seconds
         How long :meth:`hold` holds a section's closing frame.
+    text_width
+        Widest a text of :meth:`text` may be (scaled down to it; ``None``: as made).
 
     Attributes
     ----------
@@ -95,6 +97,7 @@ class TraceScene(FastRenderScene):
     kernel: ClassVar[str | None] = "fa2-fwd"
     caption_style: ClassVar[Mapping[str, object]] = {}
     hold_seconds: ClassVar[float] = 1.2
+    text_width: ClassVar[float | None] = None
 
     cfg: SceneConfig
     gpu: GpuPreset
@@ -142,8 +145,12 @@ class TraceScene(FastRenderScene):
     def text(self, s: str, size: float | None = None, color=None, *,
              mono: bool = False, **kwargs) -> Text:  # fmt: skip
         """``s`` in the theme's font (``mono``: its monospace font), at ``size``
-        (default the body size), in ``color`` (default the foreground)."""
-        return themed_text(self.theme, s, size, color, mono=mono, **kwargs)
+        (default the body size), in ``color`` (default the foreground); at most
+        :attr:`text_width` wide."""
+        t = themed_text(self.theme, s, size, color, mono=mono, **kwargs)
+        if self.text_width is not None and t.width > self.text_width:
+            t.scale_to_fit_width(self.text_width)
+        return t
 
     def caption(self, s: str) -> None:
         """Replace the caption (what the section's closing frame says)."""

@@ -225,6 +225,7 @@ class IOComplexityScene(TraceScene):
     caption_style = {"y": CAPTION_Y, "width": MAX_W, "fade_through": False,
                      "blank": False}  # fmt: skip
     hold_seconds = 1.5  # each section's closing frame
+    text_width = MAX_W
 
     def setup(self) -> None:
         super().setup()
@@ -247,12 +248,6 @@ class IOComplexityScene(TraceScene):
         self.charts: dict[str, LineChart] = {}
 
     # ------------------------------------------------------------------ helpers
-    def text(self, s: str, size: float | None = None, color=None, **kw) -> Text:
-        t = super().text(s, size, color, **kw)
-        if t.width > MAX_W:
-            t.scale_to_fit_width(MAX_W)
-        return t
-
     def source(self, s: str) -> Animation:
         return self.sources.make_animation(s)
 
