@@ -75,44 +75,32 @@ def _seed(text: str) -> int:
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """The kernel and shape arguments that ``trace`` and ``check`` share."""
+    """The kernel and shape arguments that ``trace`` and ``check`` share.
+
+    Their defaults are the scenes' (:data:`flashanim.config.PARAMS`); their
+    ranges are the kernels' own (any N, head dims 1..256, powers of two for the
+    blocks, checked by the kernel with one message), not the scenes' drawing
+    limits."""
+    from flashanim.config import PARAM
+
     p.add_argument(
         "--kernel", required=True, choices=KERNELS, help="which kernel to run"
     )
-    p.add_argument(
-        "--seq-len",
-        type=_positive_int,
-        default=16,
-        metavar="N",
-        help="query length N_q (default 16)",
-    )
+    for flag, name, meta, what in (
+        ("--seq-len", "seq_len", "N", "query length N_q"),
+        ("--head-dim", "head_dim", "d", "head dimension d (1 .. 256)"),
+        ("--block-m", "block_m", "BM", "BLOCK_M, query rows per block (a power of two)"),
+        ("--block-n", "block_n", "BN", "BLOCK_N, key rows per block (a power of two)"),
+    ):  # fmt: skip
+        default = PARAM[name].default
+        p.add_argument(flag, type=_positive_int, default=default, metavar=meta,
+                       help=f"{what} (default {default})")  # fmt: skip
     p.add_argument(
         "--seq-len-k",
         type=_positive_int,
         default=None,
         metavar="N",
         help="key length N_k (default: --seq-len)",
-    )
-    p.add_argument(
-        "--head-dim",
-        type=_positive_int,
-        default=4,
-        metavar="d",
-        help="head dimension d (default 4)",
-    )
-    p.add_argument(
-        "--block-m",
-        type=_positive_int,
-        default=4,
-        metavar="BM",
-        help="BLOCK_M, query rows per block (default 4)",
-    )
-    p.add_argument(
-        "--block-n",
-        type=_positive_int,
-        default=4,
-        metavar="BN",
-        help="BLOCK_N, key rows per block (default 4)",
     )
     p.add_argument("--batch", type=_positive_int, default=1, metavar="B")
     p.add_argument("--heads", type=_positive_int, default=1, metavar="H")
@@ -224,12 +212,13 @@ def _run_trace(args: argparse.Namespace) -> int:
                 f"--block-m/--block-n{', no --values' if args.values else ''}, a GPU "
                 f"(--device cuda), or --max-minutes 0 to run it anyway"
             )
-        print(
-            f"recording {args.kernel} in Triton's CPU interpreter: about "
-            f"{_fmt_time(est)} ({steps} block steps; Ctrl-C stops it, nothing is "
-            f"written)",
-            flush=True,
-        )
+        if est >= 10:
+            print(
+                f"recording {args.kernel} in Triton's CPU interpreter: about "
+                f"{_fmt_time(est)} ({steps} block steps; Ctrl-C stops it, nothing "
+                f"is written)",
+                flush=True,
+            )
         t0 = time.perf_counter()
 
         def tick() -> None:
@@ -348,7 +337,9 @@ def _param_type(prm):
         try:
             return prm.parse(text)
         except ConfigError as exc:
-            raise argparse.ArgumentTypeError(exc.cli) from None
+            # argparse names the flag itself: "argument --seq-len: 0: must be ..."
+            msg = exc.cli.removeprefix(f"{prm.flag} ")
+            raise argparse.ArgumentTypeError(msg) from None
 
     parse.__name__ = prm.name
     return parse
@@ -517,16 +508,14 @@ def _render_or_fail(job, out: Path) -> int:
     try:
         outputs = job()
     except RenderInterrupted as exc:
-        kept = (
-            f"the new files of {', '.join(exc.kept)} were kept; "
-            if exc.kept
-            else "no new files were kept; "
-        )
-        print(
-            f"flashanim: interrupted; {kept}the other scenes' files in {out} are "
-            f"as they were",
-            file=sys.stderr,
-        )
+        if exc.kept:
+            what = (
+                f"the new files of {', '.join(exc.kept)} were kept; the other "
+                f"scenes' files in {out} are as they were"
+            )
+        else:
+            what = f"no new files were kept; the files in {out} are as they were"
+        print(f"flashanim: interrupted; {what}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("flashanim: interrupted before rendering", file=sys.stderr)

@@ -180,8 +180,7 @@ class RenderRequest:
     bench: str | None = None
     schedule_noncausal: str | None = None
     schedule_causal: str | None = None
-    #: The scenes were chosen with ``--all`` (flags some scenes do not read are
-    #: then explained, not refused).
+    #: The scenes were chosen with ``--all``.
     all_scenes: bool = False
 
 
@@ -337,11 +336,12 @@ def check_request(req: RenderRequest) -> SceneConfig:
         raise RenderError("slides are built from mp4 clips; drop --format")
     if req.jobs < 1:
         raise RenderError(f"--jobs must be at least 1, got {req.jobs}")
-    if not req.all_scenes:
-        unread = unread_flags(req)
-        if unread:
+    for p in _given(req):  # a flag no requested scene reads is a mistake
+        if not any(s.name in p.scenes for s in req.scenes):
+            names = ", ".join(s.name for s in req.scenes)
             raise RenderError(
-                f"{unread[0]}; drop the flag or render that scene on its own"
+                f"{names} {'does' if len(req.scenes) == 1 else 'do'} not read "
+                f"{p.flag} (read by: {', '.join(p.scenes)}); drop the flag"
             )
     try:
         machine = {p.env: os.environ[p.env] for p in PARAMS
@@ -674,10 +674,10 @@ def _manifest(
     scene: TalkScene,
     env: dict[str, str],
     files: list[str],
-    seconds: float,
     verdicts: tuple[dict, ...],
 ) -> dict:
-    """What ``render.json`` says: the settings the scene got and the files."""
+    """What ``render.json`` says: the settings the scene got, the closing checks'
+    verdicts and the files (no times: the same parameters give the same bytes)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -691,7 +691,9 @@ def _manifest(
         "scene": scene.name,
         "class": scene.cls,
         "flashanim": ver,
-        "settings": {names[k]: v for k, v in env.items() if k in reads},
+        "settings": {
+            names[k]: _typed(names[k], v) for k, v in env.items() if k in reads
+        },
         "output": {
             "quality": req.quality,
             "format": req.fmt,
@@ -703,10 +705,16 @@ def _manifest(
             "captions": req.captions,
             "posters": req.posters,
         },
-        "render_seconds": round(seconds, 1),
         "verdicts": list(verdicts),
         "files": sorted(files),
     }
+
+
+def _typed(name: str, text: str):
+    from flashanim.config import PARAM
+
+    value = PARAM[name].parse(text)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _commit(
@@ -801,7 +809,9 @@ def render(
     say(f"rendering {total} scene(s) at {what} as {req.fmt} into {out}")
     for line in unread_flags(req):
         say(f"  note: {line}; it renders with its own data")
-    progress = Progress(req.scenes, req.quality, say, jobs=req.jobs)
+    custom = req.resolution is not None or req.fps is not None or req.fmt == "gif"
+    progress = Progress(req.scenes, "custom" if custom else req.quality, say,
+                        jobs=req.jobs)  # fmt: skip
     lock = threading.Lock()
 
     def one(scene: TalkScene) -> SceneOutput:
@@ -810,7 +820,7 @@ def render(
             scene, req, root, staging, env, run, say, logs
         )
         rels = [str(Path(r).relative_to(scene.name)) for r in files]
-        manifest = _manifest(req, scene, env, rels + [MANIFEST], secs, verdicts)
+        manifest = _manifest(req, scene, env, rels + [MANIFEST], verdicts)
         with lock:  # one swap at a time; never during an interrupt's clean-up
             if run.stopped:
                 raise KeyboardInterrupt

@@ -47,7 +47,8 @@ __all__ = [
 ]
 
 DECK_NAME = "flashanim_slides.html"
-#: The vendored reveal.js (its ``dist`` files the deck uses, and its licence).
+#: The vendored reveal.js: the files of its ``dist`` folder that the deck uses
+#: (kept flat: ``dist/theme/black.css`` is ``black.css``) and its licence.
 REVEAL_DIR = Path(__file__).parent / "assets" / "reveal"
 #: Speaker notes written for a scene: ``{scene name: {section name: note}}``.
 #: Sections without one get their final caption (:func:`section_notes`).
@@ -92,7 +93,7 @@ def inline_reveal(page: str) -> str:
     vendored files' contents, inline; refuse any other remote asset."""
 
     def asset(path: str) -> str:
-        f = REVEAL_DIR / path
+        f = REVEAL_DIR / Path(path).name  # dist/theme/black.css -> black.css
         if not f.is_file():
             raise RuntimeError(f"the deck needs reveal.js's {path}, not vendored")
         return f.read_text(encoding="utf-8")

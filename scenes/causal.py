@@ -53,10 +53,9 @@ class CausalScene(TraceScene):
 
         # Setup ------------------------------------------------------------------------
         self.section("setup")
-        self.title = self.text("Causal masking, FlashAttention-2 forward",
-                               th.small_size + 1, th.muted)  # fmt: skip
-        self.title.to_corner(UP + RIGHT, buff=0.2)
-        self.captions.title = self.title
+        self.title = self.captions.make_title(
+            "Causal masking, FlashAttention-2 forward"
+        )
         heads = "head 0 of " + str(meta.batch * meta.heads) if (
             meta.batch * meta.heads > 1) else "the one head"  # fmt: skip
         subset = self.text(

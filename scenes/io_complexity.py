@@ -30,6 +30,7 @@ from manim import *
 from flashanim.config import ConfigError
 from flashanim.scene import TraceScene
 from flashanim.trace import hbm_traffic, io_complexity, record
+from flashanim.visuals import Caption
 from flashanim.visuals.charts import (
     SERIES_COLORS,
     ChartLegend,
@@ -209,6 +210,11 @@ def _bytes(v: float) -> str:
     return format_si(v, "B")
 
 
+def _source_place(t) -> None:
+    """The source line sits on the frame's bottom edge."""
+    t.move_to([0, SOURCE_Y, 0]).align_to([0, -3.95, 0], DOWN)
+
+
 # ---------------------------------------------------------------------- scene
 
 
@@ -232,7 +238,12 @@ class IOComplexityScene(TraceScene):
         logger.info(
             f"recorded {len(self.traces)} traces in {self.record_seconds:.1f} s"
         )
-        self.source_mob = self.title_mob = None
+        th = self.theme
+        line = dict(width=MAX_W, fade_through=False, blank=False, run_time=1.0,
+                    speaks=False)  # fmt: skip
+        self.sources = Caption(th, size=th.small_size, color=th.muted,
+                               place=_source_place, **line)  # fmt: skip
+        self.titles = Caption(th, y=TITLE_Y, size=th.title_size, **line)
         self.charts: dict[str, LineChart] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -242,19 +253,11 @@ class IOComplexityScene(TraceScene):
             t.scale_to_fit_width(MAX_W)
         return t
 
-    def _swap(self, attr: str, new: Mobject) -> list[Animation]:
-        old = getattr(self, attr)
-        setattr(self, attr, new)
-        return ([FadeOut(old)] if old is not None else []) + [FadeIn(new)]
-
     def source(self, s: str) -> Animation:
-        new = self.text(s, self.theme.small_size, self.theme.muted)
-        new.move_to([0, SOURCE_Y, 0]).align_to([0, -3.95, 0], DOWN)
-        return AnimationGroup(*self._swap("source_mob", new))
+        return self.sources.make_animation(s)
 
     def title(self, s: str) -> Animation:
-        new = self.text(s, self.theme.title_size).move_to([0, TITLE_Y, 0])
-        return AnimationGroup(*self._swap("title_mob", new))
+        return self.titles.make_animation(s)
 
     def log_chart(self, xs, ys, x_label, y_label, y_format, x_pad=1.25) -> LineChart:
         lo, hi = min(ys), max(ys)
@@ -351,7 +354,7 @@ class IOComplexityScene(TraceScene):
         )
         self.hold()
         self.play(*(FadeOut(m) for m in self.mobjects))
-        self.captions.mob = self.source_mob = self.title_mob = None
+        self.captions.mob = self.sources.mob = self.titles.mob = None
 
     def bench_source(self) -> str:
         dev = self.bench["device"]
@@ -414,7 +417,7 @@ class IOComplexityScene(TraceScene):
             self.caption("Runtime as N grows (naive attention not measured here)")
         self.hold()
         self.play(*(FadeOut(m) for m in self.mobjects))
-        self.captions.mob = self.source_mob = self.title_mob = None
+        self.captions.mob = self.sources.mob = self.titles.mob = None
 
     def memory_section(self) -> None:
         th = self.theme

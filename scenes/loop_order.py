@@ -266,10 +266,7 @@ class LoopOrderScene(TraceScene):
     # -- the scene ------------------------------------------------------------------
     def construct(self) -> None:
         th = self.theme
-        self.title = self.text(
-            "Loop order: FA1 vs FA2", th.small_size + 1, th.muted
-        ).to_corner(UP + RIGHT, buff=0.2)
-        self.captions.title = self.title
+        self.title = self.captions.make_title("Loop order: FA1 vs FA2")
         a = self.col1 = self.column(self.fa1, -6.95, "fa1")
         b = self.col2 = self.column(self.fa2, 0.1, "fa2")
         divider = DashedLine(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from manim import *
 
 from flashanim.scene import TraceScene
-from flashanim.visuals import MemoryPanel, chip_boundary, tensor_color
+from flashanim.visuals import Caption, MemoryPanel, chip_boundary, tensor_color
 from flashanim.visuals.charts import LogBarChart, format_si
 
 CAPTION_Y, SOURCE_Y, TITLE_Y = -3.05, -3.72, 3.55
@@ -34,8 +34,12 @@ class MemoryHierarchyScene(TraceScene):
 
     def setup(self) -> None:
         super().setup()  # the GPU preset, validated before anything renders
-        self.source_mob: Mobject | None = None
-        self.title_mob: Mobject | None = None
+        th = self.theme
+        line = dict(width=MAX_W, fade_through=False, blank=False, run_time=1.0,
+                    speaks=False)  # fmt: skip
+        self.sources = Caption(th, y=SOURCE_Y, size=th.small_size, color=th.muted,
+                               **line)  # fmt: skip
+        self.titles = Caption(th, y=TITLE_Y, size=th.title_size, **line)
 
     # ------------------------------------------------------------------ helpers
     def text(self, s: str, size: float | None = None, color=None, **kw) -> Text:
@@ -44,25 +48,13 @@ class MemoryHierarchyScene(TraceScene):
             t.scale_to_fit_width(MAX_W)
         return t
 
-    def _swap(self, attr: str, new: Mobject) -> list[Animation]:
-        old = getattr(self, attr)
-        setattr(self, attr, new)
-        anims: list[Animation] = [FadeIn(new)]
-        if old is not None:
-            anims.insert(0, FadeOut(old))
-        return anims
-
     def source(self, s: str) -> Animation:
-        new = self.text("Source: " + s, self.theme.small_size, self.theme.muted)
-        new.move_to([0, SOURCE_Y, 0])
-        return AnimationGroup(*self._swap("source_mob", new))
+        return self.sources.make_animation("Source: " + s)
 
     def title(self, s: str) -> Animation:
         if not s:
-            old, self.title_mob = self.title_mob, None
-            return FadeOut(old) if old is not None else Wait(0)
-        new = self.text(s, self.theme.title_size).move_to([0, TITLE_Y, 0])
-        return AnimationGroup(*self._swap("title_mob", new))
+            return self.titles.make_clear_animation()
+        return self.titles.make_animation(s)
 
     def level_colors(self) -> list[str]:
         th = self.theme

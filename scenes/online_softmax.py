@@ -23,6 +23,7 @@ from manim import *
 
 from flashanim.config import ConfigError, SceneConfig
 from flashanim.scene import TraceScene
+from flashanim.trace.check import closing_check
 from flashanim.visuals import TileGrid
 from flashanim.visuals.softmax import (
     RowBoard,
@@ -129,10 +130,7 @@ class OnlineSoftmaxScene(TraceScene):
 
         # Setup: the row we follow, and its query ------------------------------------
         self.section("setup")
-        self.title = self.text("Online softmax, one query row", th.small_size + 1,
-                               th.muted)  # fmt: skip
-        self.title.to_corner(UP + RIGHT, buff=0.2)
-        self.captions.title = self.title
+        self.title = self.captions.make_title("Online softmax, one query row")
         subset = self.text(
             f"Shown: query row {r} only (row {k} of Q block i = {i}, program {program})"
             f" · all {len(events)} events of that program · N = {meta.seq_len_k}, "
@@ -403,7 +401,9 @@ class OnlineSoftmaxScene(TraceScene):
         self.play(FadeIn(diff_w), run_time=0.5)
         self.play(FadeIn(ok), FadeIn(on), run_time=0.9)
         self.play(FadeIn(diff_o), run_time=0.5)
+        v = closing_check("row", [(w_kernel, w_naive), (o_kernel, o_naive)],
+                          meta.dtype, "softmax in one go", "OnlineSoftmaxScene")  # fmt: skip
         self.caption(
-            f"Block by block equals all at once: max difference {max(err_w, err_o):.1e}"
-            f" ({meta.dtype} kernel vs float64)"
+            f"Block by block {'equals' if v.ok else 'DOES NOT EQUAL'} all at once: "
+            f"max difference {max(err_w, err_o):.1e} ({meta.dtype} kernel vs float64)"
         )

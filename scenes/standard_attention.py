@@ -103,10 +103,7 @@ class StandardAttentionScene(TraceScene):
         ranges = value_ranges(head)
 
         # static screen ---------------------------------------------------------------
-        self.title = self.text(
-            "Standard attention (3 kernels)", th.small_size + 1, th.muted
-        ).to_corner(UP + RIGHT, buff=0.2)
-        self.captions.title = self.title
+        self.title = self.captions.make_title("Standard attention (3 kernels)")
         top, bottom = 3.35, -0.05
         self.hbm = hbm_panel(width=10.3, height=top - bottom, theme=th)
         self.hbm.move_to([-6.95 + 5.15, (top + bottom) / 2, 0])

@@ -14,13 +14,12 @@ is shared by the tests below:
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import flashanim.kernels  # noqa: F401  (chooses the device before Triton)
 import numpy as np
 import pytest
-from _scene_harness import check_record, recorded
+from _scene_harness import check_record, render_probe, scene_class
 
 from flashanim.config import ConfigError, SceneConfig
 from flashanim.trace import record
@@ -44,53 +43,15 @@ SMALL_ENV = {
 
 
 def _scene_class():
-    sys.path.insert(0, str(ROOT / "scenes"))
-    try:
-        import tiling
-    finally:
-        sys.path.pop(0)
-    return tiling.TilingScene
+    return scene_class("tiling", "TilingScene")
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     """Render the small scene once; keep its played events and section-end frames."""
-    from manim import tempconfig
-
     media = tmp_path_factory.mktemp("media")
-    mp = pytest.MonkeyPatch()
-    for k, v in SMALL_ENV.items():
-        mp.setenv(k, v)
-    mp.delenv("FLASHANIM_TRACE", raising=False)
-    base = _scene_class()
-    frames: dict[str, np.ndarray] = {}
-
-    class Probe(recorded(base)):
-        def next_section(self, name: str = "unnamed", *args, **kwargs) -> None:
-            if getattr(self, "_section_name", None) is not None:
-                frames[self._section_name] = self.renderer.get_frame()[..., :3].copy()
-            self._section_name = name
-            super().next_section(name, *args, **kwargs)
-
-    opts = {
-        "pixel_width": 192,
-        "pixel_height": 108,
-        "frame_rate": 5,
-        "media_dir": str(media),
-        "disable_caching": True,
-        "progress_bar": "none",
-        "verbosity": "WARNING",
-        "output_file": "TilingProbe",
-    }
-    try:
-        with tempconfig(opts):
-            scene = Probe()
-            scene.render()
-            frames[scene._section_name] = scene.renderer.get_frame()[..., :3].copy()
-            again = scene.renderer.get_frame()[..., :3].copy()
-    finally:
-        mp.undo()
-    movies = list(Path(media).rglob("*.mp4"))
+    scene, frames, movies = render_probe("tiling", "TilingScene", SMALL_ENV, media)
+    again = scene.renderer.get_frame()[..., :3].copy()
     return scene, frames, again, movies
 
 

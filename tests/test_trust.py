@@ -232,7 +232,7 @@ def test_truncated_trace_refused_before_rendering(traces, tmp_path, capsys,
         (["gpu_schedule", "--trace", "X"], "gpu_schedule does not read --trace"),
         (["io_complexity", "--seq-len", "8"], "io_complexity does not read --seq-len"),
         (["tiling", "--gpu", "h100"], "tiling does not read --gpu"),
-        (["tiling", "memory_hierarchy", "--causal"], "memory_hierarchy does not read"),
+        (["gpu_schedule", "memory_hierarchy", "--causal"], "do not read --causal"),
     ],
 )
 def test_flags_a_named_scene_does_not_read_are_refused(argv, words, capsys,
@@ -243,6 +243,17 @@ def test_flags_a_named_scene_does_not_read_are_refused(argv, words, capsys,
     assert main(["render", *argv, "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err, err
+
+
+def test_flags_some_named_scenes_do_not_read_are_explained(monkeypatch):
+    req = RenderRequest(scenes=find_scenes(["memory_hierarchy", "tiling"]), seq_len=8)
+    check_request(req)  # tiling reads it
+    from flashanim.render import unread_flags
+
+    assert unread_flags(req) == [
+        "memory_hierarchy does not read --seq-len (read by: standard_attention, "
+        "tiling, online_softmax, loop_order, causal, backward)"
+    ]
 
 
 def test_interrupt_message_says_what_was_kept(capsys, tmp_path):
@@ -384,7 +395,7 @@ def test_one_rule_one_message_for_env_and_flags(capsys, monkeypatch):
     assert info.value.cli.startswith("--block-n 3: must be a power of two")
     monkeypatch.setattr(subprocess, "Popen", None)
     assert main(["render", "tiling", "--block-n", "3"]) == 2
-    assert "--block-n 3: must be a power of two" in capsys.readouterr().err
+    assert "argument --block-n: 3: must be a power of two" in capsys.readouterr().err
     with pytest.raises(RenderError, match="--block-n 16: larger than the sequence"):
         check_request(RenderRequest(scenes=find_scenes(["tiling"]), seq_len=4,
                                     block_n=16))  # fmt: skip

@@ -286,9 +286,12 @@ def loads_trace(text: str | bytes, where: str = "<string>") -> Trace:
     except TraceFormatError as exc:
         raise TraceFormatError(f"{where}: {exc}") from None
     except json.JSONDecodeError as exc:
-        # truncated: nothing after the failing place closes a value or a list
+        # truncated: a document cut short (nothing after the failing place closes
+        # a value or a list)
         rest = text[exc.pos :]
-        cut = exc.pos >= len(text.rstrip()) or not any(ch in rest for ch in ",]}")
+        cut = exc.pos >= len(text.rstrip()) or (
+            text.lstrip().startswith(("{", "[")) and not any(c in rest for c in ",]}")
+        )
         what = "truncated JSON" if cut else "invalid JSON"
         raise TraceFormatError(
             f"{where}: {what} ({exc.msg} at line {exc.lineno} column {exc.colno})"

@@ -190,11 +190,8 @@ class BackwardLayout:
         events = [e for e in trace.events if e.bh == bh]
         self.value_ranges = value_ranges(events)
 
-        self.title = Text(title, font=th.font, font_size=th.small_size + 1,
-                          color=th.muted)  # fmt: skip
-        self.title.to_corner(UP + RIGHT, buff=0.2)
         self.captions = Caption(th)
-        self.captions.title = self.title
+        self.title = self.captions.make_title(title)
 
         # panels --------------------------------------------------------------------
         top, bottom = 3.38, -0.98

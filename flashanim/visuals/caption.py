@@ -3,18 +3,33 @@
 Each section of a scene ends on its caption, so that the closing frame can stand
 alone as a slide. Every scene (and layout) keeps one :class:`Caption`; its
 animations carry their text (:func:`caption_of`), so the render record writes
-them into the SRT/VTT captions and the speaker notes, whatever the scene.
+them into the SRT/VTT captions and the speaker notes, whatever the scene. The
+same component draws a scene's other replaceable lines (a chart's title, a
+source line) with ``speaks=False``, and the short title in the top-right corner
+(:meth:`Caption.make_title`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from manim import LEFT, UP, AnimationGroup, FadeIn, FadeOut, Succession, config
+from manim import (
+    LEFT,
+    RIGHT,
+    UP,
+    AnimationGroup,
+    FadeIn,
+    FadeOut,
+    Succession,
+    Wait,
+    config,
+)
 
 from ..engine.text import themed_text
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from manim import Animation, Mobject
 
     from .theme import Theme
@@ -50,6 +65,12 @@ class Caption:
         Seconds of a change.
     blank
         Start with a blank caption (``False``: with none).
+    size, color
+        Font size and colour (default: the theme's caption size, foreground).
+    place
+        Places a new line (default: top-left corner, or centred at ``y``).
+    speaks
+        Whether its text goes into the render record (the SRT/VTT captions).
 
     Attributes
     ----------
@@ -73,13 +94,25 @@ class Caption:
 
     def __init__(self, theme: Theme, *, y: float | None = None,
                  width: float | None = None, margin: float = 0.5,
-                 fade_through: bool = True,
-                 run_time: float = 0.6, blank: bool = True) -> None:  # fmt: skip
+                 fade_through: bool = True, run_time: float = 0.6,
+                 blank: bool = True, size: float | None = None, color=None,
+                 place: Callable[[Mobject], object] | None = None,
+                 speaks: bool = True) -> None:  # fmt: skip
         self.theme = theme
         self.y, self.width, self.margin = y, width, margin
         self.fade_through, self.run_time = fade_through, run_time
+        self.size, self.color = size or theme.caption_size, color
+        self.place, self.speaks = place, speaks
         self.title: Mobject | None = None
         self.mob: Mobject | None = self.make(" ") if blank else None
+
+    def make_title(self, text: str) -> Mobject:
+        """The scene's short title, in the top-right corner (not shown); a corner
+        caption leaves room for it."""
+        th = self.theme
+        self.title = themed_text(th, text, th.small_size + 1, th.muted)
+        self.title.to_corner(UP + RIGHT, buff=0.2)
+        return self.title
 
     def room(self) -> float:
         """How wide a caption may be."""
@@ -92,12 +125,13 @@ class Caption:
 
     def make(self, text: str) -> Mobject:
         """The caption ``text``, placed (not shown)."""
-        th = self.theme
-        t = themed_text(th, text or " ", th.caption_size)
+        t = themed_text(self.theme, text or " ", self.size, self.color)
         room = self.room()
         if t.width > room:
             t.scale_to_fit_width(room)
-        if self.y is None:
+        if self.place is not None:
+            self.place(t)
+        elif self.y is None:
             t.to_corner(UP + LEFT, buff=0.2)
         else:
             t.move_to([0, self.y, 0])
@@ -115,5 +149,11 @@ class Caption:
                               FadeIn(new, run_time=rt / 2))  # fmt: skip
         else:
             anim = AnimationGroup(FadeOut(old), FadeIn(new), run_time=rt)
-        setattr(anim, _CAPTION, str(text))
+        if self.speaks:
+            setattr(anim, _CAPTION, str(text))
         return anim
+
+    def make_clear_animation(self) -> Animation:
+        """Take the line away (nothing shown until the next one)."""
+        old, self.mob = self.mob, None
+        return FadeOut(old) if old is not None else Wait(0)

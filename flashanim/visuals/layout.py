@@ -175,11 +175,8 @@ class ForwardLayout:
         t_c = t_c or -(-seq_len // block_n)
 
         # caption (top) -------------------------------------------------------------
-        self.title = Text(title, font=th.font, font_size=th.small_size + 1,
-                          color=th.muted)  # fmt: skip
-        self.title.to_corner(UP + RIGHT, buff=0.2)
         self.captions = Caption(th)
-        self.captions.title = self.title
+        self.title = self.captions.make_title(title)
 
         # panels --------------------------------------------------------------------
         top, bottom = 3.35, -0.3
