@@ -7,13 +7,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.flashanim-installed
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all setup test test-gpu video preview slides talk bench bench-render gpu-trace lint clean help
+.PHONY: all setup test test-gpu video preview slides talk talk-slides bench bench-render gpu-trace lint clean help
 
 help:
 	@echo "make video        render both cuts at 1080p60 into media/ (sets up first)"
 	@echo "make talk         the talk cut (six clips, cross-faded) at 1080p60 into media/talk"
-	@echo "make preview      render every scene at low quality, fast"
-	@echo "make slides       the talk as one HTML slide deck in media/slides (low quality)"
+	@echo "make preview      both cuts at low quality, fast"
+	@echo "make slides       the deep dive as one HTML slide deck in media/slides (low quality)"
+	@echo "make talk-slides  the talk cut as one offline HTML deck with its speaker notes"
 	@echo "make test         run the test suite (sets up first)"
 	@echo "make bench        kernel benchmark (needs a CUDA GPU)"
 	@echo "make gpu-trace    record the GPU schedule traces (needs a CUDA GPU)"
@@ -42,9 +43,13 @@ talk: $(STAMP)
 
 preview: $(STAMP)
 	$(PY) -m flashanim.talk --quality low --jobs $(JOBS)
+	$(PY) -m flashanim.cut --quality low --jobs $(JOBS)
 
 slides: $(STAMP)
 	$(PY) -m flashanim.cli slides --all --quality $(or $(QUALITY),low) -o media/slides
+
+talk-slides: $(STAMP)
+	$(PY) -m flashanim.cli slides --cut talk --quality $(or $(QUALITY),low) -o media/slides/talk
 
 bench:
 	python3 bench/bench_attention.py --out media/bench

@@ -383,6 +383,7 @@ def _add_render_arguments(p: argparse.ArgumentParser, slides: bool) -> None:
         default="low",
         help="low 480p15 (default), medium 720p30, high 1080p60, 4k",
     )
+    _add_cut_argument(p, slides)
     if not slides:
         p.add_argument(
             "--format",
@@ -434,10 +435,33 @@ def _add_render_arguments(p: argparse.ArgumentParser, slides: bool) -> None:
     )
 
 
+def _add_cut_argument(p: argparse.ArgumentParser, slides: bool) -> None:
+    p.add_argument(
+        "--cut",
+        choices=("talk",),
+        default=None,
+        help=(
+            "slides of a whole cut instead of scenes: 'talk' makes one deck of the "
+            "talk cut's clips, with its speaker notes (flashanim.cut)"
+            if slides
+            else "render a whole cut instead of scenes: 'talk' renders the talk "
+            "cut's clips (--quality, --jobs, --theme) and joins them with "
+            "cross-fades into media/talk/ (flashanim.cut)"
+        ),
+    )
+
+
 def _request(args: argparse.Namespace, slides: bool):
     from flashanim.config import PARAMS
     from flashanim.render import RenderRequest, find_scenes
 
+    if slides and args.cut == "talk":
+        from flashanim.cut import CUT
+
+        if args.scenes or args.all:
+            raise CliError("--cut talk makes slides of the whole talk cut: give no "
+                           "SCENE and no --all")  # fmt: skip
+        args.scenes = [c.name for c in CUT]
     scenes = find_scenes(args.scenes, args.all)
     extra = {
         prm.name: getattr(args, prm.name)
@@ -473,14 +497,6 @@ def _request(args: argparse.Namespace, slides: bool):
 
 def _configure_render(p: argparse.ArgumentParser) -> None:
     _add_render_arguments(p, slides=False)
-    p.add_argument(
-        "--cut",
-        choices=("talk",),
-        default=None,
-        help="render a whole cut instead of scenes: 'talk' renders the talk cut's "
-        "clips (--quality, --jobs, --theme) and joins them with cross-fades into "
-        "media/talk/ (flashanim.cut)",
-    )
 
 
 def _run_render(args: argparse.Namespace) -> int:
@@ -563,11 +579,16 @@ def _configure_list(p: argparse.ArgumentParser) -> None:
 
 
 def _run_list(args: argparse.Namespace) -> int:
+    from flashanim.cut import CUT
     from flashanim.talk import TALK
 
-    width = max(len(s.name) for s in TALK)
-    for s in TALK:
-        print(f"{s.name:<{width}}  {s.title}  ({s.path}:{s.cls})")
+    clips = [c.scene for c in CUT]
+    width = max(len(s.name) for s in (*TALK, *clips))
+    for heading, scenes in (("the talk cut (--cut talk)", clips),
+                            ("the deep dive (--all)", TALK)):  # fmt: skip
+        print(f"{heading}:")
+        for s in scenes:
+            print(f"  {s.name:<{width}}  {s.title}  ({s.path}:{s.cls})")
     return 0
 
 

@@ -202,9 +202,13 @@ class SceneOutput:
 
 
 def find_scenes(names: Sequence[str], all_: bool = False) -> tuple[TalkScene, ...]:
-    """Scenes of :data:`~flashanim.talk.TALK` by name (``all_``: the whole talk, in
-    order); unknown names raise :class:`RenderError` listing the known ones."""
-    known = [s.name for s in TALK]
+    """Scenes by name: the deep dive's (:data:`~flashanim.talk.TALK`) and the talk
+    cut's clips (:data:`~flashanim.cut.CUT`); ``all_``: the whole deep dive, in
+    order. Unknown names raise :class:`RenderError` listing the known ones."""
+    from flashanim.cut import CUT
+
+    every = (*TALK, *(c.scene for c in CUT))
+    known = [s.name for s in every]
     if all_ and names:
         raise RenderError("give scene names or --all, not both")
     if all_:
@@ -218,7 +222,7 @@ def find_scenes(names: Sequence[str], all_: bool = False) -> tuple[TalkScene, ..
         raise RenderError(
             f"unknown scene(s): {', '.join(unknown)}; known: {', '.join(known)}"
         )
-    by = {s.name: s for s in TALK}
+    by = {s.name: s for s in every}
     return tuple(by[n] for n in dict.fromkeys(names))
 
 

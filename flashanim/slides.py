@@ -78,7 +78,10 @@ def section_notes(scene: str, record: dict) -> list[str]:
     section ends on), else its name."""
     sections = record.get("sections", [])
     plays = record.get("plays", [])
-    written = NOTES.get(scene, {})
+    written = dict(NOTES.get(scene, {}))
+    clip = _cut_notes(scene)
+    if clip and sections:  # a talk-cut clip: its speaker notes on its title card
+        written.setdefault(sections[0]["name"], clip)
     notes = []
     for k, sec in enumerate(sections):
         end = sections[k + 1]["start"] if k + 1 < len(sections) else math.inf
@@ -86,6 +89,16 @@ def section_notes(scene: str, record: dict) -> list[str]:
                 if p.get("caption") and sec["start"] <= p["start"] < end]  # fmt: skip
         notes.append(written.get(sec["name"]) or (caps[-1] if caps else sec["name"]))
     return notes
+
+
+def _cut_notes(scene: str) -> str | None:
+    """The talk cut's speaker notes for clip ``scene`` (``None``: not a clip)."""
+    from flashanim.cut import CUT, facts
+
+    for c in CUT:
+        if c.name == scene:
+            return c.notes.format(**facts())
+    return None
 
 
 def inline_reveal(page: str) -> str:

@@ -143,9 +143,46 @@ def test_check_request_returns_validated_config():
 
 
 def test_list_prints_one_line_per_scene(capsys):
+    from flashanim.cut import CUT
+
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [ln.split()[0] for ln in lines] == [s.name for s in TALK]
+    names = [ln.split()[0] for ln in lines if ln.startswith("  ")]
+    assert names == [c.name for c in CUT] + [s.name for s in TALK]
+    assert [ln for ln in lines if not ln.startswith("  ")] == [
+        "the talk cut (--cut talk):",
+        "the deep dive (--all):",
+    ]
+
+
+def test_talk_clips_are_scenes_by_name_and_their_deck_has_the_cut_notes():
+    from flashanim.cut import CUT, facts
+    from flashanim.render import find_scenes
+    from flashanim.slides import section_notes
+
+    clip = CUT[1]
+    assert find_scenes([clip.name]) == (clip.scene,)
+    assert find_scenes([], all_=True) == TALK  # --all stays the deep dive
+    record = {
+        "sections": [{"name": "title", "start": 0.0}, {"name": "scores", "start": 4}],
+        "plays": [{"start": 5.0, "caption": "One query row"}],
+    }
+    notes = section_notes(clip.name, record)
+    assert notes == [clip.notes.format(**facts()), "One query row"]
+    # a deep-dive scene keeps the captions as its notes
+    assert section_notes("tiling", record) == ["title", "One query row"]
+
+
+def test_slides_cut_talk_takes_the_cut_and_refuses_scenes():
+    from flashanim.cli import CliError, _request, build_parser
+    from flashanim.cut import CUT
+
+    args = build_parser().parse_args(["slides", "--cut", "talk", "-o", "deck"])
+    req = _request(args, slides=True)
+    assert [s.name for s in req.scenes] == [c.name for c in CUT]
+    bad = build_parser().parse_args(["slides", "--cut", "talk", "tiling"])
+    with pytest.raises(CliError, match="give no SCENE"):
+        _request(bad, slides=True)
 
 
 # --------------------------------------------------------------- captions (no render)
