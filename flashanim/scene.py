@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from flashanim.config import SceneConfig
+from flashanim.config import ConfigError, SceneConfig, fail
 from flashanim.engine import FastRenderScene
 from flashanim.engine.text import themed_text
 from flashanim.hardware import preset_from_env
@@ -112,6 +112,19 @@ class TraceScene(FastRenderScene):
         self.theme = get_theme(self.cfg.theme)
         self.camera.background_color = self.theme.background
         self.captions = Caption(self.theme, **self.caption_style)
+
+    def render(self, preview: bool = False):
+        """Render; a bad setting or trace found on the way (a
+        :class:`~flashanim.config.ConfigError` or
+        :class:`~flashanim.trace.TraceFormatError`, from the set-up or from the
+        scene's own checks) is reported in one line by
+        :func:`flashanim.config.fail`, never as a traceback from inside Manim."""
+        from flashanim.trace._protocol import TraceFormatError
+
+        try:
+            return super().render(preview)
+        except (ConfigError, TraceFormatError) as exc:
+            fail(exc, type(self).__name__)
 
     # -- what a scene may override ------------------------------------------------------
     def settings(self) -> SceneConfig:

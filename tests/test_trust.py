@@ -167,12 +167,14 @@ def test_altered_output_renders_as_a_mismatch_and_fails(traces, tmp_path, capsys
 # ---------------------------------------------- errors where the user looks
 
 
-def _manim(env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def _manim(env: dict[str, str], cwd: Path = ROOT,
+           scene: tuple[str, str] = ("tiling", "TilingScene"),
+           ) -> subprocess.CompletedProcess:  # fmt: skip
     full = {k: v for k, v in os.environ.items() if not k.startswith("FLASHANIM_")}
     full.update(env, FLASHANIM_TRACE_CACHE="off")
     return subprocess.run(
         [sys.executable, "-m", "manim", "render", "-ql", "--dry_run",
-         "scenes/tiling.py", "TilingScene"],
+         f"scenes/{scene[0]}.py", scene[1]],
         cwd=cwd, env=full, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
@@ -193,6 +195,18 @@ def test_manim_render_with_a_bad_value_prints_at_most_three_lines(env, words):
     assert len(lines) <= 3, lines
     assert "Traceback" not in proc.stderr
     assert any(words in ln for ln in lines), lines
+
+
+def test_manim_render_with_a_bad_setting_found_by_the_scene_itself_is_short():
+    """A setting only the scene can check (the row of a run of N = 16): the
+    TraceScene reports it like the table's checks, not as a traceback."""
+    proc = _manim({"FLASHANIM_ROW": "99"}, scene=("online_softmax",
+                                                  "OnlineSoftmaxScene"))  # fmt: skip
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) <= 3, lines
+    assert "Traceback" not in proc.stderr
+    assert any("FLASHANIM_ROW=99: must be a query row in 0 .. 15" in ln
+               for ln in lines), lines  # fmt: skip
 
 
 def test_manim_render_with_a_trace_of_the_wrong_kernel_is_short(traces):
