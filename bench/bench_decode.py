@@ -276,14 +276,69 @@ def run(do_tune: bool = False) -> dict:
     return out
 
 
+def narrow_compare() -> dict:
+    """N_q = 1 (8 packed rows per K/V head): ours with :data:`decode.DECODE_CONFIG`
+    against the narrow rule (``decode.NARROW_CONFIG``: 128-key blocks, 4 stages),
+    both in the same run, beside the SDPA backends; each point graph-timed."""
+    copies = copy_tbps()
+    copy = copies["ceiling"]
+    out = {"copy_tbps": copies, "narrow_config": dict(decode.NARROW_CONFIG),
+           "base_config": dict(decode.DECODE_CONFIG), "points": []}  # fmt: skip
+    was = decode.NARROW
+    for b, n_k in itertools.product(BATCHES, CACHES):
+        decode.NARROW = False
+        row = point(b, n_k, 1, copy)
+        sets = _sets(b, 1, n_k, H_KV, seed=b * 7 + n_k + 1)
+        decode.NARROW = True
+        ref = flash_attn_func(*sets[0])
+        base = decode.NARROW, decode._config(8)
+        row["narrow_ms"] = graph_ms([lambda s=s: flash_attn_func(*s) for s in sets])
+        row["narrow_gbps"] = row["kv_bytes"] / row["narrow_ms"] / 1e6
+        row["narrow_splits"] = decode.choose_splits(
+            b * H_KV, math.ceil(n_k / decode.decode_blocks(8, n_k, D, DTYPE)[1]),
+            torch.cuda.get_device_properties(0).multi_processor_count,
+        )  # fmt: skip
+        decode.NARROW = False
+        old = flash_attn_func(*sets[0])
+        row["narrow_rel_diff"] = float(
+            (ref.float() - old.float()).norm() / old.float().norm()
+        )
+        row["narrow_used"] = base[1]
+        del sets
+        torch.cuda.empty_cache()
+        out["points"].append(row)
+        print(f"B={b} N_k={n_k}: base {row['ours_ms'] * 1e3:.1f} us "
+              f"({row['ours_gbps']:,.0f} GB/s, S={row['ours_splits']}) narrow "
+              f"{row['narrow_ms'] * 1e3:.1f} us ({row['narrow_gbps']:,.0f} GB/s, "
+              f"S={row['narrow_splits']}) best SDPA "
+              f"{(row['best_peer_ms'] or float('nan')) * 1e3:.1f} us, rel diff "
+              f"{row['narrow_rel_diff']:.1e}", flush=True)  # fmt: skip
+    decode.NARROW = was
+    wins = all(r["narrow_ms"] < r["ours_ms"] for r in out["points"])
+    out["narrow_wins_everywhere"] = wins
+    print(f"narrow rule faster at every N_q = 1 point: {wins}")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="media/bench")
     ap.add_argument("--tune", action="store_true")
+    ap.add_argument("--narrow", action="store_true",
+                    help="N_q = 1 only: the default split options against the "
+                    "narrow rule (128-key blocks, 4 stages)")  # fmt: skip
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_decode: needs a CUDA GPU (none found)", file=sys.stderr)
         return 2
+    if args.narrow:
+        res = narrow_compare()
+        gpu = torch.cuda.get_device_name(0).replace(" ", "_")
+        path = Path(args.out) / f"decode_narrow_{gpu}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(res, indent=1))
+        print(f"results -> {path}")
+        return 0
     res = run(args.tune)
     gpu = torch.cuda.get_device_name(0).replace(" ", "_")
     path = Path(args.out) / f"decode_{gpu}.json"
