@@ -13,8 +13,9 @@ events only; each program's header carries its SM and its start and end
   per slice, then the reduce launch.
 
 Kernel name ``"fa2-decode"``, launches ``"split"`` and ``"reduce"``. Q rows are packed
-(``kernels/decode.py``): ``heads`` in the meta is the query heads (32); the K/V
-heads, splits and timings are written beside the traces in ``decode_traces.json``.
+(``kernels/decode.py``): ``heads`` in the meta is the query heads (32), ``heads_kv``
+the K/V heads (4), ``num_splits`` the slices; timings are written beside the traces
+in ``decode_traces.json``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json
 import math
 import os
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -40,22 +42,10 @@ from flashanim.trace.model import TraceMeta  # noqa: E402
 B, H, H_KV, N_Q, N_K, D = 1, 32, 4, 1, 32768, 128
 
 
-def _allow_decode_kernel() -> None:
-    """The trace files name kernel ``"fa2-decode"``; until :mod:`flashanim.trace`
-    lists it in ``KERNELS`` (the framework's table, with a traffic formula), the
-    writer's check is told of it here, for this process only."""
-    from flashanim.trace import io, model
-
-    for mod in (io, model):
-        if "fa2-decode" not in mod.KERNELS:
-            mod.KERNELS = (*mod.KERNELS, "fa2-decode")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="media/traces")
     args = ap.parse_args(argv)
-    _allow_decode_kernel()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator(device="cuda").manual_seed(0)
@@ -80,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             values=False, triton_version=triton.__version__,
             torch_version=torch.__version__, gpu_name=torch.cuda.get_device_name(0),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seed=0,
+            heads_kv=H_KV,
         )  # fmt: skip
+        n_split = len(raw.launches[0].header)
+        meta = replace(meta, num_splits=n_split // (B * H_KV * meta.t_r))
         trace = decode_raw(raw, meta)
         path = out / f"decode_{name}.json.gz"
         save_trace(trace, path)
@@ -94,9 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             launches[p.launch] = (lo, hi, sms)
         t0 = min(p.start_ns for p in progs)
         t1 = max(p.end_ns for p in progs)
-        n_split = sum(1 for p in progs if p.launch == "split")
         info = {
-            "file": path.name, "splits": n_split // (B * H_KV),
+            "file": path.name, "splits": meta.num_splits,
             "programs": len(progs), "events": len(trace.events),
             "span_us": (t1 - t0) / 1e3, "bytes": path.stat().st_size,
             "rel_err_vs_untraced": float(err),  # same splits, untraced

@@ -64,6 +64,7 @@ TALK: tuple[TalkScene, ...] = (
     TalkScene("backward", "BackwardScene",
               "The backward pass: recompute, never store", 46),
     TalkScene("gpu_schedule", "GpuScheduleScene", "Programs over SMs over time", 16),
+    TalkScene("decoding", "DecodingScene", "Decoding: split the K/V cache", 14),
     TalkScene("io_complexity", "IOComplexityScene", "IO complexity, measured", 37),
 )  # fmt: skip
 

@@ -149,6 +149,13 @@ MAX_REDUCE_TILE: int = 16384
 #: on an H200, figures in ``bench/NOTES.md``): keys per K/V block (16-bit rows up to
 #: 256 bytes; wider rows take 32), warps, pipeline stages.
 DECODE_CONFIG: dict = {"block_n": 64, "num_warps": 4, "num_stages": 3}
+#: For few packed rows (``G * N_q <= NARROW_ROWS``: one query row per K/V head at
+#: GQA 8:1), longer K/V blocks and a deeper pipeline (the H200 sweep of session 5:
+#: B = 1, 128k: 3,650 GB/s against 3,003 with :data:`DECODE_CONFIG`); applied when
+#: :data:`NARROW` (``FLASHANIM_DECODE_NARROW``, ``1`` or ``0``).
+NARROW_ROWS: int = 16
+NARROW_CONFIG: dict = {"block_n": 128, "num_stages": 4}
+NARROW: bool = os.environ.get("FLASHANIM_DECODE_NARROW", "0") == "1"
 #: The SM count the heuristic assumes in Triton's interpreter (small, so that CPU
 #: runs exercise several splits).
 INTERPRETER_SMS: int = 4
@@ -461,10 +468,17 @@ def decode_blocks(rows: int, n_k: int, d: int, dtype: torch.dtype) -> tuple[int,
     else:
         wide = head_block(d) * elem_bytes(dtype) > 256
         bm = min(next_pow2(rows), 32 if wide else 64)
-        bn = 32 if wide else DECODE_CONFIG["block_n"]
+        bn = 32 if wide else _config(rows)["block_n"]
     bm = min(max(bm, lo), hi)
     bn = min(max(min(bn, next_pow2(n_k)), lo), hi)
     return bm, bn
+
+
+def _config(rows: int) -> dict:
+    """The split kernel's launch options for ``rows`` packed rows (GPU)."""
+    if NARROW and rows <= NARROW_ROWS:
+        return {**DECODE_CONFIG, **NARROW_CONFIG}
+    return DECODE_CONFIG
 
 
 def choose_splits(programs: int, n_blocks: int, sms: int) -> int:
@@ -662,9 +676,10 @@ def _decode(q, k, v, causal=False, softmax_scale=None, cache_seqlens=None,
     else:
         max_ev = max_val = 1
     tbuf, max_ev, max_val = buffers("split", programs * splits, max_ev, max_val)
+    cfg = _config(g * n_q)
     opts = {} if INTERPRET else {
-        "num_warps": num_warps or DECODE_CONFIG["num_warps"],
-        "num_stages": num_stages or DECODE_CONFIG["num_stages"]}  # fmt: skip
+        "num_warps": num_warps or cfg["num_warps"],
+        "num_stages": num_stages or cfg["num_stages"]}  # fmt: skip
     _attn_fwd_split[(programs * splits,)](
         q, k, v, o_s, lse_s, lens, scale,
         *q.stride(), *k.stride(), *v.stride(),

@@ -43,7 +43,13 @@ from flashanim.trace import (
     traffic_summary,
 )
 from flashanim.trace.decode import tile_index
-from flashanim.trace.io import dumps_trace, loads_trace, trace_to_dict
+from flashanim.trace.io import (
+    check_semantics,
+    dumps_trace,
+    loads_trace,
+    trace_from_dict,
+    trace_to_dict,
+)
 from flashanim.trace.traffic import col_visible, row_visible, visible
 
 # These tests record animation-size traces (2x2 .. 8x8 blocks) through Triton's CPU
@@ -628,3 +634,154 @@ def test_saved_real_trace_file_exists(tmp_path):
     with gzip.open(p, "rt") as f:
         assert json.load(f)["meta"]["kernel"] == "fa1-fwd"
     assert Path(p).stat().st_size < len(json.dumps(trace_to_dict(tr)))
+
+
+# ------------------------------------------------------- split-K/V decoding
+
+#: Decoding shapes (GQA packed rows, ragged blocks, causal, several splits).
+DECODE_CONFIGS = {
+    "gqa-one-row": dict(
+        seq_len=1,
+        seq_len_k=37,
+        heads=4,
+        heads_kv=1,
+        head_dim=5,
+        block_n=4,
+        num_splits=3,
+    ),  # fmt: skip
+    "gqa-causal-fp16": dict(
+        seq_len=3,
+        seq_len_k=22,
+        heads=4,
+        heads_kv=2,
+        head_dim=3,
+        block_m=4,
+        block_n=4,
+        causal=True,
+        dtype="float16",
+        batch=2,
+    ),  # fmt: skip
+}
+
+
+@cache
+def _decode_recorded(config: str) -> Trace:
+    return record("fa2-decode", values=True, seed=5, **DECODE_CONFIGS[config])
+
+
+@pytest.mark.parametrize("config", list(DECODE_CONFIGS))
+def test_decode_traffic_equals_the_closed_form(config):
+    tr = _decode_recorded(config)
+    m = tr.meta
+    cfg = DECODE_CONFIGS[config]
+    assert m.kernel == "fa2-decode" and m.heads_kv == cfg["heads_kv"]
+    assert m.rows_q == cfg["heads"] // cfg["heads_kv"] * cfg["seq_len"]
+    if "num_splits" in cfg:
+        assert m.num_splits == cfg["num_splits"]
+    # the summed event bytes are the closed form's, tensor by tensor
+    assert hbm_traffic(tr) == closed_form_traffic(m)
+    assert traffic_summary(tr).matches_closed_form
+    assert tile_loads(tr) == closed_form_tile_loads(m)
+    assert tile_loads(tr, "store") == closed_form_tile_loads(m, "store")
+    launches = {p.launch for p in tr.programs}
+    assert launches == {"split", "reduce"}
+    assert sum(p.launch == "reduce" for p in tr.programs) == (
+        m.batch * m.heads_kv * m.rows_q
+    )
+
+
+@pytest.mark.parametrize("config", list(DECODE_CONFIGS))
+def test_decode_snapshots_merge_to_the_output(config):
+    """The reduce's loaded O_s and LSE_s, weighted by exp(LSE_s - LSE), give the
+    row's O; the packed row r of K/V head kvh is query r % N_q of head
+    kvh * G + r // N_q."""
+    tr = _decode_recorded(config)
+    m = tr.meta
+    o, lse = tr.tensors["O"], tr.tensors["LSE"]
+    checked = 0
+    for p in (p for p in tr.programs if p.launch == "reduce"):
+        ev = {(e.op, e.tensor): e for e in tr.of_program(p.program)}
+        b, kvh = divmod(p.bh, m.heads_kv)
+        r = p.block
+        h, q = kvh * m.group + r // m.seq_len_q, r % m.seq_len_q
+        ls = ev[("load", "LSE_s")].value[: m.num_splits, 0]
+        os_ = ev[("load", "O_s")].value[: m.num_splits]
+        assert ev[("merge", "O")].value.shape == (1, m.head_dim)
+        if not np.isfinite(lse[b, h, q]):  # a row that sees no key
+            continue
+        w = np.exp(ls - lse[b, h, q])
+        np.testing.assert_allclose(w @ os_, o[b, h, q], rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(ev[("merge", "O")].value[0], o[b, h, q],
+                                   rtol=2e-3, atol=2e-3)  # fmt: skip
+        checked += 1
+    assert checked >= m.batch * m.heads * m.seq_len_q // 2
+
+
+def test_decode_round_trip_and_meta_fields(tmp_path):
+    tr = _decode_recorded("gqa-causal-fp16")
+    back = load_trace(save_trace(tr, tmp_path / "d.json.gz"))
+    assert back.identical(tr) and back.meta.heads_kv == 2
+    doc = trace_to_dict(tr)
+    assert tr.tensors["K"].shape[1] == 2  # K/V keep their own heads
+    # the other kernels' files do not grow the decoding fields
+    assert "heads_kv" not in trace_to_dict(_recorded("fa2-fwd", "square"))["meta"]
+    for key, value, message in [
+        ("heads_kv", None, "meta.heads_kv: required for kernel 'fa2-decode'"),
+        ("heads_kv", 3, "do not divide 4 query heads"),
+        ("num_splits", 0, "meta.num_splits"),
+    ]:
+        bad = json.loads(json.dumps(doc))
+        if value is None:
+            del bad["meta"][key]
+        else:
+            bad["meta"][key] = value
+        with pytest.raises(TraceFormatError, match=message):
+            trace_from_dict(bad)
+    fwd = trace_to_dict(_recorded("fa2-fwd", "square"))
+    fwd["meta"]["heads_kv"] = 1
+    with pytest.raises(TraceFormatError, match="only kernel 'fa2-decode'"):
+        trace_from_dict(fwd)
+
+
+def test_decode_semantics_refuse_tiles_outside_the_packed_grid():
+    tr = _decode_recorded("gqa-one-row")
+    m = tr.meta
+    reduce = next(p for p in tr.programs if p.launch == "reduce")
+    e = tr.of_program(reduce.program)[-1]
+    bad = replace(tr, events=tuple(
+        replace(x, row=m.rows_q) if x.index == e.index else x for x in tr.events
+    ))  # fmt: skip
+    with pytest.raises(TraceFormatError, match="packed rows G\\*N_q = 4"):
+        check_semantics(bad)
+    split = tr.where(op="store", tensor="O_s")[0]
+    bad = replace(tr, events=tuple(
+        replace(x, col=m.num_splits) if x.index == split.index else x
+        for x in tr.events
+    ))  # fmt: skip
+    with pytest.raises(TraceFormatError, match="num_splits = 3"):
+        check_semantics(bad)
+    with pytest.raises(TraceFormatError, match="split programs"):
+        check_semantics(replace(tr, meta=replace(m, num_splits=2)))
+
+
+def test_record_refuses_decoding_arguments_elsewhere():
+    with pytest.raises(ValueError, match="for kernel 'fa2-decode', not 'fa2-fwd'"):
+        record("fa2-fwd", seq_len=4, heads_kv=1)
+    with pytest.raises(ValueError, match="heads_kv must divide heads"):
+        record("fa2-decode", seq_len=1, heads=4, heads_kv=3)
+
+
+@pytest.mark.parametrize("name", ["nosplit", "split"])
+def test_committed_gpu_decode_traces_load_and_match_the_closed_form(name):
+    root = Path(__file__).resolve().parents[1] / "media" / "traces"
+    tr = load_trace(root / f"decode_{name}.json.gz")
+    summary = json.loads((root / "decode_traces.json").read_text())
+    m = tr.meta
+    assert (m.kernel, m.heads, m.heads_kv) == (
+        "fa2-decode",
+        summary["heads"],
+        summary["heads_kv"],
+    )
+    assert m.num_splits == summary["traces"][name]["splits"]
+    assert hbm_traffic(tr) == closed_form_traffic(m)
+    assert all(p.sm is not None and p.start_ns is not None for p in tr.programs)

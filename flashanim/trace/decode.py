@@ -92,8 +92,8 @@ def valid_extent(kind: str, extent: int, index: int, meta: TraceMeta) -> int:
     meta
         The run's shapes.
     """
-    if kind == "q":
-        return max(0, min(extent, meta.seq_len_q - index * extent))
+    if kind == "q":  # packed rows G * N_q for "fa2-decode"
+        return max(0, min(extent, meta.rows_q - index * extent))
     if kind == "k":
         return max(0, min(extent, meta.seq_len_k - index * extent))
     if kind == "d":
@@ -117,6 +117,12 @@ def crop_value(
     ``BLOCK_M * next_pow2(N_k) > 2**14``; its events do not say which chunk, so
     such snapshots are not cropped exactly (only runs far too large to animate).
     """
+    if meta.kernel == "fa2-decode" and tensor in ("O", "LSE", "O_s", "LSE_s"):
+        # O, LSE: the reduce's one packed row (a vector); O_s, LSE_s: a split's
+        # rows or the reduce's slices of one row, each d (or 1) wide
+        if tensor in ("O", "LSE"):
+            snapshot = snapshot.reshape(1, -1)
+        return snapshot[:, : min(snapshot.shape[1], meta.head_dim)]
     axes = TILE_AXES.get(tensor)
     if axes is None:
         return snapshot

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from ._protocol import TraceFormatError, ops, tensors
-from .decode import K_AXIS, Q_AXIS, TILE_AXES
+from .decode import K_AXIS, TILE_AXES
 from .model import KERNELS, Event, Program, Trace, TraceMeta
 
 __all__ = [
@@ -109,6 +109,7 @@ KERNEL_LAUNCHES: dict[str, frozenset[str]] = {
     "fa2-bwd": frozenset({"preprocess", "dkdv", "dq"}),
     "fa1-fwd": frozenset({"fwd"}),
     "standard": frozenset({"qk", "softmax", "pv"}),
+    "fa2-decode": frozenset({"split", "reduce"}),
 }
 #: The operations each kernel records (its trace calls).
 KERNEL_OPS: dict[str, frozenset[str]] = {
@@ -118,7 +119,13 @@ KERNEL_OPS: dict[str, frozenset[str]] = {
     "fa2-bwd": frozenset("load store qk mask recompute rowdot dp ds dv dk dq".split()),
     "fa1-fwd": frozenset("load store qk mask rowmax exp rowsum update".split()),
     "standard": frozenset("load store qk mask softmax pv".split()),
+    "fa2-decode": frozenset(
+        "load store qk mask rowmax exp alpha rowsum rescale pv normalize lse "
+        "merge".split()
+    ),
 }
+#: Meta fields only some kernels have: written only when set, required for them.
+_KERNEL_META: dict[str, tuple[str, ...]] = {"fa2-decode": ("heads_kv", "num_splits")}
 #: Tensors whose every entry must be finite (inputs and outputs of the run).
 _FINITE_TENSORS = ("Q", "K", "V", "O", "dO", "dQ", "dK", "dV")
 
@@ -146,6 +153,9 @@ def _array_out(a: np.ndarray) -> Any:
 def trace_to_dict(trace: Trace) -> dict[str, Any]:
     """The JSON-ready document of ``trace`` (see the module docstring)."""
     meta = {f.name: getattr(trace.meta, f.name) for f in fields(TraceMeta)}
+    for k in ("heads_kv", "num_splits"):
+        if meta[k] is None:
+            del meta[k]
     if isinstance(meta["softmax_scale"], float):
         meta["softmax_scale"] = _float_out(meta["softmax_scale"])
     return {
@@ -436,6 +446,7 @@ def _kind(x: Any) -> str:
 def _meta(c: _Checker, x: Any) -> TraceMeta:
     names = tuple(f.name for f in fields(TraceMeta))
     optional = ("triton_version", "torch_version", "gpu_name", "created", "seed")
+    optional += ("heads_kv", "num_splits")
     m = c.obj(x, "meta", names, optional)
     kw: dict[str, Any] = {}
     kw["kernel"] = c.str(m["kernel"], "meta.kernel", KERNELS)
@@ -453,6 +464,20 @@ def _meta(c: _Checker, x: Any) -> TraceMeta:
             kw[k] = c.str(m[k], f"meta.{k}")
     if "seed" in m:
         kw["seed"] = c.int(m["seed"], "meta.seed", none=True)
+    need = _KERNEL_META.get(kw["kernel"], ())
+    for k in ("heads_kv", "num_splits"):
+        if k not in m:
+            if k in need:
+                raise c.fail(f"meta.{k}", f"required for kernel {kw['kernel']!r}")
+            continue
+        if k not in need:
+            raise c.fail(f"meta.{k}", f"only kernel 'fa2-decode' has {k}")
+        kw[k] = c.int(m[k], f"meta.{k}", 1, 1 << 40)
+    if "heads_kv" in kw and kw["heads"] % kw["heads_kv"]:
+        raise c.fail(
+            "meta.heads_kv",
+            f"{kw['heads_kv']} K/V heads do not divide {kw['heads']} query heads",
+        )
     return TraceMeta(**kw)
 
 
@@ -475,7 +500,7 @@ def _tensor_shapes(meta: TraceMeta) -> dict[str, tuple[int, ...]]:
         meta.seq_len_k,
         meta.head_dim,
     )
-    q, k = (b, h, nq, d), (b, h, nk, d)
+    q, k = (b, h, nq, d), (b, meta.heads_kv or h, nk, d)
     return {
         "Q": q,
         "O": q,
@@ -501,7 +526,7 @@ def _check_value_shape(
     axes = TILE_AXES.get(e.tensor)
     if axes is None:
         return
-    lim = {"q": meta.seq_len_q, "k": meta.seq_len_k}
+    lim = {"q": meta.rows_q, "k": meta.seq_len_k}
     kinds = [k for k, _ in axes]
     if kinds == ["q", "k"]:
         ok = (shape[0] <= lim["q"] and shape[1] <= lim["k"]) or (
@@ -540,8 +565,8 @@ def trace_from_dict(doc: Any, where: str = "<document>") -> Trace:
     c.obj(doc, "the document", _TOP_KEYS)
     meta = _meta(c, doc["meta"])
     op_names, tensor_names = ops(), tensors()
-    n_bh = meta.batch * meta.heads
-    tile_hi = max(meta.seq_len_q, meta.seq_len_k)
+    n_bh = meta.batch_heads
+    tile_hi = max(meta.rows_q, meta.seq_len_k)
 
     programs: list[Program] = []
     for i, r in enumerate(_table(c, doc["programs"], "programs", PROGRAM_COLUMNS)):
@@ -688,6 +713,16 @@ def check_semantics(trace: Trace, where: str = "<trace>") -> None:
             )
     allowed = KERNEL_OPS[kernel]
     t_r, t_c = meta.t_r, meta.t_c
+    decode = kernel == "fa2-decode"
+    if decode:  # the split's slices and the reduce's packed rows
+        splits = meta.num_splits or 1
+        n_split = sum(p.launch == "split" for p in trace.programs)
+        if n_split != meta.batch_heads * t_r * splits:
+            raise c.fail(
+                "programs",
+                f"{n_split} split programs, but B*H_kv*T_r*num_splits = "
+                f"{meta.batch_heads}*{t_r}*{splits}",
+            )
     for e in trace.events:
         at = f"events.rows[{e.index}]"
         if e.op not in allowed:
@@ -696,24 +731,33 @@ def check_semantics(trace: Trace, where: str = "<trace>") -> None:
                 f"the {kernel} kernel records no {e.op!r} events; is meta.kernel "
                 f"right?",
             )
-        if e.tensor in K_AXIS:
-            row_hi, col_hi = t_c, t_c
-        elif e.tensor in Q_AXIS:
+        names = ("T_r", "T_c")
+        if decode and trace.programs[e.program].launch == "reduce":
+            # one packed row r: tiles (r, 0)
+            row_hi, col_hi, names = meta.rows_q, 1, ("packed rows G*N_q", "columns")
+        elif decode and e.tensor in ("O_s", "LSE_s"):  # (i, s)
+            row_hi, col_hi, names = t_r, splits, ("T_r", "num_splits")
+        elif e.tensor in K_AXIS:
+            row_hi, col_hi, names = t_c, t_c, ("T_c", "T_c")
+        else:  # Q-like (i, 0); S, P, dP, dS: (i, j)
             row_hi, col_hi = t_r, t_c
-        else:  # S, P, dP, dS: (i, j)
-            row_hi, col_hi = t_r, t_c
-        for name, pos, v, hi in (("row", 4, e.row, row_hi), ("col", 5, e.col, col_hi)):
+        for name, pos, v, hi, grid in (
+            ("row", 4, e.row, row_hi, names[0]),
+            ("col", 5, e.col, col_hi, names[1]),
+        ):
             if v >= hi:
-                grid = "T_r" if hi == t_r and name == "row" else "T_c"
                 raise c.fail(
                     f"{at}[{pos}] ({name})",
                     f"tile {name} {v} of {e.tensor} is outside the grid: "
-                    f"{grid} = {hi} blocks (N_q={meta.seq_len_q}, "
+                    f"{grid} = {hi}{' blocks' if grid[:2] == 'T_' else ''} "
+                    f"(N_q={meta.seq_len_q}, "
                     f"N_k={meta.seq_len_k}, BLOCK_M={meta.block_m}, "
                     f"BLOCK_N={meta.block_n})",
                 )
     for p in trace.programs:
         hi = t_c if p.launch == "dkdv" else t_r
+        if decode:  # split s, or the reduce's packed row r
+            hi = splits if p.launch == "split" else meta.rows_q
         if p.block >= hi:
             raise c.fail(
                 f"programs.rows[{p.program}][2] (block)",

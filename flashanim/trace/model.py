@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["Event", "Program", "Trace", "TraceMeta", "KERNELS", "LOAD_STORE"]
 
 #: The kernels that record traces, by their command-line names.
-KERNELS: tuple[str, ...] = ("fa2-fwd", "fa2-bwd", "fa1-fwd", "standard")
+KERNELS: tuple[str, ...] = ("fa2-fwd", "fa2-bwd", "fa1-fwd", "standard", "fa2-decode")
 
 #: Operations that move data between HBM (global memory) and SRAM.
 LOAD_STORE: frozenset[str] = frozenset({"load", "store"})
@@ -121,15 +121,44 @@ class TraceMeta:
     gpu_name: str = ""
     created: str = ""
     seed: int | None = None
+    #: ``"fa2-decode"`` only (``None`` for the other kernels): the K/V heads
+    #: (``heads`` stays the query heads; ``G = heads / heads_kv`` query heads share
+    #: one K/V head and their ``G * N_q`` rows are packed into one Q block) and the
+    #: number of slices (splits) the cache was cut into.
+    heads_kv: int | None = None
+    num_splits: int | None = None
 
     @property
     def elem_bytes(self) -> int:
         return {"float32": 4, "float16": 2, "bfloat16": 2}[self.dtype]
 
     @property
+    def group(self) -> int:
+        """Query heads per K/V head, ``G = heads / heads_kv`` (1 without
+        ``heads_kv``)."""
+        return self.heads // (self.heads_kv or self.heads)
+
+    @property
+    def rows_q(self) -> int:
+        """Query rows along the Q-block axis: ``N_q``, or for ``"fa2-decode"`` the
+        packed rows of one K/V head, ``G * N_q``."""
+        if self.kernel == "fa2-decode":
+            return self.group * self.seq_len_q
+        return self.seq_len_q
+
+    @property
+    def batch_heads(self) -> int:
+        """Programs' batch-head range: ``B * H``, or ``B * H_kv`` for
+        ``"fa2-decode"`` (its ``bh`` counts K/V heads)."""
+        if self.kernel == "fa2-decode":
+            return self.batch * (self.heads_kv or self.heads)
+        return self.batch * self.heads
+
+    @property
     def t_r(self) -> int:
-        """Number of Q blocks, ``T_r = ceil(N_q / BLOCK_M)``."""
-        return -(-self.seq_len_q // self.block_m)
+        """Number of Q blocks, ``T_r = ceil(N_q / BLOCK_M)`` (packed rows,
+        :attr:`rows_q`, for ``"fa2-decode"``)."""
+        return -(-self.rows_q // self.block_m)
 
     @property
     def t_c(self) -> int:

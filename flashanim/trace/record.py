@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+from dataclasses import replace
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -155,6 +156,8 @@ STEP_SECONDS: dict[str, tuple[float, float]] = {
     "fa2-bwd": (0.046, 0.085),
     "fa1-fwd": (0.049, 0.056),
     "standard": (0.048, 0.077),
+    # N_q = 1, N_k = 256, 4-key blocks, d = 4 (64 steps, split and reduce)
+    "fa2-decode": (0.049, 0.076),
 }
 
 
@@ -195,8 +198,10 @@ def make_inputs(
     dtype: str,
     seed: int,
     device: torch.device | str,
+    heads_kv: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Seeded ``Q``, ``K``, ``V``, ``dO`` ~ ``N(0, 1)``, shape ``(B, H, N, d)``.
+    """Seeded ``Q``, ``K``, ``V``, ``dO`` ~ ``N(0, 1)``, shape ``(B, H, N, d)``
+    (``K``, ``V``: ``(B, H_kv, N_k, d)`` when ``heads_kv`` is given).
 
     They are drawn in that order from one CPU :class:`torch.Generator` (so the same
     seed gives the same inputs on every device and for every kernel), then cast to
@@ -207,8 +212,8 @@ def make_inputs(
     g = torch.Generator().manual_seed(seed)
     shapes = {
         "Q": (batch, heads, seq_len_q, head_dim),
-        "K": (batch, heads, seq_len_k, head_dim),
-        "V": (batch, heads, seq_len_k, head_dim),
+        "K": (batch, heads_kv or heads, seq_len_k, head_dim),
+        "V": (batch, heads_kv or heads, seq_len_k, head_dim),
         "dO": (batch, heads, seq_len_q, head_dim),
     }
     tdtype = getattr(torch, dtype)
@@ -236,6 +241,8 @@ def record(
     device: str | None = None,
     keep_tensors: bool | None = None,
     cache: bool = True,
+    heads_kv: int | None = None,
+    num_splits: int | None = None,
 ) -> Trace:
     """Run ``kernel`` with its trace on and return the decoded :class:`Trace`.
 
@@ -243,14 +250,15 @@ def record(
     ----------
     kernel
         One of :data:`~flashanim.trace.model.KERNELS`: ``"fa2-fwd"``,
-        ``"fa2-bwd"``, ``"fa1-fwd"``, ``"standard"``.
+        ``"fa2-bwd"``, ``"fa1-fwd"``, ``"standard"``, ``"fa2-decode"``.
     seq_len, seq_len_k
         Query and key lengths ``N_q`` and ``N_k`` (``seq_len_k`` defaults to
         ``seq_len``).
     head_dim, block_m, block_n, batch, heads
         ``d``, ``BLOCK_M``, ``BLOCK_N``, ``B``, ``H``.
     causal
-        Causal mask (aligned top-left: query ``i`` sees keys ``0..i``).
+        Causal mask (aligned top-left: query ``i`` sees keys ``0..i``; for
+        ``"fa2-decode"`` bottom-right, as flash-attn's decoding).
     values
         Record value snapshots (S and P tiles, ``m_i``, ``l_i``, ``acc``...): for
         small runs only.
@@ -273,6 +281,10 @@ def record(
         same kernel source, Triton, PyTorch and NumPy (see
         :func:`trace_cache_dir`); a new recording is saved there. GPU traces
         are never cached (they carry timings).
+    heads_kv, num_splits
+        ``"fa2-decode"`` only: the K/V heads (dividing ``heads``; default
+        ``heads``) and the slices of the cache (default: the kernel's own choice,
+        :func:`flashanim.kernels.decode.choose_splits`).
 
     Raises
     ------
@@ -293,6 +305,19 @@ def record(
     block_n = _positive("block_n", block_n)
     batch = _positive("batch", batch)
     heads = _positive("heads", heads)
+    if kernel != "fa2-decode" and (heads_kv is not None or num_splits is not None):
+        raise ValueError(
+            f"heads_kv and num_splits are for kernel 'fa2-decode', not {kernel!r}"
+        )
+    if heads_kv is not None:
+        heads_kv = _positive("heads_kv", heads_kv)
+        if heads % heads_kv:
+            raise ValueError(
+                f"heads_kv must divide heads: {heads_kv} K/V heads for {heads} "
+                "query heads"
+            )
+    if num_splits is not None:
+        num_splits = _positive("num_splits", num_splits)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     if softmax_scale is None:
@@ -322,8 +347,11 @@ def record(
         keep_tensors = bool(values) or biggest <= SMALL_RUN_ELEMENTS
     folder = trace_cache_dir() if cache and dev.type == "cpu" else None
     where = None
+    extra = {}
+    if kernel == "fa2-decode":
+        extra = dict(heads_kv=heads_kv, num_splits=num_splits)
     if folder is not None:
-        where = _cache_path(folder, kernel, dict(
+        where = _cache_path(folder, kernel, dict(**extra,
             seq_len=seq_len, seq_len_k=seq_len_k, head_dim=head_dim,
             block_m=block_m, block_n=block_n, batch=batch, heads=heads,
             causal=bool(causal), values=bool(values), dtype=dtype,
@@ -342,6 +370,7 @@ def record(
         dtype=dtype,
         seed=int(seed),
         device=dev,
+        heads_kv=heads_kv,
     )
     kwargs = dict(
         causal=bool(causal),
@@ -352,6 +381,8 @@ def record(
     )
     if kernel == "fa2-bwd":
         kwargs["do"] = inputs["dO"]
+    if kernel == "fa2-decode":
+        kwargs["num_splits"] = num_splits
     run = recorder(kernel)
     with patch_once() if dev.type == "cpu" else contextlib.nullcontext():
         raw = run(inputs["Q"], inputs["K"], inputs["V"], **kwargs)
@@ -375,11 +406,19 @@ def record(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         seed=int(seed),
     )
+    if kernel == "fa2-decode":  # the recorder's split count: one program per slice
+        n_split = len(raw.launches[0].header)
+        meta = replace(meta, heads_kv=heads_kv or heads)
+        meta = replace(meta, num_splits=n_split // (meta.batch_heads * meta.t_r))
     trace = decode(raw, meta)
     if keep_tensors:
         names = ["Q", "K", "V"] + (["dO"] if kernel == "fa2-bwd" else [])
         arrays = {n: inputs[n] for n in names}
-        arrays.update(raw.outputs)
+        # the decoding kernel's float32 scratch (O_s, LSE_s) stays out: its
+        # padding is never written; the events' snapshots show the partial results
+        arrays.update(
+            (k, v) for k, v in raw.outputs.items() if k not in ("O_s", "LSE_s")
+        )
         for name, t in arrays.items():
             trace.tensors[name] = t.detach().to("cpu", torch.float64).numpy()
     _keep(where, trace)

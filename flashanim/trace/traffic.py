@@ -57,6 +57,18 @@ skips nothing, it only masks)::
 
     Q read = T_c·N_q·d·E     K read = V read = T_r·N_k·d·E
     S write = S read = P write = P read = N_q·N_k·E       O write = N_q·d·E
+
+Split-K/V decoding (``"fa2-decode"``; per batch-*K/V*-head, multiplied by
+``B·H_kv``; ``R = G·N_q`` packed query rows, ``T_r = ceil(R / BLOCK_M)``,
+``S`` = ``num_splits`` slices; the ``split`` launch: one program per (slice,
+packed Q block), each loading its Q block and its slice's K/V blocks once, so each
+packed Q block reads the cache once; ``O_s``, ``LSE_s`` float32 scratch over the
+valid rows; the ``reduce``: one program per packed row, loading the row's ``S``
+partial results)::
+
+    Q read = S·R·d·E          K read = V read = T_r·N_k·d·E
+    O_s write = O_s read = S·R·d·4     LSE_s write = LSE_s read = S·R·4
+    O write = R·d·E           LSE write = R·4
 """
 
 from __future__ import annotations
@@ -248,11 +260,28 @@ def _standard(meta: TraceMeta, e: int) -> Traffic:
     }
 
 
+def _fa2_decode(meta: TraceMeta, e: int) -> Traffic:
+    r, nk, d = meta.rows_q, meta.seq_len_k, meta.head_dim
+    s = meta.num_splits or 1
+    return {
+        ("Q", "read"): s * r * d * e,
+        ("K", "read"): meta.t_r * nk * d * e,
+        ("V", "read"): meta.t_r * nk * d * e,
+        ("O_s", "write"): s * r * d * 4,
+        ("LSE_s", "write"): s * r * 4,
+        ("O_s", "read"): s * r * d * 4,
+        ("LSE_s", "read"): s * r * 4,
+        ("O", "write"): r * d * e,
+        ("LSE", "write"): r * 4,
+    }
+
+
 _FORMULAS = {
     "fa2-fwd": _fa2_fwd,
     "fa2-bwd": _fa2_bwd,
     "fa1-fwd": _fa1_fwd,
     "standard": _standard,
+    "fa2-decode": _fa2_decode,
 }
 
 
@@ -276,7 +305,7 @@ def closed_form_traffic(meta: TraceMeta) -> Traffic:
         raise ValueError(
             f"no closed form for kernel {meta.kernel!r}; known: {', '.join(_FORMULAS)}"
         ) from None
-    bh = meta.batch * meta.heads
+    bh = meta.batch_heads
     per_bh = formula(meta, meta.elem_bytes)
     return {k: v * bh for k, v in per_bh.items() if v}
 
@@ -331,6 +360,20 @@ def closed_form_tile_loads(meta: TraceMeta, op: str = "load") -> Counter:
     elif (k, op) == ("fa1-fwd", "store"):
         for t in ("O", "l", "m"):
             add(t, [(i, ci + 1) for i, ci in enumerate(c)])
+    elif k == "fa2-decode" and op in ("load", "store"):
+        splits = range(meta.num_splits or 1)
+        packed = range(meta.rows_q)
+        if op == "load":
+            add("Q", [(i, len(splits)) for i in rows])  # split: once per slice
+            add("K", [(j, meta.t_r) for j in cols])
+            add("V", [(j, meta.t_r) for j in cols])
+            add("LSE_s", [((r, 0), 1) for r in packed])  # reduce: row r
+            add("O_s", [((r, 0), 1) for r in packed])
+        else:
+            add("O_s", [((i, s), 1) for i in rows for s in splits])
+            add("LSE_s", [((i, s), 1) for i in rows for s in splits])
+            add("O", [(r, 1) for r in packed])
+            add("LSE", [(r, 1) for r in packed])
     elif k == "standard" and op in ("load", "store"):
         from flashanim.kernels.standard import softmax_rows
 
@@ -354,7 +397,7 @@ def closed_form_tile_loads(meta: TraceMeta, op: str = "load") -> Counter:
     return Counter(
         {
             (t, bh, tile): n
-            for bh in range(meta.batch * meta.heads)
+            for bh in range(meta.batch_heads)
             for (t, tile), n in per.items()
         }
     )
