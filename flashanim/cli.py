@@ -190,6 +190,9 @@ def _run_trace(args: argparse.Namespace) -> int:
     _select_device(args.device)
     if args.max_minutes < 0:
         raise CliError(f"--max-minutes must be >= 0, got {args.max_minutes:g}")
+    folder = Path(args.output).parent
+    if not folder.is_dir():  # checked before a recording that may take minutes
+        raise CliError(f"-o {args.output}: no such folder {folder}; create it first")
     import flashanim.kernels  # noqa: F401  (chooses the device first)
     from flashanim.kernels import BACKEND
     from flashanim.trace import record, save_trace, traffic_summary

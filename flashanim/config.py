@@ -261,6 +261,14 @@ PARAMS: tuple[Param, ...] = (
           "file", None, "a GPU trace file", "causal GPU trace (default media/"
           "traces/gpu_schedule_causal.json.gz)", ("gpu_schedule",),
           metavar="FILE", missing="no such trace file"),
+    Param("decode_nosplit", "FLASHANIM_DECODE_NOSPLIT", "--decode-nosplit", "file",
+          None, "a GPU trace file", "GPU decoding trace without splits (default "
+          "media/traces/decode_nosplit.json.gz)", ("decoding",), metavar="FILE",
+          missing="no such trace file"),
+    Param("decode_split", "FLASHANIM_DECODE_SPLIT", "--decode-split", "file",
+          None, "a GPU trace file", "GPU decoding trace with splits (default "
+          "media/traces/decode_split.json.gz)", ("decoding",), metavar="FILE",
+          missing="no such trace file"),
     Param("x264_preset", "FLASHANIM_X264_PRESET", None, "choice", None,
           "an x264 preset (ultrafast … placebo)", "encoder speed (default "
           "ultrafast up to 480 rows, veryfast above)", None, choices=_x264,

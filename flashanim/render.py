@@ -180,6 +180,8 @@ class RenderRequest:
     bench: str | None = None
     schedule_noncausal: str | None = None
     schedule_causal: str | None = None
+    decode_nosplit: str | None = None
+    decode_split: str | None = None
     #: The scenes were chosen with ``--all``.
     all_scenes: bool = False
 
@@ -251,7 +253,7 @@ def scene_env(req: RenderRequest) -> dict[str, str]:
             value = p.default
         if value is None:
             continue
-        if p.name in ("trace", "bench", "schedule_noncausal", "schedule_causal"):
+        if p.kind in ("file", "path"):  # the child renders from the repository
             value = Path(value).resolve()
         env[p.env] = _env_text(value)
     return env

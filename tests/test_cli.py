@@ -176,3 +176,13 @@ def test_console_script(tmp_path):
     )
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "fa2-fwd" in r.stderr
+
+
+def test_trace_into_a_missing_folder_is_one_line_before_recording(tmp_path, capsys):
+    out = tmp_path / "no" / "t.json"
+    code = main(["trace", "--kernel", "fa2-fwd", *SMALL, "--device", "cpu",
+                 "-o", str(out)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert f"no such folder {out.parent}" in err[0]
+    assert not out.parent.exists()
