@@ -1,0 +1,153 @@
+"""On-screen sentences of the deep-dive scenes, checked against the traces.
+
+Each sentence that states which blocks a program visits or masks, how programs share
+the SMs, or what a label computes, is formatted from the trace (or the hardware
+table); these tests hold the formatted sentence to the trace's own events on small
+recordings (BLOCK_M = BLOCK_N and BLOCK_M != BLOCK_N, causal and not, N not a
+multiple of the block) and on the committed H200 schedule traces.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import flashanim.kernels  # noqa: F401  (chooses the device before Triton)
+import pytest
+from _scene_harness import scene_class
+from flashanim.kernels import fa2
+
+from flashanim.trace import load_trace, record
+from flashanim.trace.analysis import (
+    mask_rule,
+    program_masks,
+    program_visits,
+    visit_rule,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_TRACES = {
+    c: ROOT / f"media/traces/gpu_schedule_{'causal' if c else 'noncausal'}.json.gz"
+    for c in (False, True)
+}
+SHAPES = [  # (N, BLOCK_M, BLOCK_N, causal)
+    (16, 4, 4, True),
+    (32, 8, 4, True),
+    (32, 8, 4, False),
+    (30, 8, 4, True),
+    (30, 8, 4, False),
+    (16, 4, 8, True),
+]
+
+
+def _id(s) -> str:
+    return f"N{s[0]}_{s[1]}x{s[2]}_{'causal' if s[3] else 'full'}"
+
+
+@pytest.fixture(scope="module", params=SHAPES, ids=_id)
+def small(request):
+    n, bm, bn, causal = request.param
+    return record("fa2-fwd", seq_len=n, head_dim=4, block_m=bm, block_n=bn,
+                  causal=causal)  # fmt: skip
+
+
+def _eval(expr: str, i: int) -> int:
+    """``2i+1`` at ``i`` (the affine texts :func:`visit_rule` writes)."""
+    m = re.fullmatch(r"(\d*)(i?)(?:([+−])(\d+))?", expr.strip())
+    assert m, expr
+    a, has_i, sign, b = m.groups()
+    if not has_i:
+        return int(a)
+    val = (int(a) if a else 1) * i
+    if sign:
+        val += int(b) if sign == "+" else -int(b)
+    return val
+
+
+def _holds(rule: str, trace) -> None:
+    """``rule`` (as :func:`visit_rule` says it) is exactly what each program did."""
+    visits, t_c = program_visits(trace), trace.meta.t_c
+    if rule.startswith("all T_c"):
+        assert rule == f"all T_c = {t_c} K/V blocks"
+        assert all(js == list(range(t_c)) for js in visits.values())
+        return
+    m = re.fullmatch(r"j = (\S+) … (\S+)(?: \(the last, i = (\d+): j = (\d+) … "
+                     r"(\d+)\))?", rule)  # fmt: skip
+    if m is None:  # the listed form: "program 0: j = 0; 1: j = 0…1; …"
+        for part in rule.removeprefix("program ").split("; "):
+            if part == "…":
+                continue
+            i, js = part.split(": j = ")
+            want = []
+            for r in js.split(", "):
+                lo, _, hi = r.partition("…")
+                want += list(range(int(lo), int(hi or lo) + 1))
+            assert visits[int(i)] == want
+        return
+    lo, hi, last, last_lo, last_hi = m.groups()
+    for i, js in visits.items():
+        if last is not None and i == int(last):
+            assert js == list(range(int(last_lo), int(last_hi) + 1))
+        else:
+            assert js == list(range(_eval(lo, i), _eval(hi, i) + 1)), (i, rule)
+
+
+def test_visit_rule_is_what_every_program_did(small):
+    m = small.meta
+    rule = visit_rule(small)
+    _holds(rule, small)
+    # and the trace is the kernel's closed form
+    for i, js in program_visits(small).items():
+        want = [j for j, _ in fa2.visited_blocks(i, m.seq_len_q, m.seq_len_k,
+                                                  m.block_m, m.block_n, m.causal)]  # fmt: skip
+        assert js == want
+    if m.causal and m.block_m == m.block_n:
+        assert rule == "j = 0 … i"  # the old caption, true only here
+    if m.causal and m.block_m == 2 * m.block_n:
+        assert rule == "j = 0 … 2i+1"
+        assert program_visits(small)[1] == [0, 1, 2, 3]
+
+
+def test_mask_rule_counts_the_masked_blocks(small):
+    visits, masks = program_visits(small), program_masks(small)
+    said = mask_rule(small)
+    counts = {len(masks[i]) for i in visits}
+    if said == "no block masked":
+        assert counts == {0}
+        return
+    m = re.search(r"its last (\d+ )?block", said)
+    if m:
+        n = int(m.group(1) or 1)
+        assert counts == {n}
+        assert all(masks[i] == js[-n:] for i, js in visits.items())
+        assert ("(on the diagonal)" in said) == small.meta.causal
+    if small.meta.causal and small.meta.block_m == 2 * small.meta.block_n:
+        assert said.startswith("its last 2 blocks") and masks[1] == [2, 3]
+
+
+def test_gpu_traces_rules():
+    nc, ca = (load_trace(GPU_TRACES[c]) for c in (False, True))
+    for t in (nc, ca):
+        for bh in (0, t.meta.batch * t.meta.heads - 1):
+            _holds(visit_rule(t, bh), t)
+    assert ca.meta.block_m == 2 * ca.meta.block_n  # the shipped traces: 128 × 64
+    assert visit_rule(ca) == "j = 0 … 2i+1"
+    assert visit_rule(nc) == f"all T_c = {nc.meta.t_c} K/V blocks"
+
+
+def test_causal_scene_captions(small):
+    if not small.meta.causal:
+        pytest.skip("the causal scene plays causal traces")
+    mod = scene_class("causal", "CausalScene")
+    import sys
+
+    cs = sys.modules[mod.__module__]
+    visits = program_visits(small)
+    c0 = cs.program0_caption(small)
+    shown = re.search(r"j = ([\d…, ]+)$", c0).group(1)
+    assert shown.replace("…", "-") in (
+        f"{visits[0][0]}-{visits[0][-1]}", f"{visits[0][0]}"
+    )  # fmt: skip
+    ci = cs.programs_caption(small)
+    assert visit_rule(small) in ci and mask_rule(small) in ci
+    assert "j = 0 … i:" not in ci or small.meta.block_m == small.meta.block_n
