@@ -349,7 +349,7 @@ class LoopOrderScene(TraceScene):
         if len(progs) > 1:
             self.caption(
                 f"Programs i = 1 … {len(progs) - 1}: the same, row by row "
-                f"(on a GPU all at once, one per SM)"
+                f"(on a GPU they run in parallel, spread over the SMs)"
             )
             for p in progs[1:]:
                 p2.play(self, p, speed=FAST_SPEED)

@@ -151,3 +151,67 @@ def test_causal_scene_captions(small):
     ci = cs.programs_caption(small)
     assert visit_rule(small) in ci and mask_rule(small) in ci
     assert "j = 0 … i:" not in ci or small.meta.block_m == small.meta.block_n
+
+
+def test_backward_labels_say_the_scale_the_values_include():
+    """Each ``dk``/``dq`` snapshot is the previous one plus ``scale·dSᵀQ_i`` /
+    ``scale·dS K_j`` (the kernel's values), and the labels say so."""
+    import numpy as np
+
+    from flashanim.visuals.backward import BWD_LABELS
+
+    t = record("fa2-bwd", seq_len=10, head_dim=4, block_m=4, block_n=4,
+               values=True, softmax_scale=0.3)  # fmt: skip
+    scale, checked = t.meta.softmax_scale, 0
+    for p in t.programs:
+        last: dict[str, np.ndarray] = {}
+        acc = None
+        for e in t.of_program(p.program):
+            if e.value is None:
+                continue
+            v = np.asarray(e.value, float)
+            if e.op in ("load", "ds"):
+                last[e.tensor] = v
+            elif e.op in ("dk", "dq"):
+                ds = last["dS"]
+                step = ds.T @ last["Q"] if e.op == "dk" else ds @ last["K"]
+                prev = 0.0 if acc is None else acc
+                n = min(v.shape[0], step.shape[0])
+                np.testing.assert_allclose(v[:n], (prev + scale * step)[:n],
+                                           rtol=1e-4, atol=1e-5)  # fmt: skip
+                acc, checked = v, checked + 1
+    assert checked > 0
+    assert BWD_LABELS["dK"] == "dK_j += scale·dSᵀQ_i"
+    assert BWD_LABELS["dQ"] == "dQ_i += scale·dS K_j"
+
+
+def test_tiling_counts_program_0s_blocks(small):
+    import sys
+
+    mod = sys.modules[scene_class("tiling", "TilingScene").__module__]
+    head = [e for e in small.events if e.bh == 0]
+    prog0 = [e for e in head if e.program == head[0].program]
+    n = len(program_visits(small)[head[0].row if head[0].op == "load" else 0])
+    said = mod.after_blocks_caption(prog0, small.meta.t_c)
+    if n == small.meta.t_c:
+        assert said.startswith(f"After all T_c = {n} K/V blocks")
+    else:
+        assert small.meta.causal
+        assert said.startswith(f"After {n} of T_c = {small.meta.t_c} K/V blocks")
+
+
+def test_programs_per_sm_sentences_match_the_gpu_trace():
+    """The H200 trace runs up to 2 programs per SM, in waves: the scenes must not
+    say "all at once, one per SM"."""
+    import sys
+
+    from flashanim.visuals.schedule import schedule_stats
+
+    for c in (False, True):
+        st = schedule_stats(load_trace(GPU_TRACES[c]).programs)
+        assert st["lanes"] >= 2 and st["waves"] >= 2
+    mod = sys.modules[scene_class("tiling", "TilingScene").__module__]
+    assert "one per SM" not in mod.ON_A_GPU and "all at once" not in mod.ON_A_GPU
+    for name in ("tiling", "loop_order"):
+        src = (ROOT / "scenes" / f"{name}.py").read_text()
+        assert "one per SM" not in src

@@ -108,8 +108,8 @@ BWD_LABELS: Mapping[str, str] = MappingProxyType(
         "LSE": "LSE_i",
         "D": "D_i",
         "dV": "dV_j += Pᵀ dO",
-        "dK": "dK_j += dSᵀ Q",
-        "dQ": "dQ_i += dS K",
+        "dK": "dK_j += scale·dSᵀQ_i",
+        "dQ": "dQ_i += scale·dS K_j",
     }
 )
 
