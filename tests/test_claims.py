@@ -215,3 +215,27 @@ def test_programs_per_sm_sentences_match_the_gpu_trace():
     for name in ("tiling", "loop_order"):
         src = (ROOT / "scenes" / f"{name}.py").read_text()
         assert "one per SM" not in src
+
+
+def test_memory_hierarchy_flash_sentences_match_a_trace():
+    """FA2 forward: each Q block is loaded once, each K/V block once per Q block
+    (T_r times), O and LSE are stored, S and P never; the scene's sentences say
+    exactly that (and no longer "loaded once … only O is written")."""
+    import sys
+    from collections import Counter
+
+    mod = sys.modules[scene_class("memory_hierarchy",
+                                  "MemoryHierarchyScene").__module__]  # fmt: skip
+    t = record("fa2-fwd", seq_len=12, head_dim=4, block_m=4, block_n=4)
+    m = t.meta
+    loads = Counter((e.tensor, e.row) for e in t.events
+                    if e.op == "load" and e.bh == 0)  # fmt: skip
+    assert all(loads[("Q", i)] == 1 for i in range(m.t_r))
+    assert all(loads[(n, j)] == m.t_r for n in "KV" for j in range(m.t_c))
+    stored = {e.tensor for e in t.events if e.op == "store"}
+    assert {"O", "LSE"} <= stored and not stored & {"S", "P"}
+    assert "Q_i once" in mod.FLASH_STEP and "S_ij, P_ij stay in SRAM" in mod.FLASH_STEP
+    assert "once per Q block (T_r times)" in mod.FLASH_DONE
+    assert "O and LSE are written" in mod.FLASH_DONE
+    src = (ROOT / "scenes" / "memory_hierarchy.py").read_text()
+    assert "only O is written" not in src and "loaded once;" not in src
