@@ -33,6 +33,7 @@ from flashanim.config import ConfigError
 from flashanim.scene import TraceScene
 from flashanim.trace import load_trace
 from flashanim.trace.analysis import visit_rule
+from flashanim.visuals.memory import other_gpu
 from flashanim.visuals.schedule import (
     BlockColorBar,
     DurationPlot,
@@ -150,7 +151,8 @@ class GpuScheduleScene(TraceScene):
         info = VGroup(
             self.text(
                 f"{meta.gpu_name or meta.device} · Triton {meta.triton_version} · "
-                f"torch {meta.torch_version} · recorded {meta.created[:10]}",
+                f"torch {meta.torch_version} · recorded {meta.created[:10]}"
+                + other_gpu(self.gpu, meta.gpu_name or meta.device),
                 size=th.small_size + 1, color=th.muted,
             ),
             self.text(

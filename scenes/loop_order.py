@@ -20,7 +20,7 @@ from flashanim.config import ConfigError
 from flashanim.scene import TraceScene
 from flashanim.trace import hbm_traffic, value_ranges
 from flashanim.visuals import TileGrid, TrafficCounter
-from flashanim.visuals.memory import MemoryPanel, hbm_panel
+from flashanim.visuals.memory import MemoryPanel, hbm_panel, sram_label
 from flashanim.visuals.roundtrip import (
     ProgressBar,
     RoundTripPlayer,
@@ -97,7 +97,7 @@ class LoopOrderScene(TraceScene):
         if hdr.width > COL_W:
             hdr.scale_to_fit_width(COL_W)
         hdr.move_to([left, 3.22, 0], aligned_edge=LEFT)
-        hbm = hbm_panel(width=3.4, height=3.0, theme=th)
+        hbm = hbm_panel(self.gpu, width=3.4, height=3.0, theme=th)
         hbm.move_to([left + 1.7, 2.92 - 1.5, 0])
         avail = hbm.content_top() - 0.3 - (hbm.box.get_bottom()[1] + 0.1)
         cell_h = min(0.14, avail / n)
@@ -177,7 +177,7 @@ class LoopOrderScene(TraceScene):
 
         # SRAM
         sram = MemoryPanel(
-            "SRAM · 228 KB per SM (H100)",
+            sram_label(self.gpu),
             "on-chip · one program's tiles",
             width=3.4,
             height=3.05,

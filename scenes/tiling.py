@@ -25,9 +25,11 @@ def after_blocks_caption(prog0, t_c: int) -> str:
     """What program 0 has done once its K/V loop ends, counted from its events
     (causal: fewer than ``T_c`` blocks)."""
     n = sum(e.op == "qk" for e in prog0)
-    done = (f"all T_c = {t_c} K/V blocks" if n == t_c else
-            f"{n} of T_c = {t_c} K/V blocks (causal: the rest are skipped)")  # fmt: skip
-    return f"After {done}, acc holds O_i·l_i — no N×N matrix ever went to HBM"
+    if n == t_c:
+        return f"After all T_c = {t_c} blocks, acc holds O_i·l_i — no N×N matrix went to HBM"
+    return (
+        f"After {n} of T_c = {t_c} blocks (causal), acc holds O_i·l_i — no N×N in HBM"
+    )
 
 
 #: Speed of the first K/V block of program 0, of its other blocks, of later programs.
@@ -44,7 +46,7 @@ class TilingScene(TraceScene):
         trace, th = self.trace, self.theme
         meta = trace.meta
         head = [e for e in trace.events if e.bh == 0]
-        self.layout = lay = ForwardLayout.from_trace(trace, theme=th)
+        self.layout = lay = ForwardLayout.from_trace(trace, theme=th, gpu=self.gpu)
         self.captions = lay.captions
         player = self.player = TracePlayer(lay, len(trace.events))
         prog0 = [e for e in head if e.program == head[0].program]

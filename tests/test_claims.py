@@ -194,10 +194,10 @@ def test_tiling_counts_program_0s_blocks(small):
     n = len(program_visits(small)[head[0].row if head[0].op == "load" else 0])
     said = mod.after_blocks_caption(prog0, small.meta.t_c)
     if n == small.meta.t_c:
-        assert said.startswith(f"After all T_c = {n} K/V blocks")
+        assert said.startswith(f"After all T_c = {n} blocks")
     else:
         assert small.meta.causal
-        assert said.startswith(f"After {n} of T_c = {small.meta.t_c} K/V blocks")
+        assert said.startswith(f"After {n} of T_c = {small.meta.t_c} blocks (causal)")
 
 
 def test_programs_per_sm_sentences_match_the_gpu_trace():
@@ -239,3 +239,89 @@ def test_memory_hierarchy_flash_sentences_match_a_trace():
     assert "O and LSE are written" in mod.FLASH_DONE
     src = (ROOT / "scenes" / "memory_hierarchy.py").read_text()
     assert "only O is written" not in src and "loaded once;" not in src
+
+
+def _io():
+    import sys
+
+    return sys.modules[scene_class("io_complexity", "IOComplexityScene").__module__]
+
+
+def test_io_theory_curve_in_range_and_above_the_floor():
+    io = _io()
+    m = io.SRAM_BYTES // io.ELEM_BYTES
+    ns = (64, 128, 256, 512)
+    measured, traces = io.record_traffic(ns)
+    curves, consts = io.theory_curves(measured, ns)
+    drawn = [n for n, _ in curves["flash"]]
+    assert drawn == [n for n in ns if m <= n * io.HEAD_DIM] == [256, 512]
+    for n, b in curves["flash"]:
+        assert b >= io.traffic_floor(n)
+    assert curves["flash"][-1][1] == pytest.approx(dict(measured["flash"])[512])
+    # the floor is what FA2 moves for Q, O and one pass of K, V (from its trace)
+    for n in ns:
+        t = traces[("flash", n)]
+        q_o = sum(e.nbytes for e in t.events
+                  if (e.op, e.tensor) in (("load", "Q"), ("store", "O")))  # fmt: skip
+        kv = sum(e.nbytes for e in t.events if e.op == "load" and e.tensor in "KV")
+        assert io.traffic_floor(n) == q_o + kv // t.meta.t_r
+
+
+def test_io_runtime_axis_says_how_the_batch_changes():
+    import json
+
+    io = _io()
+    path = ROOT / "media/bench/bench_NVIDIA_H200.json"
+    data = json.loads(path.read_text())
+    series, sl = io.runtime_series(data)
+    note = io.batch_note(data, sl)
+    rows = [r for r in data["grid"]
+            if all(r[k] == sl[k] for k in ("dtype", "d", "causal", "mode"))]  # fmt: skip
+    bn = {r["n"] * r["b"] for r in rows}
+    assert len({r["b"] for r in rows}) > 1 and len(bn) == 1
+    assert note == f"B = {io.format_count(bn.pop())}/N"
+
+
+def test_chart_colours_are_no_tensor_colour():
+    from flashanim.visuals.charts import SERIES_COLORS
+    from flashanim.visuals.theme import TENSOR_COLORS
+
+    tensor = {c.lower() for c in TENSOR_COLORS.values()}
+    assert not {c.lower() for c in SERIES_COLORS.values()} & tensor
+    assert SERIES_COLORS["flash"] != TENSOR_COLORS["V"]
+
+
+@pytest.mark.parametrize("key", ["a100", "h100", "h200"])
+def test_memory_panels_show_the_one_preset(key, monkeypatch):
+    from flashanim.hardware import get_preset
+    from flashanim.visuals.memory import hbm_panel, other_gpu, sram_label, sram_panel
+
+    def txt(s: str) -> str:  # Text.text drops the spaces
+        return s.replace(" ", "")
+
+    p = get_preset(key)
+    hbm = hbm_panel(p)
+    assert txt(f"{p.hbm.capacity_label} · {p.hbm.bandwidth_label}") in hbm.title.text
+    assert txt(p.source) in sram_panel(p).subtitle.text  # the source, on screen
+    assert f"({key.upper()})" in sram_panel(p).title.text
+    assert key.upper() in sram_label(p)
+    monkeypatch.setenv("FLASHANIM_GPU", key)  # None: the render's --gpu
+    assert hbm_panel().title.text == hbm.title.text
+    assert other_gpu(p, "NVIDIA H200") == ("" if key == "h200" else
+                                           f" (recorded there; --gpu is the {p.name})")  # fmt: skip
+
+
+def test_online_softmax_row_caption_counts_the_rows_blocks(small):
+    import sys
+
+    mod = sys.modules[scene_class("online_softmax", "OnlineSoftmaxScene").__module__]
+    m = small.meta
+    for i, js in program_visits(small).items():
+        prog = next(e.program for e in small.events
+                    if e.bh == 0 and e.op == "load" and e.tensor == "Q" and e.row == i)  # fmt: skip
+        r = min(i * m.block_m + 1, m.seq_len_q - 1)
+        said = mod.row_caption(list(small.of_program(prog)), m, r)
+        n = len(js)
+        assert f" {n} K/V block{'s' * (n != 1)} " in said
+        if m.causal:
+            assert f"keys 0 … {r}" in said and str(m.seq_len_k) + " scores" not in said
