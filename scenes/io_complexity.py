@@ -343,8 +343,8 @@ class IOComplexityScene(TraceScene):
                 f"Measured: hbm_traffic() of traces recorded in this run "
                 f"(Triton CPU interpreter), kernels/standard.py and "
                 f"kernels/fa2.py, BLOCK = {BLOCK}\nDashed: the paper's Θ "
-                f"bounds, each × one constant so it meets the measured point "
-                f"at N = {format_count(ns[-1])}; M = 4·d·BLOCK_N elements"
+                f"bounds × one constant, fitted at the largest N (flash: 4Nd "
+                f"floor + c·N²d²/M, only where M ≤ Nd); M = 4·d·BLOCK_N elements"
             ),
             FadeIn(ch),
         )
