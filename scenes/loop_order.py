@@ -48,6 +48,19 @@ SOURCES = {
 }
 
 
+def fa1_reload_caption(trace) -> str:
+    """How often FA1 moves each Q_i (with O_i, l_i, m_i), counted from its loads
+    (causal: once per K/V block j <= i, not T_c times)."""
+    from collections import Counter
+
+    n = Counter(e.row for e in trace.events
+                if e.bh == 0 and e.op == "load" and e.tensor == "Q")  # fmt: skip
+    lo, hi, t_c = min(n.values()), max(n.values()), trace.meta.t_c
+    times = (f"T_c = {t_c} times" if lo == hi == t_c else
+             f"{lo}–{hi} times (once per K/V block it sees)")  # fmt: skip
+    return f"Next K/V block j: every Q_i, O_i, l_i, m_i crosses HBM again, {times}"
+
+
 class LoopOrderScene(TraceScene):
     """FA1 order (outer K/V, inner Q) beside FA2 order (outer Q, inner K/V)."""
 
@@ -315,10 +328,7 @@ class LoopOrderScene(TraceScene):
         p1.play(self, first_outer[cut:], speed=MEDIUM_SPEED)
         rest = ev[n_init + len(first_outer) :]
         if rest:
-            self.caption(
-                "Next K/V block j: every Q_i, O_i, l_i, m_i crosses HBM "
-                "again, each step, T_c times"
-            )
+            self.caption(fa1_reload_caption(self.fa1))
             p1.play(self, rest, speed=FAST_SPEED)
         tot1 = sum(hbm_traffic(self.fa1).values())
         self.caption(

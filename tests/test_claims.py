@@ -325,3 +325,20 @@ def test_online_softmax_row_caption_counts_the_rows_blocks(small):
         assert f" {n} K/V block{'s' * (n != 1)} " in said
         if m.causal:
             assert f"keys 0 … {r}" in said and str(m.seq_len_k) + " scores" not in said
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_loop_order_fa1_reload_count(causal):
+    import sys
+    from collections import Counter
+
+    mod = sys.modules[scene_class("loop_order", "LoopOrderScene").__module__]
+    t = record("fa1-fwd", seq_len=16, head_dim=4, block_m=4, block_n=4,
+               causal=causal)  # fmt: skip
+    n = Counter(e.row for e in t.events
+                if e.bh == 0 and e.op == "load" and e.tensor == "Q")  # fmt: skip
+    said = mod.fa1_reload_caption(t)
+    if causal:
+        assert sorted(n.values()) == [1, 2, 3, 4] and "1–4 times" in said
+    else:
+        assert set(n.values()) == {t.meta.t_c} and f"T_c = {t.meta.t_c} times" in said
