@@ -5,6 +5,10 @@ visuals read these numbers; the HBM traffic counts are in
 :mod:`flashanim.trace.traffic`.
 
 * :func:`visited_blocks` -- the ``(i, j)`` blocks whose ``S`` tile was computed;
+* :func:`program_visits`, :func:`program_masks` -- per Q block, the K/V blocks it
+  visited / masked; :func:`visit_rule`, :func:`mask_rule` -- the same as the
+  sentence a scene shows (``"j = 0 … 2i+1"``), so captions are formatted from the
+  trace, never assumed (``j ≤ i`` holds only when ``BLOCK_M = BLOCK_N``);
 * :func:`work_summary` -- one head's ``S`` tiles, masks, K/V loads and bytes;
 * :func:`value_ranges` -- the finite ``(min, max)`` of each tensor's snapshots;
 * :func:`finite_range` -- the finite ``(min, max)`` of an array.
