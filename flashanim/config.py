@@ -241,8 +241,10 @@ PARAMS: tuple[Param, ...] = (
           "sizes above)", ("standard_attention", "tiling", "online_softmax",
                            "causal", "backward"), "trace", metavar="FILE"),
     Param("gpu", "FLASHANIM_GPU", "--gpu", "choice", "a100", "a100, h100, h200",
-          "memory-hierarchy figures of this GPU", ("memory_hierarchy",),
-          choices=_gpus),
+          "memory figures of this GPU (hierarchy, memory panels); schedule and "
+          "benchmark data from another GPU say so", ("memory_hierarchy",
+          "standard_attention", "tiling", "loop_order", "backward", "gpu_schedule",
+          "io_complexity"), choices=_gpus),
     Param("row", "FLASHANIM_ROW", "--row", "int", None, "0 … N−1",
           "query row to follow (default: the row whose max changes most)",
           ("online_softmax",), lo=0, metavar="I"),

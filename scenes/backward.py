@@ -50,7 +50,7 @@ class BackwardScene(TraceScene):
                 events = [e for e in head if e.program == p.program]
                 if events:
                     progs[p.launch].append(events)
-        self.layout = lay = BackwardLayout(trace, theme=th)
+        self.layout = lay = BackwardLayout(trace, theme=th, gpu=self.gpu)
         self.captions = lay.captions
         self.player = player = BackwardPlayer(lay)
         self.holders = VGroup()

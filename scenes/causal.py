@@ -19,11 +19,24 @@ from manim import *
 from flashanim.config import SceneConfig
 from flashanim.scene import TraceScene
 from flashanim.trace import value_ranges, visited_blocks, work_summary
+from flashanim.trace.analysis import _ranges, mask_rule, program_visits, visit_rule
 from flashanim.trace.check import require_kernel
 from flashanim.visuals import TrafficCounter, format_bytes
 from flashanim.visuals.causal import BlockMap, CausalPlayer, CountLine
 
 DETAIL_SPEED, LATER_SPEED = 0.8, 1.4
+
+
+def program0_caption(trace) -> str:
+    """What program 0 visits, from the trace (e.g. "K/V blocks j = 0…1")."""
+    js = program_visits(trace)[0]
+    what = f"K/V block j = {js[0]}" if len(js) == 1 else f"K/V blocks j = {_ranges(js)}"
+    return f"Program 0: its queries see only {what}"
+
+
+def programs_caption(trace) -> str:
+    """Which blocks program i visits and masks, from the trace (any block sizes)."""
+    return f"Program i visits {visit_rule(trace)}: {mask_rule(trace)}"
 
 
 class CausalScene(TraceScene):
@@ -113,9 +126,7 @@ class CausalScene(TraceScene):
 
         # Program 0 --------------------------------------------------------------------
         self.section("program 0")
-        self.caption("Program 0: its queries see only keys 0..3, the first K/V block"
-                     if meta.block_m == meta.block_n == 4 else
-                     "Program 0: its queries see only the first K/V block")  # fmt: skip
+        self.caption(program0_caption(trace))
         player.play(self, programs[0], speed=DETAIL_SPEED)
         p0 = programs[0]
         n_vis0 = sum(e.op == "qk" for e in p0)
@@ -130,8 +141,7 @@ class CausalScene(TraceScene):
         # The other programs -----------------------------------------------------------
         if len(programs) > 1:
             self.section("other programs")
-            self.caption("Program i loops j = 0 … i: full blocks left of the diagonal, "
-                         "then the diagonal block, masked")  # fmt: skip
+            self.caption(programs_caption(trace))
             for p in programs[1:]:
                 player.play(self, p, speed=LATER_SPEED)
             self.caption(

@@ -32,6 +32,8 @@ from manim import *
 from flashanim.config import ConfigError
 from flashanim.scene import TraceScene
 from flashanim.trace import load_trace
+from flashanim.trace.analysis import visit_rule
+from flashanim.visuals.memory import other_gpu
 from flashanim.visuals.schedule import (
     BlockColorBar,
     DurationPlot,
@@ -149,7 +151,8 @@ class GpuScheduleScene(TraceScene):
         info = VGroup(
             self.text(
                 f"{meta.gpu_name or meta.device} · Triton {meta.triton_version} · "
-                f"torch {meta.torch_version} · recorded {meta.created[:10]}",
+                f"torch {meta.torch_version} · recorded {meta.created[:10]}"
+                + other_gpu(self.gpu, meta.gpu_name or meta.device),
                 size=th.small_size + 1, color=th.muted,
             ),
             self.text(
@@ -206,13 +209,12 @@ class GpuScheduleScene(TraceScene):
             shown.update(chart=chart, panel=panel)
             if name == "non-causal":
                 self.caption(
-                    f"Non-causal: every program visits all T_c = {meta.t_c} K/V "
-                    f"blocks, ~{st['median_us']:.0f} µs each: {st['waves']} even "
-                    f"waves"
+                    f"Non-causal: every program visits {visit_rule(trace)}, "
+                    f"~{st['median_us']:.0f} µs each: {st['waves']} even waves"
                 )
             else:
                 self.caption(
-                    f"Causal: program i visits K/V blocks j ≤ i only; times "
+                    f"Causal: program i visits K/V blocks {visit_rule(trace)}; times "
                     f"{st['min_us']:.0f}–{st['max_us']:.0f} µs, the scheduler "
                     f"backfills short ones"
                 )

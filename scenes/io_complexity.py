@@ -39,6 +39,7 @@ from flashanim.visuals.charts import (
     format_count,
     format_si,
 )
+from flashanim.visuals.memory import other_gpu
 
 CAPTION_Y, SOURCE_Y, TITLE_Y = -3.0, -3.72, 3.55
 MAX_W = 13.4
@@ -114,24 +115,61 @@ def record_traffic(ns) -> tuple[dict, dict]:
     return measured, traces
 
 
-def theory_curves(measured: dict, ns) -> tuple[dict, dict]:
-    """The paper's bounds at each N, scaled to meet the measured point at max N.
+#: On-chip memory M of the traffic runs, in bytes: M = 4·d·BLOCK_N elements (the
+#: paper's block rule B_c = M / 4d).
+SRAM_BYTES = 4 * HEAD_DIM * BLOCK * ELEM_BYTES
 
-    Returns ``({kind: [(N, bytes)]}, {kind: constant})``.
+
+def in_theorem_range(n: int) -> bool:
+    """Theorem 2's range d ≤ M ≤ N·d (M in elements) holds at ``n``."""
+    m = SRAM_BYTES // ELEM_BYTES
+    return HEAD_DIM <= m <= n * HEAD_DIM
+
+
+def traffic_floor(n: int) -> int:
+    """Bytes no attention kernel can avoid: read Q, K, V once, write O once."""
+    return 4 * n * HEAD_DIM * ELEM_BYTES
+
+
+def theory_curves(measured: dict, ns) -> tuple[dict, dict]:
+    """The paper's bounds, scaled to meet the measured point at the largest N.
+
+    The standard count Θ(Nd + N²) is drawn at every N. FlashAttention's
+    Θ(N²d²/M) is drawn only where Theorem 2 holds (M ≤ N·d), as
+    ``floor + c·N²d²/M`` (the floor, :func:`traffic_floor`, is Θ(Nd) ≤ Θ(N²d²/M)
+    there, so the order is the paper's) with ``c`` fitted at the largest such N:
+    it never falls below the unavoidable Q, K, V, O traffic. Returns
+    ``({kind: [(N, bytes)]}, {kind: constant})``; no N in range: an empty flash
+    curve.
     """
-    sram_bytes = 4 * HEAD_DIM * BLOCK * ELEM_BYTES  # M = 4 d B_c elements
-    raw = {
-        "standard": [
-            io_complexity(n, HEAD_DIM, sram_bytes, ELEM_BYTES).standard for n in ns
-        ],
-        "flash": [io_complexity(n, HEAD_DIM, sram_bytes, ELEM_BYTES).flash for n in ns],
-    }
     curves, consts = {}, {}
-    for kind, vals in raw.items():
-        c = measured[kind][-1][1] / vals[-1]
-        consts[kind] = c
-        curves[kind] = [(n, c * v) for n, v in zip(ns, vals, strict=True)]
+    std = [io_complexity(n, HEAD_DIM, SRAM_BYTES, ELEM_BYTES).standard for n in ns]
+    c = measured["standard"][-1][1] / std[-1]
+    consts["standard"] = c
+    curves["standard"] = [(n, c * v) for n, v in zip(ns, std, strict=True)]
+    meas = dict(measured["flash"])
+    ok = [n for n in ns if in_theorem_range(n)]
+    curves["flash"], consts["flash"] = [], None
+    if ok:
+        fl = {n: io_complexity(n, HEAD_DIM, SRAM_BYTES, ELEM_BYTES).flash for n in ok}
+        top = ok[-1]
+        c = (meas[top] - traffic_floor(top)) / fl[top]
+        consts["flash"] = c
+        curves["flash"] = [(n, traffic_floor(n) + c * fl[n]) for n in ok]
     return curves, consts
+
+
+def batch_note(data: dict, sl: dict) -> str:
+    """How the batch B of the benchmark slice changes with N, from its rows."""
+    rows = [r for r in data["grid"] if all(r.get(k) == sl[k] for k in
+                                           ("dtype", "d", "causal", "mode"))]  # fmt: skip
+    bn = {r["n"] * r.get("b", 1) for r in rows}
+    bs = {r.get("b", 1) for r in rows}
+    if len(bs) == 1:
+        return f"B = {bs.pop()}"
+    if len(bn) == 1:
+        return f"B = {format_count(bn.pop())}/N"
+    return "B changes with N"
 
 
 def find_bench(environ=None) -> Path:
@@ -284,7 +322,8 @@ class IOComplexityScene(TraceScene):
         self.section("traffic")
         curves, consts = theory_curves(meas, ns)
         self.theory, self.theory_constants = curves, consts
-        ys = [b for pts in (*meas.values(), *curves.values()) for _, b in pts]
+        floor = [(n, traffic_floor(n)) for n in ns]
+        ys = [b for pts in (*meas.values(), *curves.values(), floor) for _, b in pts]
         ch = self.log_chart(
             list(ns),
             ys,
@@ -299,8 +338,8 @@ class IOComplexityScene(TraceScene):
                 f"Measured: hbm_traffic() of traces recorded in this run "
                 f"(Triton CPU interpreter), kernels/standard.py and "
                 f"kernels/fa2.py, BLOCK = {BLOCK}\nDashed: the paper's Θ "
-                f"bounds, each × one constant so it meets the measured point "
-                f"at N = {format_count(ns[-1])}; M = 4·d·BLOCK_N elements"
+                f"bounds × one constant, fitted at the largest N (flash: 4Nd "
+                f"floor + c·N²d²/M, only where M ≤ Nd); M = 4·d·BLOCK_N elements"
             ),
             FadeIn(ch),
         )
@@ -311,7 +350,8 @@ class IOComplexityScene(TraceScene):
                     ("standard (measured)", sc["standard"], False),
                     ("paper: Θ(Nd + N²)", sc["standard"], True),
                     ("FlashAttention-2\n(measured)", sc["flash"], False),
-                    ("paper: Θ(N²d²/M)", sc["flash"], True),
+                    ("paper: Θ(N²d²/M),\nwhere M ≤ Nd", sc["flash"], True),
+                    ("Q, K, V read + O\nwritten once: 4Nd", sc["floor"], True),
                 ],
                 theme=th,
             )
@@ -319,9 +359,15 @@ class IOComplexityScene(TraceScene):
             .align_to(ch.axes, UP)
         )
         self.play(FadeIn(legend))
+        ch.add_series("floor", *zip(*floor, strict=True), color=sc["floor"],
+                      dashed=True, dots=False, stroke_width=2)  # fmt: skip
+        self.play(ch.make_series_animation("floor", run_time=1.0))
         for kind in ("standard", "flash"):
             xs, ys_ = zip(*meas[kind], strict=True)
             ch.add_series(kind, xs, ys_)
+            self.play(ch.make_series_animation(kind))
+            if not curves[kind]:
+                continue
             txs, tys = zip(*curves[kind], strict=True)
             ch.add_series(
                 f"{kind}-theory",
@@ -329,10 +375,9 @@ class IOComplexityScene(TraceScene):
                 tys,
                 color=sc[kind],
                 dashed=True,
-                dots=False,
+                dots=len(txs) == 1,
                 stroke_width=3,
             )
-            self.play(ch.make_series_animation(kind))
             self.play(ch.make_series_animation(f"{kind}-theory", run_time=1.0))
             n, b = meas[kind][-1]
             lab = self.text(format_si(b, "B"), th.small_size + 1, sc[kind])
@@ -342,6 +387,16 @@ class IOComplexityScene(TraceScene):
                 buff=0.12,
             )
             self.play(FadeIn(lab))
+        out = [n for n in ns if not in_theorem_range(n)]
+        if out:
+            m = SRAM_BYTES // ELEM_BYTES
+            note = self.text(
+                f"N = {', '.join(format_count(n) for n in out)}: outside Theorem 2 "
+                f"(M = {format_count(m)} > N·d), no Θ curve there",
+                th.small_size + 1, th.muted,
+            )  # fmt: skip
+            note.next_to(ch, DOWN, buff=0.12).align_to(ch.axes, LEFT)
+            self.play(FadeIn(note))
         ratio = meas["standard"][-1][1] / meas["flash"][-1][1]
         self.caption(
             f"At N = {format_count(ns[-1])}, standard attention moves "
@@ -374,14 +429,14 @@ class IOComplexityScene(TraceScene):
             ys,
             f"sequence length N ({sl['dtype']}, d = "
             f"{sl['d']}, {'causal' if sl['causal'] else 'non-causal'}"
-            f", {mode})",
+            f", {mode}; {batch_note(self.bench, sl)})",
             "runtime (ms, median of do_bench)",
             lambda v: f"{v:g} ms",
         )
         self.charts["runtime"] = ch
         dev = self.bench["device"]
         self.play(
-            self.title(f"Runtime on {dev['gpu']}"),
+            self.title(f"Runtime on {dev['gpu']}" + other_gpu(self.gpu, dev["gpu"])),
             self.source(self.bench_source()),
             FadeIn(ch),
         )
@@ -438,7 +493,9 @@ class IOComplexityScene(TraceScene):
         self.charts["memory"] = ch
         dev = self.bench["device"]
         self.play(
-            self.title(f"Peak memory on {dev['gpu']}"),
+            self.title(
+                f"Peak memory on {dev['gpu']}" + other_gpu(self.gpu, dev["gpu"])
+            ),
             self.source(self.bench_source()),
             FadeIn(ch),
         )

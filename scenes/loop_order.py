@@ -20,7 +20,7 @@ from flashanim.config import ConfigError
 from flashanim.scene import TraceScene
 from flashanim.trace import hbm_traffic, value_ranges
 from flashanim.visuals import TileGrid, TrafficCounter
-from flashanim.visuals.memory import MemoryPanel, hbm_panel
+from flashanim.visuals.memory import MemoryPanel, hbm_panel, sram_label
 from flashanim.visuals.roundtrip import (
     ProgressBar,
     RoundTripPlayer,
@@ -46,6 +46,19 @@ SOURCES = {
     "normalize": ("acc", "l"),
     "lse": ("m", "l"),
 }
+
+
+def fa1_reload_caption(trace) -> str:
+    """How often FA1 moves each Q_i (with O_i, l_i, m_i), counted from its loads
+    (causal: once per K/V block j <= i, not T_c times)."""
+    from collections import Counter
+
+    n = Counter(e.row for e in trace.events
+                if e.bh == 0 and e.op == "load" and e.tensor == "Q")  # fmt: skip
+    lo, hi, t_c = min(n.values()), max(n.values()), trace.meta.t_c
+    times = (f"T_c = {t_c} times" if lo == hi == t_c else
+             f"{lo}–{hi} times (once per K/V block it sees)")  # fmt: skip
+    return f"Next K/V block j: every Q_i, O_i, l_i, m_i crosses HBM again, {times}"
 
 
 class LoopOrderScene(TraceScene):
@@ -97,7 +110,7 @@ class LoopOrderScene(TraceScene):
         if hdr.width > COL_W:
             hdr.scale_to_fit_width(COL_W)
         hdr.move_to([left, 3.22, 0], aligned_edge=LEFT)
-        hbm = hbm_panel(width=3.4, height=3.0, theme=th)
+        hbm = hbm_panel(self.gpu, width=3.4, height=3.0, theme=th)
         hbm.move_to([left + 1.7, 2.92 - 1.5, 0])
         avail = hbm.content_top() - 0.3 - (hbm.box.get_bottom()[1] + 0.1)
         cell_h = min(0.14, avail / n)
@@ -177,7 +190,7 @@ class LoopOrderScene(TraceScene):
 
         # SRAM
         sram = MemoryPanel(
-            "SRAM · 228 KB per SM (H100)",
+            sram_label(self.gpu),
             "on-chip · one program's tiles",
             width=3.4,
             height=3.05,
@@ -315,10 +328,7 @@ class LoopOrderScene(TraceScene):
         p1.play(self, first_outer[cut:], speed=MEDIUM_SPEED)
         rest = ev[n_init + len(first_outer) :]
         if rest:
-            self.caption(
-                "Next K/V block j: every Q_i, O_i, l_i, m_i crosses HBM "
-                "again, each step, T_c times"
-            )
+            self.caption(fa1_reload_caption(self.fa1))
             p1.play(self, rest, speed=FAST_SPEED)
         tot1 = sum(hbm_traffic(self.fa1).values())
         self.caption(
@@ -349,7 +359,7 @@ class LoopOrderScene(TraceScene):
         if len(progs) > 1:
             self.caption(
                 f"Programs i = 1 … {len(progs) - 1}: the same, row by row "
-                f"(on a GPU all at once, one per SM)"
+                f"(on a GPU they run in parallel, spread over the SMs)"
             )
             for p in progs[1:]:
                 p2.play(self, p, speed=FAST_SPEED)

@@ -21,6 +21,15 @@ from flashanim.visuals.charts import LogBarChart, format_si
 
 CAPTION_Y, SOURCE_Y, TITLE_Y = -3.05, -3.72, 3.55
 MAX_W = 13.4
+#: Blocks per side drawn in the schematics (Q blocks in FlashAttention's pass).
+BLOCKS, Q_BLOCKS = 4, 2
+
+#: What FA2's forward moves (tests/test_claims.py holds both to a recorded trace:
+#: Q_i loaded once, each K_j, V_j once per Q block, O and LSE stored, S, P never).
+FLASH_STEP = ("Program i loads Q_i once, then streams every K_j, V_j past it; "
+              "S_ij, P_ij stay in SRAM")  # fmt: skip
+FLASH_DONE = ("K, V are read once per Q block (T_r times); S and P never reach "
+              "HBM; O and LSE are written")  # fmt: skip
 
 
 class MemoryHierarchyScene(TraceScene):
@@ -165,17 +174,18 @@ class MemoryHierarchyScene(TraceScene):
             FadeIn(self.boundary),
             FadeIn(VGroup(*(tensors[k] for k in "QKV"))),
         )
-        steps = [
-            ("QK", "S", "S = Q Kᵀ"),
-            ("S", "P", "P = softmax(S)"),
-            ("PV", "O", "O = P V"),
+        steps = [  # (tensor, (i, j)) blocks read, the block written
+            ([("Q", (0,)), ("K", (1,))], ("S", (0, 1)), "S = Q Kᵀ", "tiles"),
+            ([("S", (0, None))], ("P", (0, None)), "P = softmax(S)", "rows"),
+            ([("P", (0, 1)), ("V", (1,))], ("O", (0,)), "O = P V", "tiles"),
         ]
-        for k, (reads, write, formula) in enumerate(steps, start=1):
+        for k, (reads, write, formula, by) in enumerate(steps, start=1):
+            names = ", ".join(dict.fromkeys(n for n, _ in reads))
             self.caption(
-                f"{k}. load {', '.join(reads)} from HBM · compute {formula} "
-                f"in SRAM · write {write} back to HBM"
+                f"{k}. load {names} from HBM, {by} at a time · compute {formula} "
+                f"in SRAM · write {write[0]} back to HBM"
             )
-            self.round_trip(tensors, list(reads), write, formula, sram_p)
+            self.round_trip(tensors, reads, write, formula, sram_p)
         self.caption(
             "S and P are N×N: written to HBM and read back — Θ(N²) memory traffic"
         )
@@ -188,11 +198,10 @@ class MemoryHierarchyScene(TraceScene):
             FadeOut(tensors["P"]),
             FadeOut(tensors["O"]),
             self.title("FlashAttention: one fused kernel, tile by tile"),
+            self.captions.make_animation(FLASH_STEP),
         )
         self.flash_pass(tensors, sram_p)
-        self.caption(
-            "Tiles of Q, K, V are loaded once; S and P stay in SRAM; only O is written"
-        )
+        self.caption(FLASH_DONE)
         self.hold()
 
         # Takeaway ------------------------------------------------------------------
@@ -329,104 +338,110 @@ class MemoryHierarchyScene(TraceScene):
         tensors["O"].shift(2.05 * DOWN + 0.75 * LEFT)
         return hbm_p, sram_p, tensors
 
+    def block(self, tensors, name: str, i: int, j: int | None = None) -> VGroup:
+        """Block ``(i, j)`` of ``tensors[name]`` (a row block when ``j`` is
+        ``None``), drawn over it, labelled with its name (``S_ij``)."""
+        th, src = self.theme, tensors[name][0]
+        h = src.height / BLOCKS
+        square = src.width > 0.8 * src.height  # N×N (S, P), not N×d
+        w = src.width / BLOCKS if (square and j is not None) else src.width
+        box = Rectangle(width=w, height=h, fill_color=tensor_color(name),
+                        fill_opacity=0.9, stroke_color=th.foreground,
+                        stroke_width=1.5)  # fmt: skip
+        box.move_to(src.get_corner(UP + LEFT) + [(j or 0) * w + w / 2,
+                                                 -(i + 0.5) * h, 0])  # fmt: skip
+        sub = "_i" if name in ("Q", "O") else "_j" if name in "KV" else "_ij"
+        if j is None and square:
+            sub = "_i (rows)"
+        lab = self.text(name + sub, th.small_size, th.foreground)
+        return VGroup(box, lab)
+
     def round_trip(self, tensors, reads, write, formula, sram_p) -> None:
-        """Copies of ``reads`` travel to SRAM, ``formula`` runs, ``write`` returns."""
+        """Tiles of ``reads`` travel to SRAM, ``formula`` runs, a tile of ``write``
+        returns (the kernels stream their operands tile by tile: an N×N matrix
+        never fits in SRAM, only blocks of it do)."""
         th = self.theme
         c = sram_p.get_center()
         slots = [
-            c + [-1.1 * (len(reads) - 1) / 2 + 1.1 * k, 0.85, 0]
+            c + [-1.4 * (len(reads) - 1) / 2 + 1.4 * k, 0.85, 0]
             for k in range(len(reads))
         ]
-        # A load is a copy: the HBM tensor stays; its copy travels (without the
-        # shape note, too small to read at this scale).
-        copies = [tensors[name][:2].copy() for name in reads]
-        scales = [0.8 if tensors[name].width < 1 else 0.6 for name in reads]
+        # A load is a copy of one block: the HBM tensor stays; its block travels.
+        copies = []
+        for (name, ij), slot in zip(reads, slots, strict=True):
+            b = self.block(tensors, name, *ij)
+            self.add(b[0])
+            k = 1.0 if b[0].width > 1.0 else 1.5
+            b[1].next_to(b[0].copy().scale(k).move_to(slot), UP, buff=0.05)
+            copies.append((b, k, slot))
         self.play(
-            *(
-                cp.animate.scale(k).move_to(s)
-                for cp, k, s in zip(copies, scales, slots, strict=True)
-            ),
+            *(b[0].animate.scale(k).move_to(s) for b, k, s in copies),
+            *(FadeIn(b[1]) for b, _, _ in copies),
             run_time=1.2,
         )
         op = self.text(formula, th.label_size, th.highlight)
         op.move_to(c + 0.3 * DOWN)
         self.play(FadeIn(op, scale=1.2), run_time=0.6)
-        result = tensors[write]
-        out = result[:2].copy().scale(0.6).move_to(c + 1.45 * DOWN)
-        self.play(FadeIn(out), *(FadeOut(cp) for cp in copies), run_time=0.6)
-        self.play(
-            ReplacementTransform(out, result[:2]),
-            FadeIn(result[2]),
-            FadeOut(op),
-            run_time=1.2,
-        )
+        name, ij = write
+        out = self.block(tensors, name, *ij)
+        target = out[0].get_center()
+        k = 1.0 if out[0].width > 1.0 else 1.5
+        out[0].scale(k).move_to(c + 1.45 * DOWN)
+        out[1].next_to(out[0], DOWN, buff=0.05)
+        self.play(FadeIn(out), *(FadeOut(b) for b, _, _ in copies), run_time=0.6)
+        result = tensors[write[0]]
+        self.play(out[0].animate.scale(1 / k).move_to(target), FadeOut(out[1]),
+                  FadeOut(op), run_time=1.0)  # fmt: skip
+        self.play(FadeIn(result), FadeOut(out[0]), run_time=0.6)
 
     def flash_pass(self, tensors, sram_p) -> None:
-        """Blocks of Q, K, V go in; S, P tiles live in SRAM; blocks of O come out.
+        """Program i loads Q_i once, streams every K_j, V_j (S_ij, P_ij tiles stay
+        in SRAM), then writes O_i and LSE_i.
 
         A schematic of the idea only: the tiling scene plays the real kernel's trace.
         """
         th = self.theme
-        blocks = 4
         out_blocks = VGroup()
         o = tensors["O"]
         o_box = o[0]
         o_empty = o_box.copy().set_fill(opacity=0.0)
         self.play(FadeIn(VGroup(o_empty, o[1], o[2])))
         c = sram_p.get_center()
-        s_tile = Square(
-            0.7,
-            fill_color=tensor_color("S"),
-            fill_opacity=0.55,
-            stroke_color=tensor_color("S"),
-        )
-        p_tile = Square(
-            0.7,
-            fill_color=tensor_color("P"),
-            fill_opacity=0.55,
-            stroke_color=tensor_color("P"),
-        )
-        st = VGroup(
-            s_tile, self.text("S_ij", th.small_size, th.foreground).move_to(s_tile)
-        ).move_to(c + [-0.5, -0.45, 0])
-        pt = VGroup(
-            p_tile, self.text("P_ij", th.small_size, th.foreground).move_to(p_tile)
-        ).move_to(c + [0.5, -0.45, 0])
-        note = self.text("never written to HBM", th.small_size, th.muted)
-        note.next_to(VGroup(st, pt), DOWN, buff=0.1)
-        for i in range(blocks):
-            h = o_box.height / blocks
-            moves = []
-            for k, name in enumerate("QKV"):
-                src = tensors[name][0]
-                tile = Rectangle(
-                    width=src.width,
-                    height=h,
-                    fill_color=tensor_color(name),
-                    fill_opacity=0.9,
-                    stroke_width=0,
-                )
-                tile.move_to(src.get_top() + (i + 0.5) * h * DOWN)
-                moves.append((tile, c + [-1.1 + 1.1 * k, 0.85, 0]))
-            self.play(
-                *(t.animate.move_to(p) for t, p in moves),
-                run_time=0.8 if i == 0 else 0.45,
-            )
+        tiles = VGroup()
+        for k, name in enumerate("SP"):
+            sq = Square(0.7, fill_color=tensor_color(name), fill_opacity=0.55,
+                        stroke_color=tensor_color(name))  # fmt: skip
+            lab = self.text(f"{name}_ij", th.small_size, th.foreground).move_to(sq)
+            tiles.add(VGroup(sq, lab).move_to(c + [0.1 + 0.9 * k, -0.45, 0]))
+        note = self.text("block-sized tiles, never written to HBM", th.small_size,
+                         th.muted).next_to(tiles, DOWN, buff=0.1)  # fmt: skip
+        for i in range(Q_BLOCKS):
+            q = self.block(tensors, "Q", i)
+            q_slot = c + [-1.7, 0.85, 0]
+            q[1].next_to(q[0].copy().scale(1.5).move_to(q_slot), UP, buff=0.05)
+            self.add(q[0])
+            self.play(q[0].animate.scale(1.5).move_to(q_slot), FadeIn(q[1]),
+                      run_time=0.6)  # fmt: skip
             if i == 0:
-                self.play(FadeIn(st), FadeIn(pt), FadeIn(note), run_time=0.5)
-            ob = Rectangle(
-                width=o_box.width,
-                height=h,
-                fill_color=tensor_color("O"),
-                fill_opacity=0.55,
-                stroke_width=0,
-            )
-            ob.move_to(c + 1.9 * DOWN)
+                self.play(FadeIn(tiles), FadeIn(note), run_time=0.4)
+            for j in range(BLOCKS):  # K_j, V_j stream past Q_i
+                kv = [self.block(tensors, n, j) for n in "KV"]
+                for b in kv:
+                    self.add(b[0])
+                slots = [c + [-0.4 + 1.0 * k, 0.85, 0] for k in range(2)]
+                self.play(*(b[0].animate.scale(1.5).move_to(s)
+                            for b, s in zip(kv, slots, strict=True)),
+                          run_time=0.5 if i == j == 0 else 0.3)  # fmt: skip
+                self.play(*(FadeOut(b[0]) for b in kv), run_time=0.2)
+            h = o_box.height / Q_BLOCKS
+            ob = Rectangle(width=o_box.width, height=h,
+                           fill_color=tensor_color("O"), fill_opacity=0.55,
+                           stroke_width=0).move_to(c + 1.9 * DOWN)  # fmt: skip
             target = o_box.get_top() + (i + 0.5) * h * DOWN
-            self.play(FadeIn(ob), *(FadeOut(t) for t, _ in moves), run_time=0.3)
-            self.play(ob.animate.move_to(target), run_time=0.6 if i == 0 else 0.4)
+            self.play(FadeIn(ob), FadeOut(q[0]), FadeOut(q[1]), run_time=0.3)
+            self.play(ob.animate.move_to(target), run_time=0.5)
             out_blocks.add(ob)
-        self.play(FadeOut(st), FadeOut(pt), FadeOut(note))
+        self.play(FadeOut(tiles), FadeOut(note))
         tensors["O_blocks"] = out_blocks
         tensors["O_empty"] = VGroup(o_empty)
 

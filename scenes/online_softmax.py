@@ -75,6 +75,16 @@ def _f(x: float) -> str:
     return f"{x:.3f}".replace("-", "−")
 
 
+def row_caption(events, meta, r: int) -> str:
+    """How the followed row's scores arrive, counted from its program's events
+    (causal: only the blocks it visits, keys 0 … r)."""
+    n = sum(e.op == "qk" for e in events)
+    blocks = f"{n} K/V block{'s' * (n != 1)} of up to {meta.block_n} keys"
+    if meta.causal:
+        return f"Follow query row {r}: it sees keys 0 … {r}, in {blocks}, one at a time"
+    return f"Follow one query row: its {meta.seq_len_k} scores arrive in {blocks}, one at a time"
+
+
 class OnlineSoftmaxScene(TraceScene):
     """One query row through the online softmax, block by block, real numbers."""
 
@@ -152,10 +162,7 @@ class OnlineSoftmaxScene(TraceScene):
         self.legend = legend
         self.play(FadeIn(self.title), FadeIn(subset), FadeIn(legend),
                   *(FadeIn(m) for m in board.static_group()))  # fmt: skip
-        self.caption(
-            f"Follow one query row: its {meta.seq_len_k} scores arrive "
-            f"one K/V block ({meta.block_n} keys) at a time"
-        )
+        self.caption(row_caption(events, meta, r))
         player.play(self, events[:1], speed=DETAIL_SPEED)
         self.caption(f"q = Q[{r}] is loaded once; m_i = −∞, l_i = 0, acc = 0 to start")
         self.hold()

@@ -105,10 +105,10 @@ class StandardAttentionScene(TraceScene):
         # static screen ---------------------------------------------------------------
         self.title = self.captions.make_title("Standard attention (3 kernels)")
         top, bottom = 3.35, -0.05
-        self.hbm = hbm_panel(width=10.3, height=top - bottom, theme=th)
+        self.hbm = hbm_panel(self.gpu, width=10.3, height=top - bottom, theme=th)
         self.hbm.move_to([-6.95 + 5.15, (top + bottom) / 2, 0])
         s_top, s_bot = -0.35, -2.95
-        self.sram = sram_panel(width=13.9, height=s_top - s_bot, theme=th)
+        self.sram = sram_panel(self.gpu, width=13.9, height=s_top - s_bot, theme=th)
         self.sram.move_to([0, (s_top + s_bot) / 2, 0])
         self.sram_y = self.sram.content_top() - 0.32 - 0.5
         edge = DashedLine(

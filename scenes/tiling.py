@@ -16,6 +16,22 @@ from flashanim.scene import TraceScene
 from flashanim.trace.check import closing_check
 from flashanim.visuals import ForwardLayout, TileGrid, TracePlayer
 
+#: How the programs run on a GPU (the H200 schedule trace holds up to 2 per SM,
+#: in waves, not one program per SM at once; tests/test_claims.py checks it).
+ON_A_GPU = "(on a GPU they run in parallel, spread over the SMs)"
+
+
+def after_blocks_caption(prog0, t_c: int) -> str:
+    """What program 0 has done once its K/V loop ends, counted from its events
+    (causal: fewer than ``T_c`` blocks)."""
+    n = sum(e.op == "qk" for e in prog0)
+    if n == t_c:
+        return f"After all T_c = {t_c} blocks, acc holds O_i·l_i — no N×N matrix went to HBM"
+    return (
+        f"After {n} of T_c = {t_c} blocks (causal), acc holds O_i·l_i — no N×N in HBM"
+    )
+
+
 #: Speed of the first K/V block of program 0, of its other blocks, of later programs.
 DETAIL_SPEED, PROGRAM0_SPEED, LATER_SPEED = 1.0, 1.8, 6.0
 
@@ -30,7 +46,7 @@ class TilingScene(TraceScene):
         trace, th = self.trace, self.theme
         meta = trace.meta
         head = [e for e in trace.events if e.bh == 0]
-        self.layout = lay = ForwardLayout.from_trace(trace, theme=th)
+        self.layout = lay = ForwardLayout.from_trace(trace, theme=th, gpu=self.gpu)
         self.captions = lay.captions
         player = self.player = TracePlayer(lay, len(trace.events))
         prog0 = [e for e in head if e.program == head[0].program]
@@ -77,15 +93,13 @@ class TilingScene(TraceScene):
         j0 = [e for e in body if _kv_block(e, body) == 0]
         rest = body[len(j0) :]
         player.play(self, j0, speed=DETAIL_SPEED)
-        self.caption(
-            "The same for the next K/V blocks: m_i, l_i, acc are only "
-            "rescaled, never recomputed"
-        )
-        player.play(self, rest, speed=PROGRAM0_SPEED)
-        self.caption(
-            f"After T_c = {meta.t_c} blocks, acc holds O_i·l_i — no "
-            f"N×N matrix ever went to HBM"
-        )
+        if rest:
+            self.caption(
+                "The same for the next K/V blocks: m_i, l_i, acc are only "
+                "rescaled, never recomputed"
+            )
+            player.play(self, rest, speed=PROGRAM0_SPEED)
+        self.caption(after_blocks_caption(prog0, meta.t_c))
         self.hold()
 
         # Write O_i and LSE_i --------------------------------------------------------
@@ -100,10 +114,7 @@ class TilingScene(TraceScene):
         # The other programs -----------------------------------------------------------
         if later:
             self.section("other programs")
-            self.caption(
-                f"Programs i = 1 … {meta.t_r - 1} do the same "
-                f"(on a GPU: all at once, one per SM)"
-            )
+            self.caption(f"Programs i = 1 … {meta.t_r - 1} do the same {ON_A_GPU}")
             player.play(self, later, speed=LATER_SPEED)
             self.caption(f"All {meta.t_r} Q blocks done: O and LSE are in HBM")
             self.hold()

@@ -245,7 +245,7 @@ def test_truncated_trace_refused_before_rendering(traces, tmp_path, capsys,
     [
         (["gpu_schedule", "--trace", "X"], "gpu_schedule does not read --trace"),
         (["io_complexity", "--seq-len", "8"], "io_complexity does not read --seq-len"),
-        (["tiling", "--gpu", "h100"], "tiling does not read --gpu"),
+        (["causal", "--gpu", "h100"], "causal does not read --gpu"),
         (["gpu_schedule", "memory_hierarchy", "--causal"], "do not read --causal"),
     ],
 )

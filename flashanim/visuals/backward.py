@@ -108,8 +108,8 @@ BWD_LABELS: Mapping[str, str] = MappingProxyType(
         "LSE": "LSE_i",
         "D": "D_i",
         "dV": "dV_j += Pᵀ dO",
-        "dK": "dK_j += dSᵀ Q",
-        "dQ": "dQ_i += dS K",
+        "dK": "dK_j += scale·dSᵀQ_i",
+        "dQ": "dQ_i += scale·dS K_j",
     }
 )
 
@@ -174,6 +174,7 @@ class BackwardLayout:
         numbers: bool | None = None,
         title: str = "FlashAttention-2 backward",
         theme: Theme = DARK,
+        gpu=None,
     ) -> None:
         meta = trace.meta
         if meta.kernel != "fa2-bwd":
@@ -195,9 +196,9 @@ class BackwardLayout:
 
         # panels --------------------------------------------------------------------
         top, bottom = 3.38, -0.98
-        self.hbm = hbm_panel(width=4.45, height=top - bottom, theme=th)
+        self.hbm = hbm_panel(gpu, width=4.45, height=top - bottom, theme=th)
         self.hbm.move_to([-7.0 + 4.45 / 2, (top + bottom) / 2, 0])
-        self.sram = sram_panel(width=9.4, height=top - bottom, theme=th)
+        self.sram = sram_panel(gpu, width=9.4, height=top - bottom, theme=th)
         self.sram.move_to([7.0 - 9.4 / 2, (top + bottom) / 2, 0])
         gap_x = (self.hbm.get_right()[0] + self.sram.get_left()[0]) / 2
         self.boundary = chip_boundary(top + 0.05, bottom - 0.05, gap_x, theme=th)

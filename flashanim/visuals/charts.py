@@ -14,9 +14,8 @@ A log axis is drawn as a linear axis over ``log10`` of the values, so that
 * :class:`ChartLegend` -- swatches (solid or dashed) with names.
 
 Colours come from :mod:`~flashanim.visuals.theme`: axes and text from the
-theme, series colours from :data:`SERIES_COLORS` (tensor colours, so a chart
-matches the tiles: standard attention takes ``S``'s colour, the scores it writes to
-HBM).
+theme, series colours from :data:`SERIES_COLORS` (a chart palette: no tensor's
+colour, so green still means V and orange S).
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ from manim import (
     VMobject,
 )
 
-from .theme import DARK, TENSOR_COLORS, Theme
+from .theme import DARK, Theme
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -63,15 +62,18 @@ __all__ = [
     "decades",
 ]
 
-#: Colours of chart series, taken from the fixed tensor colours.
+#: Colours of chart series (a palette apart from the tensor colours).
 SERIES_COLORS: Mapping[str, str] = MappingProxyType(
     {
-        "standard": TENSOR_COLORS["S"],  # writes S (and P) to HBM
-        "flash": TENSOR_COLORS["V"],
-        "ours": TENSOR_COLORS["V"],
-        "math": TENSOR_COLORS["S"],
-        "pytorch-flash": TENSOR_COLORS["m"],
-        "cudnn": TENSOR_COLORS["l"],
+        # A chart palette of its own: no tensor's colour (TENSOR_COLORS) means
+        # something else in a chart (tests/test_claims.py checks it).
+        "standard": "#E5484D",  # red: the Θ(N²) traffic / the naive kernel
+        "math": "#E5484D",
+        "flash": "#8FD14F",  # lime: FlashAttention
+        "ours": "#8FD14F",
+        "pytorch-flash": "#FF6BD6",  # bright magenta
+        "cudnn": "#B8C4CE",
+        "floor": "#B8C4CE",  # light grey: the unavoidable Q, K, V, O traffic
     }
 )
 

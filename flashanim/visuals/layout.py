@@ -122,6 +122,9 @@ class ForwardLayout:
         Kernel file under ``kernels/`` for the code panel.
     theme
         Colours and fonts.
+    gpu
+        The hardware preset whose figures the memory panels show (``None``: the
+        render's ``--gpu`` / ``FLASHANIM_GPU``).
 
     Attributes
     ----------
@@ -165,6 +168,7 @@ class ForwardLayout:
         kernel_module: str = "fa2",
         title: str = "FlashAttention-2 forward",
         theme: Theme = DARK,
+        gpu=None,
     ) -> None:
         self.theme = th = theme
         self.seq_len, self.head_dim = seq_len, head_dim
@@ -180,9 +184,9 @@ class ForwardLayout:
 
         # panels --------------------------------------------------------------------
         top, bottom = 3.35, -0.3
-        self.hbm = hbm_panel(width=4.6, height=top - bottom, theme=th)
+        self.hbm = hbm_panel(gpu, width=4.6, height=top - bottom, theme=th)
         self.hbm.move_to([-7.0 + 0.1 + 2.3, (top + bottom) / 2, 0])
-        self.sram = sram_panel(width=8.95, height=top - bottom, theme=th)
+        self.sram = sram_panel(gpu, width=8.95, height=top - bottom, theme=th)
         self.sram.move_to([7.0 - 0.05 - 4.475, (top + bottom) / 2, 0])
         gap_x = (self.hbm.get_right()[0] + self.sram.get_left()[0]) / 2
         self.boundary = chip_boundary(top + 0.05, bottom - 0.05, gap_x, theme=th)
@@ -315,6 +319,7 @@ class ForwardLayout:
         numbers: bool | None = None,
         theme: Theme = DARK,
         kernel_module: str = "fa2",
+        gpu=None,
     ) -> ForwardLayout:
         """The layout for one head (``bh``) of a recorded forward trace.
 
@@ -342,7 +347,7 @@ class ForwardLayout:
             n, d, meta.block_m, meta.block_n, q, k, v,
             o_range=ranges.get("O"), value_ranges=ranges, numbers=numbers,
             n_steps=len(trace.events), t_r=meta.t_r, t_c=meta.t_c, code_ops=ops,
-            kernel_module=kernel_module, theme=theme,
+            kernel_module=kernel_module, theme=theme, gpu=gpu,
         )  # fmt: skip
 
     # -- helpers ----------------------------------------------------------------------

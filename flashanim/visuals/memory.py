@@ -26,8 +26,10 @@ from .theme import DARK, Theme
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from flashanim.hardware import GpuPreset
+
 __all__ = ["GPU_MEMORY", "GpuMemory", "MemoryPanel", "hbm_panel", "sram_panel",
-           "chip_boundary"]  # fmt: skip
+           "chip_boundary", "other_gpu", "sram_label"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,55 @@ class GpuMemory:
 #: * A100 SXM4 40 GB: 1.555 TB/s -- NVIDIA A100 datasheet; 108 SMs, 192 KB
 #:   L1/shared each (164 KB shared); the FlashAttention paper (Dao et al. 2022,
 #:   Fig. 1) quotes "SRAM 19 TB/s (20 MB), HBM 1.5 TB/s (40 GB)".
+#: * H200 SXM: 141 GB HBM3e at 4.8 TB/s -- NVIDIA H200 datasheet; the same GH100
+#:   chip as the H100 (132 SMs, 228 KB shared memory each).
 GPU_MEMORY: Mapping[str, GpuMemory] = MappingProxyType(
     {
         "H100": GpuMemory("H100", "80 GB", "3.35 TB/s", "228 KB", 132, "~33 TB/s"),
         "A100": GpuMemory("A100", "40 GB", "1.5 TB/s", "192 KB", 108, "19 TB/s"),
+        "H200": GpuMemory("H200", "141 GB", "4.8 TB/s", "228 KB", 132, "~33 TB/s"),
     }
 )
+
+
+def _resolve(gpu: GpuPreset | str | None) -> tuple[GpuMemory, str]:
+    """The panel figures and the source line of ``gpu``: a preset (its figures
+    from :mod:`flashanim.hardware`), a :data:`GPU_MEMORY` key, or ``None`` (the
+    render's one preset, ``FLASHANIM_GPU`` / ``--gpu``)."""
+    from flashanim.hardware import preset_from_env
+
+    if gpu is None:
+        gpu = preset_from_env()
+    if isinstance(gpu, str):
+        return GPU_MEMORY[gpu.upper()], ""
+    per_sm = GPU_MEMORY[gpu.key.upper()]
+    g = GpuMemory(gpu.key.upper(), gpu.hbm.capacity_label, gpu.hbm.bandwidth_label,
+                  per_sm.sram_per_sm, per_sm.n_sm,
+                  gpu.sram.bandwidth_label.replace(" (est.)", ""))  # fmt: skip
+    return g, gpu.source
+
+
+def sram_label(gpu: GpuPreset | str | None = None) -> str:
+    """A short SRAM title of ``gpu`` (as :func:`hbm_panel` reads it), e.g.
+    ``"SRAM · 192 KB per SM (A100)"``."""
+    g, _ = _resolve(gpu)
+    return f"SRAM · {g.sram_per_sm} per SM ({g.name})"
+
+
+def other_gpu(gpu: GpuPreset, recorded_on: str) -> str:
+    """A note for data recorded on another GPU than the render's preset, e.g.
+    ``" (recorded there; --gpu is the A100 40 GB)"``; ``""`` when it is the same
+    chip.
+
+    >>> from flashanim.hardware import get_preset
+    >>> other_gpu(get_preset("h200"), "NVIDIA H200")
+    ''
+    >>> other_gpu(get_preset("a100"), "NVIDIA H200")
+    ' (recorded there; --gpu is the A100 40 GB)'
+    """
+    if gpu.key.upper() in recorded_on.upper().replace(" ", ""):
+        return ""
+    return f" (recorded there; --gpu is the {gpu.name})"
 
 
 class MemoryPanel(VGroup):
@@ -136,9 +181,14 @@ class MemoryPanel(VGroup):
 
 
 def hbm_panel(
-    gpu: str = "H100", *, width: float = 6.0, height: float = 4.0, theme: Theme = DARK
+    gpu: GpuPreset | str | None = None,
+    *,
+    width: float = 6.0,
+    height: float = 4.0,
+    theme: Theme = DARK,
 ) -> MemoryPanel:
-    """The HBM panel, titled with ``gpu``'s capacity and bandwidth.
+    """The HBM panel, titled with ``gpu``'s capacity and bandwidth (``gpu``: a
+    preset, a :data:`GPU_MEMORY` key, or ``None``: the render's ``--gpu``).
 
     Examples
     --------
@@ -151,7 +201,7 @@ def hbm_panel(
             def construct(self):
                 self.add(hbm_panel("A100"))
     """
-    g = GPU_MEMORY[gpu]
+    g, _ = _resolve(gpu)
     return MemoryPanel(
         f"HBM · {g.hbm_capacity} · {g.hbm_bandwidth} ({g.name})",
         "off-chip · large · slow",
@@ -163,9 +213,14 @@ def hbm_panel(
 
 
 def sram_panel(
-    gpu: str = "H100", *, width: float = 6.0, height: float = 4.0, theme: Theme = DARK
+    gpu: GpuPreset | str | None = None,
+    *,
+    width: float = 6.0,
+    height: float = 4.0,
+    theme: Theme = DARK,
 ) -> MemoryPanel:
-    """The SRAM panel (one program's share of on-chip memory).
+    """The SRAM panel (one program's share of on-chip memory); a preset's source
+    is named in its subtitle (``gpu`` as in :func:`hbm_panel`).
 
     Examples
     --------
@@ -178,10 +233,11 @@ def sram_panel(
             def construct(self):
                 self.add(sram_panel())
     """
-    g = GPU_MEMORY[gpu]
+    g, src = _resolve(gpu)
     return MemoryPanel(
         f"SRAM · {g.sram_per_sm} per SM × {g.n_sm} · {g.sram_bandwidth} ({g.name})",
-        "on-chip · small · fast — one program's tiles",
+        "on-chip · small · fast — one program's tiles"
+        + (f" · figures: {src}" if src else ""),
         width=width,
         height=height,
         kind="sram",
