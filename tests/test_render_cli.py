@@ -115,7 +115,10 @@ def test_find_scenes_follows_talk_order():
         (["render", "tiling", "--fps", "0"], "above 0"),
         (["render", "tiling", "--format", "gif", "--fps", "60"], "50 or less"),
         (["render", "tiling", "--transparent", "--format", "gif"], "alpha"),
-        (["render", "tiling", "--seq-len", "100"], "--seq-len: 100: must be between 1 and 64"),
+        (
+            ["render", "tiling", "--seq-len", "100"],
+            "--seq-len: 100: must be between 1 and 64",
+        ),
         (["render", "tiling", "--block-m", "3"], "power of two"),
         (["render", "tiling", "--seq-len", "4", "--block-n", "16"], "larger"),
         (["render", "tiling", "--trace", "missing.json"], "no such file"),
