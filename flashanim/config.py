@@ -304,6 +304,29 @@ def check_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any
     return out
 
 
+def data_files(
+    defaults: Mapping[str, str], root: Path, environ: Mapping[str, str] | None = None
+) -> dict[str, Path]:
+    """Files a scene reads besides its trace (e.g. the committed GPU traces): for
+    each environment variable of ``defaults``, its value, else its default under
+    ``root`` (the repository), checked to exist.
+
+    Raises
+    ------
+    ConfigError
+        For a missing file, naming the variable.
+    """
+    env = os.environ if environ is None else environ
+    out = {}
+    for var, default in defaults.items():
+        raw = (env.get(var) or "").strip()
+        path = Path(raw) if raw else root / default
+        if not path.is_file():
+            raise ConfigError(f"{var}: no such trace file: {path}")
+        out[var] = path
+    return out
+
+
 def params_markdown() -> str:
     """The README's parameter table, from :data:`PARAMS`."""
     rows = [

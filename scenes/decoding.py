@@ -28,13 +28,12 @@ FLASHANIM_THEME           ``dark`` or ``light``
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from manim import *
 
-from flashanim.config import ConfigError
+from flashanim.config import ConfigError, data_files
 from flashanim.scene import TraceScene
 from flashanim.trace import load_trace
 from flashanim.trace.check import closing_check, require_kernel
@@ -58,22 +57,10 @@ CPU_RUN = dict(seq_len=1, seq_len_k=32, head_dim=4, block_n=4, heads=1,
 
 
 def decode_paths(environ=None) -> dict[str, Path]:
-    """``{"nosplit": path, "split": path}``, checked to exist.
-
-    Raises
-    ------
-    ConfigError
-        For a missing file, naming the variable.
-    """
-    env = os.environ if environ is None else environ
-    out = {}
-    for var, default in TRACE_VARS.items():
-        raw = (env.get(var) or "").strip()
-        path = Path(raw) if raw else ROOT / default
-        if not path.is_file():
-            raise ConfigError(f"{var}: no such trace file: {path}")
-        out[var.rsplit("_", 1)[1].lower()] = path
-    return out
+    """``{"nosplit": path, "split": path}``, checked to exist (a missing file is a
+    :class:`ConfigError` naming the variable)."""
+    found = data_files(TRACE_VARS, ROOT, environ)
+    return {var.rsplit("_", 1)[1].lower(): path for var, path in found.items()}
 
 
 def load_decode(path: Path, split: bool):

@@ -23,13 +23,12 @@ Both traces come from ``bench/record_gpu_schedule.py`` (``make gpu-trace``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from manim import *
 
-from flashanim.config import ConfigError
+from flashanim.config import ConfigError, data_files
 from flashanim.scene import TraceScene
 from flashanim.trace import load_trace
 from flashanim.trace.analysis import visit_rule
@@ -50,22 +49,10 @@ TRACE_VARS = {
 
 
 def schedule_paths(environ=None) -> dict[bool, Path]:
-    """The trace files (``causal -> path``), checked to exist.
-
-    Raises
-    ------
-    ConfigError
-        For a missing file, naming the variable.
-    """
-    env = os.environ if environ is None else environ
-    out = {}
-    for var, default in TRACE_VARS.items():
-        raw = (env.get(var) or "").strip()
-        path = Path(raw) if raw else ROOT / default
-        if not path.is_file():
-            raise ConfigError(f"{var}: no such trace file: {path}")
-        out[var.endswith("_CAUSAL")] = path
-    return out
+    """The trace files (``causal -> path``), checked to exist (a missing file is a
+    :class:`ConfigError` naming the variable)."""
+    found = data_files(TRACE_VARS, ROOT, environ)
+    return {var.endswith("_CAUSAL"): path for var, path in found.items()}
 
 
 def load_schedule(path: Path, causal: bool):
