@@ -453,12 +453,7 @@ def _join_spliced(clips, plan, tmp: Path, n_fade: int, preset: str) -> list[floa
                 enc = _encoder(scratch, first, preset)
                 n = 0
                 for img in frames:
-                    if isinstance(img, av.VideoFrame):
-                        f = img.reformat(format="yuv420p")
-                    else:
-                        f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(
-                            format="yuv420p")  # fmt: skip
-                    f.pts, f.time_base = n, 1 / Fraction(first.rate)
+                    f = _yuv_frame(img, n, first.rate)
                     n += 1
                     for pkt in enc.encode(f):
                         _mux_encoded(dst, ost, pkt, at, tpf, first.time_base)
@@ -474,6 +469,17 @@ def _join_spliced(clips, plan, tmp: Path, n_fade: int, preset: str) -> list[floa
                 starts.append((at + clip.n - n_fade - b) / float(first.rate))
                 encode(_transition(clip, clips[k + 1], b, plan[k + 1][0], n_fade))
     return starts
+
+
+def _yuv_frame(img, n: int, rate):
+    """Frame ``n`` to encode: a decoded frame or an RGB array, as yuv420p."""
+    import av
+
+    if not isinstance(img, av.VideoFrame):
+        img = av.VideoFrame.from_ndarray(img, format="rgb24")
+    f = img.reformat(format="yuv420p")
+    f.pts, f.time_base = n, 1 / Fraction(rate)
+    return f
 
 
 def _mux_encoded(dst, ost, pkt, at: int, tpf: int, time_base) -> None:
@@ -508,12 +514,7 @@ def _join_reencode(clips, tmp: Path, n_fade: int, preset: str) -> list[float]:
 
         def emit(img) -> None:
             nonlocal n
-            if isinstance(img, av.VideoFrame):
-                f = img.reformat(format="yuv420p")
-            else:
-                f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(
-                    format="yuv420p")  # fmt: skip
-            f.pts, f.time_base = n, 1 / Fraction(first.rate)
+            f = _yuv_frame(img, n, first.rate)
             n += 1
             for pkt in ost.encode(f):
                 dst.mux(pkt)
