@@ -14,7 +14,6 @@ the clips (:func:`facts`), so a number a speaker reads out is the number on scre
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -23,7 +22,13 @@ from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
-from .talk import QUALITIES, RenderResult, TalkScene, render_scenes, video_duration
+from .talk import (
+    QUALITIES,
+    TalkScene,
+    render_parser,
+    render_selected,
+    video_duration,
+)
 
 __all__ = [
     "CUT",
@@ -538,39 +543,14 @@ def _join_reencode(clips, tmp: Path, n_fade: int, preset: str) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m flashanim.cut",
-        description="Render the talk cut and join it with cross-fades.",
-    )
-    parser.add_argument("--quality", default="high", choices=list(QUALITIES))
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--only", nargs="+", metavar="NAME",
-                        help="render only these clips (no join)")  # fmt: skip
-    parser.add_argument("--no-join", action="store_true", help="skip the joined MP4")
-    parser.add_argument("--bench", action="store_true",
-                        help="print render speed per clip")  # fmt: skip
+    parser = render_parser("python -m flashanim.cut",
+                           "Render the talk cut and join it with cross-fades.",
+                           "high", "clip")  # fmt: skip
     args = parser.parse_args(argv)
-    names = [c.name for c in CUT]
-    if args.only:
-        unknown = [n for n in args.only if n not in names]
-        if unknown:
-            parser.error(f"unknown clip(s) {', '.join(unknown)}; the cut has: "
-                         f"{', '.join(names)}")  # fmt: skip
-    clips = [c for c in CUT if not args.only or c.name in args.only]
-    t0 = time.perf_counter()
-    results: list[RenderResult] = render_scenes([c.scene for c in clips],
-                                                args.quality, args.jobs)  # fmt: skip
-    wall = time.perf_counter() - t0
-    if args.bench:
-        from .talk import print_bench
-
-        print_bench(results, wall, args.jobs)
-    failed = [r for r in results if not r.ok]
-    if failed:
-        for r in failed:
-            print(f"flashanim: error: {r.scene.name} failed; log: {r.log}",
-                  file=sys.stderr)  # fmt: skip
-        return 1
+    results, wall, code = render_selected(parser, args, [c.scene for c in CUT],
+                                    "clip", "the cut")  # fmt: skip
+    if code:
+        return code
     if args.no_join or args.only:
         return 0
     folder = QUALITIES[args.quality][1]

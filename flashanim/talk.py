@@ -21,6 +21,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "TALK",
@@ -306,41 +310,55 @@ def print_bench(results: list[RenderResult], wall: float, jobs: int) -> None:
           f"({jobs} jobs, {os.cpu_count()} cores)")  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m flashanim.talk", description="Render the whole talk in order."
-    )
-    parser.add_argument("--quality", default="low", choices=list(QUALITIES))
+def render_parser(prog: str, description: str, quality: str,
+                  unit: str) -> argparse.ArgumentParser:  # fmt: skip
+    """The command line of ``python -m flashanim.talk`` and ``python -m
+    flashanim.cut``: quality, jobs, ``--only``, ``--bench``, ``--no-join``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--quality", default=quality, choices=list(QUALITIES))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
-    parser.add_argument(
-        "--only", nargs="+", metavar="NAME", help="render only these scenes"
-    )
-    parser.add_argument(
-        "--bench", action="store_true",
-        help="print render speed (video seconds per wall-clock second) per scene",
-    )  # fmt: skip
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help=f"render only these {unit}s (no join)")  # fmt: skip
+    parser.add_argument("--bench", action="store_true",
+                        help=f"print render speed (video seconds per wall-clock "
+                        f"second) per {unit}")  # fmt: skip
     parser.add_argument("--no-join", action="store_true", help="skip the joined MP4")
-    args = parser.parse_args(argv)
-    names = [s.name for s in TALK]
+    return parser
+
+
+def render_selected(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                    scenes: Sequence[TalkScene], unit: str, whole: str,
+                    ) -> tuple[list[RenderResult], float, int]:  # fmt: skip
+    """Render ``scenes`` (or those ``--only`` names; an unknown name is the
+    parser's error), print the bench table with ``--bench`` and each failure with
+    its log; return the results, the wall-clock seconds and the exit code (1 when
+    a render failed)."""
+    names = [s.name for s in scenes]
     if args.only:
         unknown = [n for n in args.only if n not in names]
         if unknown:
-            parser.error(f"unknown scene(s) {', '.join(unknown)}; the talk has: "
+            parser.error(f"unknown {unit}(s) {', '.join(unknown)}; {whole} has: "
                          f"{', '.join(names)}")  # fmt: skip
-        scenes = [s for s in TALK if s.name in args.only]
-    else:
-        scenes = list(TALK)
+        scenes = [s for s in scenes if s.name in args.only]
     t0 = time.perf_counter()
-    results = render_scenes(scenes, args.quality, args.jobs)
+    results = render_scenes(list(scenes), args.quality, args.jobs)
     wall = time.perf_counter() - t0
-    failed = [r for r in results if not r.ok]
     if args.bench:
         print_bench(results, wall, args.jobs)
-    if failed:
-        for r in failed:
-            print(f"flashanim: error: {r.scene.name} failed; log: {r.log}",
-                  file=sys.stderr)  # fmt: skip
-        return 1
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        print(f"flashanim: error: {r.scene.name} failed; log: {r.log}",
+              file=sys.stderr)  # fmt: skip
+    return results, wall, 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = render_parser("python -m flashanim.talk",
+                           "Render the whole talk in order.", "low", "scene")  # fmt: skip
+    args = parser.parse_args(argv)
+    results, _, code = render_selected(parser, args, TALK, "scene", "the talk")
+    if code:
+        return code
     if not args.no_join and not args.only and len(results) > 1:
         out = (
             Path("media") / "talk" / f"flashanim_talk_{QUALITIES[args.quality][1]}.mp4"
