@@ -47,24 +47,25 @@ import triton.language as tl
 
 from flashanim.trace.names import OPS, TENSORS  # (the codes, read without Triton)
 
+from ._common import GPU_CLOCK
+
 __all__ = [
     "OPS",
     "TENSORS",
     "REC_WIDTH",
     "HDR_WIDTH",
+    "MAX_VALUE_ELEMENTS",
     "TraceBuffers",
     "RawTrace",
-    "trace_event",
-    "trace_tile",
-    "trace_vector",
-    "trace_values_1d",
-    "trace_values_2d",
-    "trace_begin",
-    "trace_end",
-    "trace_open",
-    "trace_flush",
-    "stage_tile",
-    "stage_vector",
+    "launch_buffers",
+    "trace_args",
+    "step",
+    "step_names",
+    "trace_start",
+    "trace_stop",
+    "rec",
+    "iter_open",
+    "iter_close",
 ]
 
 REC_WIDTH = 10
@@ -156,6 +157,50 @@ class RawTrace:
     block_n: int
 
 
+#: Value-buffer size (float32 elements of one launch) above which a ``values``
+#: recording is refused: value snapshots are for small runs.
+MAX_VALUE_ELEMENTS = 1 << 26
+
+
+def launch_buffers(
+    n_programs: int,
+    max_events: int,
+    max_values: int,
+    values: bool,
+    device: torch.device | str,
+    fill: bool,
+) -> TraceBuffers:
+    """The trace buffers of one traced launch (``max_values`` counts only with
+    ``values``); a ``values`` run larger than :data:`MAX_VALUE_ELEMENTS` is refused
+    with a one-line message."""
+    if values and n_programs * max_values > MAX_VALUE_ELEMENTS:
+        raise ValueError(
+            f"values=True would need {n_programs * max_values:,} float32 snapshots "
+            f"({n_programs} programs x {max_values:,}); value snapshots are for small "
+            f"runs (at most {MAX_VALUE_ELEMENTS:,}): use smaller shapes or "
+            "values=False"
+        )
+    return TraceBuffers.allocate(n_programs, max_events, max_values if values else 0,
+                                 device=device, fill=fill)  # fmt: skip
+
+
+def trace_args(
+    bufs: TraceBuffers | None, device: torch.device | str, values: bool = False
+) -> tuple[tuple, dict]:
+    """A launch's trace arguments: the three buffer pointers, positional, and the
+    constexprs ``TRACE``, ``VALUES``, ``GPU_CLOCK``, ``MAX_EV``, ``MAX_VAL``. With
+    ``bufs=None`` (untraced) one-element placeholders and ``TRACE=False``."""
+    if bufs is None:
+        i64 = torch.empty(1, dtype=torch.int64, device=device)
+        ptrs = (i64, i64, torch.empty(1, dtype=torch.float32, device=device))
+        return ptrs, {"TRACE": False, "VALUES": False, "GPU_CLOCK": GPU_CLOCK,
+                      "MAX_EV": 1, "MAX_VAL": 1}  # fmt: skip
+    return bufs.kernel_args(), {
+        "TRACE": True, "VALUES": bool(values), "GPU_CLOCK": GPU_CLOCK,
+        "MAX_EV": bufs.max_events, "MAX_VAL": bufs.max_values,
+    }  # fmt: skip
+
+
 @triton.jit
 def _clock(GPU_CLOCK: tl.constexpr):
     if GPU_CLOCK:
@@ -179,154 +224,219 @@ def _smid(GPU_CLOCK: tl.constexpr):
     return s
 
 
-@triton.jit
-def trace_event(
-    ev_ptr, prog, ev, op, tensor, row, col, nbytes, voff, vrows, vcols,
-    MAX_EV: tl.constexpr, GPU_CLOCK: tl.constexpr,
-):  # fmt: skip
-    """Write event record number ``ev`` of program ``prog``; return ``ev + 1``.
+# --------------------------------------------------------------------------------------
+# Named steps: an operation and the tensor it produces or moves, in one constexpr
+# --------------------------------------------------------------------------------------
 
-    ``voff`` is the value-buffer offset of this event's snapshot (``-1``: none) and
-    ``vrows x vcols`` its shape. Events past ``MAX_EV`` are dropped (the header's
-    event count still counts them, so the decoder can report the overflow).
-    """
+#: A step's code is ``op * 64 + tensor`` (both tables hold fewer names).
+STEP_BASE = tl.constexpr(64)
+
+
+def step(op: str, tensor: str) -> tl.constexpr:
+    """The constexpr code of step ``op tensor`` (e.g. ``step("load", "K")``)."""
+    return tl.constexpr(op_code(op) * STEP_BASE.value + tensor_code(tensor))
+
+
+def step_names(code: int) -> tuple[str, str]:
+    """``(op, tensor)`` of a step code (the inverse of :func:`step`)."""
+    return OPS[int(code) // STEP_BASE.value], TENSORS[int(code) % STEP_BASE.value]
+
+
+# moves between HBM and SRAM
+LOAD_Q, LOAD_K, LOAD_V = step("load", "Q"), step("load", "K"), step("load", "V")
+LOAD_O, LOAD_DO, LOAD_S, LOAD_P = (step("load", t) for t in ("O", "dO", "S", "P"))
+LOAD_LSE, LOAD_D, LOAD_L, LOAD_M = (step("load", t) for t in ("LSE", "D", "l", "m"))
+LOAD_OS, LOAD_LSES = step("load", "O_s"), step("load", "LSE_s")
+STORE_O, STORE_LSE, STORE_D = (step("store", t) for t in ("O", "LSE", "D"))
+STORE_DQ, STORE_DK, STORE_DV = (step("store", t) for t in ("dQ", "dK", "dV"))
+STORE_S, STORE_P, STORE_L, STORE_M = (step("store", t) for t in ("S", "P", "l", "m"))
+STORE_OS, STORE_LSES = step("store", "O_s"), step("store", "LSE_s")
+# the forward's computations (FlashAttention-2, Algorithm 1)
+QK_S, MASK_S = step("qk", "S"), step("mask", "S")
+ROWMAX_M, EXP_P, ALPHA = step("rowmax", "m"), step("exp", "P"), step("alpha", "alpha")
+ROWSUM_L, RESCALE_ACC, PV_ACC = (
+    step("rowsum", "l"),
+    step("rescale", "acc"),
+    step("pv", "acc"),
+)
+NORMALIZE_O, LSE_LSE = step("normalize", "O"), step("lse", "LSE")
+NORMALIZE_OS, LSE_LSES = step("normalize", "O_s"), step("lse", "LSE_s")
+# the backward's (Algorithm 2)
+ROWDOT_D, RECOMPUTE_P = step("rowdot", "D"), step("recompute", "P")
+DV_DV, DP_DP, DS_DS = step("dv", "dV"), step("dp", "dP"), step("ds", "dS")
+DK_DK, DQ_DQ = step("dk", "dK"), step("dq", "dQ")
+# standard attention, FlashAttention-1's update, the decoding reduce
+SOFTMAX_P, UPDATE_O, MERGE_O = (
+    step("softmax", "P"),
+    step("update", "O"),
+    step("merge", "O"),
+)
+
+
+# --------------------------------------------------------------------------------------
+# The recorder: one tuple per program, one call per step
+# --------------------------------------------------------------------------------------
+# A kernel builds its launch's trace switches into one constexpr tuple,
+# ``TC = (TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE)``, opens its recorder
+# with ``tr = trace_start(ev_ptr, hdr_ptr, val_ptr, prog, bh, block, TC)``, records
+# each step with ``tr = rec(tr, TC, STEP, row, col, x, nbytes)`` and closes it with
+# ``trace_stop(tr, TC)``. The recorder ``tr`` is a tuple of run-time values (the
+# three buffers, the program, the event counter ``ev``, the value offset ``voff``
+# and the iteration's staging, ``ev_base`` and ``stg``), which Triton passes through
+# helpers and loops like one value; ``TC`` stays apart because a helper's return
+# value is never a constexpr. With ``TRACE`` false every helper returns ``tr``
+# unchanged and writes nothing, and the compiled kernel is the untraced one (the
+# arguments of ``rec`` are dead code; ``tests/test_kinst.py`` compares the code).
+#
+# Staged events: with ``STAGE`` (events only, no value snapshots: what a GPU
+# schedule trace records) the events of one inner-loop iteration, opened by
+# :func:`iter_open` and closed by :func:`iter_close`, are built in a small register
+# tile ``stg``, one row per event, and written with one store when the iteration
+# ends instead of one store per event (measured in ``bench/NOTES.md``). The records
+# are the same either way (tests compare the two). Whether an iteration is open is
+# the shape of ``stg``: a ``16 x 8`` tile while open, a scalar otherwise.
+
+
+@triton.jit
+def trace_start(ev_ptr, hdr_ptr, val_ptr, prog, bh, block, TC: tl.constexpr):
+    """Open program ``prog``'s recorder: with ``TRACE``, its identity (``bh``,
+    ``block``) and start time into its header row; return the recorder."""
+    TRACE: tl.constexpr = TC[0]
+    GPU_CLOCK: tl.constexpr = TC[2]
+    if TRACE:
+        offs = tl.arange(0, 8)
+        t = _clock(GPU_CLOCK)
+        sm = _smid(GPU_CLOCK)
+        h = tl.where(offs == 2, bh, 0).to(tl.int64)
+        h = tl.where(offs == 3, block, h)
+        h = tl.where(offs == 4, sm, h)
+        h = tl.where(offs == 5, t, h)
+        tl.store(hdr_ptr + prog.to(tl.int64) * 8 + offs, h,
+                 mask=(offs >= 2) & (offs < 6))  # fmt: skip
+    ev = tl.zeros([], tl.int32)
+    return ev_ptr, hdr_ptr, val_ptr, prog, ev, tl.zeros([], tl.int64), ev, ev
+
+
+@triton.jit
+def trace_stop(tr, TC: tl.constexpr):
+    """Close the recorder: the event and value counts and the end time into the
+    program's header row."""
+    ev_ptr, hdr_ptr, val_ptr, prog, ev, voff, ev_base, stg = tr
+    TRACE: tl.constexpr = TC[0]
+    GPU_CLOCK: tl.constexpr = TC[2]
+    if TRACE:
+        offs = tl.arange(0, 8)
+        t = _clock(GPU_CLOCK)
+        h = tl.where(offs == 0, ev, 0).to(tl.int64)
+        h = tl.where(offs == 1, voff, h)
+        h = tl.where(offs == 6, t, h)
+        h = tl.where(offs == 7, 0, h)
+        m = (offs == 0) | (offs == 1) | (offs == 6) | (offs == 7)
+        tl.store(hdr_ptr + prog.to(tl.int64) * 8 + offs, h, mask=m)
+
+
+@triton.jit
+def _event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, voff, vrows, vcols,
+           MAX_EV: tl.constexpr, GPU_CLOCK: tl.constexpr):  # fmt: skip
+    """Write event record number ``ev`` of program ``prog``. Events past ``MAX_EV``
+    are dropped (the header's count still counts them: the decoder reports the
+    overflow)."""
     offs = tl.arange(0, 16)
     t = _clock(GPU_CLOCK >= 2)
     sm = _smid(GPU_CLOCK >= 2)
-    rec = tl.where(offs == 0, op, 0).to(tl.int64)
-    rec = tl.where(offs == 1, tensor, rec)
-    rec = tl.where(offs == 2, row, rec)
-    rec = tl.where(offs == 3, col, rec)
-    rec = tl.where(offs == 4, nbytes, rec)
-    rec = tl.where(offs == 5, voff, rec)
-    rec = tl.where(offs == 6, vrows, rec)
-    rec = tl.where(offs == 7, vcols, rec)
-    rec = tl.where(offs == 8, t, rec)
-    rec = tl.where(offs == 9, sm, rec)
-    evv = (offs * 0 + ev).to(tl.int64)  # a tensor even where ev is a Python int
+    f = tl.where(offs == 0, op, 0).to(tl.int64)
+    f = tl.where(offs == 1, tensor, f)
+    f = tl.where(offs == 2, row, f)
+    f = tl.where(offs == 3, col, f)
+    f = tl.where(offs == 4, nbytes, f)
+    f = tl.where(offs == 5, voff, f)
+    f = tl.where(offs == 6, vrows, f)
+    f = tl.where(offs == 7, vcols, f)
+    f = tl.where(offs == 8, t, f)
+    f = tl.where(offs == 9, sm, f)
+    evv = (offs * 0 + ev).to(tl.int64)
     base = (prog.to(tl.int64) * MAX_EV + evv) * 10
-    tl.store(ev_ptr + base + offs, rec, mask=(offs < 10) & (evv < MAX_EV))
-    return ev + 1
+    tl.store(ev_ptr + base + offs, f, mask=(offs < 10) & (evv < MAX_EV))
 
 
 @triton.jit
-def trace_values_2d(val_ptr, prog, voff, x, R: tl.constexpr, C: tl.constexpr,
-                    MAX_VAL: tl.constexpr):  # fmt: skip
-    """Snapshot the ``R x C`` tile ``x`` at ``voff``; return the next offset."""
-    offs = tl.arange(0, R)[:, None] * C + tl.arange(0, C)[None, :]
+def _snapshot(val_ptr, prog, voff, x, MAX_VAL: tl.constexpr):
+    """Store ``x`` (a tile, or a vector as ``R x 1``) row-major at ``voff``."""
+    if len(x.shape) == 2:
+        offs = (
+            tl.arange(0, x.shape[0])[:, None] * x.shape[1]
+            + tl.arange(0, x.shape[1])[None, :]
+        )
+    else:
+        offs = tl.arange(0, x.shape[0])
     pos = (offs + voff).to(tl.int64)
     tl.store(val_ptr + prog.to(tl.int64) * MAX_VAL + pos, x.to(tl.float32),
              mask=pos < MAX_VAL)  # fmt: skip
-    return voff + R * C
 
 
 @triton.jit
-def trace_values_1d(val_ptr, prog, voff, x, R: tl.constexpr, MAX_VAL: tl.constexpr):
-    """Snapshot the length-``R`` vector ``x`` at ``voff``; return the next offset."""
-    offs = tl.arange(0, R)
-    pos = (offs + voff).to(tl.int64)
-    tl.store(val_ptr + prog.to(tl.int64) * MAX_VAL + pos, x.to(tl.float32),
-             mask=pos < MAX_VAL)  # fmt: skip
-    return voff + R
+def rec(tr, TC: tl.constexpr, STEP: tl.constexpr, row, col, x, nbytes=0):
+    """Record step ``STEP`` (e.g. :data:`LOAD_K`) of tile ``(row, col)``: ``x`` is
+    what it produced or moved (its snapshot with ``VALUES``: a tile, or a vector
+    stored as a column), ``nbytes`` the bytes it moved between HBM and SRAM (0 for
+    a computation). Returns the recorder, advanced."""
+    ev_ptr, hdr_ptr, val_ptr, prog, ev, voff, ev_base, stg = tr
+    TRACE: tl.constexpr = TC[0]
+    VALUES: tl.constexpr = TC[1]
+    GPU_CLOCK: tl.constexpr = TC[2]
+    MAX_EV: tl.constexpr = TC[3]
+    MAX_VAL: tl.constexpr = TC[4]
+    if TRACE:
+        op: tl.constexpr = STEP // STEP_BASE
+        tensor: tl.constexpr = STEP % STEP_BASE
+        if len(stg.shape) == 2:  # staged: fields 0-4 into row ev of the tile
+            c = tl.arange(0, 8)[None, :]
+            r = tl.arange(0, 16)[:, None]
+            new = tl.where(c == 0, op, tl.where(c == 1, tensor, stg))
+            new = tl.where(c == 2, row, new)
+            new = tl.where(c == 3, col, new)
+            new = tl.where(c == 4, nbytes, new)
+            stg = tl.where(r == ev, new, stg)
+        elif VALUES:
+            if len(x.shape) == 2:
+                vcols: tl.constexpr = x.shape[1]
+            else:
+                vcols: tl.constexpr = 1
+            _event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, voff, x.shape[0],
+                   vcols, MAX_EV, GPU_CLOCK)  # fmt: skip
+            _snapshot(val_ptr, prog, voff, x, MAX_VAL)
+            voff = voff + x.shape[0] * vcols
+        else:
+            _event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, -1, 0, 0, MAX_EV,
+                   GPU_CLOCK)  # fmt: skip
+        ev = ev + 1
+    return ev_ptr, hdr_ptr, val_ptr, prog, ev, voff, ev_base, stg
 
 
 @triton.jit
-def trace_begin(hdr_ptr, prog, bh, pid_m, GPU_CLOCK: tl.constexpr):
-    """Write the program's identity and start time into its header row."""
-    offs = tl.arange(0, 8)
-    t = _clock(GPU_CLOCK)
-    sm = _smid(GPU_CLOCK)
-    h = tl.where(offs == 2, bh, 0).to(tl.int64)
-    h = tl.where(offs == 3, pid_m, h)
-    h = tl.where(offs == 4, sm, h)
-    h = tl.where(offs == 5, t, h)
-    tl.store(hdr_ptr + prog.to(tl.int64) * 8 + offs, h, mask=(offs >= 2) & (offs < 6))
+def iter_open(tr, TC: tl.constexpr):
+    """Open an inner-loop iteration: with ``STAGE``, its events go to a register
+    tile (one row per event: op, tensor, row, col, nbytes, and voff = -1, vrows =
+    vcols = 0 for "no snapshot") until :func:`iter_close`."""
+    ev_ptr, hdr_ptr, val_ptr, prog, ev, voff, ev_base, stg = tr
+    TRACE: tl.constexpr = TC[0]
+    STAGE: tl.constexpr = TC[5]
+    if TRACE:
+        if STAGE:
+            c = tl.arange(0, 8)[None, :]
+            tile = tl.where(c == 5, -1, tl.zeros([16, 8], tl.int32))
+            tr = ev_ptr, hdr_ptr, val_ptr, prog, ev * 0, voff, ev, tile
+    return tr
 
 
 @triton.jit
-def trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK: tl.constexpr):
-    """Write the event and value counts and the end time into the header row."""
-    offs = tl.arange(0, 8)
-    t = _clock(GPU_CLOCK)
-    h = tl.where(offs == 0, ev, 0).to(tl.int64)
-    h = tl.where(offs == 1, voff, h)
-    h = tl.where(offs == 6, t, h)
-    h = tl.where(offs == 7, 0, h)
-    m = (offs == 0) | (offs == 1) | (offs == 6) | (offs == 7)
-    tl.store(hdr_ptr + prog.to(tl.int64) * 8 + offs, h, mask=m)
-
-
-@triton.jit
-def trace_tile(
-    ev_ptr, val_ptr, prog, ev, voff, op, tensor, row, col, nbytes, x,
-    R: tl.constexpr, C: tl.constexpr, VALUES: tl.constexpr,
-    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, GPU_CLOCK: tl.constexpr,
-):  # fmt: skip
-    """Record one event whose snapshot (with ``VALUES``) is the ``R x C`` tile ``x``;
-    return ``(ev, voff)`` advanced."""
-    if VALUES:
-        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, voff, R, C,
-                         MAX_EV, GPU_CLOCK)  # fmt: skip
-        voff = trace_values_2d(val_ptr, prog, voff, x, R, C, MAX_VAL)
-    else:
-        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, -1, 0, 0,
-                         MAX_EV, GPU_CLOCK)  # fmt: skip
-    return ev, voff
-
-
-@triton.jit
-def trace_vector(
-    ev_ptr, val_ptr, prog, ev, voff, op, tensor, row, col, nbytes, x,
-    R: tl.constexpr, VALUES: tl.constexpr,
-    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, GPU_CLOCK: tl.constexpr,
-):  # fmt: skip
-    """Record one event whose snapshot (with ``VALUES``) is the length-``R`` vector
-    ``x`` (stored ``R x 1``); return ``(ev, voff)`` advanced."""
-    if VALUES:
-        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, voff, R, 1,
-                         MAX_EV, GPU_CLOCK)  # fmt: skip
-        voff = trace_values_1d(val_ptr, prog, voff, x, R, MAX_VAL)
-    else:
-        ev = trace_event(ev_ptr, prog, ev, op, tensor, row, col, nbytes, -1, 0, 0,
-                         MAX_EV, GPU_CLOCK)  # fmt: skip
-    return ev, voff
-
-
-# --------------------------------------------------------------------------------------
-# Staged events: one store per inner-loop iteration
-# --------------------------------------------------------------------------------------
-# With ``STAGE`` (events only, no value snapshots: what a GPU schedule trace records),
-# the events of one inner-loop iteration are built in a small register tile, one row
-# per event, at the point in the code where each happens, and written with one store
-# when the iteration ends, instead of one store per event: measured in
-# ``bench/NOTES.md``. The records are the same either way (tests compare the two).
-# Without ``STAGE`` these helpers are ``trace_tile``/``trace_vector``.
-
-
-@triton.jit
-def trace_open(ev, STAGE: tl.constexpr):
-    """Start an iteration: return ``(ev_base, ev, stage)``. With ``STAGE`` the event
-    counter restarts at 0 (the row of the stage tile) and ``ev_base`` keeps the
-    program's count; without, ``ev`` runs on and the stage is unused.
-
-    The stage is an int32 ``16 x 8`` tile, one row per event: the record's first
-    eight fields (op, tensor, row, col, nbytes, and voff = -1, vrows = vcols = 0 for
-    "no snapshot"), narrow so that staging an event costs a few register selects."""
-    if STAGE:
-        c = tl.arange(0, 8)[None, :]
-        stg = tl.where(c == 5, -1, tl.zeros([16, 8], tl.int32))
-        return ev, ev * 0, stg
-    else:
-        return ev, ev, tl.zeros([], tl.int32)
-
-
-@triton.jit
-def trace_flush(ev_ptr, prog, ev_base, ev, stg, MAX_EV: tl.constexpr,
-                STAGE: tl.constexpr):  # fmt: skip
-    """End an iteration: write the staged rows ``0 <= r < ev`` as events
-    ``ev_base + r`` (fields 0-7 from the stage, 8-9, time and SM, -1: staging is
-    used without per-event clocks); return the program's event count."""
-    if STAGE:
+def iter_close(tr, TC: tl.constexpr):
+    """Close an iteration: write its staged rows ``0 <= r < ev`` as events
+    ``ev_base + r`` with one store (fields 8-9, time and SM, -1: staging is used
+    without per-event clocks)."""
+    ev_ptr, hdr_ptr, val_ptr, prog, ev, voff, ev_base, stg = tr
+    MAX_EV: tl.constexpr = TC[3]
+    if len(stg.shape) == 2:
         r = tl.arange(0, 16)[:, None]
         e = (ev_base + r).to(tl.int64)
         base = ev_ptr + (prog.to(tl.int64) * MAX_EV + e) * 10
@@ -335,54 +445,5 @@ def trace_flush(ev_ptr, prog, ev_base, ev, stg, MAX_EV: tl.constexpr,
         tl.store(base + c, stg.to(tl.int64), mask=keep & (c < 8))
         c2 = tl.arange(0, 2)[None, :]
         tl.store(base + 8 + c2, tl.full([16, 2], -1, tl.int64), mask=keep & (c2 < 2))
-        return ev_base + ev
-    else:
-        return ev
-
-
-@triton.jit
-def _stage_event(stg, ev, op, tensor, row, col, nbytes):
-    """Put event ``ev``'s op, tensor, row, col and byte count into row ``ev``."""
-    c = tl.arange(0, 8)[None, :]
-    r = tl.arange(0, 16)[:, None]
-    rec = tl.where(c == 0, op, tl.where(c == 1, tensor, stg))
-    rec = tl.where(c == 2, row, rec)
-    rec = tl.where(c == 3, col, rec)
-    rec = tl.where(c == 4, nbytes, rec)
-    return tl.where(r == ev, rec, stg), ev + 1
-
-
-@triton.jit
-def stage_tile(
-    ev_ptr, val_ptr, prog, ev, voff, stg, op, tensor, row, col, nbytes, x,
-    R: tl.constexpr, C: tl.constexpr, VALUES: tl.constexpr,
-    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, GPU_CLOCK: tl.constexpr,
-    STAGE: tl.constexpr,
-):  # fmt: skip
-    """:func:`trace_tile` inside an iteration opened by :func:`trace_open`; return
-    ``(ev, voff, stage)``."""
-    if STAGE:
-        stg, ev = _stage_event(stg, ev, op, tensor, row, col, nbytes)
-    else:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, op, tensor, row, col,
-                              nbytes, x, R, C, VALUES, MAX_EV, MAX_VAL,
-                              GPU_CLOCK)  # fmt: skip
-    return ev, voff, stg
-
-
-@triton.jit
-def stage_vector(
-    ev_ptr, val_ptr, prog, ev, voff, stg, op, tensor, row, col, nbytes, x,
-    R: tl.constexpr, VALUES: tl.constexpr,
-    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, GPU_CLOCK: tl.constexpr,
-    STAGE: tl.constexpr,
-):  # fmt: skip
-    """:func:`trace_vector` inside an iteration opened by :func:`trace_open`; return
-    ``(ev, voff, stage)``."""
-    if STAGE:
-        stg, ev = _stage_event(stg, ev, op, tensor, row, col, nbytes)
-    else:
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, op, tensor, row, col,
-                                nbytes, x, R, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
-    return ev, voff, stg
+        tr = ev_ptr, hdr_ptr, val_ptr, prog, ev_base + ev, voff, ev_base, ev_base * 0
+    return tr

@@ -113,35 +113,29 @@ from ._common import (
 )
 from ._device import INTERPRET
 from ._trace import (
-    OPS,
-    TENSORS,
+    EXP_P,
+    LOAD_K,
+    LOAD_L,
+    LOAD_M,
+    LOAD_O,
+    LOAD_Q,
+    LOAD_V,
+    MASK_S,
+    QK_S,
+    ROWMAX_M,
+    ROWSUM_L,
+    STORE_L,
+    STORE_M,
+    STORE_O,
+    UPDATE_O,
     RawTrace,
     TraceBuffers,
-    trace_begin,
-    trace_end,
-    trace_tile,
-    trace_vector,
+    rec,
+    trace_start,
+    trace_stop,
 )
 
 __all__ = ["attention_forward", "record_forward", "hbm_traffic", "event_counts"]
-
-# Operation and tensor codes (constexpr globals, readable inside @triton.jit).
-_LOAD = tl.constexpr(OPS.index("load"))
-_STORE = tl.constexpr(OPS.index("store"))
-_QK = tl.constexpr(OPS.index("qk"))
-_MASK = tl.constexpr(OPS.index("mask"))
-_ROWMAX = tl.constexpr(OPS.index("rowmax"))
-_EXP = tl.constexpr(OPS.index("exp"))
-_ROWSUM = tl.constexpr(OPS.index("rowsum"))
-_UPDATE = tl.constexpr(OPS.index("update"))
-_T_Q = tl.constexpr(TENSORS.index("Q"))
-_T_K = tl.constexpr(TENSORS.index("K"))
-_T_V = tl.constexpr(TENSORS.index("V"))
-_T_O = tl.constexpr(TENSORS.index("O"))
-_T_S = tl.constexpr(TENSORS.index("S"))
-_T_P = tl.constexpr(TENSORS.index("P"))
-_T_L = tl.constexpr(TENSORS.index("l"))
-_T_M = tl.constexpr(TENSORS.index("m"))
 
 
 @triton.jit
@@ -180,10 +174,8 @@ def _fa1_fwd(
         # K/V blocks that no query sees are never loaded.
         T_c = tl.minimum(T_c, tl.cdiv(N_Q, BLOCK_N))
 
-    ev = tl.full([], 0, tl.int32)
-    voff = tl.full([], 0, tl.int32)
-    if TRACE:
-        trace_begin(hdr_ptr, prog, bh, -1, GPU_CLOCK)
+    TC: tl.constexpr = (TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, False)
+    tr = trace_start(ev_ptr, hdr_ptr, val_ptr, prog, bh, -1, TC)
 
     # Line 2: O = 0, l = 0, m = -inf in HBM.
     o_zero = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -197,16 +189,9 @@ def _fa1_fwd(
         tl.store(o_ptrs, o_zero, mask=r_ok[:, None] & d_ok[None, :])
         tl.store(l_base + rows, l_zero, mask=r_ok)
         tl.store(m_base + rows, m_ninf, mask=r_ok)
-        if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_O, i, 0,
-                             n_i * HEAD_DIM * 4, o_zero, BLOCK_M, BLOCK_D, VALUES,
-                             MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-            ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_L, i, 0,
-                             n_i * 4, l_zero, BLOCK_M, VALUES,
-                             MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-            ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_M, i, 0,
-                             n_i * 4, m_ninf, BLOCK_M, VALUES,
-                             MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+        tr = rec(tr, TC, STORE_O, i, 0, o_zero, n_i * HEAD_DIM * 4)
+        tr = rec(tr, TC, STORE_L, i, 0, l_zero, n_i * 4)
+        tr = rec(tr, TC, STORE_M, i, 0, m_ninf, n_i * 4)
 
     # Line 5: outer loop over the K/V blocks.
     for j in range(0, T_c):
@@ -219,13 +204,8 @@ def _fa1_fwd(
                     mask=kv_mask, other=0.0)  # fmt: skip
         v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd,
                     mask=kv_mask, other=0.0)  # fmt: skip
-        if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_K, j, 0,
-                             n_j * HEAD_DIM * ELEM, k, BLOCK_N, BLOCK_D, VALUES,
-                             MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_V, j, 0,
-                             n_j * HEAD_DIM * ELEM, v, BLOCK_N, BLOCK_D, VALUES,
-                             MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+        tr = rec(tr, TC, LOAD_K, j, 0, k, n_j * HEAD_DIM * ELEM)
+        tr = rec(tr, TC, LOAD_V, j, 0, v, n_j * HEAD_DIM * ELEM)
         i_lo = 0
         if CAUSAL:
             # Q blocks entirely above the diagonal of K/V block j are skipped.
@@ -248,25 +228,13 @@ def _fa1_fwd(
             o_i = tl.load(o_ptrs, mask=qo_mask, other=0.0)
             l_i = tl.load(l_base + rows, mask=r_ok, other=0.0)
             m_i = tl.load(m_base + rows, mask=r_ok, other=float("-inf"))
-            if TRACE:
-                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_Q, i, 0,
-                                 n_i * HEAD_DIM * ELEM, q, BLOCK_M, BLOCK_D, VALUES,
-                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_O, i, 0,
-                                 n_i * HEAD_DIM * 4, o_i, BLOCK_M, BLOCK_D, VALUES,
-                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-                ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_L, i, 0,
-                                 n_i * 4, l_i, BLOCK_M, VALUES,
-                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-                ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_M, i, 0,
-                                 n_i * 4, m_i, BLOCK_M, VALUES,
-                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+            tr = rec(tr, TC, LOAD_Q, i, 0, q, n_i * HEAD_DIM * ELEM)
+            tr = rec(tr, TC, LOAD_O, i, 0, o_i, n_i * HEAD_DIM * 4)
+            tr = rec(tr, TC, LOAD_L, i, 0, l_i, n_i * 4)
+            tr = rec(tr, TC, LOAD_M, i, 0, m_i, n_i * 4)
             # Line 9: S_ij = softmax_scale * Q_i K_j^T.
             s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * softmax_scale
-            if TRACE:
-                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _QK, _T_S, i, j, 0,
-                                 s, BLOCK_M, BLOCK_N, VALUES,
-                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+            tr = rec(tr, TC, QK_S, i, j, s)
             # Key tail (and, causal, keys after the query) -> -inf.
             valid = c_ok[None, :]
             if CAUSAL:
@@ -277,24 +245,15 @@ def _fa1_fwd(
                 if CAUSAL:
                     need_mask = need_mask | ((j + 1) * BLOCK_N - 1 > i * BLOCK_M)
                 if need_mask:
-                    ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _MASK, _T_S, i,
-                                     j, 0, s, BLOCK_M, BLOCK_N, VALUES,
-                                     MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+                    tr = rec(tr, TC, MASK_S, i, j, s)
             # Line 10: m~_ij, P~_ij, l~_ij (rows that see no key: m~ = -inf, P~ = 0).
             m_ij = tl.max(s, 1)
             m_ij_safe = tl.where(m_ij == float("-inf"), 0.0, m_ij)
             p = tl.exp(s - m_ij_safe[:, None])
             l_ij = tl.sum(p, 1)
-            if TRACE:
-                ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _ROWMAX, _T_M, i, 0,
-                                 0, m_ij, BLOCK_M, VALUES,
-                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _EXP, _T_P, i, j, 0,
-                                 p, BLOCK_M, BLOCK_N, VALUES,
-                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-                ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _ROWSUM, _T_L, i, 0,
-                                 0, l_ij, BLOCK_M, VALUES,
-                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+            tr = rec(tr, TC, ROWMAX_M, i, 0, m_ij)
+            tr = rec(tr, TC, EXP_P, i, j, p)
+            tr = rec(tr, TC, ROWSUM_L, i, 0, l_ij)
             # Line 11: m_new, l_new.
             m_new = tl.maximum(m_i, m_ij)
             m_new_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -306,26 +265,15 @@ def _fa1_fwd(
             pv = tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
             o_i = o_i * (l_i * alpha)[:, None] + pv * beta[:, None]
             o_i = o_i / l_new_safe[:, None]
-            if TRACE:
-                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _UPDATE, _T_O, i, 0,
-                                 0, o_i, BLOCK_M, BLOCK_D, VALUES,
-                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+            tr = rec(tr, TC, UPDATE_O, i, 0, o_i)
             # Lines 12-13: write O_i, l_i = l_new, m_i = m_new to HBM.
             tl.store(o_ptrs, o_i, mask=qo_mask)
             tl.store(l_base + rows, l_new, mask=r_ok)
             tl.store(m_base + rows, m_new, mask=r_ok)
-            if TRACE:
-                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_O, i, 0,
-                                 n_i * HEAD_DIM * 4, o_i, BLOCK_M, BLOCK_D, VALUES,
-                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-                ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_L, i, 0,
-                                 n_i * 4, l_new, BLOCK_M, VALUES,
-                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-                ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_M, i, 0,
-                                 n_i * 4, m_new, BLOCK_M, VALUES,
-                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-    if TRACE:
-        trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
+            tr = rec(tr, TC, STORE_O, i, 0, o_i, n_i * HEAD_DIM * 4)
+            tr = rec(tr, TC, STORE_L, i, 0, l_new, n_i * 4)
+            tr = rec(tr, TC, STORE_M, i, 0, m_new, n_i * 4)
+    trace_stop(tr, TC)
 
 
 # --------------------------------------------------------------------------------------

@@ -125,6 +125,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import _trace
 from ._common import (
     GPU_CLOCK,
     LOG2E,
@@ -140,18 +141,45 @@ from ._common import (
 )
 from ._device import INTERPRET
 from ._trace import (
+    ALPHA,
+    DK_DK,
+    DP_DP,
+    DQ_DQ,
+    DS_DS,
+    DV_DV,
+    EXP_P,
+    LOAD_D,
+    LOAD_DO,
+    LOAD_K,
+    LOAD_LSE,
+    LOAD_O,
+    LOAD_Q,
+    LOAD_V,
+    LSE_LSE,
+    MASK_S,
+    NORMALIZE_O,
+    PV_ACC,
+    QK_S,
+    RECOMPUTE_P,
+    RESCALE_ACC,
+    ROWDOT_D,
+    ROWMAX_M,
+    ROWSUM_L,
+    STORE_D,
+    STORE_DK,
+    STORE_DQ,
+    STORE_DV,
+    STORE_LSE,
+    STORE_O,
     RawTrace,
     TraceBuffers,
-    op_code,
-    stage_tile,
-    stage_vector,
-    tensor_code,
-    trace_begin,
-    trace_end,
-    trace_flush,
-    trace_open,
-    trace_tile,
-    trace_vector,
+    iter_close,
+    iter_open,
+    launch_buffers,
+    rec,
+    trace_args,
+    trace_start,
+    trace_stop,
 )
 
 __all__ = [
@@ -163,55 +191,15 @@ __all__ = [
     "visited_blocks",
 ]
 
-# Operation and tensor codes of the trace protocol, as constexprs for the kernels.
-OP_LOAD = tl.constexpr(op_code("load"))
-OP_STORE = tl.constexpr(op_code("store"))
-OP_QK = tl.constexpr(op_code("qk"))
-OP_MASK = tl.constexpr(op_code("mask"))
-OP_ROWMAX = tl.constexpr(op_code("rowmax"))
-OP_EXP = tl.constexpr(op_code("exp"))
-OP_ALPHA = tl.constexpr(op_code("alpha"))
-OP_ROWSUM = tl.constexpr(op_code("rowsum"))
-OP_RESCALE = tl.constexpr(op_code("rescale"))
-OP_PV = tl.constexpr(op_code("pv"))
-OP_NORMALIZE = tl.constexpr(op_code("normalize"))
-OP_LSE = tl.constexpr(op_code("lse"))
-OP_ROWDOT = tl.constexpr(op_code("rowdot"))
-OP_RECOMPUTE = tl.constexpr(op_code("recompute"))
-OP_DV = tl.constexpr(op_code("dv"))
-OP_DP = tl.constexpr(op_code("dp"))
-OP_DS = tl.constexpr(op_code("ds"))
-OP_DK = tl.constexpr(op_code("dk"))
-OP_DQ = tl.constexpr(op_code("dq"))
-
-T_Q = tl.constexpr(tensor_code("Q"))
-T_K = tl.constexpr(tensor_code("K"))
-T_V = tl.constexpr(tensor_code("V"))
-T_O = tl.constexpr(tensor_code("O"))
-T_DO = tl.constexpr(tensor_code("dO"))
-T_DQ = tl.constexpr(tensor_code("dQ"))
-T_DK = tl.constexpr(tensor_code("dK"))
-T_DV = tl.constexpr(tensor_code("dV"))
-T_S = tl.constexpr(tensor_code("S"))
-T_P = tl.constexpr(tensor_code("P"))
-T_LSE = tl.constexpr(tensor_code("LSE"))
-T_L = tl.constexpr(tensor_code("l"))
-T_M = tl.constexpr(tensor_code("m"))
-T_D = tl.constexpr(tensor_code("D"))
-T_ALPHA = tl.constexpr(tensor_code("alpha"))
-T_ACC = tl.constexpr(tensor_code("acc"))
-T_DP = tl.constexpr(tensor_code("dP"))
-T_DS = tl.constexpr(tensor_code("dS"))
-
 LN2 = tl.constexpr(0.6931471805599453)
 RCP_LN2 = tl.constexpr(LOG2E)
 
 #: Value-buffer size (float32 elements) above which a VALUES run is refused.
-MAX_VALUE_ELEMENTS = 1 << 26
+MAX_VALUE_ELEMENTS = _trace.MAX_VALUE_ELEMENTS  # (re-exported)
 
 
 # --------------------------------------------------------------------------------------
-# Trace helpers (used only under ``if TRACE:``)
+# Tiles
 # --------------------------------------------------------------------------------------
 
 
@@ -269,101 +257,66 @@ def _causal_span(start_m, N_Q, N_K, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr
 
 
 # --------------------------------------------------------------------------------------
-# Forward
+# Forward: FlashAttention-2, Algorithm 1 (line numbers of the paper in the comments)
 # --------------------------------------------------------------------------------------
 
 
 @triton.jit
 def _attn_fwd_inner(acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn,
-                    stride_vk, start_m, sm_scale, qk_scale, lo, hi, offs_m, offs_n,
-                    offs_d, N_K,
-                    ev_ptr, val_ptr, prog, ev, voff,
+                    stride_vk, i, sm_scale, qk_scale, lo, hi, offs_m, offs_n,
+                    offs_d, N_K, tr, TC: tl.constexpr,
                     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                     MASK: tl.constexpr, CAUSAL: tl.constexpr, ELEM: tl.constexpr,
-                    DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
-                    VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
-                    TMA: tl.constexpr):  # fmt: skip
-    """The loop over K/V blocks ``lo <= j < hi`` (block indices) of one Q block."""
+                    DOT_PREC: tl.constexpr, TMA: tl.constexpr):  # fmt: skip
+    """Lines 6-11: the loop over K/V blocks ``lo <= j < hi`` of Q block ``i``."""
     for start_n in range(lo * BLOCK_N, hi * BLOCK_N, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         j = start_n // BLOCK_N
-        if TRACE:
-            ev_base, ev, stg = trace_open(ev, STAGE)
+        tr = iter_open(tr, TC)
         offs_kn = start_n + offs_n
-        # -- load K_j, V_j --
+        nb = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
+        # 7: load K_j, V_j from HBM to on-chip SRAM
         if TMA:  # K is a tensor descriptor: the copy engine, zeros past the edges
             k = K.load([start_n, 0])
         else:
             k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
                            offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
-        if TRACE:
-            nb = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_K, j, 0,
-                                nb, k, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, LOAD_K, j, 0, k, nb)
         if TMA:
             v = V.load([start_n, 0])
         else:
             v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                            offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_V, j, 0,
-                                nb, v, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK, STAGE)  # fmt: skip
-        # -- S_ij = Q_i K_j^T (scaled below) --
+        tr = rec(tr, TC, LOAD_V, j, 0, v, nb)
+        # 8: S_ij = Q_i K_j^T (softmax_scale applied in the exponent below)
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_QK, T_S, start_m,
-                                j, 0, qk * sm_scale, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
-        if MASK:
+        tr = rec(tr, TC, QK_S, i, j, qk * sm_scale)
+        if MASK:  # keys past N_K, and causal: keys after the query -> -inf
             keep = offs_kn[None, :] < N_K
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= offs_kn[None, :])
             qk = tl.where(keep, qk, float("-inf"))
-            if TRACE:
-                ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_MASK, T_S,
-                                    start_m, j, 0, qk * sm_scale, BLOCK_M, BLOCK_N,
-                                    VALUES, MAX_EV, MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
-        # -- online softmax: m_i, P_ij, alpha, l_i (log2 units: qk_scale) --
+            tr = rec(tr, TC, MASK_S, i, j, qk * sm_scale)
+        # 9: m_ij = max(m_i, rowmax(S_ij)), P_ij = exp(S_ij - m_ij),
+        #    l_ij = e^(m_i - m_ij) l_i + rowsum(P_ij)  (log2 units: qk_scale)
         m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-        if TRACE:
-            ev, voff, stg = stage_vector(ev_ptr, val_ptr, prog, ev, voff, stg, OP_ROWMAX, T_M,
-                               start_m, 0, 0, m_ij * LN2, BLOCK_M, VALUES, MAX_EV,
-                               MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, ROWMAX_M, i, 0, m_ij * LN2)
         qk = qk * qk_scale - m_ij[:, None]
         p = tl.math.exp2(qk)
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_EXP, T_P, start_m,
-                                j, 0, p, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, EXP_P, i, j, p)
         alpha = tl.math.exp2(m_i - m_ij)
-        if TRACE:
-            ev, voff, stg = stage_vector(ev_ptr, val_ptr, prog, ev, voff, stg, OP_ALPHA, T_ALPHA,
-                               start_m, 0, 0, alpha, BLOCK_M, VALUES, MAX_EV,
-                               MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, ALPHA, i, 0, alpha)
         l_i = l_i * alpha + tl.sum(p, 1)
-        if TRACE:
-            ev, voff, stg = stage_vector(ev_ptr, val_ptr, prog, ev, voff, stg, OP_ROWSUM, T_L,
-                               start_m, 0, 0, l_i, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
-                               GPU_CLOCK, STAGE)  # fmt: skip
-        # -- acc = acc * alpha + P_ij V_j --
+        tr = rec(tr, TC, ROWSUM_L, i, 0, l_i)
+        # 10: O_ij = diag(e^(m_i - m_ij)) O_i + P_ij V_j
         acc = acc * alpha[:, None]
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_RESCALE, T_ACC,
-                                start_m, 0, 0, acc, BLOCK_M, BLOCK_D, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, RESCALE_ACC, i, 0, acc)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_PV, T_ACC, start_m,
-                                0, 0, acc, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, PV_ACC, i, 0, acc)
         m_i = m_ij
-        if TRACE:
-            ev = trace_flush(ev_ptr, prog, ev_base, ev, stg, MAX_EV, STAGE)
-    return acc, l_i, m_i, ev, voff
+        tr = iter_close(tr, TC)
+    return acc, l_i, m_i, tr
 
 
 @triton.jit
@@ -460,19 +413,15 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
-    ev = tl.zeros([], tl.int32)
-    voff = tl.zeros([], tl.int64)
-    if TRACE:
-        trace_begin(hdr_ptr, prog, off_hz, start_m, GPU_CLOCK)
-        nb_q = tl.minimum(N_Q - start_m * BLOCK_M, BLOCK_M) * (HEAD_DIM * ELEM)
+    TC: tl.constexpr = (TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE)
+    tr = trace_start(ev_ptr, hdr_ptr, val_ptr, prog, off_hz, start_m, TC)
+    n_q = tl.minimum(N_Q - start_m * BLOCK_M, BLOCK_M)  # valid rows of Q_i
 
-    # -- load Q_i; m_i = -inf, l_i = 0, acc = 0 --
+    # 4: load Q_i from HBM to on-chip SRAM
     q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
                    offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_Q, start_m, 0,
-                            nb_q, q, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                            GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LOAD_Q, start_m, 0, q, n_q * (HEAD_DIM * ELEM))
+    # 5: on chip, m_i = -inf, l_i = 0, O_i = 0
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -502,53 +451,41 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
                                           block_shape=[BLOCK_N, BLOCK_D])  # fmt: skip
             V = tl.make_tensor_descriptor(V, shape=[N_K, HEAD_DIM], strides=[stride_vn, 1],
                                           block_shape=[BLOCK_N, BLOCK_D])  # fmt: skip
-        # stage 1: blocks that need no mask (left of the diagonal, no key tail)
-        acc, l_i, m_i, ev, voff = _attn_fwd_inner(
+        # 6-11, stage 1: blocks that need no mask (left of the diagonal, no key tail)
+        acc, l_i, m_i, tr = _attn_fwd_inner(
             acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk,
             start_m, sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K,
-            ev_ptr, val_ptr, prog, ev, voff,
-            HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC,
-            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE, TMA)  # fmt: skip
+            tr, TC, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC,
+            TMA)  # fmt: skip
         # stage 2: blocks on the diagonal or with the key tail, masked
-        acc, l_i, m_i, ev, voff = _attn_fwd_inner(
+        acc, l_i, m_i, tr = _attn_fwd_inner(
             acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk,
             start_m, sm_scale, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d,
-            N_K, ev_ptr, val_ptr, prog, ev, voff,
-            HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM, DOT_PREC,
-            TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE, TMA)  # fmt: skip
+            N_K, tr, TC, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM,
+            DOT_PREC, TMA)  # fmt: skip
 
-    # -- epilogue: O_i = acc / l_i, LSE_i = m_i + log(l_i) --
+    # 12: O_i = diag(l_i)^-1 O_i
     acc = acc / l_i[:, None]
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_NORMALIZE, T_O,
-                            start_m, 0, 0, acc, BLOCK_M, BLOCK_D, VALUES, MAX_EV,
-                            MAX_VAL, GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, NORMALIZE_O, start_m, 0, acc)
+    # 13: L_i = m_i + log(l_i)
     lse = (m_i + tl.math.log2(l_i)) * LN2
-    if TRACE:
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LSE, T_LSE, start_m, 0,
-                           0, lse, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
-                           GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LSE_LSE, start_m, 0, lse)
+    # 14: write O_i to HBM
     o = acc.to(O.dtype.element_ty)
     _store_tile(O + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok, o,
                 offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_O, start_m,
-                            0, nb_q, o, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                            GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, STORE_O, start_m, 0, o, n_q * (HEAD_DIM * ELEM))
+    # 15: write L_i to HBM
     if EVEN_M:
         tl.store(LSE + offs_m, lse)
     else:
         tl.store(LSE + offs_m, lse, mask=offs_m < N_Q)
-    if TRACE:
-        nb_l = tl.minimum(N_Q - start_m * BLOCK_M, BLOCK_M) * 4
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_LSE, start_m,
-                           0, nb_l, lse, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
-                           GPU_CLOCK)  # fmt: skip
-        trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
+    tr = rec(tr, TC, STORE_LSE, start_m, 0, lse, n_q * 4)
+    trace_stop(tr, TC)
 
 
 # --------------------------------------------------------------------------------------
-# Backward
+# Backward: FlashAttention-2, Algorithm 2, split into a dK/dV and a dQ kernel
 # --------------------------------------------------------------------------------------
 
 
@@ -572,55 +509,37 @@ def _attn_bwd_preprocess(O, DO, Delta,  # noqa: E741
     off_h = (off_hz % H).to(tl.int64)
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    ev = tl.zeros([], tl.int32)
-    voff = tl.zeros([], tl.int64)
-    if TRACE:
-        trace_begin(hdr_ptr, prog, off_hz, start_m, GPU_CLOCK)
-        nb_q = tl.minimum(N_Q - start_m * BLOCK_M, BLOCK_M) * (HEAD_DIM * ELEM)
+    TC: tl.constexpr = (TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, False)
+    tr = trace_start(ev_ptr, hdr_ptr, val_ptr, prog, off_hz, start_m, TC)
+    n_q = tl.minimum(N_Q - start_m * BLOCK_M, BLOCK_M)
     o = _load_tile(O + off_z * stride_oz + off_h * stride_oh
                    + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok,
                    offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_O, start_m, 0,
-                            nb_q, o, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                            GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LOAD_O, start_m, 0, o, n_q * (HEAD_DIM * ELEM))
     do = _load_tile(DO + off_z * stride_dz + off_h * stride_dh
                     + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
                     offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_DO, start_m,
-                            0, nb_q, do, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                            GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LOAD_DO, start_m, 0, do, n_q * (HEAD_DIM * ELEM))
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
-    if TRACE:
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_ROWDOT, T_D, start_m, 0,
-                           0, delta, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
-                           GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, ROWDOT_D, start_m, 0, delta)
     Delta += off_hz.to(tl.int64) * N_Q
     if EVEN_M:
         tl.store(Delta + offs_m, delta)
     else:
         tl.store(Delta + offs_m, delta, mask=offs_m < N_Q)
-    if TRACE:
-        nb_l = tl.minimum(N_Q - start_m * BLOCK_M, BLOCK_M) * 4
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_D, start_m, 0,
-                           nb_l, delta, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
-                           GPU_CLOCK)  # fmt: skip
-        trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
+    tr = rec(tr, TC, STORE_D, start_m, 0, delta, n_q * 4)
+    trace_stop(tr, TC)
 
 
 @triton.jit
 def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
                          stride_dm, stride_dk, start_n, sm_scale, qk_scale, lo, hi,
-                         offs_n, offs_m0, offs_d, N_Q, N_K,
-                         ev_ptr, val_ptr, prog, ev, voff,
+                         offs_n, offs_m0, offs_d, N_Q, N_K, tr, TC: tl.constexpr,
                          HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                          BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                          MASK: tl.constexpr, CAUSAL: tl.constexpr,
                          EVEN_M: tl.constexpr, ELEM: tl.constexpr,
-                         DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
-                         VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                         MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
+                         DOT_PREC: tl.constexpr,
                          Bias, stride_bm, stride_bn, HAS_BIAS: tl.constexpr,
                          BIAS_BOOL: tl.constexpr):  # fmt: skip
     """Accumulate ``dK_j, dV_j`` over Q blocks ``lo <= i < hi`` (block indices)."""
@@ -628,90 +547,55 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
     for start_m in range(lo * BLOCK_M, hi * BLOCK_M, BLOCK_M):
         start_m = tl.multiple_of(start_m, BLOCK_M)
         i = start_m // BLOCK_M
-        if TRACE:
-            ev_base, ev, stg = trace_open(ev, STAGE)
+        tr = iter_open(tr, TC)
         offs_m = start_m + offs_m0
+        n_q = tl.minimum(N_Q - start_m, BLOCK_M)
         # -- load Q_i, dO_i, LSE_i, D_i --
         q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
                        offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-        if TRACE:
-            nb = tl.minimum(N_Q - start_m, BLOCK_M)
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_Q, i, 0,
-                                nb * (HEAD_DIM * ELEM), q, BLOCK_M, BLOCK_D, VALUES,
-                                MAX_EV, MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, LOAD_Q, i, 0, q, n_q * (HEAD_DIM * ELEM))
         do = _load_tile(DO + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
                         offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_DO, i, 0,
-                                nb * (HEAD_DIM * ELEM), do, BLOCK_M, BLOCK_D, VALUES,
-                                MAX_EV, MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, LOAD_DO, i, 0, do, n_q * (HEAD_DIM * ELEM))
         if EVEN_M:
             lse = tl.load(LSE + offs_m)
         else:
             lse = tl.load(LSE + offs_m, mask=offs_m < N_Q, other=float("inf"))
-        if TRACE:
-            ev, voff, stg = stage_vector(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_LSE, i, 0,
-                               nb * 4, lse, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
-                               GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, LOAD_LSE, i, 0, lse, n_q * 4)
         if EVEN_M:
             Di = tl.load(Delta + offs_m)
         else:
             Di = tl.load(Delta + offs_m, mask=offs_m < N_Q, other=0.0)
-        if TRACE:
-            ev, voff, stg = stage_vector(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_D, i, 0,
-                               nb * 4, Di, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
-                               GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, LOAD_D, i, 0, Di, n_q * 4)
         # -- S_ij = Q_i K_j^T --
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_QK, T_S, i, j, 0,
-                                qk * sm_scale, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, QK_S, i, j, qk * sm_scale)
         if MASK:
             keep = offs_n[None, :] < N_K
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= offs_n[None, :])
             qk = tl.where(keep, qk, float("-inf"))
-            if TRACE:
-                ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_MASK, T_S, i,
-                                    j, 0, qk * sm_scale, BLOCK_M, BLOCK_N, VALUES,
-                                    MAX_EV, MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+            tr = rec(tr, TC, MASK_S, i, j, qk * sm_scale)
         if HAS_BIAS:
             # the forward's bias on S (never traced), back in qk's units
             qk = _bias_scores(qk, Bias, offs_m, offs_n, stride_bm, stride_bn, N_Q,
                               N_K, qk_scale, BIAS_BOOL) * (1.0 / qk_scale)  # fmt: skip
         # -- P_ij = exp(S_ij - LSE_i), recomputed instead of stored --
         p = tl.math.exp2(qk * qk_scale - lse[:, None] * RCP_LN2)
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_RECOMPUTE, T_P, i,
-                                j, 0, p, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, RECOMPUTE_P, i, j, p)
         # -- dV_j += P_ij^T dO_i --
         dv = tl.dot(tl.trans(p.to(do.dtype)), do, dv, input_precision=DOT_PREC)
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_DV, T_DV, j, 0, 0,
-                                dv, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, DV_DV, j, 0, dv)
         # -- dP_ij = dO_i V_j^T; dS_ij = P_ij * (dP_ij - D_i) --
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_DP, T_DP, i, j, 0,
-                                dp, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, DP_DP, i, j, dp)
         ds = p * (dp - Di[:, None])
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_DS, T_DS, i, j, 0,
-                                ds, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, DS_DS, i, j, ds)
         # -- dK_j += dS_ij^T Q_i (softmax_scale applied at the end) --
         dk = tl.dot(tl.trans(ds.to(q.dtype)), q, dk, input_precision=DOT_PREC)
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_DK, T_DK, j, 0, 0,
-                                dk * sm_scale, BLOCK_N, BLOCK_D, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
-        if TRACE:
-            ev = trace_flush(ev_ptr, prog, ev_base, ev, stg, MAX_EV, STAGE)
-    return dk, dv, ev, voff
+        tr = rec(tr, TC, DK_DK, j, 0, dk * sm_scale)
+        tr = iter_close(tr, TC)
+    return dk, dv, tr
 
 
 @triton.jit
@@ -759,24 +643,16 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_m0 = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    ev = tl.zeros([], tl.int32)
-    voff = tl.zeros([], tl.int64)
-    if TRACE:
-        trace_begin(hdr_ptr, prog, off_hz, pid_n, GPU_CLOCK)
-        nb_k = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
+    TC: tl.constexpr = (TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE)
+    tr = trace_start(ev_ptr, hdr_ptr, val_ptr, prog, off_hz, pid_n, TC)
+    nb_k = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
     # -- load K_j, V_j: they stay in SRAM; dK_j = dV_j = 0 --
     k = _load_tile(K + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kk,
                    offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_K, pid_n, 0,
-                            nb_k, k, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                            GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LOAD_K, pid_n, 0, k, nb_k)
     v = _load_tile(V + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                    offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_V, pid_n, 0,
-                            nb_k, v, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                            GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LOAD_V, pid_n, 0, v, nb_k)
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     qk_scale = sm_scale * RCP_LN2
@@ -791,51 +667,38 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
         i_me = 0
     if not EVEN_N:
         i_me = tl.where(start_n + BLOCK_N > N_K, T_R, i_me)
-    dk, dv, ev, voff = _attn_bwd_dkdv_inner(
+    dk, dv, tr = _attn_bwd_dkdv_inner(
         dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk, stride_dm, stride_dk,
         start_n, sm_scale, qk_scale, i_lo, i_me, offs_n, offs_m0, offs_d, N_Q, N_K,
-        ev_ptr, val_ptr, prog, ev, voff,
-        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, EVEN_M, ELEM, DOT_PREC,
-        TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE,
-        Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL)  # fmt: skip
-    dk, dv, ev, voff = _attn_bwd_dkdv_inner(
+        tr, TC, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, EVEN_M, ELEM,
+        DOT_PREC, Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL)  # fmt: skip
+    dk, dv, tr = _attn_bwd_dkdv_inner(
         dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk, stride_dm, stride_dk,
         start_n, sm_scale, qk_scale, i_me, T_R, offs_n, offs_m0, offs_d, N_Q, N_K,
-        ev_ptr, val_ptr, prog, ev, voff,
-        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, EVEN_M, ELEM, DOT_PREC,
-        TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE,
-        Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL)  # fmt: skip
+        tr, TC, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, EVEN_M, ELEM,
+        DOT_PREC, Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL)  # fmt: skip
 
     # -- write dK_j = scale * sum dS^T Q, dV_j --
     dk = dk * sm_scale
     dk_out = dk.to(DK.dtype.element_ty)
     _store_tile(DK + offs_n[:, None] * stride_gn + offs_d[None, :] * stride_gk, dk_out,
                 offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_DK, pid_n, 0,
-                            nb_k, dk_out, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                            GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, STORE_DK, pid_n, 0, dk_out, nb_k)
     dv_out = dv.to(DV.dtype.element_ty)
     _store_tile(DV + offs_n[:, None] * stride_gn + offs_d[None, :] * stride_gk, dv_out,
                 offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_DV, pid_n, 0,
-                            nb_k, dv_out, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                            GPU_CLOCK)  # fmt: skip
-        trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
+    tr = rec(tr, TC, STORE_DV, pid_n, 0, dv_out, nb_k)
+    trace_stop(tr, TC)
 
 
 @triton.jit
 def _attn_bwd_dq_inner(dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn,
-                       stride_vk, start_m, sm_scale, qk_scale, lo, hi, offs_m,
-                       offs_n, offs_d, N_K,
-                       ev_ptr, val_ptr, prog, ev, voff,
+                       stride_vk, i, sm_scale, qk_scale, lo, hi, offs_m,
+                       offs_n, offs_d, N_K, tr, TC: tl.constexpr,
                        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                        MASK: tl.constexpr, CAUSAL: tl.constexpr, ELEM: tl.constexpr,
-                       DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
-                       VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                       MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
+                       DOT_PREC: tl.constexpr,
                        Bias, stride_bm, stride_bn, N_Q, HAS_BIAS: tl.constexpr,
                        BIAS_BOOL: tl.constexpr):  # fmt: skip
     """Accumulate ``dQ_i`` over K/V blocks ``lo <= j < hi`` (block indices)."""
@@ -843,66 +706,40 @@ def _attn_bwd_dq_inner(dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn
     for start_n in range(lo * BLOCK_N, hi * BLOCK_N, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         j = start_n // BLOCK_N
-        if TRACE:
-            ev_base, ev, stg = trace_open(ev, STAGE)
+        tr = iter_open(tr, TC)
         offs_kn = start_n + offs_n
+        nb = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
         # -- load K_j, V_j --
         k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
                        offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
-        if TRACE:
-            nb = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_K, j, 0,
-                                nb, k, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, LOAD_K, j, 0, k, nb)
         v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                        offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD, T_V, j, 0,
-                                nb, v, BLOCK_N, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, LOAD_V, j, 0, v, nb)
         # -- S_ij, P_ij = exp(S_ij - LSE_i) --
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_QK, T_S, start_m,
-                                j, 0, qk * sm_scale, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, QK_S, i, j, qk * sm_scale)
         if MASK:
             keep = offs_kn[None, :] < N_K
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= offs_kn[None, :])
             qk = tl.where(keep, qk, float("-inf"))
-            if TRACE:
-                ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_MASK, T_S,
-                                    start_m, j, 0, qk * sm_scale, BLOCK_M, BLOCK_N,
-                                    VALUES, MAX_EV, MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+            tr = rec(tr, TC, MASK_S, i, j, qk * sm_scale)
         if HAS_BIAS:
             # the forward's bias on S (never traced), back in qk's units
             qk = _bias_scores(qk, Bias, offs_m, offs_kn, stride_bm, stride_bn, N_Q,
                               N_K, qk_scale, BIAS_BOOL) * (1.0 / qk_scale)  # fmt: skip
         p = tl.math.exp2(qk * qk_scale - lse2[:, None])
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_RECOMPUTE, T_P,
-                                start_m, j, 0, p, BLOCK_M, BLOCK_N, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, RECOMPUTE_P, i, j, p)
         # -- dP_ij = dO_i V_j^T; dS_ij = P_ij * (dP_ij - D_i); dQ_i += dS_ij K_j --
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_DP, T_DP, start_m,
-                                j, 0, dp, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, DP_DP, i, j, dp)
         ds = p * (dp - Di[:, None])
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_DS, T_DS, start_m,
-                                j, 0, ds, BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, DS_DS, i, j, ds)
         dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PREC)
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_DQ, T_DQ, start_m,
-                                0, 0, dq * sm_scale, BLOCK_M, BLOCK_D, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
-        if TRACE:
-            ev = trace_flush(ev_ptr, prog, ev_base, ev, stg, MAX_EV, STAGE)
-    return dq, ev, voff
+        tr = rec(tr, TC, DQ_DQ, i, 0, dq * sm_scale)
+        tr = iter_close(tr, TC)
+    return dq, tr
 
 
 @triton.jit
@@ -943,54 +780,37 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
-    ev = tl.zeros([], tl.int32)
-    voff = tl.zeros([], tl.int64)
-    if TRACE:
-        trace_begin(hdr_ptr, prog, off_hz, start_m, GPU_CLOCK)
-        nb_r = tl.minimum(N_Q - start_m * BLOCK_M, BLOCK_M)
+    TC: tl.constexpr = (TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE)
+    tr = trace_start(ev_ptr, hdr_ptr, val_ptr, prog, off_hz, start_m, TC)
+    n_q = tl.minimum(N_Q - start_m * BLOCK_M, BLOCK_M)
     # -- load Q_i, dO_i, LSE_i, D_i: they stay in SRAM; dQ_i = 0 --
     q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
                    offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_Q, start_m, 0,
-                            nb_r * (HEAD_DIM * ELEM), q, BLOCK_M, BLOCK_D, VALUES,
-                            MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LOAD_Q, start_m, 0, q, n_q * (HEAD_DIM * ELEM))
     do = _load_tile(DO + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
                     offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_DO, start_m,
-                            0, nb_r * (HEAD_DIM * ELEM), do, BLOCK_M, BLOCK_D, VALUES,
-                            MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LOAD_DO, start_m, 0, do, n_q * (HEAD_DIM * ELEM))
     if EVEN_M:
         lse = tl.load(LSE + offs_m)
         Di = tl.load(Delta + offs_m)
     else:
         lse = tl.load(LSE + offs_m, mask=offs_m < N_Q, other=float("inf"))
         Di = tl.load(Delta + offs_m, mask=offs_m < N_Q, other=0.0)
-    if TRACE:
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_LSE, start_m,
-                           0, nb_r * 4, lse, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
-                           GPU_CLOCK)  # fmt: skip
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_D, start_m, 0,
-                           nb_r * 4, Di, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
-                           GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LOAD_LSE, start_m, 0, lse, n_q * 4)
+    tr = rec(tr, TC, LOAD_D, start_m, 0, Di, n_q * 4)
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     qk_scale = sm_scale * RCP_LN2
 
     n_nomask, n_visit = _causal_span(start_m, N_Q, N_K, BLOCK_M, BLOCK_N, CAUSAL)
-    dq, ev, voff = _attn_bwd_dq_inner(
+    dq, tr = _attn_bwd_dq_inner(
         dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn, stride_vk, start_m,
-        sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K,
-        ev_ptr, val_ptr, prog, ev, voff,
-        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC, TRACE,
-        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE,
+        sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K, tr, TC,
+        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC,
         Bias, stride_bm, stride_bn, N_Q, HAS_BIAS, BIAS_BOOL)  # fmt: skip
-    dq, ev, voff = _attn_bwd_dq_inner(
+    dq, tr = _attn_bwd_dq_inner(
         dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn, stride_vk, start_m,
-        sm_scale, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d, N_K,
-        ev_ptr, val_ptr, prog, ev, voff,
-        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM, DOT_PREC, TRACE,
-        VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE,
+        sm_scale, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d, N_K, tr, TC,
+        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM, DOT_PREC,
         Bias, stride_bm, stride_bn, N_Q, HAS_BIAS, BIAS_BOOL)  # fmt: skip
 
     # -- write dQ_i = scale * sum dS K --
@@ -998,11 +818,8 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
     dq_out = dq.to(DQ.dtype.element_ty)
     _store_tile(DQ + offs_m[:, None] * stride_gm + offs_d[None, :] * stride_gk, dq_out,
                 offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_DQ, start_m,
-                            0, nb_r * (HEAD_DIM * ELEM), dq_out, BLOCK_M, BLOCK_D,
-                            VALUES, MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-        trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
+    tr = rec(tr, TC, STORE_DQ, start_m, 0, dq_out, n_q * (HEAD_DIM * ELEM))
+    trace_stop(tr, TC)
 
 
 # --------------------------------------------------------------------------------------
@@ -1158,16 +975,8 @@ def _buffers(
     """Trace buffers sized exactly: the largest program's events and values."""
     max_ev, max_val = _trace_sizes(launch, n_blocks, n_q, n_k, d, block_m, block_n,
                                    causal, elem, values)  # fmt: skip
-    n_programs = n_blocks * bh
-    if values and n_programs * max_val > MAX_VALUE_ELEMENTS:
-        raise ValueError(
-            f"values=True would need {n_programs * max_val:,} float32 snapshots "
-            f"({n_programs} programs x {max_val:,}); value snapshots are for small "
-            f"runs (at most {MAX_VALUE_ELEMENTS:,}): use smaller shapes or "
-            "values=False"
-        )
-    return TraceBuffers.allocate(n_programs, max_ev, max_val, device=device,
-                                 fill=INTERPRET or values)  # fmt: skip
+    return launch_buffers(n_blocks * bh, max_ev, max_val, values, device,
+                          fill=INTERPRET or values)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=256)
@@ -1183,11 +992,6 @@ def _trace_sizes(launch: str, n_blocks: int, n_q: int, n_k: int, d: int,
         if values:
             max_val = max(max_val, sum(e[5] for e in evs))
     return max_ev, max_val
-
-
-def _dummy_buffers(device: torch.device) -> tuple[torch.Tensor, ...]:
-    i64 = torch.empty(1, dtype=torch.int64, device=device)
-    return i64, i64, torch.empty(1, dtype=torch.float32, device=device)
 
 
 def _bias_args(attn_mask, shapes, q, trace):
@@ -1294,23 +1098,21 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
     o = torch.empty_like(q, memory_format=torch.contiguous_format)
     lse = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
     t_r = _cdiv(n_q, block_m)
+    bufs = None
     if trace:
         bufs = _buffers("fwd", t_r, batch * heads, n_q, n_k, d, block_m, block_n,
                         causal, elem, values, q.device)  # fmt: skip
-        tbuf, max_ev, max_val = bufs.kernel_args(), bufs.max_events, bufs.max_values
-    else:
-        bufs, tbuf, max_ev, max_val = None, _dummy_buffers(q.device), 1, 1
+    tptr, tflags = trace_args(bufs, q.device, values)
     tma = _use_tma(k, v, attn_mask, bool(causal))
     if tma:  # the descriptors are built on the device, in this scratch
         triton.set_allocator(_tma_alloc)
     _attn_fwd[(t_r * batch * heads,)](
         q, k, v, o, lse, scale,
         *q.stride(), *k.stride(), *v.stride(), *o.stride(), *bias_args,
-        heads, n_q, n_k, *tbuf,
+        heads, n_q, n_k, *tptr,
         HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=bd, CAUSAL=bool(causal),
         EVEN_M=n_q % block_m == 0, ELEM=elem, DOT_PREC=_dot_precision(q.dtype),
-        TRACE=bool(trace), VALUES=bool(trace and values), GPU_CLOCK=GPU_CLOCK,
-        MAX_EV=max_ev, MAX_VAL=max_val, STAGE=_stage(trace, values), **bias_flags,
+        **tflags, STAGE=_stage(trace, values), **bias_flags,
         TMA=tma,
         **_launch_opts(block_m, block_n, bd, elem, False, num_warps, num_stages,
                        bool(causal), short_config(n_q, n_k, d, q.dtype, False,
@@ -1346,9 +1148,8 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
     dk = torch.empty_like(k, memory_format=torch.contiguous_format)
     dv = torch.empty_like(v, memory_format=torch.contiguous_format)
     delta = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
-    common = dict(HEAD_DIM=d, BLOCK_M=block_m, BLOCK_D=bd, EVEN_M=even_m, ELEM=elem,
-                  TRACE=bool(trace), VALUES=bool(trace and values),
-                  GPU_CLOCK=GPU_CLOCK)  # fmt: skip
+    common = dict(HEAD_DIM=d, BLOCK_M=block_m, BLOCK_D=bd, EVEN_M=even_m,
+                  ELEM=elem)  # fmt: skip
     opts = _launch_opts(
         block_m, block_n, bd, elem, True, num_warps, num_stages, bool(causal),
         short_config(n_q, n_k, d, q.dtype, True, bool(causal)),
@@ -1356,33 +1157,34 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
     launches = []
 
     def buffers(name, n_blocks):
-        if not trace:
-            return _dummy_buffers(q.device), {"MAX_EV": 1, "MAX_VAL": 1}
-        b = _buffers(name, n_blocks, bh, n_q, n_k, d, block_m, block_n, causal, elem,
-                     values, q.device)  # fmt: skip
-        launches.append(b)
-        return b.kernel_args(), {"MAX_EV": b.max_events, "MAX_VAL": b.max_values}
+        b = None
+        if trace:
+            b = _buffers(name, n_blocks, bh, n_q, n_k, d, block_m, block_n, causal,
+                         elem, values, q.device)  # fmt: skip
+            launches.append(b)
+        return trace_args(b, q.device, values)
 
-    tbuf, sizes = buffers("preprocess", t_r)
+    tptr, tflags = buffers("preprocess", t_r)
     _attn_bwd_preprocess[(t_r * bh,)](
-        o, do, delta, *o.stride(), *do.stride(), heads, n_q, *tbuf,
-        **common, **sizes, **opts,
+        o, do, delta, *o.stride(), *do.stride(), heads, n_q, *tptr,
+        **common, **tflags, **opts,
     )  # fmt: skip
-    tbuf, sizes = buffers("dkdv", t_c)
+    tptr, tflags = buffers("dkdv", t_c)
     _attn_bwd_dkdv[(t_c * bh,)](
         q, k, v, do, dk, dv, lse, delta, scale,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(),
-        *bias_args, heads, n_q, n_k, *tbuf,
+        *bias_args, heads, n_q, n_k, *tptr,
         BLOCK_N=block_n, CAUSAL=bool(causal), EVEN_N=even_n,
-        DOT_PREC=_dot_precision(q.dtype), STAGE=_stage(trace, values), **common, **sizes, **opts, **bias_flags,
+        DOT_PREC=_dot_precision(q.dtype), STAGE=_stage(trace, values), **common,
+        **tflags, **opts, **bias_flags,
     )  # fmt: skip
-    tbuf, sizes = buffers("dq", t_r)
+    tptr, tflags = buffers("dq", t_r)
     _attn_bwd_dq[(t_r * bh,)](
         q, k, v, do, dq, lse, delta, scale,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
-        *bias_args, heads, n_q, n_k, *tbuf,
+        *bias_args, heads, n_q, n_k, *tptr,
         BLOCK_N=block_n, CAUSAL=bool(causal), DOT_PREC=_dot_precision(q.dtype),
-        STAGE=_stage(trace, values), **common, **sizes, **opts, **bias_flags,
+        STAGE=_stage(trace, values), **common, **tflags, **opts, **bias_flags,
     )  # fmt: skip
     return dq, dk, dv, launches, (block_m, block_n)
 

@@ -88,13 +88,23 @@ from ._common import (
 )
 from ._device import INTERPRET
 from ._trace import (
-    OPS,
-    TENSORS,
+    LOAD_K,
+    LOAD_P,
+    LOAD_Q,
+    LOAD_S,
+    LOAD_V,
+    MASK_S,
+    PV_ACC,
+    QK_S,
+    SOFTMAX_P,
+    STORE_O,
+    STORE_P,
+    STORE_S,
     RawTrace,
     TraceBuffers,
-    trace_begin,
-    trace_end,
-    trace_tile,
+    rec,
+    trace_start,
+    trace_stop,
 )
 
 __all__ = [
@@ -107,20 +117,6 @@ __all__ = [
 
 #: Most scores one softmax program holds at once (``ROWS · next_pow2(N_k)``).
 SOFTMAX_BUDGET: int = 1 << 14
-
-_LOAD = tl.constexpr(OPS.index("load"))
-_STORE = tl.constexpr(OPS.index("store"))
-_QK = tl.constexpr(OPS.index("qk"))
-_MASK = tl.constexpr(OPS.index("mask"))
-_SOFTMAX = tl.constexpr(OPS.index("softmax"))
-_PV = tl.constexpr(OPS.index("pv"))
-_T_Q = tl.constexpr(TENSORS.index("Q"))
-_T_K = tl.constexpr(TENSORS.index("K"))
-_T_V = tl.constexpr(TENSORS.index("V"))
-_T_O = tl.constexpr(TENSORS.index("O"))
-_T_S = tl.constexpr(TENSORS.index("S"))
-_T_P = tl.constexpr(TENSORS.index("P"))
-_T_ACC = tl.constexpr(TENSORS.index("acc"))
 
 
 @triton.jit
@@ -153,38 +149,24 @@ def _qk_kernel(
     c_ok = cols < N_K
     n_i = tl.minimum(N_Q - i * BLOCK_M, BLOCK_M)
     n_j = tl.minimum(N_K - j * BLOCK_N, BLOCK_N)
-    ev = tl.full([], 0, tl.int32)
-    voff = tl.full([], 0, tl.int32)
-    if TRACE:
-        trace_begin(hdr_ptr, prog, bh, i, GPU_CLOCK)
+    TC: tl.constexpr = (TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, False)
+    tr = trace_start(ev_ptr, hdr_ptr, val_ptr, prog, bh, i, TC)
     q_base = Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh
     k_base = K + b.to(tl.int64) * stride_kb + h.to(tl.int64) * stride_kh
     q = tl.load(q_base + rows[:, None] * stride_qm + offs_d[None, :] * stride_qd,
                 mask=r_ok[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_Q, i, 0,
-                         n_i * HEAD_DIM * ELEM, q, BLOCK_M, BLOCK_D, VALUES,
-                         MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LOAD_Q, i, 0, q, n_i * HEAD_DIM * ELEM)
     k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :] * stride_kd,
                 mask=c_ok[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_K, j, 0,
-                         n_j * HEAD_DIM * ELEM, k, BLOCK_N, BLOCK_D, VALUES,
-                         MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LOAD_K, j, 0, k, n_j * HEAD_DIM * ELEM)
     s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * softmax_scale
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _QK, _T_S, i, j, 0,
-                         s, BLOCK_M, BLOCK_N, VALUES,
-                         MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, QK_S, i, j, s)
     s_out = s.to(S.dtype.element_ty)
     s_base = S + b.to(tl.int64) * stride_sb + h.to(tl.int64) * stride_sh
     tl.store(s_base + rows[:, None] * stride_sm + cols[None, :] * stride_sn, s_out,
              mask=r_ok[:, None] & c_ok[None, :])  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_S, i, j,
-                         n_i * n_j * ELEM, s_out, BLOCK_M, BLOCK_N, VALUES,
-                         MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-        trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
+    tr = rec(tr, TC, STORE_S, i, j, s_out, n_i * n_j * ELEM)
+    trace_stop(tr, TC)
 
 
 @triton.jit
@@ -223,10 +205,8 @@ def _softmax_kernel(
     s_base = S + b.to(tl.int64) * stride_sb + h.to(tl.int64) * stride_sh
     p_base = P + b.to(tl.int64) * stride_pb + h.to(tl.int64) * stride_ph
     n_i = tl.minimum(N_Q - i * BLOCK_M, BLOCK_M)
-    ev = tl.full([], 0, tl.int32)
-    voff = tl.full([], 0, tl.int32)
-    if TRACE:
-        trace_begin(hdr_ptr, prog, bh, i, GPU_CLOCK)
+    TC: tl.constexpr = (TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, False)
+    tr = trace_start(ev_ptr, hdr_ptr, val_ptr, prog, bh, i, TC)
     for r0 in range(0, n_i, ROWS):
         row0 = i * BLOCK_M + r0
         rows = row0 + tl.arange(0, ROWS)
@@ -242,9 +222,7 @@ def _softmax_kernel(
                 x = s
                 if VALUES:
                     x = _tile(s, j, ROWS, N_K_PAD, BLOCK_N)
-                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_S, i, j,
-                                 n_r * n_j * ELEM, x, ROWS, BLOCK_N, VALUES,
-                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+                tr = rec(tr, TC, LOAD_S, i, j, x, n_r * n_j * ELEM)
         valid = c_ok[None, :]
         if CAUSAL:
             valid = valid & (cols[None, :] <= rows[:, None])
@@ -258,9 +236,7 @@ def _softmax_kernel(
                     x = s
                     if VALUES:
                         x = _tile(s, j, ROWS, N_K_PAD, BLOCK_N)
-                    ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _MASK, _T_S, i,
-                                     j, 0, x, ROWS, BLOCK_N, VALUES,
-                                     MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+                    tr = rec(tr, TC, MASK_S, i, j, x)
         # Softmax of whole rows, in float32 (rows past N_q: all -inf -> 0).
         m = tl.max(s, 1)
         m = tl.where(m == float("-inf"), 0.0, m)
@@ -273,9 +249,7 @@ def _softmax_kernel(
                 x = p_out
                 if VALUES:
                     x = _tile(p_out.to(tl.float32), j, ROWS, N_K_PAD, BLOCK_N)
-                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _SOFTMAX, _T_P, i,
-                                 j, 0, x, ROWS, BLOCK_N, VALUES,
-                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+                tr = rec(tr, TC, SOFTMAX_P, i, j, x)
         # One whole-row store of P.
         tl.store(p_base + rows[:, None] * stride_pm + cols[None, :] * stride_pn, p_out,
                  mask=io_mask)  # fmt: skip
@@ -285,11 +259,8 @@ def _softmax_kernel(
                 x = p_out
                 if VALUES:
                     x = _tile(p_out.to(tl.float32), j, ROWS, N_K_PAD, BLOCK_N)
-                ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_P, i, j,
-                                 n_r * n_j * ELEM, x, ROWS, BLOCK_N, VALUES,
-                                 MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-    if TRACE:
-        trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
+                tr = rec(tr, TC, STORE_P, i, j, x, n_r * n_j * ELEM)
+    trace_stop(tr, TC)
 
 
 @triton.jit
@@ -320,10 +291,8 @@ def _pv_kernel(
     n_i = tl.minimum(N_Q - i * BLOCK_M, BLOCK_M)
     p_base = P + b.to(tl.int64) * stride_pb + h.to(tl.int64) * stride_ph
     v_base = V + b.to(tl.int64) * stride_vb + h.to(tl.int64) * stride_vh
-    ev = tl.full([], 0, tl.int32)
-    voff = tl.full([], 0, tl.int32)
-    if TRACE:
-        trace_begin(hdr_ptr, prog, bh, i, GPU_CLOCK)
+    TC: tl.constexpr = (TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, False)
+    tr = trace_start(ev_ptr, hdr_ptr, val_ptr, prog, bh, i, TC)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     for j in range(0, T_c):
         cols = j * BLOCK_N + offs_n
@@ -331,30 +300,18 @@ def _pv_kernel(
         n_j = tl.minimum(N_K - j * BLOCK_N, BLOCK_N)
         p = tl.load(p_base + rows[:, None] * stride_pm + cols[None, :] * stride_pn,
                     mask=r_ok[:, None] & c_ok[None, :], other=0.0)  # fmt: skip
-        if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_P, i, j,
-                             n_i * n_j * ELEM, p, BLOCK_M, BLOCK_N, VALUES,
-                             MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+        tr = rec(tr, TC, LOAD_P, i, j, p, n_i * n_j * ELEM)
         v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd,
                     mask=c_ok[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
-        if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _LOAD, _T_V, j, 0,
-                             n_j * HEAD_DIM * ELEM, v, BLOCK_N, BLOCK_D, VALUES,
-                             MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+        tr = rec(tr, TC, LOAD_V, j, 0, v, n_j * HEAD_DIM * ELEM)
         acc += tl.dot(p, v, input_precision=DOT_PRECISION)
-        if TRACE:
-            ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _PV, _T_ACC, i, j, 0,
-                             acc, BLOCK_M, BLOCK_D, VALUES,
-                             MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+        tr = rec(tr, TC, PV_ACC, i, j, acc)
     o = acc.to(Out.dtype.element_ty)
     o_base = Out + b.to(tl.int64) * stride_ob + h.to(tl.int64) * stride_oh
     tl.store(o_base + rows[:, None] * stride_om + offs_d[None, :] * stride_od, o,
              mask=r_ok[:, None] & d_ok[None, :])  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, _STORE, _T_O, i, 0,
-                         n_i * HEAD_DIM * ELEM, o, BLOCK_M, BLOCK_D, VALUES,
-                         MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
-        trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
+    tr = rec(tr, TC, STORE_O, i, 0, o, n_i * HEAD_DIM * ELEM)
+    trace_stop(tr, TC)
 
 
 # --------------------------------------------------------------------------------------
