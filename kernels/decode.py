@@ -70,7 +70,6 @@ import triton.language as tl
 from ._common import (
     BLOCK_RANGE,
     DTYPES,
-    GPU_CLOCK,
     check_blocks,
     check_scale,
     elem_bytes,
@@ -79,28 +78,37 @@ from ._common import (
 )
 from ._device import INTERPRET, check_device
 from ._trace import (
+    ALPHA,
+    EXP_P,
+    LOAD_K,
+    LOAD_LSES,
+    LOAD_OS,
+    LOAD_Q,
+    LOAD_V,
+    LSE_LSE,
+    LSE_LSES,
+    MASK_S,
+    MERGE_O,
+    NORMALIZE_OS,
+    PV_ACC,
+    QK_S,
+    RESCALE_ACC,
+    ROWMAX_M,
+    ROWSUM_L,
+    STORE_LSE,
+    STORE_LSES,
+    STORE_O,
+    STORE_OS,
     RawTrace,
-    TraceBuffers,
-    op_code,
-    stage_tile,
-    stage_vector,
-    tensor_code,
-    trace_begin,
-    trace_end,
-    trace_flush,
-    trace_open,
-    trace_tile,
-    trace_vector,
+    iter_close,
+    iter_open,
+    launch_buffers,
+    rec,
+    trace_args,
+    trace_start,
+    trace_stop,
 )
-from .fa2 import (
-    LN2,
-    MAX_VALUE_ELEMENTS,
-    RCP_LN2,
-    _dot_precision,
-    _dummy_buffers,
-    _load_tile,
-    _stage,
-)
+from .fa2 import LN2, RCP_LN2, _dot_precision, _load_tile, _stage
 
 __all__ = [
     "attention_decode",
@@ -109,34 +117,6 @@ __all__ = [
     "record_forward",
     "use_split",
 ]
-
-OP_LOAD = tl.constexpr(op_code("load"))
-OP_STORE = tl.constexpr(op_code("store"))
-OP_QK = tl.constexpr(op_code("qk"))
-OP_MASK = tl.constexpr(op_code("mask"))
-OP_ROWMAX = tl.constexpr(op_code("rowmax"))
-OP_EXP = tl.constexpr(op_code("exp"))
-OP_ALPHA = tl.constexpr(op_code("alpha"))
-OP_ROWSUM = tl.constexpr(op_code("rowsum"))
-OP_RESCALE = tl.constexpr(op_code("rescale"))
-OP_PV = tl.constexpr(op_code("pv"))
-OP_NORMALIZE = tl.constexpr(op_code("normalize"))
-OP_LSE = tl.constexpr(op_code("lse"))
-OP_MERGE = tl.constexpr(op_code("merge"))
-
-T_Q = tl.constexpr(tensor_code("Q"))
-T_K = tl.constexpr(tensor_code("K"))
-T_V = tl.constexpr(tensor_code("V"))
-T_O = tl.constexpr(tensor_code("O"))
-T_S = tl.constexpr(tensor_code("S"))
-T_P = tl.constexpr(tensor_code("P"))
-T_LSE = tl.constexpr(tensor_code("LSE"))
-T_L = tl.constexpr(tensor_code("l"))
-T_M = tl.constexpr(tensor_code("m"))
-T_ALPHA = tl.constexpr(tensor_code("alpha"))
-T_ACC = tl.constexpr(tensor_code("acc"))
-T_OS = tl.constexpr(tensor_code("O_s"))
-T_LSES = tl.constexpr(tensor_code("LSE_s"))
 
 #: Programs per SM the split count aims at (``FLASHANIM_SPLIT_WAVES``), and the
 #: fewest K/V blocks a split gets; at most :data:`MAX_SPLITS` splits.
@@ -169,90 +149,49 @@ INTERPRETER_SMS: int = 4
 @triton.jit
 def _split_inner(acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk,
                  i, sm_scale, qk_scale, lo, hi, kmax, seq_len, offs_n, offs_d,
-                 ev_ptr, val_ptr, prog, ev, voff,
+                 tr, TC: tl.constexpr,
                  HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, MASK: tl.constexpr,
-                 ELEM: tl.constexpr, DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
-                 VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                 MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr,
-                 STAGE: tl.constexpr):  # fmt: skip
+                 ELEM: tl.constexpr, DOT_PREC: tl.constexpr):  # fmt: skip
     """K/V blocks ``lo <= j < hi`` of one slice. With ``MASK`` a key ``n`` is kept
     for row ``r`` when ``n <= kmax[r]`` (length and causal limit in one), and a row
     that has seen no key yet keeps ``m = -inf`` without NaN."""
     for start_n in range(lo * BLOCK_N, hi * BLOCK_N, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         j = start_n // BLOCK_N
-        if TRACE:
-            ev_base, ev, stg = trace_open(ev, STAGE)
-            nb = tl.minimum(seq_len - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
+        tr = iter_open(tr, TC)
+        nb = tl.minimum(seq_len - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
         offs_kn = start_n + offs_n
         k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
                        offs_kn, seq_len, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD,
-                                       T_K, j, 0, nb, k, BLOCK_N, BLOCK_D, VALUES,
-                                       MAX_EV, MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, LOAD_K, j, 0, k, nb)
         v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                        offs_kn, seq_len, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_LOAD,
-                                       T_V, j, 0, nb, v, BLOCK_N, BLOCK_D, VALUES,
-                                       MAX_EV, MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, LOAD_V, j, 0, v, nb)
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_QK,
-                                       T_S, i, j, 0, qk * sm_scale, BLOCK_M, BLOCK_N,
-                                       VALUES, MAX_EV, MAX_VAL, GPU_CLOCK,
-                                       STAGE)  # fmt: skip
+        tr = rec(tr, TC, QK_S, i, j, qk * sm_scale)
         if MASK:
             qk = tl.where(offs_kn[None, :] <= kmax[:, None], qk, float("-inf"))
-            if TRACE:
-                ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg,
-                                           OP_MASK, T_S, i, j, 0, qk * sm_scale,
-                                           BLOCK_M, BLOCK_N, VALUES, MAX_EV, MAX_VAL,
-                                           GPU_CLOCK, STAGE)  # fmt: skip
+            tr = rec(tr, TC, MASK_S, i, j, qk * sm_scale)
         m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
         if MASK:  # a row with no key so far: subtract 0, not -inf (P = 0, no NaN)
             m_sub = tl.where(m_ij == float("-inf"), 0.0, m_ij)
         else:
             m_sub = m_ij
-        if TRACE:
-            ev, voff, stg = stage_vector(ev_ptr, val_ptr, prog, ev, voff, stg,
-                                         OP_ROWMAX, T_M, i, 0, 0, m_ij * LN2, BLOCK_M,
-                                         VALUES, MAX_EV, MAX_VAL, GPU_CLOCK,
-                                         STAGE)  # fmt: skip
+        tr = rec(tr, TC, ROWMAX_M, i, 0, m_ij * LN2)
         p = tl.math.exp2(qk * qk_scale - m_sub[:, None])
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_EXP,
-                                       T_P, i, j, 0, p, BLOCK_M, BLOCK_N, VALUES,
-                                       MAX_EV, MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, EXP_P, i, j, p)
         alpha = tl.math.exp2(m_i - m_sub)
-        if TRACE:
-            ev, voff, stg = stage_vector(ev_ptr, val_ptr, prog, ev, voff, stg,
-                                         OP_ALPHA, T_ALPHA, i, 0, 0, alpha, BLOCK_M,
-                                         VALUES, MAX_EV, MAX_VAL, GPU_CLOCK,
-                                         STAGE)  # fmt: skip
+        tr = rec(tr, TC, ALPHA, i, 0, alpha)
         l_i = l_i * alpha + tl.sum(p, 1)
-        if TRACE:
-            ev, voff, stg = stage_vector(ev_ptr, val_ptr, prog, ev, voff, stg,
-                                         OP_ROWSUM, T_L, i, 0, 0, l_i, BLOCK_M,
-                                         VALUES, MAX_EV, MAX_VAL, GPU_CLOCK,
-                                         STAGE)  # fmt: skip
+        tr = rec(tr, TC, ROWSUM_L, i, 0, l_i)
         acc = acc * alpha[:, None]
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg,
-                                       OP_RESCALE, T_ACC, i, 0, 0, acc, BLOCK_M,
-                                       BLOCK_D, VALUES, MAX_EV, MAX_VAL, GPU_CLOCK,
-                                       STAGE)  # fmt: skip
+        tr = rec(tr, TC, RESCALE_ACC, i, 0, acc)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
-        if TRACE:
-            ev, voff, stg = stage_tile(ev_ptr, val_ptr, prog, ev, voff, stg, OP_PV,
-                                       T_ACC, i, 0, 0, acc, BLOCK_M, BLOCK_D, VALUES,
-                                       MAX_EV, MAX_VAL, GPU_CLOCK, STAGE)  # fmt: skip
+        tr = rec(tr, TC, PV_ACC, i, 0, acc)
         m_i = m_ij
-        if TRACE:
-            ev = trace_flush(ev_ptr, prog, ev_base, ev, stg, MAX_EV, STAGE)
-    return acc, l_i, m_i, ev, voff
+        tr = iter_close(tr, TC)
+    return acc, l_i, m_i, tr
 
 
 @triton.jit
@@ -296,20 +235,15 @@ def _attn_fwd_split(Q, K, V, OS, LSES, Lens, sm_scale,
     head = kvh * G + g
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
-    ev = tl.zeros([], tl.int32)
-    voff = tl.zeros([], tl.int64)
     n_rows = tl.minimum(G * N_Q - i * BLOCK_M, BLOCK_M)
-    if TRACE:
-        trace_begin(hdr_ptr, prog, bh, s, GPU_CLOCK)
+    TC: tl.constexpr = (TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE)
+    tr = trace_start(ev_ptr, hdr_ptr, val_ptr, prog, bh, s, TC)
 
     q = tl.load(Q + off_z * stride_qz + head[:, None] * stride_qh
                 + r_q[:, None] * stride_qm + offs_d[None, :] * stride_qk,
                 mask=valid[:, None] & (offs_d[None, :] < HEAD_DIM),
                 other=0.0)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_Q, i, 0,
-                              n_rows * (HEAD_DIM * ELEM), q, BLOCK_M, BLOCK_D, VALUES,
-                              MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LOAD_Q, i, 0, q, n_rows * (HEAD_DIM * ELEM))
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -326,44 +260,30 @@ def _attn_fwd_split(Q, K, V, OS, LSES, Lens, sm_scale,
     lo = s * BPS
     hi = tl.minimum(lo + BPS, n_blocks)
     mid = tl.minimum(tl.maximum(n_nomask, lo), hi)
-    acc, l_i, m_i, ev, voff = _split_inner(
+    acc, l_i, m_i, tr = _split_inner(
         acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk, i,
-        sm_scale, qk_scale, lo, mid, kmax, seq_len, offs_n, offs_d,
-        ev_ptr, val_ptr, prog, ev, voff, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False,
-        ELEM, DOT_PREC, TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE)  # fmt: skip
-    acc, l_i, m_i, ev, voff = _split_inner(
+        sm_scale, qk_scale, lo, mid, kmax, seq_len, offs_n, offs_d, tr, TC,
+        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, ELEM, DOT_PREC)  # fmt: skip
+    acc, l_i, m_i, tr = _split_inner(
         acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk, i,
-        sm_scale, qk_scale, mid, hi, kmax, seq_len, offs_n, offs_d,
-        ev_ptr, val_ptr, prog, ev, voff, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True,
-        ELEM, DOT_PREC, TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE)  # fmt: skip
+        sm_scale, qk_scale, mid, hi, kmax, seq_len, offs_n, offs_d, tr, TC,
+        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, ELEM, DOT_PREC)  # fmt: skip
 
     # -- the slice's O_s = acc / l and LSE_s (no key: O_s = 0, LSE_s = -inf) --
     empty = l_i == 0.0
     o_s = acc / tl.where(empty, 1.0, l_i)[:, None]
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_NORMALIZE, T_OS, i,
-                              s, 0, o_s, BLOCK_M, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                              GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, NORMALIZE_OS, i, s, o_s)
     lse_s = tl.where(empty, float("-inf"),
                      (m_i + tl.math.log2(tl.where(empty, 1.0, l_i))) * LN2)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LSE, T_LSES, i, s,
-                                0, lse_s, BLOCK_M, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LSE_LSES, i, s, lse_s)
     base = ((bh.to(tl.int64) * T_M + i) * S + s) * BLOCK_M
     offs_m = tl.arange(0, BLOCK_M)
     tl.store(OS + (base + offs_m[:, None]) * BLOCK_D + offs_d[None, :], o_s,
              mask=valid[:, None] & (offs_d[None, :] < HEAD_DIM))  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_OS, i, s,
-                              n_rows * (HEAD_DIM * 4), o_s, BLOCK_M, BLOCK_D, VALUES,
-                              MAX_EV, MAX_VAL, GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, STORE_OS, i, s, o_s, n_rows * (HEAD_DIM * 4))
     tl.store(LSES + base + offs_m, lse_s, mask=valid)
-    if TRACE:
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_LSES, i,
-                                s, n_rows * 4, lse_s, BLOCK_M, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK)  # fmt: skip
-        trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
+    tr = rec(tr, TC, STORE_LSES, i, s, lse_s, n_rows * 4)
+    trace_stop(tr, TC)
 
 
 @triton.jit
@@ -387,23 +307,15 @@ def _attn_fwd_merge(OS, LSES, O, LSE,  # noqa: E741
     offs_d = tl.arange(0, BLOCK_D)
     s_ok = offs_s < S
     d_ok = offs_d < HEAD_DIM
-    ev = tl.zeros([], tl.int32)
-    voff = tl.zeros([], tl.int64)
-    if TRACE:
-        trace_begin(hdr_ptr, prog, bh, r, GPU_CLOCK)
+    TC: tl.constexpr = (TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, False)
+    tr = trace_start(ev_ptr, hdr_ptr, val_ptr, prog, bh, r, TC)
     # row r of split s: row (((bh * T_M + i) * S + s) * BLOCK_M + r % BLOCK_M)
     base = (bh.to(tl.int64) * T_M + r // BLOCK_M) * S * BLOCK_M + r % BLOCK_M
     lse_s = tl.load(LSES + base + offs_s * BLOCK_M, mask=s_ok, other=float("-inf"))
-    if TRACE:
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_LSES, r, 0,
-                                S * 4, lse_s, S_PAD, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LOAD_LSES, r, 0, lse_s, S * 4)
     o_s = tl.load(OS + (base + offs_s[:, None] * BLOCK_M) * BLOCK_D + offs_d[None, :],
                   mask=s_ok[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_tile(ev_ptr, val_ptr, prog, ev, voff, OP_LOAD, T_OS, r, 0,
-                              S * (HEAD_DIM * 4), o_s, S_PAD, BLOCK_D, VALUES, MAX_EV,
-                              MAX_VAL, GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LOAD_OS, r, 0, o_s, S * (HEAD_DIM * 4))
     # weights exp(LSE_s - max): a slice that saw no key weighs 0; no key at all:
     # O = 0, LSE = +inf (as fa2's fully masked rows)
     m = tl.max(lse_s, 0)
@@ -412,29 +324,17 @@ def _attn_fwd_merge(OS, LSES, O, LSE,  # noqa: E741
     l = tl.sum(w, 0)  # noqa: E741
     none = l == 0.0
     o = tl.sum(w[:, None] * o_s, 0) / tl.where(none, 1.0, l)
-    if TRACE:
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_MERGE, T_O, r, 0,
-                                0, o, BLOCK_D, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, MERGE_O, r, 0, o)
     lse = tl.where(none, float("inf"), m + tl.log(tl.where(none, 1.0, l)))
     lse1 = tl.zeros([1], tl.float32) + lse
-    if TRACE:
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_LSE, T_LSE, r, 0,
-                                0, lse1, 1, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, LSE_LSE, r, 0, lse1)
     o_out = o.to(O.dtype.element_ty)
     tl.store(O + off_z * stride_oz + head * stride_oh + r_q * stride_om
              + offs_d * stride_ok, o_out, mask=d_ok)  # fmt: skip
-    if TRACE:
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_O, r, 0,
-                                HEAD_DIM * ELEM, o_out, BLOCK_D, VALUES, MAX_EV,
-                                MAX_VAL, GPU_CLOCK)  # fmt: skip
+    tr = rec(tr, TC, STORE_O, r, 0, o_out, HEAD_DIM * ELEM)
     tl.store(LSE + (off_z * H + head) * N_Q + r_q + tl.arange(0, 1), lse1)
-    if TRACE:
-        ev, voff = trace_vector(ev_ptr, val_ptr, prog, ev, voff, OP_STORE, T_LSE, r, 0,
-                                4, lse1, 1, VALUES, MAX_EV, MAX_VAL,
-                                GPU_CLOCK)  # fmt: skip
-        trace_end(hdr_ptr, prog, ev, voff, GPU_CLOCK)
+    tr = rec(tr, TC, STORE_LSE, r, 0, lse1, 4)
+    trace_stop(tr, TC)
 
 
 # --------------------------------------------------------------------------------------
@@ -654,28 +554,19 @@ def _decode(q, k, v, causal=False, softmax_scale=None, cache_seqlens=None,
     stage = _stage(trace, values)
     launches = []
 
-    def buffers(name, n_programs, max_ev, max_val):
-        if not trace:
-            return _dummy_buffers(q.device), 1, 1
-        if values and n_programs * max_val > MAX_VALUE_ELEMENTS:
-            raise ValueError(
-                f"values=True would need {n_programs * max_val:,} float32 snapshots; "
-                f"value snapshots are for small runs (at most "
-                f"{MAX_VALUE_ELEMENTS:,}): use smaller shapes or values=False"
-            )
-        b = TraceBuffers.allocate(n_programs, max_ev, max_val if values else 0,
-                                  device=q.device, fill=INTERPRET or values)  # fmt: skip
-        launches.append(b)
-        return b.kernel_args(), b.max_events, b.max_values
+    def buffers(name, n_programs, room):
+        b = None
+        if trace:
+            b = launch_buffers(n_programs, *room(), values, q.device,
+                               fill=INTERPRET or values)  # fmt: skip
+            launches.append(b)
+        return trace_args(b, q.device, values)
 
     causal = bool(causal)
     plan = dict(n_q=n_q, g=g, d=d, block_m=bm, block_n=bn, splits=splits, bps=bps,
                 causal=causal, elem=elem)  # fmt: skip
-    if trace:  # room for the largest program: a full slice, every block masked
-        max_ev, max_val = _split_room(**plan)
-    else:
-        max_ev = max_val = 1
-    tbuf, max_ev, max_val = buffers("split", programs * splits, max_ev, max_val)
+    # room for the largest program: a full slice, every block masked
+    tptr, tflags = buffers("split", programs * splits, lambda: _split_room(**plan))
     cfg = _config(g * n_q)
     opts = {} if INTERPRET else {
         "num_warps": num_warps or cfg["num_warps"],
@@ -683,24 +574,18 @@ def _decode(q, k, v, causal=False, softmax_scale=None, cache_seqlens=None,
     _attn_fwd_split[(programs * splits,)](
         q, k, v, o_s, lse_s, lens, scale,
         *q.stride(), *k.stride(), *v.stride(),
-        heads_kv, n_q, n_k, g, t_m, splits, bps, *tbuf,
+        heads_kv, n_q, n_k, g, t_m, splits, bps, *tptr,
         HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, CAUSAL=causal,
         HAS_LENS=cache_seqlens is not None, ELEM=elem,
-        DOT_PREC=_dot_precision(q.dtype), TRACE=bool(trace),
-        VALUES=bool(trace and values), GPU_CLOCK=GPU_CLOCK, MAX_EV=max_ev,
-        MAX_VAL=max_val, STAGE=stage, **opts,
+        DOT_PREC=_dot_precision(q.dtype), **tflags, STAGE=stage, **opts,
     )  # fmt: skip
     rows = g * n_q
-    if trace:
-        max_ev, max_val = _sizes("reduce", 0, 0, n_k, **plan)
-    tbuf, max_ev, max_val = buffers("reduce", batch * heads_kv * rows, max_ev,
-                                    max_val)  # fmt: skip
+    tptr, tflags = buffers("reduce", batch * heads_kv * rows,
+                           lambda: _sizes("reduce", 0, 0, n_k, **plan))  # fmt: skip
     s_pad = next_pow2(splits)
     _attn_fwd_merge[(batch * heads_kv * rows,)](
         o_s, lse_s, out, lse, *out.stride(), heads, heads_kv, n_q, g, t_m, splits,
-        *tbuf, HEAD_DIM=d, BLOCK_M=bm, BLOCK_D=bd, S_PAD=s_pad, ELEM=elem,
-        TRACE=bool(trace), VALUES=bool(trace and values), GPU_CLOCK=GPU_CLOCK,
-        MAX_EV=max_ev, MAX_VAL=max_val,
+        *tptr, HEAD_DIM=d, BLOCK_M=bm, BLOCK_D=bd, S_PAD=s_pad, ELEM=elem, **tflags,
         **({} if INTERPRET else {"num_warps": 8 if s_pad * bd > 4096 else 4}),
     )  # fmt: skip
     info = dict(plan, t_m=t_m, o_s=o_s, lse_s=lse_s)
