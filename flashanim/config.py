@@ -28,6 +28,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from flashanim.errors import ConfigError
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -40,6 +42,7 @@ __all__ = [
     "ERROR_ENV",
     "ENV_VARS",
     "check_environment",
+    "record_trace",
     "fail",
     "params_markdown",
     "MAX_SEQ_LEN",
@@ -68,18 +71,6 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 #: Where a render child writes its one-line error as JSON (``flashanim render``
 #: sets it; see :func:`fail`).
 ERROR_ENV = "FLASHANIM_RENDER_ERROR"
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be rendered; the message says what to change.
-
-    ``cli`` is the same message in command-line words (``--seq-len 100`` instead
-    of ``FLASHANIM_SEQ_LEN=100``), when it differs.
-    """
-
-    def __init__(self, message: str, cli: str | None = None) -> None:
-        super().__init__(message)
-        self.cli = cli or message
 
 
 def _pow2(x: int) -> bool:
@@ -481,10 +472,7 @@ class SceneConfig:
         """
         if self.trace is not None:
             return _load_trace(self.trace)
-        import flashanim.kernels  # noqa: F401  (chooses the device before Triton)
-        from flashanim.trace import record
-
-        return record(
+        return record_trace(
             kernel,
             seq_len=self.seq_len,
             head_dim=self.head_dim,
@@ -494,6 +482,16 @@ class SceneConfig:
             values=self.numbers or self.seq_len <= 32,
             seed=self.seed,
         )
+
+
+def record_trace(kernel: str, **settings):
+    """Record ``kernel``'s trace with ``settings`` (the keywords of
+    :func:`flashanim.trace.record`): the one recording path of the scenes, which
+    imports the kernels (and chooses their device) before Triton, and only here."""
+    import flashanim.kernels  # noqa: F401  (chooses the device before Triton)
+    from flashanim.trace import record
+
+    return record(kernel, **settings)
 
 
 _LOADED: dict[tuple, Any] = {}

@@ -41,7 +41,7 @@ Examples
 >>> get_preset("v100")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-flashanim.config.ConfigError: unknown GPU 'v100' (FLASHANIM_GPU); choose one of: ...
+flashanim.errors.ConfigError: unknown GPU 'v100' (FLASHANIM_GPU); choose one of: ...
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from flashanim.config import ConfigError
+from flashanim.errors import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from manim import *
 
-from flashanim.config import ConfigError
+from flashanim.config import ConfigError, record_trace
 from flashanim.scene import TraceScene
-from flashanim.trace import hbm_traffic, io_complexity, record
+from flashanim.trace import hbm_traffic, io_complexity
 from flashanim.visuals import Caption
 from flashanim.visuals.charts import (
     SERIES_COLORS,
@@ -96,7 +96,7 @@ def record_traffic(ns) -> tuple[dict, dict]:
     for n in ns:
         for kind, kernel in (("standard", "standard"), ("flash", "fa2-fwd")):
             t0 = time.perf_counter()
-            tr = record(
+            tr = record_trace(
                 kernel,
                 seq_len=n,
                 head_dim=HEAD_DIM,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flashanim.config import ConfigError
+from flashanim.errors import ConfigError
 
 from ._protocol import TraceFormatError
 
