@@ -39,6 +39,7 @@ sums over a trace equal the closed-form HBM traffic of each kernel.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +48,7 @@ import triton.language as tl
 
 from flashanim.trace.names import OPS, TENSORS  # (the codes, read without Triton)
 
+from . import _steps
 from ._common import GPU_CLOCK
 
 __all__ = [
@@ -59,8 +61,7 @@ __all__ = [
     "RawTrace",
     "launch_buffers",
     "trace_args",
-    "step",
-    "step_names",
+    "recorder",
     "trace_start",
     "trace_stop",
     "rec",
@@ -157,6 +158,41 @@ class RawTrace:
     block_n: int
 
 
+def recorder(kernel: str, names: tuple[str, ...], run: Callable, doc: str):
+    """A kernel's recorder, the one shape every kernel module offers::
+
+        record(q, k, v, *, causal=False, softmax_scale=None, block_m=None,
+               block_n=None, values=False, do=None, **extra) -> RawTrace
+
+    ``run`` takes the same arguments (keywords) and returns ``(launches,
+    outputs, (block_m, block_n))``: the trace buffers of its launches ``names``
+    in launch order, the results by name and the block sizes it ran with.
+    ``extra`` are a kernel's own options (decoding: ``cache_seqlens``,
+    ``num_splits``). ``doc`` becomes the recorder's docstring."""
+
+    def record(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        causal: bool = False,
+        softmax_scale: float | None = None,
+        block_m: int | None = None,
+        block_n: int | None = None,
+        values: bool = False,
+        do: torch.Tensor | None = None,
+        **extra,
+    ) -> RawTrace:
+        launches, outputs, (bm, bn) = run(
+            q, k, v, causal=causal, softmax_scale=softmax_scale, block_m=block_m,
+            block_n=block_n, values=values, do=do, **extra,
+        )  # fmt: skip
+        return RawTrace(kernel, list(launches), list(names), outputs, bm, bn)
+
+    record.__doc__ = doc
+    return record
+
+
 #: Value-buffer size (float32 elements of one launch) above which a ``values``
 #: recording is refused: value snapshots are for small runs.
 MAX_VALUE_ELEMENTS = 1 << 26
@@ -222,55 +258,6 @@ def _smid(GPU_CLOCK: tl.constexpr):
     else:
         s = tl.full([], -1, tl.int64)
     return s
-
-
-# --------------------------------------------------------------------------------------
-# Named steps: an operation and the tensor it produces or moves, in one constexpr
-# --------------------------------------------------------------------------------------
-
-#: A step's code is ``op * 64 + tensor`` (both tables hold fewer names).
-STEP_BASE = tl.constexpr(64)
-
-
-def step(op: str, tensor: str) -> tl.constexpr:
-    """The constexpr code of step ``op tensor`` (e.g. ``step("load", "K")``)."""
-    return tl.constexpr(op_code(op) * STEP_BASE.value + tensor_code(tensor))
-
-
-def step_names(code: int) -> tuple[str, str]:
-    """``(op, tensor)`` of a step code (the inverse of :func:`step`)."""
-    return OPS[int(code) // STEP_BASE.value], TENSORS[int(code) % STEP_BASE.value]
-
-
-# moves between HBM and SRAM
-LOAD_Q, LOAD_K, LOAD_V = step("load", "Q"), step("load", "K"), step("load", "V")
-LOAD_O, LOAD_DO, LOAD_S, LOAD_P = (step("load", t) for t in ("O", "dO", "S", "P"))
-LOAD_LSE, LOAD_D, LOAD_L, LOAD_M = (step("load", t) for t in ("LSE", "D", "l", "m"))
-LOAD_OS, LOAD_LSES = step("load", "O_s"), step("load", "LSE_s")
-STORE_O, STORE_LSE, STORE_D = (step("store", t) for t in ("O", "LSE", "D"))
-STORE_DQ, STORE_DK, STORE_DV = (step("store", t) for t in ("dQ", "dK", "dV"))
-STORE_S, STORE_P, STORE_L, STORE_M = (step("store", t) for t in ("S", "P", "l", "m"))
-STORE_OS, STORE_LSES = step("store", "O_s"), step("store", "LSE_s")
-# the forward's computations (FlashAttention-2, Algorithm 1)
-QK_S, MASK_S = step("qk", "S"), step("mask", "S")
-ROWMAX_M, EXP_P, ALPHA = step("rowmax", "m"), step("exp", "P"), step("alpha", "alpha")
-ROWSUM_L, RESCALE_ACC, PV_ACC = (
-    step("rowsum", "l"),
-    step("rescale", "acc"),
-    step("pv", "acc"),
-)
-NORMALIZE_O, LSE_LSE = step("normalize", "O"), step("lse", "LSE")
-NORMALIZE_OS, LSE_LSES = step("normalize", "O_s"), step("lse", "LSE_s")
-# the backward's (Algorithm 2)
-ROWDOT_D, RECOMPUTE_P = step("rowdot", "D"), step("recompute", "P")
-DV_DV, DP_DP, DS_DS = step("dv", "dV"), step("dp", "dP"), step("ds", "dS")
-DK_DK, DQ_DQ = step("dk", "dK"), step("dq", "dQ")
-# standard attention, FlashAttention-1's update, the decoding reduce
-SOFTMAX_P, UPDATE_O, MERGE_O = (
-    step("softmax", "P"),
-    step("update", "O"),
-    step("merge", "O"),
-)
 
 
 # --------------------------------------------------------------------------------------
@@ -376,7 +363,7 @@ def _snapshot(val_ptr, prog, voff, x, MAX_VAL: tl.constexpr):
 
 @triton.jit
 def rec(tr, TC: tl.constexpr, STEP: tl.constexpr, row, col, x, nbytes=0):
-    """Record step ``STEP`` (e.g. :data:`LOAD_K`) of tile ``(row, col)``: ``x`` is
+    """Record step ``STEP`` (e.g. ``step.LOAD_K``, :mod:`._steps`) of tile ``(row, col)``: ``x`` is
     what it produced or moved (its snapshot with ``VALUES``: a tile, or a vector
     stored as a column), ``nbytes`` the bytes it moved between HBM and SRAM (0 for
     a computation). Returns the recorder, advanced."""
@@ -387,8 +374,8 @@ def rec(tr, TC: tl.constexpr, STEP: tl.constexpr, row, col, x, nbytes=0):
     MAX_EV: tl.constexpr = TC[3]
     MAX_VAL: tl.constexpr = TC[4]
     if TRACE:
-        op: tl.constexpr = STEP // STEP_BASE
-        tensor: tl.constexpr = STEP % STEP_BASE
+        op: tl.constexpr = STEP // _steps.BASE
+        tensor: tl.constexpr = STEP % _steps.BASE
         if len(stg.shape) == 2:  # staged: fields 0-4 into row ev of the tile
             c = tl.arange(0, 8)[None, :]
             r = tl.arange(0, 16)[:, None]

@@ -67,6 +67,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import _steps as step
 from ._common import (
     BLOCK_RANGE,
     DTYPES,
@@ -78,32 +79,11 @@ from ._common import (
 )
 from ._device import INTERPRET, check_device
 from ._trace import (
-    ALPHA,
-    EXP_P,
-    LOAD_K,
-    LOAD_LSES,
-    LOAD_OS,
-    LOAD_Q,
-    LOAD_V,
-    LSE_LSE,
-    LSE_LSES,
-    MASK_S,
-    MERGE_O,
-    NORMALIZE_OS,
-    PV_ACC,
-    QK_S,
-    RESCALE_ACC,
-    ROWMAX_M,
-    ROWSUM_L,
-    STORE_LSE,
-    STORE_LSES,
-    STORE_O,
-    STORE_OS,
-    RawTrace,
     iter_close,
     iter_open,
     launch_buffers,
     rec,
+    recorder,
     trace_args,
     trace_start,
     trace_stop,
@@ -164,31 +144,31 @@ def _split_inner(acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride
         offs_kn = start_n + offs_n
         k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
                        offs_kn, seq_len, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
-        tr = rec(tr, TC, LOAD_K, j, 0, k, nb)
+        tr = rec(tr, TC, step.LOAD_K, j, 0, k, nb)
         v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                        offs_kn, seq_len, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
-        tr = rec(tr, TC, LOAD_V, j, 0, v, nb)
+        tr = rec(tr, TC, step.LOAD_V, j, 0, v, nb)
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
-        tr = rec(tr, TC, QK_S, i, j, qk * sm_scale)
+        tr = rec(tr, TC, step.QK_S, i, j, qk * sm_scale)
         if MASK:
             qk = tl.where(offs_kn[None, :] <= kmax[:, None], qk, float("-inf"))
-            tr = rec(tr, TC, MASK_S, i, j, qk * sm_scale)
+            tr = rec(tr, TC, step.MASK_S, i, j, qk * sm_scale)
         m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
         if MASK:  # a row with no key so far: subtract 0, not -inf (P = 0, no NaN)
             m_sub = tl.where(m_ij == float("-inf"), 0.0, m_ij)
         else:
             m_sub = m_ij
-        tr = rec(tr, TC, ROWMAX_M, i, 0, m_ij * LN2)
+        tr = rec(tr, TC, step.ROWMAX_M, i, 0, m_ij * LN2)
         p = tl.math.exp2(qk * qk_scale - m_sub[:, None])
-        tr = rec(tr, TC, EXP_P, i, j, p)
+        tr = rec(tr, TC, step.EXP_P, i, j, p)
         alpha = tl.math.exp2(m_i - m_sub)
-        tr = rec(tr, TC, ALPHA, i, 0, alpha)
+        tr = rec(tr, TC, step.ALPHA, i, 0, alpha)
         l_i = l_i * alpha + tl.sum(p, 1)
-        tr = rec(tr, TC, ROWSUM_L, i, 0, l_i)
+        tr = rec(tr, TC, step.ROWSUM_L, i, 0, l_i)
         acc = acc * alpha[:, None]
-        tr = rec(tr, TC, RESCALE_ACC, i, 0, acc)
+        tr = rec(tr, TC, step.RESCALE_ACC, i, 0, acc)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
-        tr = rec(tr, TC, PV_ACC, i, 0, acc)
+        tr = rec(tr, TC, step.PV_ACC, i, 0, acc)
         m_i = m_ij
         tr = iter_close(tr, TC)
     return acc, l_i, m_i, tr
@@ -243,7 +223,7 @@ def _attn_fwd_split(Q, K, V, OS, LSES, Lens, sm_scale,
                 + r_q[:, None] * stride_qm + offs_d[None, :] * stride_qk,
                 mask=valid[:, None] & (offs_d[None, :] < HEAD_DIM),
                 other=0.0)  # fmt: skip
-    tr = rec(tr, TC, LOAD_Q, i, 0, q, n_rows * (HEAD_DIM * ELEM))
+    tr = rec(tr, TC, step.LOAD_Q, i, 0, q, n_rows * (HEAD_DIM * ELEM))
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -272,17 +252,17 @@ def _attn_fwd_split(Q, K, V, OS, LSES, Lens, sm_scale,
     # -- the slice's O_s = acc / l and LSE_s (no key: O_s = 0, LSE_s = -inf) --
     empty = l_i == 0.0
     o_s = acc / tl.where(empty, 1.0, l_i)[:, None]
-    tr = rec(tr, TC, NORMALIZE_OS, i, s, o_s)
+    tr = rec(tr, TC, step.NORMALIZE_OS, i, s, o_s)
     lse_s = tl.where(empty, float("-inf"),
                      (m_i + tl.math.log2(tl.where(empty, 1.0, l_i))) * LN2)  # fmt: skip
-    tr = rec(tr, TC, LSE_LSES, i, s, lse_s)
+    tr = rec(tr, TC, step.LSE_S, i, s, lse_s)
     base = ((bh.to(tl.int64) * T_M + i) * S + s) * BLOCK_M
     offs_m = tl.arange(0, BLOCK_M)
     tl.store(OS + (base + offs_m[:, None]) * BLOCK_D + offs_d[None, :], o_s,
              mask=valid[:, None] & (offs_d[None, :] < HEAD_DIM))  # fmt: skip
-    tr = rec(tr, TC, STORE_OS, i, s, o_s, n_rows * (HEAD_DIM * 4))
+    tr = rec(tr, TC, step.STORE_OS, i, s, o_s, n_rows * (HEAD_DIM * 4))
     tl.store(LSES + base + offs_m, lse_s, mask=valid)
-    tr = rec(tr, TC, STORE_LSES, i, s, lse_s, n_rows * 4)
+    tr = rec(tr, TC, step.STORE_LSES, i, s, lse_s, n_rows * 4)
     trace_stop(tr, TC)
 
 
@@ -312,10 +292,10 @@ def _attn_fwd_merge(OS, LSES, O, LSE,  # noqa: E741
     # row r of split s: row (((bh * T_M + i) * S + s) * BLOCK_M + r % BLOCK_M)
     base = (bh.to(tl.int64) * T_M + r // BLOCK_M) * S * BLOCK_M + r % BLOCK_M
     lse_s = tl.load(LSES + base + offs_s * BLOCK_M, mask=s_ok, other=float("-inf"))
-    tr = rec(tr, TC, LOAD_LSES, r, 0, lse_s, S * 4)
+    tr = rec(tr, TC, step.LOAD_LSES, r, 0, lse_s, S * 4)
     o_s = tl.load(OS + (base + offs_s[:, None] * BLOCK_M) * BLOCK_D + offs_d[None, :],
                   mask=s_ok[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
-    tr = rec(tr, TC, LOAD_OS, r, 0, o_s, S * (HEAD_DIM * 4))
+    tr = rec(tr, TC, step.LOAD_OS, r, 0, o_s, S * (HEAD_DIM * 4))
     # weights exp(LSE_s - max): a slice that saw no key weighs 0; no key at all:
     # O = 0, LSE = +inf (as fa2's fully masked rows)
     m = tl.max(lse_s, 0)
@@ -324,16 +304,16 @@ def _attn_fwd_merge(OS, LSES, O, LSE,  # noqa: E741
     l = tl.sum(w, 0)  # noqa: E741
     none = l == 0.0
     o = tl.sum(w[:, None] * o_s, 0) / tl.where(none, 1.0, l)
-    tr = rec(tr, TC, MERGE_O, r, 0, o)
+    tr = rec(tr, TC, step.MERGE_O, r, 0, o)
     lse = tl.where(none, float("inf"), m + tl.log(tl.where(none, 1.0, l)))
     lse1 = tl.zeros([1], tl.float32) + lse
-    tr = rec(tr, TC, LSE_LSE, r, 0, lse1)
+    tr = rec(tr, TC, step.LSE, r, 0, lse1)
     o_out = o.to(O.dtype.element_ty)
     tl.store(O + off_z * stride_oz + head * stride_oh + r_q * stride_om
              + offs_d * stride_ok, o_out, mask=d_ok)  # fmt: skip
-    tr = rec(tr, TC, STORE_O, r, 0, o_out, HEAD_DIM * ELEM)
+    tr = rec(tr, TC, step.STORE_O, r, 0, o_out, HEAD_DIM * ELEM)
     tl.store(LSE + (off_z * H + head) * N_Q + r_q + tl.arange(0, 1), lse1)
-    tr = rec(tr, TC, STORE_LSE, r, 0, lse1, 4)
+    tr = rec(tr, TC, step.STORE_LSE, r, 0, lse1, 4)
     trace_stop(tr, TC)
 
 
@@ -654,25 +634,9 @@ def attention_decode(
     return o, lse
 
 
-def record_forward(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    causal: bool = False,
-    softmax_scale: float | None = None,
-    block_m: int | None = None,
-    block_n: int | None = None,
-    values: bool = False,
-    do: torch.Tensor | None = None,
-    cache_seqlens: torch.Tensor | None = None,
-    num_splits: int | None = None,
-) -> RawTrace:
-    """Run the split path with ``TRACE=True``: kernel ``"fa2-decode"``, launches
-    ``"split"`` and ``"reduce"``, outputs ``O``, ``LSE``, ``O_s``, ``LSE_s`` (the
-    scratch, packed ``(programs, S, BLOCK_M, BLOCK_D)`` and ``(programs, S,
-    BLOCK_M)``). ``do`` is ignored (the recorders' uniform signature)."""
-    del do
+def _record(q, k, v, *, causal, softmax_scale, block_m, block_n, values, do,
+            cache_seqlens=None, num_splits=None):  # fmt: skip
+    del do  # (the recorders' uniform signature)
     o, lse, launches, info = _decode(q, k, v, causal, softmax_scale, cache_seqlens,
                                      num_splits, block_m, block_n, True,
                                      values)  # fmt: skip
@@ -682,6 +646,18 @@ def record_forward(
         "O_s": info["o_s"].view(-1, s, bm, info["o_s"].shape[-1]),
         "LSE_s": info["lse_s"].view(-1, s, bm),
     }  # fmt: skip
-    return RawTrace(kernel="fa2-decode", launches=launches, names=["split", "reduce"],
-                    outputs=outputs, block_m=bm,
-                    block_n=info["block_n"])  # fmt: skip
+    return launches, outputs, (bm, info["block_n"])
+
+
+record_forward = recorder(
+    "fa2-decode",
+    ("split", "reduce"),
+    _record,
+    """\
+Run the split path with ``TRACE=True``: kernel ``"fa2-decode"``, launches
+``"split"`` and ``"reduce"``, outputs ``O``, ``LSE``, ``O_s``, ``LSE_s`` (the
+scratch, packed ``(programs, S, BLOCK_M, BLOCK_D)`` and ``(programs, S,
+BLOCK_M)``). Takes also ``cache_seqlens`` and ``num_splits`` (as
+:func:`attention_decode`); ``do`` is ignored (the recorders' uniform signature).
+""",
+)

@@ -102,8 +102,8 @@ import torch
 import triton
 import triton.language as tl
 
+from . import _steps as step
 from ._common import (
-    GPU_CLOCK,
     check_blocks,
     check_qkv,
     check_scale,
@@ -112,28 +112,7 @@ from ._common import (
     resolve_blocks,
 )
 from ._device import INTERPRET
-from ._trace import (
-    EXP_P,
-    LOAD_K,
-    LOAD_L,
-    LOAD_M,
-    LOAD_O,
-    LOAD_Q,
-    LOAD_V,
-    MASK_S,
-    QK_S,
-    ROWMAX_M,
-    ROWSUM_L,
-    STORE_L,
-    STORE_M,
-    STORE_O,
-    UPDATE_O,
-    RawTrace,
-    TraceBuffers,
-    rec,
-    trace_start,
-    trace_stop,
-)
+from ._trace import launch_buffers, rec, recorder, trace_args, trace_start, trace_stop
 
 __all__ = ["attention_forward", "record_forward", "hbm_traffic", "event_counts"]
 
@@ -189,9 +168,9 @@ def _fa1_fwd(
         tl.store(o_ptrs, o_zero, mask=r_ok[:, None] & d_ok[None, :])
         tl.store(l_base + rows, l_zero, mask=r_ok)
         tl.store(m_base + rows, m_ninf, mask=r_ok)
-        tr = rec(tr, TC, STORE_O, i, 0, o_zero, n_i * HEAD_DIM * 4)
-        tr = rec(tr, TC, STORE_L, i, 0, l_zero, n_i * 4)
-        tr = rec(tr, TC, STORE_M, i, 0, m_ninf, n_i * 4)
+        tr = rec(tr, TC, step.STORE_O, i, 0, o_zero, n_i * HEAD_DIM * 4)
+        tr = rec(tr, TC, step.STORE_L, i, 0, l_zero, n_i * 4)
+        tr = rec(tr, TC, step.STORE_M, i, 0, m_ninf, n_i * 4)
 
     # Line 5: outer loop over the K/V blocks.
     for j in range(0, T_c):
@@ -204,8 +183,8 @@ def _fa1_fwd(
                     mask=kv_mask, other=0.0)  # fmt: skip
         v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd,
                     mask=kv_mask, other=0.0)  # fmt: skip
-        tr = rec(tr, TC, LOAD_K, j, 0, k, n_j * HEAD_DIM * ELEM)
-        tr = rec(tr, TC, LOAD_V, j, 0, v, n_j * HEAD_DIM * ELEM)
+        tr = rec(tr, TC, step.LOAD_K, j, 0, k, n_j * HEAD_DIM * ELEM)
+        tr = rec(tr, TC, step.LOAD_V, j, 0, v, n_j * HEAD_DIM * ELEM)
         i_lo = 0
         if CAUSAL:
             # Q blocks entirely above the diagonal of K/V block j are skipped.
@@ -228,13 +207,13 @@ def _fa1_fwd(
             o_i = tl.load(o_ptrs, mask=qo_mask, other=0.0)
             l_i = tl.load(l_base + rows, mask=r_ok, other=0.0)
             m_i = tl.load(m_base + rows, mask=r_ok, other=float("-inf"))
-            tr = rec(tr, TC, LOAD_Q, i, 0, q, n_i * HEAD_DIM * ELEM)
-            tr = rec(tr, TC, LOAD_O, i, 0, o_i, n_i * HEAD_DIM * 4)
-            tr = rec(tr, TC, LOAD_L, i, 0, l_i, n_i * 4)
-            tr = rec(tr, TC, LOAD_M, i, 0, m_i, n_i * 4)
+            tr = rec(tr, TC, step.LOAD_Q, i, 0, q, n_i * HEAD_DIM * ELEM)
+            tr = rec(tr, TC, step.LOAD_O, i, 0, o_i, n_i * HEAD_DIM * 4)
+            tr = rec(tr, TC, step.LOAD_L, i, 0, l_i, n_i * 4)
+            tr = rec(tr, TC, step.LOAD_M, i, 0, m_i, n_i * 4)
             # Line 9: S_ij = softmax_scale * Q_i K_j^T.
             s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * softmax_scale
-            tr = rec(tr, TC, QK_S, i, j, s)
+            tr = rec(tr, TC, step.QK_S, i, j, s)
             # Key tail (and, causal, keys after the query) -> -inf.
             valid = c_ok[None, :]
             if CAUSAL:
@@ -245,15 +224,15 @@ def _fa1_fwd(
                 if CAUSAL:
                     need_mask = need_mask | ((j + 1) * BLOCK_N - 1 > i * BLOCK_M)
                 if need_mask:
-                    tr = rec(tr, TC, MASK_S, i, j, s)
+                    tr = rec(tr, TC, step.MASK_S, i, j, s)
             # Line 10: m~_ij, P~_ij, l~_ij (rows that see no key: m~ = -inf, P~ = 0).
             m_ij = tl.max(s, 1)
             m_ij_safe = tl.where(m_ij == float("-inf"), 0.0, m_ij)
             p = tl.exp(s - m_ij_safe[:, None])
             l_ij = tl.sum(p, 1)
-            tr = rec(tr, TC, ROWMAX_M, i, 0, m_ij)
-            tr = rec(tr, TC, EXP_P, i, j, p)
-            tr = rec(tr, TC, ROWSUM_L, i, 0, l_ij)
+            tr = rec(tr, TC, step.ROWMAX_M, i, 0, m_ij)
+            tr = rec(tr, TC, step.EXP_P, i, j, p)
+            tr = rec(tr, TC, step.ROWSUM_L, i, 0, l_ij)
             # Line 11: m_new, l_new.
             m_new = tl.maximum(m_i, m_ij)
             m_new_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -265,14 +244,14 @@ def _fa1_fwd(
             pv = tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
             o_i = o_i * (l_i * alpha)[:, None] + pv * beta[:, None]
             o_i = o_i / l_new_safe[:, None]
-            tr = rec(tr, TC, UPDATE_O, i, 0, o_i)
+            tr = rec(tr, TC, step.UPDATE_O, i, 0, o_i)
             # Lines 12-13: write O_i, l_i = l_new, m_i = m_new to HBM.
             tl.store(o_ptrs, o_i, mask=qo_mask)
             tl.store(l_base + rows, l_new, mask=r_ok)
             tl.store(m_base + rows, m_new, mask=r_ok)
-            tr = rec(tr, TC, STORE_O, i, 0, o_i, n_i * HEAD_DIM * 4)
-            tr = rec(tr, TC, STORE_L, i, 0, l_new, n_i * 4)
-            tr = rec(tr, TC, STORE_M, i, 0, m_new, n_i * 4)
+            tr = rec(tr, TC, step.STORE_O, i, 0, o_i, n_i * HEAD_DIM * 4)
+            tr = rec(tr, TC, step.STORE_L, i, 0, l_new, n_i * 4)
+            tr = rec(tr, TC, step.STORE_M, i, 0, m_new, n_i * 4)
     trace_stop(tr, TC)
 
 
@@ -390,23 +369,17 @@ def _launch(q, k, v, causal, softmax_scale, block_m, block_n, bufs, values):
     o_ws = torch.empty((batch, heads, n_q, d), dtype=torch.float32, device=q.device)
     l_buf = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
     m_buf = torch.empty_like(l_buf)
-    trace = bufs is not None
-    if trace:
-        max_ev, max_val = bufs.max_events, bufs.max_values
-    else:
-        bufs = TraceBuffers.allocate(1, 1, 0, device=q.device)
-        max_ev, max_val = 1, 1
+    tptr, tflags = trace_args(bufs, q.device, values)
     num_warps = 8 if (not INTERPRET and block_m * block_d >= 64 * 128) else 4
     _fa1_fwd[(batch * heads,)](
         q, k, v, o_ws, l_buf, m_buf, scale,
         *q.stride(), *k.stride(), *v.stride(),
         heads, n_q, n_k, d,
-        *bufs.kernel_args(),
+        *tptr,
         CAUSAL=bool(causal), BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
         ELEM=elem_bytes(q.dtype),
         DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
-        TRACE=trace, VALUES=bool(values) and trace, GPU_CLOCK=GPU_CLOCK,
-        MAX_EV=max_ev, MAX_VAL=max_val, num_warps=num_warps,
+        **tflags, num_warps=num_warps,
     )  # fmt: skip
     return o_ws, l_buf, m_buf
 
@@ -460,56 +433,45 @@ def attention_forward(
     return _finish(q, o_ws, l_buf, m_buf)
 
 
-def record_forward(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    causal: bool = False,
-    softmax_scale: float | None = None,
-    block_m: int,
-    block_n: int,
-    values: bool = False,
-    do: torch.Tensor | None = None,
-) -> RawTrace:
-    """Run the FA1-order forward with ``TRACE=True``; return its raw trace.
-
-    Parameters
-    ----------
-    q, k, v, causal, softmax_scale
-        As :func:`attention_forward`.
-    block_m, block_n
-        ``BLOCK_M`` and ``BLOCK_N`` (required: they shape the trace).
-    values
-        Also record value snapshots (small runs only).
-    do
-        Unused (the recorders share one signature; only backward kernels use it).
-
-    Returns
-    -------
-    RawTrace
-        Kernel ``"fa1-fwd"``, one launch named ``"fwd"`` of ``B · H`` programs;
-        outputs ``"O"`` (input dtype), ``"LSE"``, and the final ``"l"``, ``"m"``
-        (float32).
-    """
-    del do
+def _record(q, k, v, *, causal, softmax_scale, block_m, block_n, values, do):
+    del do  # (the recorders' uniform signature)
     batch, heads, n_q, n_k, d = check_qkv(q, k, v)
     block_m, block_n = check_blocks(block_m, block_n)
     max_ev, max_val = _trace_sizes(
         n_q, n_k, block_m, block_n, head_block(d), bool(causal)
     )
-    bufs = TraceBuffers.allocate(
-        batch * heads, max_ev, max_val if values else 0, device=q.device
-    )
+    bufs = launch_buffers(batch * heads, max_ev, max_val, values, q.device, fill=True)
     o_ws, l_buf, m_buf = _launch(
         q, k, v, causal, softmax_scale, block_m, block_n, bufs, values
     )
     o, lse = _finish(q, o_ws, l_buf, m_buf)
-    return RawTrace(
-        kernel="fa1-fwd",
-        launches=[bufs],
-        names=["fwd"],
-        outputs={"O": o, "LSE": lse, "l": l_buf, "m": m_buf},
-        block_m=block_m,
-        block_n=block_n,
-    )
+    return [bufs], {"O": o, "LSE": lse, "l": l_buf, "m": m_buf}, (block_m, block_n)
+
+
+record_forward = recorder(
+    "fa1-fwd",
+    ("fwd",),
+    _record,
+    """\
+Run the FA1-order forward with ``TRACE=True``; return its raw trace.
+
+Parameters
+----------
+q, k, v, causal, softmax_scale
+    As :func:`attention_forward`.
+block_m, block_n
+    ``BLOCK_M`` and ``BLOCK_N`` (required: they shape the trace).
+values
+    Also record value snapshots (small runs only).
+do
+    Unused (the recorders share one signature; only backward kernels use it).
+
+Returns
+-------
+RawTrace
+    Kernel ``"fa1-fwd"``, one launch named ``"fwd"`` of ``B · H`` programs;
+    outputs ``"O"`` (input dtype), ``"LSE"``, and the final ``"l"``, ``"m"``
+    (float32).
+
+""",
+)

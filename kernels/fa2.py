@@ -125,6 +125,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import _steps as step
 from . import _trace
 from ._common import (
     GPU_CLOCK,
@@ -141,42 +142,12 @@ from ._common import (
 )
 from ._device import INTERPRET
 from ._trace import (
-    ALPHA,
-    DK_DK,
-    DP_DP,
-    DQ_DQ,
-    DS_DS,
-    DV_DV,
-    EXP_P,
-    LOAD_D,
-    LOAD_DO,
-    LOAD_K,
-    LOAD_LSE,
-    LOAD_O,
-    LOAD_Q,
-    LOAD_V,
-    LSE_LSE,
-    MASK_S,
-    NORMALIZE_O,
-    PV_ACC,
-    QK_S,
-    RECOMPUTE_P,
-    RESCALE_ACC,
-    ROWDOT_D,
-    ROWMAX_M,
-    ROWSUM_L,
-    STORE_D,
-    STORE_DK,
-    STORE_DQ,
-    STORE_DV,
-    STORE_LSE,
-    STORE_O,
-    RawTrace,
     TraceBuffers,
     iter_close,
     iter_open,
     launch_buffers,
     rec,
+    recorder,
     trace_args,
     trace_start,
     trace_stop,
@@ -282,38 +253,38 @@ def _attn_fwd_inner(acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn,
         else:
             k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
                            offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
-        tr = rec(tr, TC, LOAD_K, j, 0, k, nb)
+        tr = rec(tr, TC, step.LOAD_K, j, 0, k, nb)
         if TMA:
             v = V.load([start_n, 0])
         else:
             v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                            offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
-        tr = rec(tr, TC, LOAD_V, j, 0, v, nb)
+        tr = rec(tr, TC, step.LOAD_V, j, 0, v, nb)
         # 8: S_ij = Q_i K_j^T (softmax_scale applied in the exponent below)
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
-        tr = rec(tr, TC, QK_S, i, j, qk * sm_scale)
+        tr = rec(tr, TC, step.QK_S, i, j, qk * sm_scale)
         if MASK:  # keys past N_K, and causal: keys after the query -> -inf
             keep = offs_kn[None, :] < N_K
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= offs_kn[None, :])
             qk = tl.where(keep, qk, float("-inf"))
-            tr = rec(tr, TC, MASK_S, i, j, qk * sm_scale)
+            tr = rec(tr, TC, step.MASK_S, i, j, qk * sm_scale)
         # 9: m_ij = max(m_i, rowmax(S_ij)), P_ij = exp(S_ij - m_ij),
         #    l_ij = e^(m_i - m_ij) l_i + rowsum(P_ij)  (log2 units: qk_scale)
         m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-        tr = rec(tr, TC, ROWMAX_M, i, 0, m_ij * LN2)
+        tr = rec(tr, TC, step.ROWMAX_M, i, 0, m_ij * LN2)
         qk = qk * qk_scale - m_ij[:, None]
         p = tl.math.exp2(qk)
-        tr = rec(tr, TC, EXP_P, i, j, p)
+        tr = rec(tr, TC, step.EXP_P, i, j, p)
         alpha = tl.math.exp2(m_i - m_ij)
-        tr = rec(tr, TC, ALPHA, i, 0, alpha)
+        tr = rec(tr, TC, step.ALPHA, i, 0, alpha)
         l_i = l_i * alpha + tl.sum(p, 1)
-        tr = rec(tr, TC, ROWSUM_L, i, 0, l_i)
+        tr = rec(tr, TC, step.ROWSUM_L, i, 0, l_i)
         # 10: O_ij = diag(e^(m_i - m_ij)) O_i + P_ij V_j
         acc = acc * alpha[:, None]
-        tr = rec(tr, TC, RESCALE_ACC, i, 0, acc)
+        tr = rec(tr, TC, step.RESCALE_ACC, i, 0, acc)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
-        tr = rec(tr, TC, PV_ACC, i, 0, acc)
+        tr = rec(tr, TC, step.PV_ACC, i, 0, acc)
         m_i = m_ij
         tr = iter_close(tr, TC)
     return acc, l_i, m_i, tr
@@ -420,7 +391,7 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
     # 4: load Q_i from HBM to on-chip SRAM
     q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
                    offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    tr = rec(tr, TC, LOAD_Q, start_m, 0, q, n_q * (HEAD_DIM * ELEM))
+    tr = rec(tr, TC, step.LOAD_Q, start_m, 0, q, n_q * (HEAD_DIM * ELEM))
     # 5: on chip, m_i = -inf, l_i = 0, O_i = 0
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -466,21 +437,21 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
 
     # 12: O_i = diag(l_i)^-1 O_i
     acc = acc / l_i[:, None]
-    tr = rec(tr, TC, NORMALIZE_O, start_m, 0, acc)
+    tr = rec(tr, TC, step.NORMALIZE_O, start_m, 0, acc)
     # 13: L_i = m_i + log(l_i)
     lse = (m_i + tl.math.log2(l_i)) * LN2
-    tr = rec(tr, TC, LSE_LSE, start_m, 0, lse)
+    tr = rec(tr, TC, step.LSE, start_m, 0, lse)
     # 14: write O_i to HBM
     o = acc.to(O.dtype.element_ty)
     _store_tile(O + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok, o,
                 offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    tr = rec(tr, TC, STORE_O, start_m, 0, o, n_q * (HEAD_DIM * ELEM))
+    tr = rec(tr, TC, step.STORE_O, start_m, 0, o, n_q * (HEAD_DIM * ELEM))
     # 15: write L_i to HBM
     if EVEN_M:
         tl.store(LSE + offs_m, lse)
     else:
         tl.store(LSE + offs_m, lse, mask=offs_m < N_Q)
-    tr = rec(tr, TC, STORE_LSE, start_m, 0, lse, n_q * 4)
+    tr = rec(tr, TC, step.STORE_LSE, start_m, 0, lse, n_q * 4)
     trace_stop(tr, TC)
 
 
@@ -515,19 +486,19 @@ def _attn_bwd_preprocess(O, DO, Delta,  # noqa: E741
     o = _load_tile(O + off_z * stride_oz + off_h * stride_oh
                    + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok,
                    offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    tr = rec(tr, TC, LOAD_O, start_m, 0, o, n_q * (HEAD_DIM * ELEM))
+    tr = rec(tr, TC, step.LOAD_O, start_m, 0, o, n_q * (HEAD_DIM * ELEM))
     do = _load_tile(DO + off_z * stride_dz + off_h * stride_dh
                     + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
                     offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    tr = rec(tr, TC, LOAD_DO, start_m, 0, do, n_q * (HEAD_DIM * ELEM))
+    tr = rec(tr, TC, step.LOAD_DO, start_m, 0, do, n_q * (HEAD_DIM * ELEM))
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
-    tr = rec(tr, TC, ROWDOT_D, start_m, 0, delta)
+    tr = rec(tr, TC, step.ROWDOT_D, start_m, 0, delta)
     Delta += off_hz.to(tl.int64) * N_Q
     if EVEN_M:
         tl.store(Delta + offs_m, delta)
     else:
         tl.store(Delta + offs_m, delta, mask=offs_m < N_Q)
-    tr = rec(tr, TC, STORE_D, start_m, 0, delta, n_q * 4)
+    tr = rec(tr, TC, step.STORE_D, start_m, 0, delta, n_q * 4)
     trace_stop(tr, TC)
 
 
@@ -553,47 +524,47 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
         # -- load Q_i, dO_i, LSE_i, D_i --
         q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
                        offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-        tr = rec(tr, TC, LOAD_Q, i, 0, q, n_q * (HEAD_DIM * ELEM))
+        tr = rec(tr, TC, step.LOAD_Q, i, 0, q, n_q * (HEAD_DIM * ELEM))
         do = _load_tile(DO + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
                         offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-        tr = rec(tr, TC, LOAD_DO, i, 0, do, n_q * (HEAD_DIM * ELEM))
+        tr = rec(tr, TC, step.LOAD_DO, i, 0, do, n_q * (HEAD_DIM * ELEM))
         if EVEN_M:
             lse = tl.load(LSE + offs_m)
         else:
             lse = tl.load(LSE + offs_m, mask=offs_m < N_Q, other=float("inf"))
-        tr = rec(tr, TC, LOAD_LSE, i, 0, lse, n_q * 4)
+        tr = rec(tr, TC, step.LOAD_LSE, i, 0, lse, n_q * 4)
         if EVEN_M:
             Di = tl.load(Delta + offs_m)
         else:
             Di = tl.load(Delta + offs_m, mask=offs_m < N_Q, other=0.0)
-        tr = rec(tr, TC, LOAD_D, i, 0, Di, n_q * 4)
+        tr = rec(tr, TC, step.LOAD_D, i, 0, Di, n_q * 4)
         # -- S_ij = Q_i K_j^T --
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
-        tr = rec(tr, TC, QK_S, i, j, qk * sm_scale)
+        tr = rec(tr, TC, step.QK_S, i, j, qk * sm_scale)
         if MASK:
             keep = offs_n[None, :] < N_K
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= offs_n[None, :])
             qk = tl.where(keep, qk, float("-inf"))
-            tr = rec(tr, TC, MASK_S, i, j, qk * sm_scale)
+            tr = rec(tr, TC, step.MASK_S, i, j, qk * sm_scale)
         if HAS_BIAS:
             # the forward's bias on S (never traced), back in qk's units
             qk = _bias_scores(qk, Bias, offs_m, offs_n, stride_bm, stride_bn, N_Q,
                               N_K, qk_scale, BIAS_BOOL) * (1.0 / qk_scale)  # fmt: skip
         # -- P_ij = exp(S_ij - LSE_i), recomputed instead of stored --
         p = tl.math.exp2(qk * qk_scale - lse[:, None] * RCP_LN2)
-        tr = rec(tr, TC, RECOMPUTE_P, i, j, p)
+        tr = rec(tr, TC, step.RECOMPUTE_P, i, j, p)
         # -- dV_j += P_ij^T dO_i --
         dv = tl.dot(tl.trans(p.to(do.dtype)), do, dv, input_precision=DOT_PREC)
-        tr = rec(tr, TC, DV_DV, j, 0, dv)
+        tr = rec(tr, TC, step.DV, j, 0, dv)
         # -- dP_ij = dO_i V_j^T; dS_ij = P_ij * (dP_ij - D_i) --
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-        tr = rec(tr, TC, DP_DP, i, j, dp)
+        tr = rec(tr, TC, step.DP, i, j, dp)
         ds = p * (dp - Di[:, None])
-        tr = rec(tr, TC, DS_DS, i, j, ds)
+        tr = rec(tr, TC, step.DS, i, j, ds)
         # -- dK_j += dS_ij^T Q_i (softmax_scale applied at the end) --
         dk = tl.dot(tl.trans(ds.to(q.dtype)), q, dk, input_precision=DOT_PREC)
-        tr = rec(tr, TC, DK_DK, j, 0, dk * sm_scale)
+        tr = rec(tr, TC, step.DK, j, 0, dk * sm_scale)
         tr = iter_close(tr, TC)
     return dk, dv, tr
 
@@ -649,10 +620,10 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
     # -- load K_j, V_j: they stay in SRAM; dK_j = dV_j = 0 --
     k = _load_tile(K + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kk,
                    offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
-    tr = rec(tr, TC, LOAD_K, pid_n, 0, k, nb_k)
+    tr = rec(tr, TC, step.LOAD_K, pid_n, 0, k, nb_k)
     v = _load_tile(V + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                    offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
-    tr = rec(tr, TC, LOAD_V, pid_n, 0, v, nb_k)
+    tr = rec(tr, TC, step.LOAD_V, pid_n, 0, v, nb_k)
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     qk_scale = sm_scale * RCP_LN2
@@ -683,11 +654,11 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
     dk_out = dk.to(DK.dtype.element_ty)
     _store_tile(DK + offs_n[:, None] * stride_gn + offs_d[None, :] * stride_gk, dk_out,
                 offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
-    tr = rec(tr, TC, STORE_DK, pid_n, 0, dk_out, nb_k)
+    tr = rec(tr, TC, step.STORE_DK, pid_n, 0, dk_out, nb_k)
     dv_out = dv.to(DV.dtype.element_ty)
     _store_tile(DV + offs_n[:, None] * stride_gn + offs_d[None, :] * stride_gk, dv_out,
                 offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
-    tr = rec(tr, TC, STORE_DV, pid_n, 0, dv_out, nb_k)
+    tr = rec(tr, TC, step.STORE_DV, pid_n, 0, dv_out, nb_k)
     trace_stop(tr, TC)
 
 
@@ -712,32 +683,32 @@ def _attn_bwd_dq_inner(dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn
         # -- load K_j, V_j --
         k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
                        offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
-        tr = rec(tr, TC, LOAD_K, j, 0, k, nb)
+        tr = rec(tr, TC, step.LOAD_K, j, 0, k, nb)
         v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                        offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
-        tr = rec(tr, TC, LOAD_V, j, 0, v, nb)
+        tr = rec(tr, TC, step.LOAD_V, j, 0, v, nb)
         # -- S_ij, P_ij = exp(S_ij - LSE_i) --
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
-        tr = rec(tr, TC, QK_S, i, j, qk * sm_scale)
+        tr = rec(tr, TC, step.QK_S, i, j, qk * sm_scale)
         if MASK:
             keep = offs_kn[None, :] < N_K
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= offs_kn[None, :])
             qk = tl.where(keep, qk, float("-inf"))
-            tr = rec(tr, TC, MASK_S, i, j, qk * sm_scale)
+            tr = rec(tr, TC, step.MASK_S, i, j, qk * sm_scale)
         if HAS_BIAS:
             # the forward's bias on S (never traced), back in qk's units
             qk = _bias_scores(qk, Bias, offs_m, offs_kn, stride_bm, stride_bn, N_Q,
                               N_K, qk_scale, BIAS_BOOL) * (1.0 / qk_scale)  # fmt: skip
         p = tl.math.exp2(qk * qk_scale - lse2[:, None])
-        tr = rec(tr, TC, RECOMPUTE_P, i, j, p)
+        tr = rec(tr, TC, step.RECOMPUTE_P, i, j, p)
         # -- dP_ij = dO_i V_j^T; dS_ij = P_ij * (dP_ij - D_i); dQ_i += dS_ij K_j --
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-        tr = rec(tr, TC, DP_DP, i, j, dp)
+        tr = rec(tr, TC, step.DP, i, j, dp)
         ds = p * (dp - Di[:, None])
-        tr = rec(tr, TC, DS_DS, i, j, ds)
+        tr = rec(tr, TC, step.DS, i, j, ds)
         dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PREC)
-        tr = rec(tr, TC, DQ_DQ, i, 0, dq * sm_scale)
+        tr = rec(tr, TC, step.DQ, i, 0, dq * sm_scale)
         tr = iter_close(tr, TC)
     return dq, tr
 
@@ -786,18 +757,18 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
     # -- load Q_i, dO_i, LSE_i, D_i: they stay in SRAM; dQ_i = 0 --
     q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
                    offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    tr = rec(tr, TC, LOAD_Q, start_m, 0, q, n_q * (HEAD_DIM * ELEM))
+    tr = rec(tr, TC, step.LOAD_Q, start_m, 0, q, n_q * (HEAD_DIM * ELEM))
     do = _load_tile(DO + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
                     offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    tr = rec(tr, TC, LOAD_DO, start_m, 0, do, n_q * (HEAD_DIM * ELEM))
+    tr = rec(tr, TC, step.LOAD_DO, start_m, 0, do, n_q * (HEAD_DIM * ELEM))
     if EVEN_M:
         lse = tl.load(LSE + offs_m)
         Di = tl.load(Delta + offs_m)
     else:
         lse = tl.load(LSE + offs_m, mask=offs_m < N_Q, other=float("inf"))
         Di = tl.load(Delta + offs_m, mask=offs_m < N_Q, other=0.0)
-    tr = rec(tr, TC, LOAD_LSE, start_m, 0, lse, n_q * 4)
-    tr = rec(tr, TC, LOAD_D, start_m, 0, Di, n_q * 4)
+    tr = rec(tr, TC, step.LOAD_LSE, start_m, 0, lse, n_q * 4)
+    tr = rec(tr, TC, step.LOAD_D, start_m, 0, Di, n_q * 4)
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     qk_scale = sm_scale * RCP_LN2
 
@@ -818,7 +789,7 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
     dq_out = dq.to(DQ.dtype.element_ty)
     _store_tile(DQ + offs_m[:, None] * stride_gm + offs_d[None, :] * stride_gk, dq_out,
                 offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    tr = rec(tr, TC, STORE_DQ, start_m, 0, dq_out, n_q * (HEAD_DIM * ELEM))
+    tr = rec(tr, TC, step.STORE_DQ, start_m, 0, dq_out, n_q * (HEAD_DIM * ELEM))
     trace_stop(tr, TC)
 
 
@@ -1278,49 +1249,16 @@ def attention_backward(
 # --------------------------------------------------------------------------------------
 
 
-def record_forward(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    causal: bool = False,
-    softmax_scale: float | None = None,
-    block_m: int | None = None,
-    block_n: int | None = None,
-    values: bool = False,
-    do: torch.Tensor | None = None,
-) -> RawTrace:
-    """Run the forward with ``TRACE=True``; return its raw trace (kernel
-    ``"fa2-fwd"``, one launch ``"fwd"``, outputs ``O`` and ``LSE``).
-
-    ``do`` is accepted for the recorders' uniform signature and ignored. With
-    ``values`` every event also snapshots its tile (small runs only).
-    """
-    del do
-    o, lse, bufs, (bm, bn) = _forward(q, k, v, causal, softmax_scale, block_m,
-                                      block_n, True, values)  # fmt: skip
-    return RawTrace(kernel="fa2-fwd", launches=[bufs], names=["fwd"],
-                    outputs={"O": o, "LSE": lse}, block_m=bm, block_n=bn)  # fmt: skip
+def _record_forward(q, k, v, *, causal, softmax_scale, block_m, block_n, values,
+                    do):  # fmt: skip
+    del do  # (the recorders' uniform signature)
+    o, lse, bufs, blocks = _forward(q, k, v, causal, softmax_scale, block_m,
+                                    block_n, True, values)  # fmt: skip
+    return [bufs], {"O": o, "LSE": lse}, blocks
 
 
-def record_backward(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    causal: bool = False,
-    softmax_scale: float | None = None,
-    block_m: int | None = None,
-    block_n: int | None = None,
-    values: bool = False,
-    do: torch.Tensor | None = None,
-) -> RawTrace:
-    """Run the forward untraced, then the backward with ``TRACE=True``.
-
-    Returns the raw trace of kernel ``"fa2-bwd"``: launches ``"preprocess"``,
-    ``"dkdv"``, ``"dq"``; outputs ``O``, ``LSE``, ``dO``, ``dQ``, ``dK``, ``dV``.
-    ``do`` defaults to a standard normal tensor like ``q`` drawn with seed 0.
-    """
+def _record_backward(q, k, v, *, causal, softmax_scale, block_m, block_n, values,
+                     do):  # fmt: skip
     shapes = check_qkv(q, k, v)
     bm, bn = resolve_blocks(block_m, block_n, shapes.n_q, shapes.n_k,
                             shapes.head_dim, q.dtype, backward=True,
@@ -1331,8 +1269,31 @@ def record_backward(
         do = torch.randn(q.shape, generator=gen, device=q.device).to(q.dtype)
     dq, dk, dv, launches, _ = _backward(q, k, v, o, lse, do, causal, softmax_scale,
                                         bm, bn, True, values)  # fmt: skip
-    return RawTrace(
-        kernel="fa2-bwd", launches=launches, names=["preprocess", "dkdv", "dq"],
-        outputs={"O": o, "LSE": lse, "dO": do, "dQ": dq, "dK": dk, "dV": dv},
-        block_m=bm, block_n=bn,
-    )  # fmt: skip
+    outputs = {"O": o, "LSE": lse, "dO": do, "dQ": dq, "dK": dk, "dV": dv}
+    return launches, outputs, (bm, bn)
+
+
+record_forward = recorder(
+    "fa2-fwd",
+    ("fwd",),
+    _record_forward,
+    """\
+Run the forward with ``TRACE=True``; return its raw trace (kernel ``"fa2-fwd"``,
+one launch ``"fwd"``, outputs ``O`` and ``LSE``).
+
+``do`` is accepted for the recorders' uniform signature and ignored. With
+``values`` every event also snapshots its tile (small runs only).
+""",
+)
+record_backward = recorder(
+    "fa2-bwd",
+    ("preprocess", "dkdv", "dq"),
+    _record_backward,
+    """\
+Run the forward untraced, then the backward with ``TRACE=True``.
+
+Returns the raw trace of kernel ``"fa2-bwd"``: launches ``"preprocess"``,
+``"dkdv"``, ``"dq"``; outputs ``O``, ``LSE``, ``dO``, ``dQ``, ``dK``, ``dV``.
+``do`` defaults to a standard normal tensor like ``q`` drawn with seed 0.
+""",
+)

@@ -76,8 +76,8 @@ import torch
 import triton
 import triton.language as tl
 
+from . import _steps as step
 from ._common import (
-    GPU_CLOCK,
     check_blocks,
     check_qkv,
     check_scale,
@@ -87,25 +87,7 @@ from ._common import (
     resolve_blocks,
 )
 from ._device import INTERPRET
-from ._trace import (
-    LOAD_K,
-    LOAD_P,
-    LOAD_Q,
-    LOAD_S,
-    LOAD_V,
-    MASK_S,
-    PV_ACC,
-    QK_S,
-    SOFTMAX_P,
-    STORE_O,
-    STORE_P,
-    STORE_S,
-    RawTrace,
-    TraceBuffers,
-    rec,
-    trace_start,
-    trace_stop,
-)
+from ._trace import launch_buffers, rec, recorder, trace_args, trace_start, trace_stop
 
 __all__ = [
     "attention_forward",
@@ -155,17 +137,17 @@ def _qk_kernel(
     k_base = K + b.to(tl.int64) * stride_kb + h.to(tl.int64) * stride_kh
     q = tl.load(q_base + rows[:, None] * stride_qm + offs_d[None, :] * stride_qd,
                 mask=r_ok[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
-    tr = rec(tr, TC, LOAD_Q, i, 0, q, n_i * HEAD_DIM * ELEM)
+    tr = rec(tr, TC, step.LOAD_Q, i, 0, q, n_i * HEAD_DIM * ELEM)
     k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :] * stride_kd,
                 mask=c_ok[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
-    tr = rec(tr, TC, LOAD_K, j, 0, k, n_j * HEAD_DIM * ELEM)
+    tr = rec(tr, TC, step.LOAD_K, j, 0, k, n_j * HEAD_DIM * ELEM)
     s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * softmax_scale
-    tr = rec(tr, TC, QK_S, i, j, s)
+    tr = rec(tr, TC, step.QK_S, i, j, s)
     s_out = s.to(S.dtype.element_ty)
     s_base = S + b.to(tl.int64) * stride_sb + h.to(tl.int64) * stride_sh
     tl.store(s_base + rows[:, None] * stride_sm + cols[None, :] * stride_sn, s_out,
              mask=r_ok[:, None] & c_ok[None, :])  # fmt: skip
-    tr = rec(tr, TC, STORE_S, i, j, s_out, n_i * n_j * ELEM)
+    tr = rec(tr, TC, step.STORE_S, i, j, s_out, n_i * n_j * ELEM)
     trace_stop(tr, TC)
 
 
@@ -222,7 +204,7 @@ def _softmax_kernel(
                 x = s
                 if VALUES:
                     x = _tile(s, j, ROWS, N_K_PAD, BLOCK_N)
-                tr = rec(tr, TC, LOAD_S, i, j, x, n_r * n_j * ELEM)
+                tr = rec(tr, TC, step.LOAD_S, i, j, x, n_r * n_j * ELEM)
         valid = c_ok[None, :]
         if CAUSAL:
             valid = valid & (cols[None, :] <= rows[:, None])
@@ -236,7 +218,7 @@ def _softmax_kernel(
                     x = s
                     if VALUES:
                         x = _tile(s, j, ROWS, N_K_PAD, BLOCK_N)
-                    tr = rec(tr, TC, MASK_S, i, j, x)
+                    tr = rec(tr, TC, step.MASK_S, i, j, x)
         # Softmax of whole rows, in float32 (rows past N_q: all -inf -> 0).
         m = tl.max(s, 1)
         m = tl.where(m == float("-inf"), 0.0, m)
@@ -249,7 +231,7 @@ def _softmax_kernel(
                 x = p_out
                 if VALUES:
                     x = _tile(p_out.to(tl.float32), j, ROWS, N_K_PAD, BLOCK_N)
-                tr = rec(tr, TC, SOFTMAX_P, i, j, x)
+                tr = rec(tr, TC, step.SOFTMAX_P, i, j, x)
         # One whole-row store of P.
         tl.store(p_base + rows[:, None] * stride_pm + cols[None, :] * stride_pn, p_out,
                  mask=io_mask)  # fmt: skip
@@ -259,7 +241,7 @@ def _softmax_kernel(
                 x = p_out
                 if VALUES:
                     x = _tile(p_out.to(tl.float32), j, ROWS, N_K_PAD, BLOCK_N)
-                tr = rec(tr, TC, STORE_P, i, j, x, n_r * n_j * ELEM)
+                tr = rec(tr, TC, step.STORE_P, i, j, x, n_r * n_j * ELEM)
     trace_stop(tr, TC)
 
 
@@ -300,17 +282,17 @@ def _pv_kernel(
         n_j = tl.minimum(N_K - j * BLOCK_N, BLOCK_N)
         p = tl.load(p_base + rows[:, None] * stride_pm + cols[None, :] * stride_pn,
                     mask=r_ok[:, None] & c_ok[None, :], other=0.0)  # fmt: skip
-        tr = rec(tr, TC, LOAD_P, i, j, p, n_i * n_j * ELEM)
+        tr = rec(tr, TC, step.LOAD_P, i, j, p, n_i * n_j * ELEM)
         v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd,
                     mask=c_ok[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
-        tr = rec(tr, TC, LOAD_V, j, 0, v, n_j * HEAD_DIM * ELEM)
+        tr = rec(tr, TC, step.LOAD_V, j, 0, v, n_j * HEAD_DIM * ELEM)
         acc += tl.dot(p, v, input_precision=DOT_PRECISION)
-        tr = rec(tr, TC, PV_ACC, i, j, acc)
+        tr = rec(tr, TC, step.PV_ACC, i, j, acc)
     o = acc.to(Out.dtype.element_ty)
     o_base = Out + b.to(tl.int64) * stride_ob + h.to(tl.int64) * stride_oh
     tl.store(o_base + rows[:, None] * stride_om + offs_d[None, :] * stride_od, o,
              mask=r_ok[:, None] & d_ok[None, :])  # fmt: skip
-    tr = rec(tr, TC, STORE_O, i, 0, o, n_i * HEAD_DIM * ELEM)
+    tr = rec(tr, TC, step.STORE_O, i, 0, o, n_i * HEAD_DIM * ELEM)
     trace_stop(tr, TC)
 
 
@@ -415,40 +397,32 @@ def _run(q, k, v, causal, softmax_scale, block_m, block_n, trace, values):
     bufs = {}
     for name, grid in grids.items():
         if trace:
-            max_ev, max_val = sizes[name]
-            bufs[name] = TraceBuffers.allocate(
-                grid[0] * grid[1], max_ev, max_val if values else 0, device=dev
-            )
-        else:
-            bufs[name] = TraceBuffers.allocate(1, 1, 0, device=dev)
+            bufs[name] = launch_buffers(grid[0] * grid[1], *sizes[name], values, dev,
+                                        fill=True)  # fmt: skip
 
     def flags(name):
-        b = bufs[name]
-        return dict(
-            TRACE=trace, VALUES=bool(values) and trace, GPU_CLOCK=GPU_CLOCK,
-            MAX_EV=b.max_events if trace else 1, MAX_VAL=b.max_values if trace else 1,
-        )  # fmt: skip
+        return trace_args(bufs.get(name), dev, values)
 
     _qk_kernel[grids["qk"]](
         q, k, s, scale, *q.stride(), *k.stride(), *s.stride(),
-        heads, n_q, n_k, d, *bufs["qk"].kernel_args(),
+        heads, n_q, n_k, d, *flags("qk")[0],
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, ELEM=elem,
-        DOT_PRECISION=prec, **flags("qk"),
+        DOT_PRECISION=prec, **flags("qk")[1],
     )  # fmt: skip
     rows = softmax_rows(block_m, block_n, n_k)
     n_k_pad = _n_k_pad(n_k, block_n)
     _softmax_kernel[grids["softmax"]](
         s, p, *s.stride(), *p.stride(), heads, n_q, n_k,
-        *bufs["softmax"].kernel_args(),
+        *flags("softmax")[0],
         CAUSAL=bool(causal), BLOCK_M=block_m, BLOCK_N=block_n, ROWS=rows,
-        N_K_PAD=n_k_pad, ELEM=elem, **flags("softmax"),
+        N_K_PAD=n_k_pad, ELEM=elem, **flags("softmax")[1],
         num_warps=8 if (not INTERPRET and rows * n_k_pad >= 8192) else 4,
     )  # fmt: skip
     _pv_kernel[grids["pv"]](
         p, v, o, *p.stride(), *v.stride(), *o.stride(),
-        heads, n_q, n_k, d, *bufs["pv"].kernel_args(),
+        heads, n_q, n_k, d, *flags("pv")[0],
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, ELEM=elem,
-        DOT_PRECISION=prec, **flags("pv"),
+        DOT_PRECISION=prec, **flags("pv")[1],
         num_warps=8 if (not INTERPRET and block_m * block_d >= 128 * 128) else 4,
     )  # fmt: skip
     return o, s, p, (bufs if trace else None), (block_m, block_n)
@@ -489,47 +463,39 @@ def attention_forward(
     return _run(q, k, v, causal, softmax_scale, block_m, block_n, False, False)[0]
 
 
-def record(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    causal: bool = False,
-    softmax_scale: float | None = None,
-    block_m: int,
-    block_n: int,
-    values: bool = False,
-    do: torch.Tensor | None = None,
-) -> RawTrace:
-    """Run the three kernels with ``TRACE=True``; return their raw traces.
-
-    Parameters
-    ----------
-    q, k, v, causal, softmax_scale
-        As :func:`attention_forward`.
-    block_m, block_n
-        ``BLOCK_M`` and ``BLOCK_N`` (required: they shape the trace).
-    values
-        Also record value snapshots (small runs only).
-    do
-        Unused (the recorders share one signature).
-
-    Returns
-    -------
-    RawTrace
-        Kernel ``"standard"``, launches ``"qk"``, ``"softmax"``, ``"pv"``; outputs
-        ``"O"``, ``"S"`` (unmasked ``softmax_scale · Q Kᵀ``) and ``"P"``, all in the
-        input dtype.
-    """
-    del do
-    o, s, p, bufs, (bm, bn) = _run(
+def _record(q, k, v, *, causal, softmax_scale, block_m, block_n, values, do):
+    del do  # (the recorders' uniform signature)
+    o, s, p, bufs, blocks = _run(
         q, k, v, causal, softmax_scale, block_m, block_n, True, values
     )
-    return RawTrace(
-        kernel="standard",
-        launches=[bufs["qk"], bufs["softmax"], bufs["pv"]],
-        names=["qk", "softmax", "pv"],
-        outputs={"O": o, "S": s, "P": p},
-        block_m=bm,
-        block_n=bn,
-    )
+    launches = [bufs["qk"], bufs["softmax"], bufs["pv"]]
+    return launches, {"O": o, "S": s, "P": p}, blocks
+
+
+record = recorder(
+    "standard",
+    ("qk", "softmax", "pv"),
+    _record,
+    """\
+Run the three kernels with ``TRACE=True``; return their raw traces.
+
+Parameters
+----------
+q, k, v, causal, softmax_scale
+    As :func:`attention_forward`.
+block_m, block_n
+    ``BLOCK_M`` and ``BLOCK_N`` (required: they shape the trace).
+values
+    Also record value snapshots (small runs only).
+do
+    Unused (the recorders share one signature).
+
+Returns
+-------
+RawTrace
+    Kernel ``"standard"``, launches ``"qk"``, ``"softmax"``, ``"pv"``; outputs
+    ``"O"``, ``"S"`` (unmasked ``softmax_scale · Q Kᵀ``) and ``"P"``, all in the
+    input dtype.
+
+""",
+)

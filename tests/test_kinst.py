@@ -21,18 +21,13 @@ import pytest
 import torch
 import triton
 import triton.language as tl
+from flashanim.kernels import _steps as step
 from flashanim.kernels import _trace
 from flashanim.kernels._device import INTERPRET
 from flashanim.kernels._trace import (
-    LOAD_K,
-    PV_ACC,
-    ROWMAX_M,
-    STORE_O,
     iter_close,
     iter_open,
     rec,
-    step,
-    step_names,
     trace_start,
     trace_stop,
 )
@@ -48,9 +43,9 @@ def _probe_inner(acc, X, lo, hi, tr, TC: tl.constexpr, B: tl.constexpr):
     for j in range(lo, hi):
         tr = iter_open(tr, TC)
         x = tl.load(X + j * B + tl.arange(0, B))
-        tr = rec(tr, TC, LOAD_K, j, 0, x, B * 4)
+        tr = rec(tr, TC, step.LOAD_K, j, 0, x, B * 4)
         acc = acc * 0.5 + x
-        tr = rec(tr, TC, PV_ACC, j, 1, tl.reshape(acc, [B // 4, 4]) * 2.0)
+        tr = rec(tr, TC, step.PV_ACC, j, 1, tl.reshape(acc, [B // 4, 4]) * 2.0)
         tr = iter_close(tr, TC)
     return acc, tr
 
@@ -63,10 +58,10 @@ def _probe(X, Y, N, ev_ptr, hdr_ptr, val_ptr, B: tl.constexpr, TRACE: tl.constex
     TC: tl.constexpr = (TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, STAGE)
     tr = trace_start(ev_ptr, hdr_ptr, val_ptr, prog, prog + 10, 7, TC)
     acc = tl.zeros([B], tl.float32)
-    tr = rec(tr, TC, ROWMAX_M, prog, 0, acc)
+    tr = rec(tr, TC, step.ROWMAX_M, prog, 0, acc)
     acc, tr = _probe_inner(acc, X, 0, N, tr, TC, B)
     tl.store(Y + prog * B + tl.arange(0, B), acc)
-    tr = rec(tr, TC, STORE_O, prog, 0, acc, B * 4)
+    tr = rec(tr, TC, step.STORE_O, prog, 0, acc, B * 4)
     trace_stop(tr, TC)
 
 
@@ -83,12 +78,13 @@ def _run_probe(values: bool, stage: bool, n: int = 3, b: int = 8):
 
 
 def test_steps_name_an_operation_and_a_tensor():
-    assert step_names(step("load", "K")) == ("load", "K")
+    assert step.names(step.code("load", "K")) == ("load", "K")
     for op in OPS:
         for t in TENSORS:
-            assert step_names(step(op, t)) == (op, t)
-    assert step_names(_trace.RESCALE_ACC) == ("rescale", "acc")
-    assert step_names(_trace.LSE_LSES) == ("lse", "LSE_s")
+            assert step.names(step.code(op, t)) == (op, t)
+    assert step.names(step.RESCALE_ACC) == ("rescale", "acc")
+    assert step.names(step.LSE_S) == ("lse", "LSE_s")
+    assert step.names(step.DQ) == ("dq", "dQ")
 
 
 @on_cpu
@@ -149,12 +145,14 @@ def test_fa2_forward_loop_is_one_line_per_step_of_algorithm_1():
     tree = ast.parse((KERNELS / "fa2.py").read_text())
     fns = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
     calls = _rec_calls(fns["_attn_fwd_inner"])
-    steps = [c.args[2].id for c in sorted(calls, key=lambda c: c.lineno)]
-    assert steps == ["LOAD_K", "LOAD_V", "QK_S", "MASK_S", "ROWMAX_M", "EXP_P",
-                     "ALPHA", "ROWSUM_L", "RESCALE_ACC", "PV_ACC"]  # fmt: skip
+    steps = [ast.unparse(c.args[2]) for c in sorted(calls, key=lambda c: c.lineno)]
+    assert steps == [f"step.{s}" for s in (
+        "LOAD_K", "LOAD_V", "QK_S", "MASK_S", "ROWMAX_M", "EXP_P", "ALPHA",
+        "ROWSUM_L", "RESCALE_ACC", "PV_ACC")]  # fmt: skip
     assert all(c.lineno == c.end_lineno for c in calls)
-    epilogue = [c.args[2].id for c in _rec_calls(fns["_attn_fwd"])]
-    assert epilogue == ["LOAD_Q", "NORMALIZE_O", "LSE_LSE", "STORE_O", "STORE_LSE"]
+    epilogue = [ast.unparse(c.args[2]) for c in _rec_calls(fns["_attn_fwd"])]
+    assert epilogue == [f"step.{s}" for s in
+                        ("LOAD_Q", "NORMALIZE_O", "LSE", "STORE_O", "STORE_LSE")]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["fa2", "fa1", "standard", "decode"])
