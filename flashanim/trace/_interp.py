@@ -5,7 +5,7 @@ In the interpreter a kernel launch (``GridExecutor.__call__``) patches
 call of a ``@triton.jit`` helper from inside the kernel (``InterpretedFunction
 .__call__``) patches it again, member by member through ``inspect.getmembers``,
 with the same values, and drops the record of that second patch. Our kernels call
-their trace helpers (``trace_event``, ``trace_tile``) for every event: the
+their trace helper (``rec``, :mod:`flashanim.kernels._trace`) for every event: the
 repeated patching was ~15 % of a recording.
 
 :func:`patch_once` skips a device call's patch while a launch has the language
