@@ -62,6 +62,7 @@ __all__ = [
     "launch_buffers",
     "trace_args",
     "recorder",
+    "RECORDER_PARAMETERS",
     "trace_start",
     "trace_stop",
     "rec",
@@ -158,6 +159,23 @@ class RawTrace:
     block_n: int
 
 
+#: The parameters every recorder takes (the end of each recorder's docstring).
+RECORDER_PARAMETERS = """
+Parameters
+----------
+q, k, v, causal, softmax_scale
+    As the kernel's ``attention_forward``.
+block_m, block_n
+    ``BLOCK_M`` and ``BLOCK_N``: they shape the trace (``None``: the kernel's
+    default, where it has one; FA1 and standard attention need them given).
+values
+    Also record value snapshots (small runs only).
+do
+    The gradient of ``O`` for a backward kernel (``None``: drawn from a standard
+    normal with seed 0); the forward kernels ignore it (one signature for all).
+"""
+
+
 def recorder(kernel: str, names: tuple[str, ...], run: Callable, doc: str):
     """A kernel's recorder, the one shape every kernel module offers::
 
@@ -168,7 +186,8 @@ def recorder(kernel: str, names: tuple[str, ...], run: Callable, doc: str):
     outputs, (block_m, block_n))``: the trace buffers of its launches ``names``
     in launch order, the results by name and the block sizes it ran with.
     ``extra`` are a kernel's own options (decoding: ``cache_seqlens``,
-    ``num_splits``). ``doc`` becomes the recorder's docstring."""
+    ``num_splits``). The recorder's docstring is ``doc`` with the
+    parameters all recorders share (:data:`RECORDER_PARAMETERS`)."""
 
     def record(
         q: torch.Tensor,
@@ -189,7 +208,8 @@ def recorder(kernel: str, names: tuple[str, ...], run: Callable, doc: str):
         )  # fmt: skip
         return RawTrace(kernel, list(launches), list(names), outputs, bm, bn)
 
-    record.__doc__ = doc
+    head, returns, tail = doc.rstrip().partition("\nReturns\n")
+    record.__doc__ = head.rstrip() + "\n" + RECORDER_PARAMETERS + returns + tail
     return record
 
 

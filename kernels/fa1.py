@@ -455,23 +455,11 @@ record_forward = recorder(
     """\
 Run the FA1-order forward with ``TRACE=True``; return its raw trace.
 
-Parameters
-----------
-q, k, v, causal, softmax_scale
-    As :func:`attention_forward`.
-block_m, block_n
-    ``BLOCK_M`` and ``BLOCK_N`` (required: they shape the trace).
-values
-    Also record value snapshots (small runs only).
-do
-    Unused (the recorders share one signature; only backward kernels use it).
-
 Returns
 -------
 RawTrace
     Kernel ``"fa1-fwd"``, one launch named ``"fwd"`` of ``B · H`` programs;
     outputs ``"O"`` (input dtype), ``"LSE"``, and the final ``"l"``, ``"m"``
     (float32).
-
 """,
 )

@@ -479,23 +479,11 @@ record = recorder(
     """\
 Run the three kernels with ``TRACE=True``; return their raw traces.
 
-Parameters
-----------
-q, k, v, causal, softmax_scale
-    As :func:`attention_forward`.
-block_m, block_n
-    ``BLOCK_M`` and ``BLOCK_N`` (required: they shape the trace).
-values
-    Also record value snapshots (small runs only).
-do
-    Unused (the recorders share one signature).
-
 Returns
 -------
 RawTrace
     Kernel ``"standard"``, launches ``"qk"``, ``"softmax"``, ``"pv"``; outputs
     ``"O"``, ``"S"`` (unmasked ``softmax_scale · Q Kᵀ``) and ``"P"``, all in the
     input dtype.
-
 """,
 )
