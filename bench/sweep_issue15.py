@@ -270,6 +270,52 @@ def time_decode(log, parts, deadline):
         torch.cuda.empty_cache()
 
 
+BATCH_CHECK = (2, 3, 4, 5, 6, 12, 16, 24)
+
+
+def time_plans(log, deadline, n_k: int = 32768):
+    """The plan rule between the measured batches (1 and 8): at each batch the
+    rule's choice, each plan with its one-wave split count, session 5's rule
+    (64-key blocks, ``cdiv(SMs, programs)`` slices) and cuDNN, N_q = 1."""
+    import bench_decode as bd
+    from flashanim.kernels import decode
+    from torch.nn.attention import SDPBackend
+
+    for b in BATCH_CHECK:
+        if time.time() > deadline:
+            print("plans: deadline", flush=True)
+            return
+        sets = bd._sets(b, 1, n_k, H_KV, seed=b)
+        kvb = 2 * b * H_KV * n_k * D * 2
+        ts = [tuple(t.transpose(1, 2) for t in s) for s in sets]
+        programs = b * H_KV
+        rule = decode.decode_plan(b, H_KV, 8, n_k, D, torch.bfloat16, sms())
+        cands = {"rule": {}}
+        for name, (bn, w, st, per_sm) in decode.DECODE_PLANS.items():
+            s = decode.choose_splits(programs, n_k // bn, sms(), per_sm, bn)
+            cands[name] = dict(block_n=bn, num_warps=w, num_stages=st, num_splits=s)
+        cands["session5"] = dict(block_n=64, num_warps=4, num_stages=3,
+                                 num_splits=max(1, min(-(-sms() // programs),
+                                                       n_k // 64 // 4)))  # fmt: skip
+        try:
+            ms = bd.graph_ms([bd._sdpa_fn(SDPBackend.CUDNN_ATTENTION, *s, True)
+                              for s in sets], reps=15)  # fmt: skip
+            log(kind="plan", b=b, n_k=n_k, impl="cudnn", ms=ms, gbps=kvb / ms / 1e6)
+        except Exception as exc:
+            log(kind="plan", b=b, n_k=n_k, impl="cudnn", error=str(exc)[:100])
+        for name, kw in cands.items():
+            try:
+                ms = bd.graph_ms([functools.partial(decode.attention_decode, *t, **kw)
+                                  for t in ts], reps=15)  # fmt: skip
+                log(kind="plan", b=b, n_k=n_k, impl=name, kw=kw, ms=ms,
+                    gbps=kvb / ms / 1e6, rule_block_n=rule["block_n"])  # fmt: skip
+                print(f"plan B={b} {name} {kw}: {ms * 1e3:.1f} us", flush=True)
+            except Exception as exc:
+                log(kind="plan", b=b, n_k=n_k, impl=name, error=str(exc)[:100])
+        del sets, ts
+        torch.cuda.empty_cache()
+
+
 def _peer_fwd(name, q, k, v, causal):
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.functional import scaled_dot_product_attention as sdpa
@@ -400,6 +446,8 @@ def main(argv=None) -> int:
         time_short_cfg(log, {"bwd"}, t0 + 0.92 * args.budget)
     if "dec8" in parts:
         time_decode(log, {"dec8"}, end)
+    if "plans" in parts:
+        time_plans(log, end)
     print(f"time: {time.time() - t0:.0f} s", flush=True)
     return 0
 
