@@ -225,7 +225,7 @@ def run() -> dict:
            "copies (> 256 MB), median of 30 replays / R", "points": [],
            "gpu": torch.cuda.get_device_name(0),
            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
-    out["config"] = {"plans": decode.DECODE_PLANS, "fill_slack": decode.FILL_SLACK,
+    out["config"] = {"plans": decode.DECODE_PLANS,
                      "min_split_keys": decode.MIN_SPLIT_KEYS}  # fmt: skip
     print("decode config:", out["config"], flush=True)
     for b, n_k, n_q in itertools.product(BATCHES, CACHES, NQS):

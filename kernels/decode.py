@@ -137,31 +137,29 @@ T_ACC = tl.constexpr(tensor_code("acc"))
 T_OS = tl.constexpr(tensor_code("O_s"))
 T_LSES = tl.constexpr(tensor_code("LSE_s"))
 
-#: Launch plans of the split kernel on the GPU (16-bit rows up to 256 bytes), the
-#: fastest of ``bench/sweep_issue15.py`` on an NVIDIA H200 (132 SMs), 2026-12-02,
-#: graph-timed (``media/bench/sweep_issue15_NVIDIA_H200.jsonl``; figures in
-#: ``bench/NOTES.md``, session 6): ``(block_n, num_warps, num_stages, per_sm)``, where
-#: ``per_sm`` is how many programs of the plan fit on one SM at once (shared memory:
-#: ``stages x (K + V tile)``, 192 KB for ``"few"``, 96 KB for ``"many"``). The split
-#: count fills those slots in one wave (:func:`choose_splits`); a count that spills
-#: into a second wave is the slowest thing measured (B = 8, 128k, 160 programs of
-#: one per SM: 640 us against 473 for 128 programs).
+#: Launch plans of the split kernel on the GPU (rows up to 256 bytes), the fastest
+#: of ``bench/sweep_issue15.py`` on an NVIDIA H200 (132 SMs), 2026-12-02,
+#: graph-timed (``media/bench/sweep_issue15_NVIDIA_H200.jsonl`` and
+#: ``sweep_issue15_plans_NVIDIA_H200.jsonl``; figures in ``bench/NOTES.md``, session
+#: 6): ``(block_n, num_warps, num_stages, per_sm)``, where ``per_sm`` is how many
+#: programs of the plan fit on one SM at once (shared memory: ``stages x (K + V
+#: tile)``, 192 KB for ``"few"``, 96 KB for ``"many"``). The split count fills those
+#: slots in one wave (:func:`choose_splits`); a count that spills into a second,
+#: partial wave is the slowest thing measured (B = 8, 128k, 160 programs of one per
+#: SM: 640 us against 473 for 128 programs).
 #:
-#: * ``"few"``: 128-key blocks, 3 stages, one program per SM. B = 1 (4 programs, 33
-#:   slices): 71.6 us at 128k, 15.3 at 16k; B = 8 (32 programs, 4 slices): 473 us at
-#:   128k (4,539 GB/s; cuDNN 476 us in the same run).
-#: * ``"many"``: 64-key blocks, 3 stages, two programs per SM: for when the programs
-#:   alone nearly fill the SMs (B = 8 with 8 slices: 477 us at 128k; at B = 1 3-9 %
-#:   slower than ``"few"``).
+#: * ``"few"`` (at most one program per SM before splitting): 128-key blocks, 3
+#:   stages, one program per SM. B = 1 (4 programs, 33 slices): 71.6 us at 128k,
+#:   15.3 at 16k (64-key blocks: 80.4, 16.3); B = 8 (32 programs, 4 slices): 473 us
+#:   at 128k (4,539 GB/s; cuDNN 476 in the same run); B = 2 ... 24 at 32k: as fast as
+#:   ``"many"`` or up to 3 % faster, 1.009-1.114x cuDNN.
+#: * ``"many"`` (more programs than SMs: one per SM would take a second, partial
+#:   wave): 64-key blocks, 3 stages, two programs per SM (session 5's measured
+#:   configuration; this regime was not measured in session 6).
 DECODE_PLANS: dict[str, tuple[int, int, int, int]] = {
     "few": (128, 4, 3, 1),
     "many": (64, 4, 3, 2),
 }
-#: How much less of its wave ``"few"`` may fill than ``"many"`` and still be chosen
-#: (:func:`_plan`): at B = 1 (4 programs) both fill 100 %, at B = 8 (32) both 97 %,
-#: and ``"few"`` was faster at both; batches between (B = 2: 97 % against 100 %)
-#: are extrapolated, not measured.
-FILL_SLACK: float = 0.05
 #: Wide rows (more than 256 bytes: 16-bit ``d > 128`` or float32 ``d > 64``):
 #: 32-key blocks, one wave of one program per SM (not measured in the sweep).
 WIDE_PLAN: tuple[int, int, int, int] = (32, 4, 3, 1)
@@ -475,21 +473,11 @@ def sm_count(device: torch.device) -> int:
 
 def _plan(programs: int, wide: bool, sms: int) -> tuple[int, int, int, int]:
     """The :data:`DECODE_PLANS` entry for ``programs`` programs before splitting:
-    ``"few"`` when at least two slices fit in its wave (``2 x programs <= sms``) and
-    its wave fills the program slots (``programs x splits`` of ``per_sm x sms``)
-    within :data:`FILL_SLACK` of ``"many"``'s; else ``"many"`` (session 5's
-    measured default)."""
+    ``"few"`` when they fit on the SMs one each, else ``"many"``; wide rows:
+    :data:`WIDE_PLAN`."""
     if wide:
         return WIDE_PLAN
-    few, many = DECODE_PLANS["few"], DECODE_PLANS["many"]
-
-    def fill(plan):
-        slots = plan[3] * sms
-        return programs * (slots // programs) / slots
-
-    if 2 * programs <= sms and fill(few) >= fill(many) - FILL_SLACK:
-        return few
-    return many
+    return DECODE_PLANS["few" if programs <= sms else "many"]
 
 
 def decode_plan(batch: int, heads_kv: int, rows: int, n_k: int, d: int,

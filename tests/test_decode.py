@@ -294,13 +294,14 @@ def _plain(recs):
 
 # -- GPU ------------------------------------------------------------------------------
 
-GPU_CASES = [  # the "few" plan (B = 1, 2, 8), "many" (B = 3, 8 K/V heads), wide
+GPU_CASES = [  # the "few" plan (programs <= SMs), then "many" (160 programs)
     (1, 32, 4, 1, 4096, 128, False, None, torch.bfloat16),
     (1, 32, 4, 1, 131072, 128, False, "ragged", torch.bfloat16),
     (8, 32, 4, 8, 16384, 128, True, "ragged", torch.bfloat16),
     (2, 16, 1, 1, 3001, 64, False, "ragged", torch.float16),
     (3, 8, 8, 4, 777, 72, True, None, torch.float16),
     (2, 8, 2, 1, 5000, 40, False, "ragged", torch.float32),
+    (20, 16, 8, 1, 600, 64, False, None, torch.float16),
 ]
 
 
