@@ -1,7 +1,9 @@
 """Issue 15 sweep (session 6): split-decoding options and short-sequence configs.
 
     python bench/sweep_issue15.py warm --shard I/N      # compile (run N at once)
-    python bench/sweep_issue15.py time --out DIR [--parts decode,host,fwd,bwd,dec8]
+    python bench/sweep_issue15.py time --out DIR [--parts decode,host,fwd,bwd,...]
+
+(parts: ``decode``, ``host``, ``fwd``, ``bwd``, ``dec8``, ``plans``.)
 
 ``warm`` runs every configuration of the sweep once (its shard of them), so that
 Triton's on-disk cache holds the compiled kernels before the one timing process
