@@ -11,7 +11,11 @@ FLASH_ATTENTION backend (FlashAttention-2 inside PyTorch), CUDNN_ATTENTION and M
 (naive), plus the device's bf16 matmul rate (8192^3) and copy bandwidth as
 ceilings. TFLOP/s use the FA2 paper's count: 4 * B * H * N^2 * d, halved for causal,
 x2.5 for the backward. Times are ``triton.testing.do_bench`` medians on fresh random
-inputs (never zeros).
+inputs (never zeros): one launch from Python per call, so where the host takes
+longer to launch than the GPU to run (short sequences) the GPU waits and the time is
+the host's. Each point is also timed as GPU time (``ms_graph``: a CUDA graph of 10
+calls, median of 10 replays; the backward through autograd, as in eager) and the
+host's enqueue time per call (``host_us``), for ours, FLASH and cuDNN.
 
 Also: the decoding table of ``bench/bench_decode.py`` (split-K/V against SDPA's
 backends, GQA 8:1; ``--only decode``), peak memory of our kernel against the MATH backend as N grows (until the naive
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import functools
+import itertools
 import json
 import math
 import os
@@ -66,6 +71,63 @@ def bench_ms(fn, warmup: int = 25, rep: int = 100) -> float:
                                          return_mode="median"))  # fmt: skip
 
 
+def graph_ms(fn, calls: int = 10, reps: int = 10, mode: str = "global") -> float:
+    """GPU time of one call: a CUDA graph of ``calls`` calls, median of ``reps``
+    replays (launch overhead left out, as for every implementation alike);
+    ``mode``: the capture's error mode."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g, capture_error_mode=mode):
+        for _ in range(calls):
+            fn()
+    g.replay()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        a, b = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b) / calls)
+    del g
+    return sorted(ts)[len(ts) // 2]
+
+
+def host_us(fn, calls: int = 50) -> float:
+    """Host microseconds per call, enqueue only (the GPU is not waited for)."""
+    fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    t = (time.perf_counter() - t0) / calls
+    torch.cuda.synchronize()
+    return t * 1e6
+
+
+def _gpu_timings(fn, row: dict, flops: float) -> None:
+    """``ms_graph``, ``tflops_graph``, ``host_us`` of ``fn`` into ``row`` (a failed
+    capture is retried once in relaxed mode: a first backward capture on the H200
+    once failed for every implementation alike; then ``graph_error``)."""
+    for attempt in (0, 1):
+        try:
+            row["ms_graph"] = graph_ms(fn, mode="relaxed" if attempt else "global")
+            row["tflops_graph"] = flops / row["ms_graph"] / 1e9
+            break
+        except RuntimeError as exc:
+            torch.cuda.synchronize()
+            if attempt:
+                row["graph_error"] = str(exc).splitlines()[0][:160]
+    row["host_us"] = host_us(fn)
+
+
 def device_info() -> dict:
     props = torch.cuda.get_device_properties(0)
     try:
@@ -101,7 +163,8 @@ def ceilings() -> dict:
 
 
 def run_point(dtype_name: str, d: int, causal: bool, n: int, tokens: int,
-              hidden: int, with_math: bool) -> list[dict]:  # fmt: skip
+              hidden: int, with_math: bool,
+              with_graph: bool = True) -> list[dict]:  # fmt: skip
     dtype = DTYPES[dtype_name]
     b, h = max(1, tokens // n), hidden // d
     gen = torch.Generator(device="cuda").manual_seed(n * 7 + d)
@@ -124,15 +187,22 @@ def run_point(dtype_name: str, d: int, causal: bool, n: int, tokens: int,
                         with sdpa_kernel(backend):
                             return sdpa(qq, kk, vv, is_causal=causal)
 
+                fl = flops(b, h, n, d, causal, mode)
+                extra = {}
                 if mode == "fwd":
                     with torch.no_grad():
                         ms = bench_ms(fwd)
+                        if with_graph and name != "math":
+                            _gpu_timings(fwd, extra, fl)
                 else:
                     o = fwd()
                     ms = bench_ms(lambda o=o: o.backward(do, retain_graph=True))
-                tf = flops(b, h, n, d, causal, mode) / ms / 1e9
+                    if with_graph and name != "math":
+                        _gpu_timings(lambda o=o, t=(qq, kk, vv): torch.autograd.grad(
+                            o, t, do, retain_graph=True), extra, fl)  # fmt: skip
+                tf = fl / ms / 1e9
                 rows.append(dict(dtype=dtype_name, d=d, causal=causal, n=n, b=b, h=h,
-                                 impl=name, mode=mode, ms=ms, tflops=tf))  # fmt: skip
+                                 impl=name, mode=mode, ms=ms, tflops=tf, **extra))  # fmt: skip
             except (RuntimeError, torch.OutOfMemoryError) as exc:
                 rows.append(dict(dtype=dtype_name, d=d, causal=causal, n=n, b=b, h=h,
                                  impl=name, mode=mode, ms=None, tflops=None,
@@ -296,28 +366,35 @@ def summarize(results: dict) -> list[str]:
     lines = []
     grid = results["grid"]
     key = lambda r: (r["dtype"], r["d"], r["causal"], r["n"], r["mode"])  # noqa: E731
-    by = {}
+    by, gpu = {}, {}
     for r in grid:
         by.setdefault(key(r), {})[r["impl"]] = r["tflops"]
+        gpu.setdefault(key(r), {})[r["impl"]] = r.get("tflops_graph")
     mm = results["ceilings"]["matmul_bf16_tflops"]
     lines.append(f"{'dtype':5} {'d':>4} {'causal':>6} {'N':>6} {'mode':4} "
                  f"{'ours':>7} {'flash':>7} {'cudnn':>7} {'math':>7} "
-                 f"{'/flash':>7} {'/cudnn':>7} {'/ceil':>6}")  # fmt: skip
-    ratios = {"fwd_flash": [], "fwd_cudnn": [], "bwd_flash": [], "bwd_cudnn": []}
+                 f"{'/flash':>7} {'/cudnn':>7} {'/ceil':>6} {'GPU/fl':>7} "
+                 f"{'GPU/cu':>7}")  # fmt: skip
+    ratios = {"fwd_flash": [], "fwd_cudnn": [], "bwd_flash": [], "bwd_cudnn": [],
+              "fwd_flash_gpu": [], "fwd_cudnn_gpu": [], "bwd_flash_gpu": [],
+              "bwd_cudnn_gpu": []}  # fmt: skip
     for k in sorted(by):
         v = by[k]
         ours, fl, cu, ma = (v.get(i) for i in ("ours", "flash", "cudnn", "math"))
         rf = ours / fl if ours and fl else None
         rc = ours / cu if ours and cu else None
-        if rf:
-            ratios[f"{k[4]}_flash"].append((k, rf))
-        if rc:
-            ratios[f"{k[4]}_cudnn"].append((k, rc))
+        go, gf, gc = (gpu[k].get(i) for i in ("ours", "flash", "cudnn"))
+        grf = go / gf if go and gf else None
+        grc = go / gc if go and gc else None
+        for name, r in (("flash", rf), ("cudnn", rc), ("flash_gpu", grf),
+                        ("cudnn_gpu", grc)):  # fmt: skip
+            if r:
+                ratios[f"{k[4]}_{name}"].append((k, r))
         f = lambda x: f"{x:7.1f}" if x else "      -"  # noqa: E731
         g = lambda x: f"{x:7.2f}" if x else "      -"  # noqa: E731
         lines.append(f"{k[0]:5} {k[1]:4d} {str(k[2]):>6} {k[3]:6d} {k[4]:4} "
                      f"{f(ours)} {f(fl)} {f(cu)} {f(ma)} {g(rf)} {g(rc)} "
-                     f"{(ours or 0) / mm:6.2f}")  # fmt: skip
+                     f"{(ours or 0) / mm:6.2f} {g(grf)} {g(grc)}")  # fmt: skip
     for name, vals in ratios.items():
         if vals:
             gm = math.exp(sum(math.log(x) for _, x in vals) / len(vals))
@@ -326,17 +403,18 @@ def summarize(results: dict) -> list[str]:
             results.setdefault("summary", {})[name] = {
                 "geomean": gm, "min": worst[1], "min_at": list(worst[0])}  # fmt: skip
         # the targets: forward >= 1.2x flash and backward >= 1.0x flash for N >= 1k
-    for mode in ("fwd", "bwd"):
-        pts = [(k, r) for k, r in ratios[f"{mode}_flash"] if k[3] < 1024]
+    for mode, timer in itertools.product(("fwd", "bwd"), ("", "_gpu")):
+        pts = [(k, r) for k, r in ratios[f"{mode}_flash{timer}"] if k[3] < 1024]
         if pts:
             worst = min(pts, key=lambda kv: kv[1])
-            lines.append(f"{mode} vs flash, N<1k: min {worst[1]:.3f} "
+            lines.append(f"{mode} vs flash{timer}, N<1k: min {worst[1]:.3f} "
                          f"(target 1.0) at {worst[0]}")  # fmt: skip
-    for mode, target in (("fwd", 1.2), ("bwd", 1.0)):
-        pts = [(k, r) for k, r in ratios[f"{mode}_flash"] if k[3] >= 1024]
+    for (mode, target), timer in itertools.product((("fwd", 1.2), ("bwd", 1.0)),
+                                                   ("", "_gpu")):  # fmt: skip
+        pts = [(k, r) for k, r in ratios[f"{mode}_flash{timer}"] if k[3] >= 1024]
         if pts:
             worst = min(pts, key=lambda kv: kv[1])
-            lines.append(f"{mode} vs flash, N>=1k: min {worst[1]:.3f} "
+            lines.append(f"{mode} vs flash{timer}, N>=1k: min {worst[1]:.3f} "
                          f"(target {target}) at {worst[0]}")  # fmt: skip
     return lines
 
@@ -347,8 +425,18 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="a small grid, for checking")
     ap.add_argument("--only", choices=["grid", "memory", "trace", "decode"],
                     nargs="*")  # fmt: skip
-    ap.add_argument("--tune-decode", action="store_true",
-                    help="sweep the split kernel's launch options first")  # fmt: skip
+    ap.add_argument(
+        "--ns",
+        default=None,
+        help="comma-separated sequence lengths (default: 128 ... 16k)",
+    )
+    ap.add_argument(
+        "--tag", default="", help="suffix of the results file: bench_<gpu><tag>.json"
+    )
+    ap.add_argument("--no-math", action="store_true", help="leave MATH out")
+    ap.add_argument("--warm", default=None, metavar="I/N",
+                    help="compile only: run ours once at shard I of N of the grid "
+                    "(N processes at once fill Triton's cache before a timed run)")  # fmt: skip
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_attention: needs a CUDA GPU (none found)", file=sys.stderr)
@@ -359,20 +447,40 @@ def main(argv=None) -> int:
     t0 = time.time()
     results = {"device": device_info(), "ceilings": ceilings(),
                "flop_count": "4*B*H*N^2*d, /2 causal, x2.5 backward",
-               "timer": "triton.testing.do_bench median (warmup 25 ms, rep 100 ms)",
+               "timer": "triton.testing.do_bench median (warmup 25 ms, rep 100 ms); "
+               "ms_graph: CUDA graph of 10 calls, median of 10 replays",
                "grid": []}  # fmt: skip
     print(json.dumps(results["device"]), flush=True)
     print(json.dumps(results["ceilings"]), flush=True)
     ns = [256, 1024, 4096] if args.quick else [128, 256, 512, 1024, 2048, 4096,
                                                8192, 16384]  # fmt: skip
+    if args.ns:
+        ns = [int(x) for x in args.ns.split(",")]
+    if args.warm:
+        i, n_sh = (int(x) for x in args.warm.split("/"))
+        pts = itertools.product(DTYPES, (64, 128), (False, True), ns)
+        for idx, (dtype_name, d, causal, n) in enumerate(pts):
+            if idx % n_sh == i:
+                q, k, v, do = (torch.randn(16384 // n, 2048 // d, n, d, device="cuda",
+                                           dtype=DTYPES[dtype_name])
+                               for _ in range(4))  # fmt: skip
+                for t in (q, k, v):
+                    t.requires_grad_(True)
+                flash_attention(q, k, v, causal=causal).backward(do)
+                with torch.no_grad():
+                    flash_attention(q, k, v, causal=causal)
+        torch.cuda.synchronize()
+        return 0
     if "grid" in parts:
         for dtype_name in DTYPES:
             for d in (64, 128):
                 for causal in (False, True):
                     for n in ns:
                         rows = run_point(dtype_name, d, causal, n, 16384, 2048,
-                                         with_math=n <= 4096)  # fmt: skip
+                                         with_math=n <= 4096 and not args.no_math)  # fmt: skip
                         results["grid"].extend(rows)
+                        partial = out / f"partial_grid{args.tag}.json"  # if stopped
+                        partial.write_text(json.dumps(results))
                         print(
                             f"{dtype_name} d={d} causal={causal} N={n}: "
                             + ", ".join(
@@ -393,16 +501,16 @@ def main(argv=None) -> int:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import bench_decode
 
-        results["decode"] = bench_decode.run(args.tune_decode)
+        results["decode"] = bench_decode.run()
     results["wall_s"] = time.time() - t0
     lines = summarize(results) if results["grid"] else []
     gpu = results["device"]["gpu"].replace(" ", "_")
-    path = out / f"bench_{gpu}.json"
+    path = out / f"bench_{gpu}{args.tag}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=1))
     os.replace(tmp, path)
-    if results["grid"] and plot(results, out / f"bench_{gpu}.png"):
-        print(f"plot -> {out / f'bench_{gpu}.png'}")
+    if results["grid"] and plot(results, out / f"bench_{gpu}{args.tag}.png"):
+        print(f"plot -> {out / f'bench_{gpu}{args.tag}.png'}")
     print("\n".join(lines))
     if "decode" in results:
         print("\n".join(results["decode"]["table"]))

@@ -1,6 +1,8 @@
 """Decoding benchmark: a few new queries against a long K/V cache (Flash-Decoding).
 
-    python bench/bench_decode.py --out media/bench [--tune]
+    python bench/bench_decode.py --out media/bench
+
+(The launch plans it runs with were chosen by ``bench/sweep_issue15.py``.)
 
 Shapes (the issue's): 32 query heads sharing 4 K/V heads (GQA 8:1), d = 128, bf16,
 batch 1 and 8, cache 4k ... 128k keys, N_q = 1 and 8, no mask. Implementations:
@@ -32,6 +34,7 @@ import json
 import math
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -133,9 +136,13 @@ def point(b: int, n_k: int, n_q: int, copy: float) -> dict:
     ref = flash_attn_func(q0, k0, v0)
     fns = [lambda s=s: flash_attn_func(*s) for s in sets]
     row["ours_ms"] = graph_ms(fns)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    plan = decode.decode_plan(b, H_KV, H // H_KV * n_q, n_k, D, DTYPE, sms)
+    programs = b * H_KV * math.ceil(H // H_KV * n_q / plan["block_m"])
+    row["ours_plan"] = plan
     row["ours_splits"] = decode.choose_splits(
-        b * H_KV, math.ceil(n_k / decode.decode_blocks(8 * n_q, n_k, D, DTYPE)[1]),
-        torch.cuda.get_device_properties(0).multi_processor_count,
+        programs, math.ceil(n_k / plan["block_n"]), sms, plan["per_sm"],
+        plan["block_n"],
     )  # fmt: skip
     fns = [
         lambda s=s: decode.attention_decode(
@@ -176,49 +183,6 @@ def point(b: int, n_k: int, n_q: int, copy: float) -> dict:
     return row
 
 
-def tune(copy: float) -> list[dict]:
-    """Launch options of the split kernel on three shapes (graph-timed)."""
-    rows = []
-    shapes = [(1, 131072, 1), (8, 16384, 8), (1, 16384, 1), (8, 65536, 1)]
-    was = dict(decode.DECODE_CONFIG), decode.SPLIT_WAVES
-    for b, n_k, n_q in shapes:
-        sets = _sets(b, n_q, n_k, H_KV, seed=1)
-        for bn, w, st, waves in itertools.product((64, 128), (4,), (3, 4),
-                                                  (1.0, 2.0, 4.0)):  # fmt: skip
-            decode.DECODE_CONFIG.update(block_n=bn, num_warps=w, num_stages=st)
-            decode.SPLIT_WAVES = waves
-            try:
-                ms = graph_ms([lambda s=s: flash_attn_func(*s) for s in sets], reps=10)
-            except Exception as exc:  # out of resources
-                rows.append(dict(b=b, n_k=n_k, n_q=n_q, bn=bn, warps=w, stages=st,
-                                 waves=waves, error=str(exc)[:100]))  # fmt: skip
-                continue
-            gbps = 2 * b * H_KV * n_k * D * 2 / ms / 1e6
-            rows.append(dict(b=b, n_k=n_k, n_q=n_q, bn=bn, warps=w, stages=st,
-                             waves=waves, ms=ms, gbps=gbps))  # fmt: skip
-        best = max((r for r in rows if r.get("ms") and (r["b"], r["n_k"], r["n_q"])
-                    == (b, n_k, n_q)), key=lambda r: r["gbps"])  # fmt: skip
-        print(f"tune B={b} N_k={n_k} N_q={n_q}: best {best}", flush=True)
-        del sets
-        torch.cuda.empty_cache()
-    decode.DECODE_CONFIG.clear()
-    decode.DECODE_CONFIG.update(was[0])
-    decode.SPLIT_WAVES = was[1]
-    # the configuration best in geomean over the shapes
-    by = {}
-    for r in rows:
-        if r.get("ms"):
-            by.setdefault((r["bn"], r["warps"], r["stages"], r["waves"]), []).append(
-                r["gbps"]
-            )
-    ranked = sorted(
-        ((math.exp(sum(map(math.log, v)) / len(v)), k) for k, v in by.items()
-         if len(v) == len(shapes)), reverse=True,
-    )  # fmt: skip
-    print("tune: top (geomean GB/s, (block_n, warps, stages, waves)):", ranked[:5])
-    return rows, ranked[0][1] if ranked else None
-
-
 def table(rows: list[dict], copy: float) -> list[str]:
     lines = [
         f"decoding, GQA {H}:{H_KV}, d={D}, bf16; copy bandwidth {copy * 1e3:,.0f} GB/s",
@@ -254,18 +218,15 @@ def table(rows: list[dict], copy: float) -> list[str]:
     return lines
 
 
-def run(do_tune: bool = False) -> dict:
+def run() -> dict:
     copies = copy_tbps()
     copy = copies["ceiling"]
     out = {"copy_tbps": copies, "timer": "CUDA graph of R calls on R input "
-           "copies (> 256 MB), median of 30 replays / R", "points": []}  # fmt: skip
-    if do_tune:
-        out["tune"], best = tune(copy)
-        if best:  # the table runs with the sweep's best (committed as the default)
-            decode.DECODE_CONFIG.update(block_n=best[0], num_warps=best[1],
-                                        num_stages=best[2])  # fmt: skip
-            decode.SPLIT_WAVES = best[3]
-    out["config"] = dict(decode.DECODE_CONFIG, split_waves=decode.SPLIT_WAVES)
+           "copies (> 256 MB), median of 30 replays / R", "points": [],
+           "gpu": torch.cuda.get_device_name(0),
+           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+    out["config"] = {"plans": decode.DECODE_PLANS,
+                     "min_split_keys": decode.MIN_SPLIT_KEYS}  # fmt: skip
     print("decode config:", out["config"], flush=True)
     for b, n_k, n_q in itertools.product(BATCHES, CACHES, NQS):
         row = point(b, n_k, n_q, copy)
@@ -276,73 +237,24 @@ def run(do_tune: bool = False) -> dict:
     return out
 
 
-def narrow_compare() -> dict:
-    """N_q = 1 (8 packed rows per K/V head): ours with :data:`decode.DECODE_CONFIG`
-    against the narrow rule (``decode.NARROW_CONFIG``: 128-key blocks, 4 stages),
-    both graph-timed in the same run on the same inputs (the SDPA backends are not
-    re-timed: this decides the default, the table compares with the peers)."""
-    copies = copy_tbps()
-    copy = copies["ceiling"]
-    out = {"copy_tbps": copies, "narrow_config": dict(decode.NARROW_CONFIG),
-           "base_config": dict(decode.DECODE_CONFIG), "points": []}  # fmt: skip
-    was = decode.NARROW
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
-    for b, n_k in itertools.product(BATCHES, CACHES):
-        sets = _sets(b, 1, n_k, H_KV, seed=b * 7 + n_k + 1)
-        kv_bytes = 2 * b * H_KV * n_k * D * 2
-        row = {"b": b, "n_k": n_k, "n_q": 1, "kv_bytes": kv_bytes}
-        outs = {}
-        for name, narrow in (("base", False), ("narrow", True)):
-            decode.NARROW = narrow
-            bn = decode.decode_blocks(8, n_k, D, DTYPE)[1]
-            row[f"{name}_block_n"] = bn
-            row[f"{name}_splits"] = decode.choose_splits(b * H_KV, math.ceil(n_k / bn),
-                                                         sms)  # fmt: skip
-            outs[name] = flash_attn_func(*sets[0]).float()
-            row[f"{name}_ms"] = graph_ms([lambda s=s: flash_attn_func(*s)
-                                          for s in sets])  # fmt: skip
-            row[f"{name}_gbps"] = kv_bytes / row[f"{name}_ms"] / 1e6
-            row[f"{name}_pct_copy"] = row[f"{name}_gbps"] / (copy * 1e3) * 100
-        row["rel_diff"] = float((outs["narrow"] - outs["base"]).norm()
-                                / outs["base"].norm())  # fmt: skip
-        del sets, outs
-        torch.cuda.empty_cache()
-        out["points"].append(row)
-        print(f"B={b} N_k={n_k}: base {row['base_ms'] * 1e3:.1f} us "
-              f"({row['base_gbps']:,.0f} GB/s, S={row['base_splits']}) narrow "
-              f"{row['narrow_ms'] * 1e3:.1f} us ({row['narrow_gbps']:,.0f} GB/s, "
-              f"S={row['narrow_splits']}) rel diff {row['rel_diff']:.1e}",
-              flush=True)  # fmt: skip
-    decode.NARROW = was
-    wins = all(r["narrow_ms"] < r["base_ms"] for r in out["points"])
-    out["narrow_wins_everywhere"] = wins
-    print(
-        f"copy {copy * 1e3:,.0f} GB/s; narrow rule faster at every N_q = 1 "
-        f"point: {wins}"
-    )
-    return out
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="media/bench")
-    ap.add_argument("--tune", action="store_true")
-    ap.add_argument("--narrow", action="store_true",
-                    help="N_q = 1 only: the default split options against the "
-                    "narrow rule (128-key blocks, 4 stages)")  # fmt: skip
+    ap.add_argument("--warm", action="store_true",
+                    help="compile only: run ours once at every point")  # fmt: skip
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_decode: needs a CUDA GPU (none found)", file=sys.stderr)
         return 2
-    if args.narrow:
-        res = narrow_compare()
-        gpu = torch.cuda.get_device_name(0).replace(" ", "_")
-        path = Path(args.out) / f"decode_narrow_{gpu}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(res, indent=1))
-        print(f"results -> {path}")
+    if args.warm:
+        for b, n_k, n_q in itertools.product(BATCHES, CACHES, NQS):
+            q, k, v = _sets(b, n_q, n_k, H_KV, seed=0)[0]
+            flash_attn_func(q, k, v)
+            decode.attention_decode(*(t.transpose(1, 2) for t in (q, k, v)),
+                                    num_splits=1)  # fmt: skip
+        torch.cuda.synchronize()
         return 0
-    res = run(args.tune)
+    res = run()
     gpu = torch.cuda.get_device_name(0).replace(" ", "_")
     path = Path(args.out) / f"decode_{gpu}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -61,7 +61,6 @@ over valid rows and ``d``; ``O_s`` and ``LSE_s`` float32 over the valid packed r
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import triton
@@ -98,24 +97,38 @@ __all__ = [
     "use_split",
 ]
 
-#: Programs per SM the split count aims at (``FLASHANIM_SPLIT_WAVES``), and the
-#: fewest K/V blocks a split gets; at most :data:`MAX_SPLITS` splits.
-SPLIT_WAVES: float = float(os.environ.get("FLASHANIM_SPLIT_WAVES", "1"))
-MIN_SPLIT_BLOCKS: int = 4
+#: Launch plans of the split kernel on the GPU (rows up to 256 bytes), the fastest
+#: of ``bench/sweep_issue15.py`` on an NVIDIA H200 (132 SMs), 2026-12-02,
+#: graph-timed (``media/bench/sweep_issue15_NVIDIA_H200.jsonl`` and
+#: ``sweep_issue15_plans_NVIDIA_H200.jsonl``; figures in ``bench/NOTES.md``, session
+#: 6): ``(block_n, num_warps, num_stages, per_sm)``, where ``per_sm`` is how many
+#: programs of the plan fit on one SM at once (shared memory: ``stages x (K + V
+#: tile)``, 192 KB for ``"few"``, 96 KB for ``"many"``). The split count fills those
+#: slots in one wave (:func:`choose_splits`); a count that spills into a second,
+#: partial wave is the slowest thing measured (B = 8, 128k, 160 programs of one per
+#: SM: 640 us against 473 for 128 programs).
+#:
+#: * ``"few"`` (at most one program per SM before splitting): 128-key blocks, 3
+#:   stages, one program per SM. B = 1 (4 programs, 33 slices): 71.6 us at 128k,
+#:   15.3 at 16k (64-key blocks: 80.4, 16.3); B = 8 (32 programs, 4 slices): 473 us
+#:   at 128k (4,539 GB/s; cuDNN 476 in the same run); B = 2 ... 24 at 32k: as fast as
+#:   ``"many"`` or up to 3 % faster, 1.009-1.114x cuDNN.
+#: * ``"many"`` (more programs than SMs: one per SM would take a second, partial
+#:   wave): 64-key blocks, 3 stages, two programs per SM (session 5's measured
+#:   configuration; this regime was not measured in session 6).
+DECODE_PLANS: dict[str, tuple[int, int, int, int]] = {
+    "few": (128, 4, 3, 1),
+    "many": (64, 4, 3, 2),
+}
+#: Wide rows (more than 256 bytes: 16-bit ``d > 128`` or float32 ``d > 64``):
+#: 32-key blocks, one wave of one program per SM (not measured in the sweep).
+WIDE_PLAN: tuple[int, int, int, int] = (32, 4, 3, 1)
+#: The fewest keys a slice holds (one 128-key block of ``"few"``; 4 blocks of the
+#: interpreter's 32), and at most :data:`MAX_SPLITS` slices.
+MIN_SPLIT_KEYS: int = 128
 MAX_SPLITS: int = 128
 #: Largest ``S_PAD x BLOCK_D`` tile of partial outputs the reduce holds (float32).
 MAX_REDUCE_TILE: int = 16384
-#: Launch options of the split kernel on the GPU (``bench/bench_decode.py --tune``
-#: on an H200, figures in ``bench/NOTES.md``): keys per K/V block (16-bit rows up to
-#: 256 bytes; wider rows take 32), warps, pipeline stages.
-DECODE_CONFIG: dict = {"block_n": 64, "num_warps": 4, "num_stages": 3}
-#: For few packed rows (``G * N_q <= NARROW_ROWS``: one query row per K/V head at
-#: GQA 8:1), longer K/V blocks and a deeper pipeline (the H200 sweep of session 5:
-#: B = 1, 128k: 3,650 GB/s against 3,003 with :data:`DECODE_CONFIG`); applied when
-#: :data:`NARROW` (``FLASHANIM_DECODE_NARROW``, ``1`` or ``0``).
-NARROW_ROWS: int = 16
-NARROW_CONFIG: dict = {"block_n": 128, "num_stages": 4}
-NARROW: bool = os.environ.get("FLASHANIM_DECODE_NARROW", "0") == "1"
 #: The SM count the heuristic assumes in Triton's interpreter (small, so that CPU
 #: runs exercise several splits).
 INTERPRETER_SMS: int = 4
@@ -338,37 +351,60 @@ def sm_count(device: torch.device) -> int:
     return _sm_count(device.index if device.index is not None else 0)
 
 
-def decode_blocks(rows: int, n_k: int, d: int, dtype: torch.dtype) -> tuple[int, int]:
-    """Default ``(BLOCK_M, BLOCK_N)``: the packed rows (``G * N_q``) padded to a power
-    of two, at most 64 (16 at least on the GPU); 64 keys a K/V block on the GPU
-    (32 for wide float32 rows), 32 in the interpreter."""
+def _plan(programs: int, wide: bool, sms: int) -> tuple[int, int, int, int]:
+    """The :data:`DECODE_PLANS` entry for ``programs`` programs before splitting:
+    ``"few"`` when they fit on the SMs one each, else ``"many"``; wide rows:
+    :data:`WIDE_PLAN`."""
+    if wide:
+        return WIDE_PLAN
+    return DECODE_PLANS["few" if programs <= sms else "many"]
+
+
+def decode_plan(batch: int, heads_kv: int, rows: int, n_k: int, d: int,
+                dtype: torch.dtype, sms: int) -> dict:  # fmt: skip
+    """Default launch of the split path: ``block_m`` (the ``rows = G * N_q`` packed
+    rows padded to a power of two, at most 64 (32 for wide rows), at least 16 on
+    the GPU), ``block_n``, ``num_warps``, ``num_stages`` and ``per_sm`` of the
+    :data:`DECODE_PLANS` entry that :func:`_plan` picks for ``batch x heads_kv x Q
+    blocks`` programs on ``sms`` SMs. In Triton's interpreter: 32 x 32 blocks, one
+    program per (assumed) SM."""
     lo, hi = BLOCK_RANGE
+    wide = head_block(d) * elem_bytes(dtype) > 256
     if INTERPRET:
-        bm, bn = min(next_pow2(rows), 32), 32
+        bm, (bn, warps, stages, per_sm) = min(next_pow2(rows), 32), (32, 0, 0, 1)
     else:
-        wide = head_block(d) * elem_bytes(dtype) > 256
         bm = min(next_pow2(rows), 32 if wide else 64)
-        bn = 32 if wide else _config(rows)["block_n"]
+        bm = min(max(bm, lo), hi)
+        bn, warps, stages, per_sm = _plan(batch * heads_kv * _cdiv(rows, bm), wide,
+                                          sms)  # fmt: skip
     bm = min(max(bm, lo), hi)
     bn = min(max(min(bn, next_pow2(n_k)), lo), hi)
-    return bm, bn
+    return dict(block_m=bm, block_n=bn, num_warps=warps, num_stages=stages,
+                per_sm=per_sm)  # fmt: skip
 
 
-def _config(rows: int) -> dict:
-    """The split kernel's launch options for ``rows`` packed rows (GPU)."""
-    if NARROW and rows <= NARROW_ROWS:
-        return {**DECODE_CONFIG, **NARROW_CONFIG}
-    return DECODE_CONFIG
+def decode_blocks(rows: int, n_k: int, d: int, dtype: torch.dtype,
+                  batch_heads_kv: int = 1,
+                  sms: int | None = None) -> tuple[int, int]:  # fmt: skip
+    """Default ``(BLOCK_M, BLOCK_N)`` of :func:`decode_plan` (``batch_heads_kv`` =
+    batch x K/V heads; ``sms`` default: the kernel device's)."""
+    if sms is None:
+        sms = INTERPRETER_SMS if INTERPRET else _sm_count(0)
+    p = decode_plan(batch_heads_kv, 1, rows, n_k, d, dtype, sms)
+    return p["block_m"], p["block_n"]
 
 
-def choose_splits(programs: int, n_blocks: int, sms: int) -> int:
-    """How many slices to cut ``n_blocks`` K/V blocks into when ``programs``
-    programs (batch x K/V heads x Q blocks) run without splitting: about
-    :data:`SPLIT_WAVES` programs per SM, at least :data:`MIN_SPLIT_BLOCKS` blocks a
-    slice, at most :data:`MAX_SPLITS` slices (1 when the programs already fill the
-    SMs)."""
-    want = _cdiv(int(SPLIT_WAVES * sms), max(programs, 1))
-    return max(1, min(want, n_blocks // MIN_SPLIT_BLOCKS, MAX_SPLITS))
+def choose_splits(programs: int, n_blocks: int, sms: int, per_sm: int = 1,
+                  block_n: int = 128) -> int:  # fmt: skip
+    """How many slices to cut ``n_blocks`` K/V blocks of ``block_n`` keys into when
+    ``programs`` programs (batch x K/V heads x Q blocks) run without splitting: as
+    many as fit in one wave of ``per_sm`` programs per SM (``per_sm x sms //
+    programs``: never a second, partial wave), at least :data:`MIN_SPLIT_KEYS` keys
+    a slice, at most :data:`MAX_SPLITS` slices (1 when the programs already fill
+    the SMs)."""
+    want = (per_sm * sms) // max(programs, 1)
+    min_blocks = max(1, _cdiv(MIN_SPLIT_KEYS, block_n))
+    return max(1, min(want, n_blocks // min_blocks, MAX_SPLITS))
 
 
 def use_split(batch: int, heads: int, heads_kv: int, n_q: int, n_k: int, d: int,
@@ -376,9 +412,14 @@ def use_split(batch: int, heads: int, heads_kv: int, n_q: int, n_k: int, d: int,
     """Whether the split path pays for this shape: it cuts the cache into at least
     two slices (too few programs to fill the SMs, a cache long enough to split)."""
     g = heads // heads_kv
-    bm, bn = decode_blocks(g * n_q, n_k, d, dtype)
-    programs = batch * heads_kv * _cdiv(g * n_q, bm)
-    return choose_splits(programs, _cdiv(n_k, bn), sm_count(device)) > 1
+    sms = sm_count(device)
+    if batch * heads_kv * _cdiv(g * n_q, 64) > sms:  # never two slices: quick exit
+        return False
+    p = decode_plan(batch, heads_kv, g * n_q, n_k, d, dtype, sms)
+    programs = batch * heads_kv * _cdiv(g * n_q, p["block_m"])
+    splits = choose_splits(programs, _cdiv(n_k, p["block_n"]), sms, p["per_sm"],
+                           p["block_n"])  # fmt: skip
+    return splits > 1
 
 
 def _visited(s: int, bps: int, seq_len: int, n_q: int, block_n: int,
@@ -503,14 +544,16 @@ def _decode(q, k, v, causal=False, softmax_scale=None, cache_seqlens=None,
     batch, heads, heads_kv, n_q, n_k, d = _check(q, k, v, cache_seqlens)
     g = heads // heads_kv
     scale = check_scale(softmax_scale, d)
-    dbm, dbn = decode_blocks(g * n_q, n_k, d, q.dtype)
+    sms = sm_count(q.device)
+    lp = decode_plan(batch, heads_kv, g * n_q, n_k, d, q.dtype, sms)
+    dbm, dbn = lp["block_m"], lp["block_n"]
     bm, bn = check_blocks(dbm if block_m is None else block_m,
                           dbn if block_n is None else block_n)  # fmt: skip
     bd, elem = head_block(d), elem_bytes(q.dtype)
     t_m, n_blocks = _cdiv(g * n_q, bm), _cdiv(n_k, bn)
     programs = batch * heads_kv * t_m
     if num_splits is None:
-        splits = choose_splits(programs, n_blocks, sm_count(q.device))
+        splits = choose_splits(programs, n_blocks, sms, lp["per_sm"], bn)
     elif (
         isinstance(num_splits, bool)
         or not isinstance(num_splits, int)
@@ -547,10 +590,9 @@ def _decode(q, k, v, causal=False, softmax_scale=None, cache_seqlens=None,
                 causal=causal, elem=elem)  # fmt: skip
     # room for the largest program: a full slice, every block masked
     tptr, tflags = buffers("split", programs * splits, lambda: _split_room(**plan))
-    cfg = _config(g * n_q)
     opts = {} if INTERPRET else {
-        "num_warps": num_warps or cfg["num_warps"],
-        "num_stages": num_stages or cfg["num_stages"]}  # fmt: skip
+        "num_warps": num_warps or lp["num_warps"],
+        "num_stages": num_stages or lp["num_stages"]}  # fmt: skip
     _attn_fwd_split[(programs * splits,)](
         q, k, v, o_s, lse_s, lens, scale,
         *q.stride(), *k.stride(), *v.stride(),

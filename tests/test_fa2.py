@@ -541,11 +541,13 @@ GPU_CASES = [  # (dtype, causal, d, N_q, N_k)
     (BF16, True, 128, 16384, 16384),
     (F16, False, 64, 16384, 16384),
     (F32, True, 64, 1000, 1000),
-    # short sequences: the short-sequence table's configurations
+    # short sequences: the short-sequence table's configurations and the rules
     (F16, False, 128, 128, 128),
     (BF16, False, 64, 256, 200),
     (F16, False, 64, 512, 512),
     (BF16, True, 64, 128, 128),
+    (F16, True, 128, 128, 100),
+    (F16, True, 64, 256, 200),
 ]
 
 
