@@ -84,6 +84,12 @@ TRACE_STAGE: bool = os.environ.get("FLASHANIM_TRACE_STAGE", "1") != "0"
 _ELEM_BYTES = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
 
 
+#: The dtypes :func:`check_qkv` accepts in this process (bfloat16 on the GPU only).
+_FAST_DTYPES: frozenset = frozenset(
+    t for t in DTYPES if not (t == torch.bfloat16 and INTERPRET)
+)
+
+
 class Shapes(NamedTuple):
     """The sizes of one attention problem, as :func:`check_qkv` found them."""
 
@@ -132,6 +138,29 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> Shapes:
         When shapes disagree or are out of range, when bfloat16 is asked of the CPU
         interpreter, or when a tensor is not on the kernel device.
     """
+    # well-formed inputs (every call but a refused one): a few comparisons; anything
+    # else goes through the checks below, which name what is wrong
+    if type(q) is torch.Tensor and type(k) is torch.Tensor and type(v) is torch.Tensor:
+        qs, ks = q.shape, k.shape
+        if (
+            len(qs) == 4
+            and len(ks) == 4
+            and ks == v.shape
+            and qs[0] == ks[0]
+            and qs[1] == ks[1]
+            and qs[3] == ks[3]
+            and q.dtype in _FAST_DTYPES
+            and q.dtype == k.dtype
+            and q.dtype == v.dtype
+            and q.device.type == BACKEND
+            and k.device.type == BACKEND
+            and v.device.type == BACKEND
+        ):
+            batch, heads, n_q, d = qs
+            n_k = ks[2]
+            if batch >= 1 and heads >= 1 and n_q >= 1 and n_k >= 1:
+                if 1 <= d <= MAX_HEAD_DIM:
+                    return Shapes(int(batch), int(heads), int(n_q), int(n_k), int(d))
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(

@@ -66,10 +66,30 @@ class FlashAttentionFunction(torch.autograd.Function):
         return dq, dk, dv, None, None, None
 
 
+#: :func:`_split_pays`'s answers by shapes, dtypes and device (bounded).
+_SPLIT_PAYS: dict[tuple, bool] = {}
+
+
 def _split_pays(q, k, v) -> bool:
     """Whether :mod:`.decode`'s split path serves this call (well-formed 4-D inputs
     of one shape family; anything else goes to :func:`attention_forward`, whose
-    checks give the error)."""
+    checks give the error). Answers for plain tensors are remembered by shapes,
+    dtypes and device: the same shapes come back call after call."""
+    if type(q) is not torch.Tensor or type(k) is not torch.Tensor:
+        return _split_pays_uncached(q, k, v)
+    if type(v) is not torch.Tensor:
+        return _split_pays_uncached(q, k, v)
+    key = (q.shape, k.shape, v.shape, q.dtype, k.dtype, v.dtype, q.device)
+    pays = _SPLIT_PAYS.get(key)
+    if pays is None:
+        pays = _split_pays_uncached(q, k, v)
+        if len(_SPLIT_PAYS) >= 4096:
+            _SPLIT_PAYS.clear()
+        _SPLIT_PAYS[key] = pays
+    return pays
+
+
+def _split_pays_uncached(q, k, v) -> bool:
     if not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v)):
         return False
     if q.shape[:2] != k.shape[:2] or k.shape != v.shape or q.shape[3] != k.shape[3]:

@@ -1055,41 +1055,119 @@ def _launch_opts(
     return {"num_warps": num_warps, "num_stages": num_stages}
 
 
+#: Per-shape launch decisions of untraced launches with default blocks and launch
+#: options (every call of ``flash_attention``): block sizes, grid sizes and the
+#: constexprs and ``num_warps``/``num_stages`` of each kernel, computed once per
+#: ``(pass, N_q, N_k, d, dtype, causal)``: recomputing them cost more host time per
+#: call than a short sequence's kernel (``bench/NOTES.md``, session 7).
+_PLANS: dict[tuple, tuple] = {}
+_PLANS_MAX = 4096  # entries kept (emptied when full: a bound, not an LRU)
+
+#: The untraced launches' trace arguments (one-element placeholders the kernels
+#: never touch with ``TRACE=False``), allocated once per device.
+_UNTRACED: dict[torch.device, tuple[tuple, dict]] = {}
+
+_NO_BIAS_FLAGS = {"HAS_BIAS": False, "BIAS_BOOL": False}
+
+
+def _untraced_args(device: torch.device) -> tuple[tuple, dict]:
+    """``trace_args(None, device)``, cached per device (not while a CUDA graph is
+    being captured: those placeholders would live in the graph's memory pool)."""
+    args = _UNTRACED.get(device)
+    if args is None:
+        args = trace_args(None, device)
+        if not (device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
+            _UNTRACED[device] = args
+    return args
+
+
+def _remember(key: tuple, plan: tuple) -> tuple:
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[key] = plan
+    return plan
+
+
+def _fwd_plan(n_q, n_k, d, dtype, causal, block_m, block_n, num_warps, num_stages,
+              trace, values):  # fmt: skip
+    """``(block_m, block_n, constexprs and launch options)`` of ``_attn_fwd``."""
+    block_m, block_n = resolve_blocks(block_m, block_n, n_q, n_k, d, dtype,
+                                      causal=causal)  # fmt: skip
+    bd, elem = head_block(d), elem_bytes(dtype)
+    consts = dict(
+        HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=bd, CAUSAL=causal,
+        EVEN_M=n_q % block_m == 0, ELEM=elem, DOT_PREC=_dot_precision(dtype),
+        STAGE=_stage(trace, values),
+        **_launch_opts(block_m, block_n, bd, elem, False, num_warps, num_stages,
+                       causal, short_config(n_q, n_k, d, dtype, False, causal)),
+    )  # fmt: skip
+    return block_m, block_n, consts
+
+
 def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
              num_warps=None, num_stages=None, attn_mask=None):  # fmt: skip
     """Validate, allocate and launch ``_attn_fwd``; return ``(o, lse, buffers,
     (block_m, block_n))``."""
     shapes = check_qkv(q, k, v)
     batch, heads, n_q, n_k, d = shapes
-    bias_args, bias_flags = _bias_args(attn_mask, shapes, q, trace)
+    if attn_mask is None:
+        bias_args, bias_flags = (q, 0, 0, 0, 0), _NO_BIAS_FLAGS
+    else:
+        bias_args, bias_flags = _bias_args(attn_mask, shapes, q, trace)
     scale = check_scale(softmax_scale, d)
-    block_m, block_n = resolve_blocks(block_m, block_n, n_q, n_k, d, q.dtype,
-                                      causal=bool(causal))  # fmt: skip
-    bd, elem = head_block(d), elem_bytes(q.dtype)
+    causal = bool(causal)
+    if trace or block_m is not None or block_n is not None or num_warps is not None \
+            or num_stages is not None:  # fmt: skip
+        plan = _fwd_plan(n_q, n_k, d, q.dtype, causal, block_m, block_n, num_warps,
+                         num_stages, trace, values)  # fmt: skip
+    else:
+        key = ("fwd", n_q, n_k, d, q.dtype, causal)
+        plan = _PLANS.get(key) or _remember(
+            key,
+            _fwd_plan(
+                n_q, n_k, d, q.dtype, causal, None, None, None, None, False, False
+            ),  # fmt: skip
+        )
+    block_m, block_n, consts = plan
     o = torch.empty_like(q, memory_format=torch.contiguous_format)
     lse = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
     t_r = _cdiv(n_q, block_m)
     bufs = None
     if trace:
         bufs = _buffers("fwd", t_r, batch * heads, n_q, n_k, d, block_m, block_n,
-                        causal, elem, values, q.device)  # fmt: skip
-    tptr, tflags = trace_args(bufs, q.device, values)
-    tma = _use_tma(k, v, attn_mask, bool(causal))
+                        causal, elem_bytes(q.dtype), values, q.device)  # fmt: skip
+        tptr, tflags = trace_args(bufs, q.device, values)
+    else:
+        tptr, tflags = _untraced_args(q.device)
+    tma = _use_tma(k, v, attn_mask, causal)
     if tma:  # the descriptors are built on the device, in this scratch
         triton.set_allocator(_tma_alloc)
     _attn_fwd[(t_r * batch * heads,)](
         q, k, v, o, lse, scale,
         *q.stride(), *k.stride(), *v.stride(), *o.stride(), *bias_args,
-        heads, n_q, n_k, *tptr,
-        HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=bd, CAUSAL=bool(causal),
-        EVEN_M=n_q % block_m == 0, ELEM=elem, DOT_PREC=_dot_precision(q.dtype),
-        **tflags, STAGE=_stage(trace, values), **bias_flags,
-        TMA=tma,
-        **_launch_opts(block_m, block_n, bd, elem, False, num_warps, num_stages,
-                       bool(causal), short_config(n_q, n_k, d, q.dtype, False,
-                                                  bool(causal))),
+        heads, n_q, n_k, *tptr, **consts, **tflags, **bias_flags, TMA=tma,
     )  # fmt: skip
     return o, lse, bufs, (block_m, block_n)
+
+
+def _bwd_plan(n_q, n_k, d, dtype, causal, block_m, block_n, num_warps, num_stages,
+              trace, values):  # fmt: skip
+    """``(block_m, block_n, constexprs and launch options of the preprocess, dK/dV
+    and dQ kernels)``."""
+    block_m, block_n = resolve_blocks(block_m, block_n, n_q, n_k, d, dtype,
+                                      backward=True, causal=causal)  # fmt: skip
+    bd, elem = head_block(d), elem_bytes(dtype)
+    common = dict(HEAD_DIM=d, BLOCK_M=block_m, BLOCK_D=bd, EVEN_M=n_q % block_m == 0,
+                  ELEM=elem)  # fmt: skip
+    common.update(_launch_opts(
+        block_m, block_n, bd, elem, True, num_warps, num_stages, causal,
+        short_config(n_q, n_k, d, dtype, True, causal),
+    ))  # fmt: skip
+    stage, prec = _stage(trace, values), _dot_precision(dtype)
+    dkdv = dict(common, BLOCK_N=block_n, CAUSAL=causal, EVEN_N=n_k % block_n == 0,
+                DOT_PREC=prec, STAGE=stage)  # fmt: skip
+    dq = dict(common, BLOCK_N=block_n, CAUSAL=causal, DOT_PREC=prec, STAGE=stage)
+    return block_m, block_n, common, dkdv, dq
 
 
 def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trace,
@@ -1097,7 +1175,10 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
     """Validate and launch the three backward kernels; return grads and buffers."""
     shapes = check_qkv(q, k, v)
     batch, heads, n_q, n_k, d = shapes
-    bias_args, bias_flags = _bias_args(attn_mask, shapes, q, trace)
+    if attn_mask is None:
+        bias_args, bias_flags = (q, 0, 0, 0, 0), _NO_BIAS_FLAGS
+    else:
+        bias_args, bias_flags = _bias_args(attn_mask, shapes, q, trace)
     check_like(o, q, "o", "q")
     check_like(do, q, "do", "q")
     if not isinstance(lse, torch.Tensor) or tuple(lse.shape) != (batch, heads, n_q):
@@ -1108,54 +1189,53 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
     if lse.dtype != torch.float32:
         raise TypeError(f"lse must be float32 (the forward's output), got {lse.dtype}")
     scale = check_scale(softmax_scale, d)
-    block_m, block_n = resolve_blocks(block_m, block_n, n_q, n_k, d, q.dtype,
-                                      backward=True, causal=bool(causal))  # fmt: skip
-    bd, elem = head_block(d), elem_bytes(q.dtype)
+    causal = bool(causal)
+    if trace or block_m is not None or block_n is not None or num_warps is not None \
+            or num_stages is not None:  # fmt: skip
+        plan = _bwd_plan(n_q, n_k, d, q.dtype, causal, block_m, block_n, num_warps,
+                         num_stages, trace, values)  # fmt: skip
+    else:
+        key = ("bwd", n_q, n_k, d, q.dtype, causal)
+        plan = _PLANS.get(key) or _remember(
+            key,
+            _bwd_plan(
+                n_q, n_k, d, q.dtype, causal, None, None, None, None, False, False
+            ),  # fmt: skip
+        )
+    block_m, block_n, common, dkdv_consts, dq_consts = plan
     lse = lse.contiguous()
     bh = batch * heads
     t_r, t_c = _cdiv(n_q, block_m), _cdiv(n_k, block_n)
-    even_m, even_n = n_q % block_m == 0, n_k % block_n == 0
     dq = torch.empty_like(q, memory_format=torch.contiguous_format)
     dk = torch.empty_like(k, memory_format=torch.contiguous_format)
     dv = torch.empty_like(v, memory_format=torch.contiguous_format)
     delta = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
-    common = dict(HEAD_DIM=d, BLOCK_M=block_m, BLOCK_D=bd, EVEN_M=even_m,
-                  ELEM=elem)  # fmt: skip
-    opts = _launch_opts(
-        block_m, block_n, bd, elem, True, num_warps, num_stages, bool(causal),
-        short_config(n_q, n_k, d, q.dtype, True, bool(causal)),
-    )  # fmt: skip
     launches = []
 
     def buffers(name, n_blocks):
-        b = None
-        if trace:
-            b = _buffers(name, n_blocks, bh, n_q, n_k, d, block_m, block_n, causal,
-                         elem, values, q.device)  # fmt: skip
-            launches.append(b)
+        if not trace:
+            return _untraced_args(q.device)
+        b = _buffers(name, n_blocks, bh, n_q, n_k, d, block_m, block_n, causal,
+                     elem_bytes(q.dtype), values, q.device)  # fmt: skip
+        launches.append(b)
         return trace_args(b, q.device, values)
 
     tptr, tflags = buffers("preprocess", t_r)
     _attn_bwd_preprocess[(t_r * bh,)](
         o, do, delta, *o.stride(), *do.stride(), heads, n_q, *tptr,
-        **common, **tflags, **opts,
+        **common, **tflags,
     )  # fmt: skip
     tptr, tflags = buffers("dkdv", t_c)
     _attn_bwd_dkdv[(t_c * bh,)](
         q, k, v, do, dk, dv, lse, delta, scale,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(),
-        *bias_args, heads, n_q, n_k, *tptr,
-        BLOCK_N=block_n, CAUSAL=bool(causal), EVEN_N=even_n,
-        DOT_PREC=_dot_precision(q.dtype), STAGE=_stage(trace, values), **common,
-        **tflags, **opts, **bias_flags,
+        *bias_args, heads, n_q, n_k, *tptr, **dkdv_consts, **tflags, **bias_flags,
     )  # fmt: skip
     tptr, tflags = buffers("dq", t_r)
     _attn_bwd_dq[(t_r * bh,)](
         q, k, v, do, dq, lse, delta, scale,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
-        *bias_args, heads, n_q, n_k, *tptr,
-        BLOCK_N=block_n, CAUSAL=bool(causal), DOT_PREC=_dot_precision(q.dtype),
-        STAGE=_stage(trace, values), **common, **tflags, **opts, **bias_flags,
+        *bias_args, heads, n_q, n_k, *tptr, **dq_consts, **tflags, **bias_flags,
     )  # fmt: skip
     return dq, dk, dv, launches, (block_m, block_n)
 
