@@ -528,6 +528,56 @@ def test_bad_scale_and_backward_arguments():
         fa2.attention_backward(q, k, v, o, lse[0], o)
 
 
+def test_cached_launch_plans_change_nothing():
+    """Untraced default-block launches remember their plan per shape (host time,
+    ``bench/NOTES.md`` session 7): the plan is the rules' own, the outputs equal
+    those of the uncached path (explicit blocks) bit for bit, the trace
+    placeholders are allocated once, and the checks still refuse bad input of a
+    shape already planned."""
+    from flashanim.kernels import _common
+    from flashanim.kernels import attention as attn_mod
+
+    gen = torch.Generator(device=DEVICE).manual_seed(3)
+    q, k, v, do = (torch.randn(1, 2, 24, 16, generator=gen, device=DEVICE)
+                   for _ in range(4))  # fmt: skip
+    for causal in (False, True):
+        o1, lse1 = fa2.attention_forward(q, k, v, causal)
+        o2, lse2 = fa2.attention_forward(q, k, v, causal)  # from the plan cache
+        plan = fa2._PLANS[("fwd", 24, 24, 16, F32, causal)]
+        bm, bn = _common.resolve_blocks(None, None, 24, 24, 16, F32, causal=causal)
+        assert plan[:2] == (bm, bn)
+        o3, lse3 = fa2.attention_forward(q, k, v, causal, None, bm, bn)  # uncached
+        assert torch.equal(o1, o2) and torch.equal(o1, o3)
+        assert torch.equal(lse1, lse2) and torch.equal(lse1, lse3)
+        g1 = fa2.attention_backward(q, k, v, o1, lse1, do, causal)
+        g2 = fa2.attention_backward(q, k, v, o1, lse1, do, causal)
+        bm, bn = _common.resolve_blocks(None, None, 24, 24, 16, F32, backward=True,
+                                        causal=causal)  # fmt: skip
+        assert fa2._PLANS[("bwd", 24, 24, 16, F32, causal)][:2] == (bm, bn)
+        g3 = fa2.attention_backward(q, k, v, o1, lse1, do, causal, None, bm, bn)
+        for a, b, c in zip(g1, g2, g3, strict=True):
+            assert torch.equal(a, b) and torch.equal(a, c)
+    assert fa2._untraced_args(q.device) is fa2._untraced_args(q.device)
+    # a planned shape is still checked in full
+    with pytest.raises(TypeError, match="same dtype"):
+        fa2.attention_forward(q, k.half(), v)
+    with pytest.raises(ValueError, match=r"block_m=12 is not accepted"):
+        fa2.attention_forward(q, k, v, block_m=12)
+    with pytest.raises(TypeError, match="block_m must be an int"):
+        fa2.attention_forward(q, k, v, block_m=16.0)
+    # check_qkv's fast path (plain tensors) and full path (a subclass) agree
+    p = torch.nn.Parameter(q.clone())
+    assert _common.check_qkv(q, k, v) == _common.check_qkv(p, k, v)
+    # remembered split decisions equal fresh ones
+    for shape_q, shape_k in (((1, 2, 1, 16), (1, 2, 4096, 16)),
+                             ((1, 2, 24, 16), (1, 2, 24, 16))):  # fmt: skip
+        qq = torch.zeros(shape_q, device=DEVICE)
+        kk = torch.zeros(shape_k, device=DEVICE)
+        fresh = attn_mod._split_pays_uncached(qq, kk, kk)
+        assert attn_mod._split_pays(qq, kk, kk) == fresh
+        assert attn_mod._split_pays(qq, kk, kk) == fresh
+
+
 # ------------------------------------------------------------------------------------
 # GPU (skipped without CUDA)
 # ------------------------------------------------------------------------------------
