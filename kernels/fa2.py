@@ -1056,10 +1056,10 @@ def _launch_opts(
 
 
 #: Per-shape launch decisions of untraced launches with default blocks and launch
-#: options (every call of ``flash_attention``): block sizes, grid sizes and the
-#: constexprs and ``num_warps``/``num_stages`` of each kernel, computed once per
-#: ``(pass, N_q, N_k, d, dtype, causal)``: recomputing them cost more host time per
-#: call than a short sequence's kernel (``bench/NOTES.md``, session 7).
+#: options (every call of ``flash_attention``): block sizes, the constexprs and
+#: ``num_warps``/``num_stages`` of each kernel, computed once per
+#: ``(pass, N_q, N_k, d, dtype, causal)``: recomputing them cost host time on every
+#: call, which bounds short sequences (``bench/NOTES.md``, "Launch host time").
 _PLANS: dict[tuple, tuple] = {}
 _PLANS_MAX = 4096  # entries kept (emptied when full: a bound, not an LRU)
 

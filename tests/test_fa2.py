@@ -529,11 +529,11 @@ def test_bad_scale_and_backward_arguments():
 
 
 def test_cached_launch_plans_change_nothing():
-    """Untraced default-block launches remember their plan per shape (host time,
-    ``bench/NOTES.md`` session 7): the plan is the rules' own, the outputs equal
-    those of the uncached path (explicit blocks) bit for bit, the trace
-    placeholders are allocated once, and the checks still refuse bad input of a
-    shape already planned."""
+    """Untraced default-block launches remember their plan per shape (host time:
+    ``bench/NOTES.md``, "Launch host time"): the plan is the rules' own, the
+    outputs equal those of the uncached path (explicit blocks) bit for bit, the
+    trace placeholders are allocated once, and the checks still refuse bad input
+    of a shape already planned."""
     from flashanim.kernels import _common
     from flashanim.kernels import attention as attn_mod
 
