@@ -38,6 +38,7 @@ __all__ = [
     "facts",
     "speaker_notes",
     "join_with_crossfades",
+    "finish",
     "main",
 ]
 
@@ -397,12 +398,17 @@ def _first_pts(clip: _ClipInfo) -> int:
 
 
 def _blend(a, b, w: float):
-    """``(1 - w) a + w b`` of two frames, as an RGB array."""
+    """``(1 - w) a + w b`` of two frames, as an RGB array (float32, rounded half to
+    even; the same operations in place, without the temporaries)."""
     import numpy as np
 
     x = a.to_ndarray(format="rgb24").astype(np.float32)
     y = b.to_ndarray(format="rgb24").astype(np.float32)
-    return ((1 - w) * x + w * y).round().astype(np.uint8)
+    x *= np.float32(1 - w)
+    y *= np.float32(w)
+    x += y
+    np.rint(x, out=x)
+    return x.astype(np.uint8)
 
 
 def _transition(clip_a, clip_b, a_from: int, b_to: int, n_fade: int):
@@ -542,18 +548,11 @@ def _join_reencode(clips, tmp: Path, n_fade: int, preset: str) -> list[float]:
     return starts
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = render_parser("python -m flashanim.cut",
-                           "Render the talk cut and join it with cross-fades.",
-                           "high", "clip")  # fmt: skip
-    args = parser.parse_args(argv)
-    results, wall, code = render_selected(parser, args, [c.scene for c in CUT],
-                                    "clip", "the cut")  # fmt: skip
-    if code:
-        return code
-    if args.no_join or args.only:
-        return 0
-    folder = QUALITIES[args.quality][1]
+def finish(results, quality: str, wall: float) -> None:
+    """Join the rendered clips (``results``: :class:`~flashanim.talk.RenderResult`
+    of every clip of :data:`CUT`, in order) into the cut and write its speaker
+    notes; print where they went."""
+    folder = QUALITIES[quality][1]
     out = Path("media") / "talk" / f"flashanim_talk_cut_{folder}.mp4"
     t1 = time.perf_counter()
     starts = join_with_crossfades([r.video for r in results if r.video], out)
@@ -565,6 +564,20 @@ def main(argv: list[str] | None = None) -> int:
     length = video_duration(out)
     print(f"talk cut -> {out} ({length:.1f} s; clips rendered in {wall:.1f} s, "
           f"joined in {join_s:.1f} s)\nspeaker notes -> {notes}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = render_parser("python -m flashanim.cut",
+                           "Render the talk cut and join it with cross-fades.",
+                           "high", "clip")  # fmt: skip
+    args = parser.parse_args(argv)
+    results, wall, code = render_selected(parser, args, [c.scene for c in CUT],
+                                    "clip", "the cut")  # fmt: skip
+    if code:
+        return code
+    if args.no_join or args.only:
+        return 0
+    finish(results, args.quality, wall)
     return 0
 
 
