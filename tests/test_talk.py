@@ -73,7 +73,7 @@ def test_longest_renders_start_first(monkeypatch, tmp_path):
 
     started = []
 
-    def fake(scene, quality, root, extra):
+    def fake(scene, quality, root, extra, server=None):
         started.append(scene.name)
         return talk.RenderResult(scene, True, 1.0, Path.cwd() / "x.mp4", Path("x.log"))
 
