@@ -415,9 +415,15 @@ def _transition(clip_a, clip_b, a_from: int, b_to: int, n_fade: int):
     """Frames of the stretch around one join: ``clip_a`` from ``a_from`` to its
     end, blended over its last ``n_fade`` frames with ``clip_b``'s first, then
     ``clip_b`` up to ``b_to``."""
-    tail = list(_frames(clip_a, clip_a.n - n_fade, clip_a.n))
+    # clip_a decoded once, from a_from to its end: its last n_fade frames kept
+    tail = []
+    fade_at = clip_a.n - n_fade
+    for i, fa in enumerate(_frames(clip_a, a_from, clip_a.n), start=a_from):
+        if i < fade_at:
+            yield fa
+        else:
+            tail.append(fa)
     head = _frames(clip_b, 0, b_to)
-    yield from _frames(clip_a, a_from, clip_a.n - n_fade)
     for i, fb in enumerate(head):
         if i < len(tail):
             yield _blend(tail[i], fb, (i + 1) / (len(tail) + 1))
