@@ -55,7 +55,9 @@ class Clip:
     title: str
     idea: str  # the one idea, as the title card shows it ({fields}: from facts())
     notes: str  # what a speaker could say ({fields}: from facts())
-    #: relative render cost (starts the longest renders first)
+    #: Render cost: CPU seconds at 480p15, forked from the render server, measured
+    #: 2026-12-02 (the scale of :attr:`flashanim.talk.TalkScene.cost`: both cuts
+    #: render in one set of jobs, longest first)
     cost: float = 1.0
 
     @property
@@ -82,7 +84,7 @@ CUT: tuple[Clip, ...] = (
         "kernel run: each weight is an exponential divided by the sum over the whole "
         "row. A softmax of each block on its own gives weights that sum to "
         "{local_sum:.1f} instead of 1.",
-        2,
+        4,
     ),
     Clip(
         "talk_online_softmax", "TalkOnlineSoftmax", "Online softmax: rescale as you go",
@@ -92,7 +94,7 @@ CUT: tuple[Clip, ...] = (
         "alpha, the exponential of the old max minus the new: the bars shrink. At "
         "the end, dividing by l gives exactly the softmax of the whole row (largest "
         "difference {online_err:.0e}).",
-        3,
+        6,
     ),
     Clip(
         "talk_tiling", "TalkTiling", "Tiling: one program, then all of them",
@@ -102,7 +104,7 @@ CUT: tuple[Clip, ...] = (
         "On the GPU all {programs} programs run side by side, up to {lanes} per SM on "
         "the {sms} SMs of an {sched_gpu}, in {waves} waves; this is the recorded "
         "schedule, not a simulation.",
-        4,
+        15,
     ),
     Clip(
         "talk_payoff", "TalkPayoff", "The payoff at a real size",
@@ -112,7 +114,7 @@ CUT: tuple[Clip, ...] = (
         "{traffic_ratio:.0f} times less; the scores and probabilities alone would take {mem_std}. In "
         "the benchmark the standard version is {time_ratio:.0f} times slower at "
         "{time_n_k}k, the longest it was run.",
-        2,
+        3,
     ),
     Clip(
         "talk_summary", "TalkSummary", "Summary",
@@ -120,7 +122,7 @@ CUT: tuple[Clip, ...] = (
         "To sum up: attention is limited by memory, not arithmetic; the online "
         "softmax lets it be tiled exactly; every SM works on blocks of its own; and at "
         "real sizes that is {traffic_ratio:.0f} times less memory traffic.",
-        1,
+        5,
     ),
 )  # fmt: skip
 

@@ -2,12 +2,15 @@
 
 :data:`TALK` is the one ordered list of the explainer's scenes; ``make video`` and
 ``make preview`` follow it. Each scene renders in its own ``manim render`` process
-(one scene per core), from the repository root so that Manim reads ``manim.cfg``;
+(one scene per core), from the repository root so that Manim reads ``manim.cfg``,
+forked from one server that imported Manim once (:mod:`flashanim.forkserver`);
 the finished clips are then joined, without re-encoding, into one MP4 of the whole
-talk under ``media/talk/``.
+talk under ``media/talk/``. With ``--with-cut`` the talk cut's clips
+(:mod:`flashanim.cut`) render in the same jobs, longest first across both, and
+the cut is joined too (``make video``, ``make preview``).
 
 Run as ``python -m flashanim.talk [--quality low|medium|high|4k] [--jobs N]
-[--only NAME ...] [--bench]``.
+[--only NAME ...] [--bench] [--with-cut]``.
 """
 
 from __future__ import annotations
