@@ -66,6 +66,9 @@ def _child(argv: list[str], log: str) -> None:
         os.close(null)
         import runpy
 
+        text = sys.modules.get("flashanim.engine.text")
+        if text is not None:
+            text._TEXT_DIR = None  # (this render's own SVG folder, not a shared one)
         sys.argv = ["manim", *argv]
         try:
             runpy.run_module("manim", run_name="__main__", alter_sys=True)
