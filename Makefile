@@ -18,7 +18,7 @@ help:
 	@echo "make test         run the test suite (sets up first)"
 	@echo "make bench        kernel benchmark (needs a CUDA GPU)"
 	@echo "make gpu-trace    record the GPU schedule traces (needs a CUDA GPU)"
-	@echo "make bench-render per-scene render speed against real time"
+	@echo "make bench-render per-scene render speed of make preview (QUALITY=high: make video)"
 	@echo "make lint         ruff"
 
 $(STAMP): pyproject.toml tools/setup.sh
@@ -33,17 +33,17 @@ test: $(STAMP)
 test-gpu: $(STAMP)
 	$(PY) -m pytest -m gpu -v $(PYTEST_ARGS)
 
+# both cuts in one set of jobs (longest renders first across both; one render
+# server imports Manim once for all of them), then both joins
 video: $(STAMP)
-	$(PY) -m flashanim.talk --quality high --jobs $(JOBS)
-	$(PY) -m flashanim.cut --quality high --jobs $(JOBS)
+	$(PY) -m flashanim.talk --quality high --jobs $(JOBS) --with-cut
 
 # the talk cut: QUALITY=low for a fast look
 talk: $(STAMP)
 	$(PY) -m flashanim.cut --quality $(or $(QUALITY),high) --jobs $(JOBS)
 
 preview: $(STAMP)
-	$(PY) -m flashanim.talk --quality low --jobs $(JOBS)
-	$(PY) -m flashanim.cut --quality low --jobs $(JOBS)
+	$(PY) -m flashanim.talk --quality low --jobs $(JOBS) --with-cut
 
 slides: $(STAMP)
 	$(PY) -m flashanim.cli slides --all --quality $(or $(QUALITY),low) -o media/slides
@@ -54,8 +54,9 @@ talk-slides: $(STAMP)
 bench:
 	python3 bench/bench_attention.py --out media/bench
 
+# what `make preview` does (QUALITY=high: `make video`), with the speed table
 bench-render: $(STAMP)
-	$(PY) -m flashanim.talk --quality low --jobs $(JOBS) --bench
+	$(PY) -m flashanim.talk --quality $(or $(QUALITY),low) --jobs $(JOBS) --with-cut --bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

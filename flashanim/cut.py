@@ -38,6 +38,7 @@ __all__ = [
     "facts",
     "speaker_notes",
     "join_with_crossfades",
+    "finish",
     "main",
 ]
 
@@ -54,7 +55,9 @@ class Clip:
     title: str
     idea: str  # the one idea, as the title card shows it ({fields}: from facts())
     notes: str  # what a speaker could say ({fields}: from facts())
-    #: relative render cost (starts the longest renders first)
+    #: Render cost: CPU seconds at 480p15, forked from the render server, measured
+    #: 2026-12-02 (the scale of :attr:`flashanim.talk.TalkScene.cost`: both cuts
+    #: render in one set of jobs, longest first)
     cost: float = 1.0
 
     @property
@@ -81,7 +84,7 @@ CUT: tuple[Clip, ...] = (
         "kernel run: each weight is an exponential divided by the sum over the whole "
         "row. A softmax of each block on its own gives weights that sum to "
         "{local_sum:.1f} instead of 1.",
-        2,
+        4,
     ),
     Clip(
         "talk_online_softmax", "TalkOnlineSoftmax", "Online softmax: rescale as you go",
@@ -91,7 +94,7 @@ CUT: tuple[Clip, ...] = (
         "alpha, the exponential of the old max minus the new: the bars shrink. At "
         "the end, dividing by l gives exactly the softmax of the whole row (largest "
         "difference {online_err:.0e}).",
-        3,
+        6,
     ),
     Clip(
         "talk_tiling", "TalkTiling", "Tiling: one program, then all of them",
@@ -101,7 +104,7 @@ CUT: tuple[Clip, ...] = (
         "On the GPU all {programs} programs run side by side, up to {lanes} per SM on "
         "the {sms} SMs of an {sched_gpu}, in {waves} waves; this is the recorded "
         "schedule, not a simulation.",
-        4,
+        15,
     ),
     Clip(
         "talk_payoff", "TalkPayoff", "The payoff at a real size",
@@ -111,7 +114,7 @@ CUT: tuple[Clip, ...] = (
         "{traffic_ratio:.0f} times less; the scores and probabilities alone would take {mem_std}. In "
         "the benchmark the standard version is {time_ratio:.0f} times slower at "
         "{time_n_k}k, the longest it was run.",
-        2,
+        3,
     ),
     Clip(
         "talk_summary", "TalkSummary", "Summary",
@@ -119,7 +122,7 @@ CUT: tuple[Clip, ...] = (
         "To sum up: attention is limited by memory, not arithmetic; the online "
         "softmax lets it be tiled exactly; every SM works on blocks of its own; and at "
         "real sizes that is {traffic_ratio:.0f} times less memory traffic.",
-        1,
+        5,
     ),
 )  # fmt: skip
 
@@ -397,21 +400,32 @@ def _first_pts(clip: _ClipInfo) -> int:
 
 
 def _blend(a, b, w: float):
-    """``(1 - w) a + w b`` of two frames, as an RGB array."""
+    """``(1 - w) a + w b`` of two frames, as an RGB array (float32, rounded half to
+    even; the same operations in place, without the temporaries)."""
     import numpy as np
 
     x = a.to_ndarray(format="rgb24").astype(np.float32)
     y = b.to_ndarray(format="rgb24").astype(np.float32)
-    return ((1 - w) * x + w * y).round().astype(np.uint8)
+    x *= np.float32(1 - w)
+    y *= np.float32(w)
+    x += y
+    np.rint(x, out=x)
+    return x.astype(np.uint8)
 
 
 def _transition(clip_a, clip_b, a_from: int, b_to: int, n_fade: int):
     """Frames of the stretch around one join: ``clip_a`` from ``a_from`` to its
     end, blended over its last ``n_fade`` frames with ``clip_b``'s first, then
     ``clip_b`` up to ``b_to``."""
-    tail = list(_frames(clip_a, clip_a.n - n_fade, clip_a.n))
+    # clip_a decoded once, from a_from to its end: its last n_fade frames kept
+    tail = []
+    fade_at = clip_a.n - n_fade
+    for i, fa in enumerate(_frames(clip_a, a_from, clip_a.n), start=a_from):
+        if i < fade_at:
+            yield fa
+        else:
+            tail.append(fa)
     head = _frames(clip_b, 0, b_to)
-    yield from _frames(clip_a, a_from, clip_a.n - n_fade)
     for i, fb in enumerate(head):
         if i < len(tail):
             yield _blend(tail[i], fb, (i + 1) / (len(tail) + 1))
@@ -542,18 +556,11 @@ def _join_reencode(clips, tmp: Path, n_fade: int, preset: str) -> list[float]:
     return starts
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = render_parser("python -m flashanim.cut",
-                           "Render the talk cut and join it with cross-fades.",
-                           "high", "clip")  # fmt: skip
-    args = parser.parse_args(argv)
-    results, wall, code = render_selected(parser, args, [c.scene for c in CUT],
-                                    "clip", "the cut")  # fmt: skip
-    if code:
-        return code
-    if args.no_join or args.only:
-        return 0
-    folder = QUALITIES[args.quality][1]
+def finish(results, quality: str, wall: float) -> None:
+    """Join the rendered clips (``results``: :class:`~flashanim.talk.RenderResult`
+    of every clip of :data:`CUT`, in order) into the cut and write its speaker
+    notes; print where they went."""
+    folder = QUALITIES[quality][1]
     out = Path("media") / "talk" / f"flashanim_talk_cut_{folder}.mp4"
     t1 = time.perf_counter()
     starts = join_with_crossfades([r.video for r in results if r.video], out)
@@ -565,6 +572,20 @@ def main(argv: list[str] | None = None) -> int:
     length = video_duration(out)
     print(f"talk cut -> {out} ({length:.1f} s; clips rendered in {wall:.1f} s, "
           f"joined in {join_s:.1f} s)\nspeaker notes -> {notes}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = render_parser("python -m flashanim.cut",
+                           "Render the talk cut and join it with cross-fades.",
+                           "high", "clip")  # fmt: skip
+    args = parser.parse_args(argv)
+    results, wall, code = render_selected(parser, args, [c.scene for c in CUT],
+                                    "clip", "the cut")  # fmt: skip
+    if code:
+        return code
+    if args.no_join or args.only:
+        return 0
+    finish(results, args.quality, wall)
     return 0
 
 

@@ -2,12 +2,15 @@
 
 :data:`TALK` is the one ordered list of the explainer's scenes; ``make video`` and
 ``make preview`` follow it. Each scene renders in its own ``manim render`` process
-(one scene per core), from the repository root so that Manim reads ``manim.cfg``;
+(one scene per core), from the repository root so that Manim reads ``manim.cfg``,
+forked from one server that imported Manim once (:mod:`flashanim.forkserver`);
 the finished clips are then joined, without re-encoding, into one MP4 of the whole
-talk under ``media/talk/``.
+talk under ``media/talk/``. With ``--with-cut`` the talk cut's clips
+(:mod:`flashanim.cut`) render in the same jobs, longest first across both, and
+the cut is joined too (``make video``, ``make preview``).
 
 Run as ``python -m flashanim.talk [--quality low|medium|high|4k] [--jobs N]
-[--only NAME ...] [--bench]``.
+[--only NAME ...] [--bench] [--with-cut]``.
 """
 
 from __future__ import annotations
@@ -182,26 +185,57 @@ def video_duration(path: Path) -> float:
         return float(container.duration or 0) / 1e6
 
 
+class _Server:
+    """The render server of one :func:`render_scenes` call, started by the first
+    render that asks for it (:class:`~flashanim.forkserver.Forker`)."""
+
+    def __init__(self, root: Path, on: bool) -> None:
+        self.root, self.on = root, on
+        self.forker = None
+        self.lock = threading.Lock()
+
+    def get(self):
+        from .forkserver import Forker
+
+        with self.lock:
+            if self.forker is None and self.on and Forker.available():
+                self.forker = Forker(self.root)
+            return self.forker
+
+
 def _render_one(
-    scene: TalkScene, quality: str, root: Path, extra: list[str]
+    scene: TalkScene,
+    quality: str,
+    root: Path,
+    extra: list[str],
+    server: _Server | None = None,
 ) -> RenderResult:
+    """``manim render`` of one scene: forked from ``server``'s process (Manim
+    already imported: :mod:`flashanim.forkserver`) or as a process of its own; its
+    exit status and CPU seconds (user + system, all threads)."""
+    forker = server.get() if server is not None else None
     flag, folder = QUALITIES[quality]
     logs = root / "media" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{scene.name}.log"
-    cmd = [sys.executable, "-m", "manim", "render", flag, *extra, str(scene.path),
-           scene.cls]  # fmt: skip
+    argv = ["render", flag, *extra, str(scene.path), scene.cls]
     t0 = time.perf_counter()
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=root, stdout=fh, stderr=subprocess.STDOUT)
-        # os.wait4 gives this child's own CPU time (user + system, all threads)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    try:
+        if forker is None:
+            raise RuntimeError("no render server")
+        returncode, cpu = forker.run(argv, log)
+    except RuntimeError:  # (no server, or it ended): a process of its own
+        with open(log, "w") as fh:
+            proc = subprocess.Popen([sys.executable, "-m", "manim", *argv], cwd=root,
+                                    stdout=fh, stderr=subprocess.STDOUT)  # fmt: skip
+            # os.wait4 gives this child's own CPU time (user + system, all threads)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = returncode = os.waitstatus_to_exitcode(status)
+        cpu = usage.ru_utime + usage.ru_stime
     seconds = time.perf_counter() - t0
     video = root / "media" / "videos" / scene.name / folder / f"{scene.cls}.mp4"
-    ok = proc.returncode == 0 and video.exists()
+    ok = returncode == 0 and video.exists()
     dur = video_duration(video) if ok else 0.0
-    cpu = usage.ru_utime + usage.ru_stime
     return RenderResult(scene, ok, seconds, video if ok else None, log, dur, cpu)
 
 
@@ -211,8 +245,14 @@ def render_scenes(
     jobs: int = 2,
     root: Path | None = None,
     extra: list[str] | None = None,
+    fork: bool = True,
 ) -> list[RenderResult]:
     """Render ``scenes`` with ``jobs`` Manim processes at once; print progress lines.
+
+    With ``fork`` (and :func:`os.fork`; ``FLASHANIM_FORK=0`` turns it off) each
+    render is forked from one server that imported Manim once
+    (:mod:`flashanim.forkserver`): the same ``manim render``, ~1.5-4 CPU s less
+    each; otherwise each is a ``python -m manim`` process of its own.
 
     The most costly scenes (:attr:`TalkScene.cost`) start first, so that no core
     is left idle at the end with a long render still running on the other; the
@@ -232,24 +272,39 @@ def render_scenes(
     say(f"rendering {total} scene(s) at {quality} quality with {jobs} job(s)")
     progress = Progress(scenes, quality, say, jobs=jobs)
 
+    server = _Server(root, fork)
+
     def one(s: TalkScene) -> RenderResult:
         progress.start(s)
-        return _render_one(s, quality, root, list(extra or []))
+        return _render_one(s, quality, root, list(extra or []), server=server)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {
-            pool.submit(one, s): s for s in sorted(scenes, key=lambda s: -s.cost)
-        }
-        for fut in as_completed(futures):
-            r = fut.result()
-            results[r.scene.name] = r
-            status = (
-                f"done in {r.seconds:.1f} s -> {r.video.relative_to(root)}"
-                if r.ok
-                else f"FAILED (see {r.log})"
-            )
-            progress.done(r.scene, status)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = {
+                pool.submit(one, s): s for s in sorted(scenes, key=lambda s: -s.cost)
+            }
+            for fut in as_completed(futures):
+                r = fut.result()
+                results[r.scene.name] = r
+                status = (
+                    f"done in {r.seconds:.1f} s -> {r.video.relative_to(root)}"
+                    if r.ok
+                    else f"FAILED (see {r.log})"
+                )
+                progress.done(r.scene, status)
+    finally:
+        forker = server.forker
+        if forker is not None:
+            # the server's own CPU time: its imports, once (its total holds the
+            # renders it forked, counted above)
+            total = forker.close()
+            SERVER_CPU.append(max(0.0, total - sum(r.cpu_seconds
+                                                   for r in results.values())))  # fmt: skip
     return [results[s.name] for s in scenes]
+
+
+#: CPU seconds of each render server (imports once) ended in this process.
+SERVER_CPU: list[float] = []
 
 
 def join_videos(videos: list[Path], out: Path) -> Path:
@@ -287,8 +342,11 @@ def join_videos(videos: list[Path], out: Path) -> Path:
     return out
 
 
-def print_bench(results: list[RenderResult], wall: float, jobs: int) -> None:
-    """Per scene: video seconds, wall-clock and CPU seconds, and speed.
+def print_bench(
+    results: list[RenderResult], wall: float, jobs: int, server_cpu: float = 0.0
+) -> None:
+    """Per scene: video seconds, wall-clock and CPU seconds, and speed (the render
+    server's own CPU seconds, ``server_cpu``: its imports, counted in the total).
 
     ``x real time`` is video seconds per wall-clock second of that scene's render
     (which shares the machine with the other jobs); ``video s / CPU s`` does not
@@ -304,6 +362,9 @@ def print_bench(results: list[RenderResult], wall: float, jobs: int) -> None:
               f"{speed:12.2f} {r.cpu_seconds:7.1f} {per_cpu:16.2f}")  # fmt: skip
     total_video = sum(r.video_seconds for r in results)
     total_cpu = sum(r.cpu_seconds for r in results)
+    if server_cpu:
+        print(f"{'(render server)':<20} {'':>8} {'':>9} {'':>12} {server_cpu:7.1f}")
+        total_cpu += server_cpu
     print(f"{'whole talk':<20} {total_video:8.1f} {wall:9.1f} "
           f"{total_video / wall if wall else 0:12.2f} {total_cpu:7.1f} "
           f"{total_video / total_cpu if total_cpu else 0:16.2f}  "
@@ -341,10 +402,11 @@ def render_selected(parser: argparse.ArgumentParser, args: argparse.Namespace,
                          f"{', '.join(names)}")  # fmt: skip
         scenes = [s for s in scenes if s.name in args.only]
     t0 = time.perf_counter()
+    before = len(SERVER_CPU)
     results = render_scenes(list(scenes), args.quality, args.jobs)
     wall = time.perf_counter() - t0
     if args.bench:
-        print_bench(results, wall, args.jobs)
+        print_bench(results, wall, args.jobs, sum(SERVER_CPU[before:]))
     failed = [r for r in results if not r.ok]
     for r in failed:
         print(f"flashanim: error: {r.scene.name} failed; log: {r.log}",
@@ -355,17 +417,71 @@ def render_selected(parser: argparse.ArgumentParser, args: argparse.Namespace,
 def main(argv: list[str] | None = None) -> int:
     parser = render_parser("python -m flashanim.talk",
                            "Render the whole talk in order.", "low", "scene")  # fmt: skip
+    parser.add_argument(
+        "--with-cut",
+        action="store_true",
+        help="also render the talk cut's clips (flashanim.cut) in the same jobs, "
+        "longest first across both, and join both cuts (make video, make preview)",
+    )
     args = parser.parse_args(argv)
-    results, _, code = render_selected(parser, args, TALK, "scene", "the talk")
+    scenes = list(TALK)
+    notes = None
+    if args.with_cut:
+        from .cut import CUT
+
+        scenes += [c.scene for c in CUT]
+        if not (args.no_join or args.only):
+            # the speaker notes' numbers (a trace and the GPU schedule: ~5 CPU s)
+            # read while the scenes render, not after them
+            notes = threading.Thread(target=_prefetch_facts, daemon=True)
+            notes.start()
+    results, wall, code = render_selected(parser, args, scenes, "scene",
+                                          "the talk")  # fmt: skip
+    if notes is not None:
+        notes.join()
     if code:
         return code
-    if not args.no_join and not args.only and len(results) > 1:
+    if args.no_join or args.only:
+        return 0
+    t0 = time.perf_counter()
+    cpu0 = _self_cpu()
+    deep = [r for r in results if r.scene in TALK]
+    if len(deep) > 1:
         out = (
             Path("media") / "talk" / f"flashanim_talk_{QUALITIES[args.quality][1]}.mp4"
         )
-        join_videos([r.video for r in results if r.video], out)
+        join_videos([r.video for r in deep if r.video], out)
         print(f"whole talk -> {out}")
+    if args.with_cut:
+        from .cut import finish
+
+        finish([r for r in results if r.scene not in TALK], args.quality, wall)
+    if args.bench:
+        joins = time.perf_counter() - t0
+        video = sum(r.video_seconds for r in results)
+        print(f"joins and speaker notes: {joins:.1f} s, {_self_cpu() - cpu0:.1f} "
+              f"CPU s; renders and joins: {video:.1f} s of video in "
+              f"{wall + joins:.1f} s ({video / (wall + joins):.2f}x real time)")  # fmt: skip
     return 0
+
+
+def _prefetch_facts() -> None:
+    """Compute the cut's :func:`~flashanim.cut.facts` (cached) ahead of its join; a
+    failure is left for the join to report."""
+    from .cut import facts
+
+    try:
+        facts()
+    except Exception:  # noqa: BLE001, S110  (raised again, and reported, by finish)
+        pass
+
+
+def _self_cpu() -> float:
+    """CPU seconds of this process so far (user + system, all its threads)."""
+    import resource
+
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
 
 
 if __name__ == "__main__":

@@ -280,10 +280,21 @@ def schedule(causal: bool = False, path: Path | None = None) -> Schedule:
     path = Path(path or raw or TRACES / f"gpu_schedule_{name}.json.gz")
     if not path.is_file():
         raise ConfigError(f"{var}: no such trace file: {path}")
-    t = load_trace(path)
-    if any(p.sm is None or p.start_ns is None for p in t.programs):
-        raise ConfigError(f"{path}: programs without SM id or clock (not a GPU run)")
-    return Schedule(t, schedule_stats(t.programs), t.meta.gpu_name or "a GPU")
+    # loaded once per process and file version (a GPU trace: seconds to load)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _SCHEDULES:
+        t = load_trace(path)
+        if any(p.sm is None or p.start_ns is None for p in t.programs):
+            raise ConfigError(
+                f"{path}: programs without SM id or clock (not a GPU run)"
+            )
+        _SCHEDULES[key] = Schedule(t, schedule_stats(t.programs),
+                                   t.meta.gpu_name or "a GPU")  # fmt: skip
+    return _SCHEDULES[key]
+
+
+_SCHEDULES: dict[tuple, Schedule] = {}
 
 
 # -- 2, 3. one row's softmax ------------------------------------------------------------

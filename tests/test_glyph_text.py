@@ -165,7 +165,7 @@ def test_composed_text_has_text_attributes():
     s, size, color = "event 7 of 21", DARK.body_size, DARK.foreground
     composed = _glyph_text(s, MONO, float(size), color)
     # what cached_text returned before it composed: a copy of a real Text
-    real = theme._text_proto(s, MONO, float(size), color).copy()
+    real = theme._text_proto(s, MONO, float(size), color, theme._frame_pixels()).copy()
     # content-dependent: checked above or meaningful only while parsing the SVG
     _same_attributes(composed, real, skip={"initial_height", "file_name", "submobjects",
                                            "chars", "id_to_vgroup_dict", "points",
@@ -198,6 +198,7 @@ def test_fallback_for_lines_pango_would_wrap():
     # Text lays out in a box as wide as the frame in pixels; Pango wraps wider lines
     with tempconfig({"pixel_width": 200}):
         atlas = _glyph_atlas(MONO, 17.0)
+        assert atlas.glyph("1") is not None  # (the atlas of this frame size)
         short = " ".join(["12"] * 21)  # 62 characters: fits in 200 px
         long = " ".join(["12"] * 24)  # 71 characters: wrapped
         assert (len(long) + 2) * atlas.advance / 0.05 > 200
@@ -337,10 +338,14 @@ def test_texts_are_written_to_a_folder_of_this_process():
 
     with tempconfig({}):
         d = use_private_text_dir()
-        assert str(os.getpid()) in os.path.basename(d)
+        # this process's folder, and in it one folder per frame size
+        assert str(os.getpid()) in os.path.basename(os.path.dirname(d))
+        assert os.path.basename(d) == f"{config.pixel_width}x{config.pixel_height}"
         assert config.get_dir("text_dir") == __import__("pathlib").Path(d)
         theme._text_proto.cache_clear()
-        theme._text_proto("private folder", DARK.font, 17.0, "#FFFFFF")
+        theme._text_proto(
+            "private folder", DARK.font, 17.0, "#FFFFFF", theme._frame_pixels()
+        )
         assert any(f.endswith(".svg") for f in os.listdir(d))
         assert use_private_text_dir() == d
 
@@ -370,3 +375,22 @@ def test_themed_text():
     # other Text arguments: a new Text with them
     slanted = themed_text(DARK, "N", 20, RED, slant="ITALIC")
     assert slanted.slant == "ITALIC" and slanted.font == DARK.font
+
+
+def test_a_tiny_frame_leaves_later_texts_as_they_should_be():
+    # Pango lays Texts out as wide as the frame: at 40 px the atlas pieces wrap and
+    # give no glyphs, and a line wraps. Built there first, neither may stay cached
+    # for other frame sizes (the atlas did: every later string became a slow Text).
+    s = "1,234.5 B"
+    with tempconfig({"pixel_width": 40, "pixel_height": 30}):
+        assert _glyph_text("12", MONO, 19.0, "#FFFFFF") is None
+        assert _glyph_atlas(MONO, 19.0).glyph("1") is None
+        wrapped = cached_text("wide line of words", DARK.font, 19, "#FFFFFF")
+    with tempconfig({"pixel_width": 854, "pixel_height": 480}):
+        composed = _glyph_text(s, MONO, 19.0, "#FFFFFF")
+        assert composed is not None
+        _compare(composed, Text(s, font=MONO, font_size=19, color="#FFFFFF"))
+        line = cached_text("wide line of words", DARK.font, 19, "#FFFFFF")
+        real = Text("wide line of words", font=DARK.font, font_size=19, color="#FFFFFF")
+        assert line.height < 0.6 * wrapped.height  # one line, not the wrapped three
+        _compare_joined(line, real)

@@ -73,7 +73,7 @@ def test_longest_renders_start_first(monkeypatch, tmp_path):
 
     started = []
 
-    def fake(scene, quality, root, extra):
+    def fake(scene, quality, root, extra, server=None):
         started.append(scene.name)
         return talk.RenderResult(scene, True, 1.0, Path.cwd() / "x.mp4", Path("x.log"))
 
@@ -82,3 +82,31 @@ def test_longest_renders_start_first(monkeypatch, tmp_path):
     assert [r.scene.name for r in results] == [s.name for s in talk.TALK]
     by_cost = sorted(talk.TALK, key=lambda s: -s.cost)
     assert started == [s.name for s in by_cost] != [s.name for s in talk.TALK]
+
+
+def test_with_cut_renders_both_cuts_in_one_set_of_jobs(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    import flashanim.cut as cut
+    import flashanim.talk as talk
+
+    seen = {}
+
+    def render_selected(parser, args, scenes, unit, whole):
+        seen["scenes"] = [s.name for s in scenes]
+        res = [talk.RenderResult(s, True, 1.0, Path(f"{s.name}.mp4"), Path("x.log"),
+                                 2.0, 1.0) for s in scenes]  # fmt: skip
+        return res, 3.0, 0
+
+    calls = []
+    monkeypatch.setattr(talk, "render_selected", render_selected)
+    monkeypatch.setattr(talk, "join_videos", lambda v, out: calls.append(("deep", v)))
+    monkeypatch.setattr(cut, "finish", lambda r, q, w: calls.append(("cut", r, q, w)))
+    monkeypatch.setattr(cut, "facts", lambda: calls.append(("facts",)))
+    assert talk.main(["--with-cut", "--quality", "low"]) == 0
+    assert seen["scenes"] == [s.name for s in talk.TALK] + [c.name for c in cut.CUT]
+    assert calls[0] == ("facts",)  # read while the scenes rendered
+    assert calls[1] == ("deep", [Path(f"{s.name}.mp4") for s in talk.TALK])
+    kind, results, quality, wall = calls[2]
+    assert kind == "cut" and quality == "low" and wall == 3.0
+    assert [r.scene.name for r in results] == [c.name for c in cut.CUT]

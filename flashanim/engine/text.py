@@ -43,7 +43,8 @@ _TEXT_DIR: str | None = None
 
 
 def use_private_text_dir() -> str:
-    """Point Manim's ``text_dir`` at a folder of this process's own; returns it.
+    """Point Manim's ``text_dir`` at a folder of this process's own, one per frame
+    size; returns it.
 
     :class:`~manim.Text` writes each string's SVG into ``text_dir`` and reuses a
     file of the same name if it finds one there. Renders running side by side
@@ -54,18 +55,36 @@ def use_private_text_dir() -> str:
     which every Text does anyway, costs tens). The folder goes when the process
     ends. Called by :class:`~flashanim.visuals.FastRenderScene` and before every
     Text built here.
+
+    Pango lays a Text out in a box as wide as the frame in pixels, but the SVG's
+    name leaves the frame size out: a string first written at another size (a
+    wrapped line at a tiny width) would be read back as it was then. So each
+    frame size (``pixel_width`` x ``pixel_height``) gets a folder of its own
+    inside this process's folder.
     """
     global _TEXT_DIR
     if _TEXT_DIR is None or not os.path.isdir(_TEXT_DIR):
         _TEXT_DIR = tempfile.mkdtemp(prefix=f"flashanim-text-{os.getpid()}-")
         atexit.register(shutil.rmtree, _TEXT_DIR, True)
-    if str(config.text_dir) != _TEXT_DIR:
-        config.text_dir = _TEXT_DIR
-    return _TEXT_DIR
+    folder = os.path.join(_TEXT_DIR, "{}x{}".format(*_frame_pixels()))
+    if str(config.text_dir) != folder:
+        os.makedirs(folder, exist_ok=True)
+        config.text_dir = folder
+    return folder
+
+
+def _frame_pixels() -> tuple[int, int]:
+    """The frame size that Pango lays Texts out in (part of every cache key)."""
+    return int(config.pixel_width), int(config.pixel_height)
 
 
 @lru_cache(maxsize=4096)
-def _text_proto(text: str, font: str, size: float, color: str) -> Text:
+def _text_proto(
+    text: str, font: str, size: float, color: str, frame: tuple[int, int]
+) -> Text:
+    """``Text(text, ...)`` built once per frame size ``frame`` (the current one,
+    :func:`_frame_pixels`: Pango wraps lines wider than the frame, see
+    :func:`use_private_text_dir`)."""
     use_private_text_dir()
     t = Text(text, font=font, font_size=size, color=color)
     for m in t.get_family():
@@ -186,10 +205,20 @@ class _GlyphAtlas:
             self.shell = t
 
 
-@lru_cache(maxsize=64)
 def _glyph_atlas(font: str, size: float) -> _GlyphAtlas | None:
-    """The atlas of ``font`` (one of :data:`_GLYPH_FONTS`) at ``size`` (``None``:
-    compose nothing in that font)."""
+    """The atlas of ``font`` (one of :data:`_GLYPH_FONTS`) at ``size`` for the
+    current frame size (``None``: compose nothing in that font).
+
+    One atlas per frame size: Pango lays the atlas Texts out as wide as the frame,
+    and one first built in a frame too narrow for its pieces (wrapped lines) has
+    none of their glyphs; kept for every size, it left every later string a slow
+    real Text for the rest of the process.
+    """
+    return _atlas_for(font, size, _frame_pixels())
+
+
+@lru_cache(maxsize=64)
+def _atlas_for(font: str, size: float, frame: tuple[int, int]) -> _GlyphAtlas | None:
     if font not in Text.font_list():
         return None  # (not in the list: Pango would substitute another font)
     return _GlyphAtlas(font, size)
@@ -375,8 +404,10 @@ def merge_glyphs(text: Text) -> Text:
 
 
 @lru_cache(maxsize=4096)
-def _merged_proto(text: str, font: str, size: float, color: str) -> Text:
-    return merge_glyphs(_text_proto(text, font, size, color).copy())
+def _merged_proto(
+    text: str, font: str, size: float, color: str, frame: tuple[int, int]
+) -> Text:
+    return merge_glyphs(_text_proto(text, font, size, color, frame).copy())
 
 
 def cached_text(text: str, font: str, size: float, color) -> Text:
@@ -395,4 +426,4 @@ def cached_text(text: str, font: str, size: float, color) -> Text:
     t = _glyph_text(text, font, size, color, merge=True)
     if t is not None:
         return t
-    return _merged_proto(text, font, size, color).copy()
+    return _merged_proto(text, font, size, color, _frame_pixels()).copy()
