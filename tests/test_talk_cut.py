@@ -114,6 +114,27 @@ def test_control_frames(name, tmp_path_factory, trace_cache):
     compare_control(name, small)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_caption_lines_reach_the_subtitles(name, tmp_path, tmp_path_factory,
+                                           trace_cache):  # fmt: skip
+    """Every line a clip says (TalkClip.say) is in the render record, in order,
+    and in the SRT written from it (markup without its tags)."""
+    from flashanim.captions import cues_from_record, write_srt
+
+    scene, _, _ = rendered(name, tmp_path_factory, trace_cache)
+    rec = scene._fa_record()
+    rec["duration"] = float(scene.renderer.time)
+    captions = [p["caption"] for p in rec["plays"] if p["caption"]]
+    assert captions == scene.said
+    srt = Path(write_srt(cues_from_record(rec), tmp_path / "c.srt"))
+    text = srt.read_text(encoding="utf-8")
+    for line in scene.said:
+        assert line in text
+        assert "<" not in line, f"markup left in a subtitle: {line!r}"
+    if name != "talk_summary":  # the summary card is its lines, not captions
+        assert scene.said
+
+
 def _reference_row(trace, row):
     """The followed row's scores and softmax, float64, from the trace's Q and K."""
     meta = trace.meta
