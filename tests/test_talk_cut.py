@@ -222,6 +222,10 @@ def test_bottleneck_bars_are_the_measurements(tmp_path_factory, trace_cache):
     assert scene.fused_height == pytest.approx(data["settings"][0]["fused_ms"] * unit)
     shown = {k for k, *_ in scene.bars}
     assert shown == set(data["steps"]) - {"dropout"}
+    # the caption under the brace names exactly the memory-bound steps drawn
+    said = next(s for s in scene.said if "only read and write" in s).lower()
+    for _, label, mb, *_ in scene.bars:
+        assert (label.lower() in said) == mb, (label, said)
 
 
 def test_payoff_lengths_are_the_closed_form_and_benchmark(
