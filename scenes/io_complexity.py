@@ -381,10 +381,12 @@ class IOComplexityScene(TraceScene):
             self.play(ch.make_series_animation(f"{kind}-theory", run_time=1.0))
             n, b = meas[kind][-1]
             lab = self.text(format_si(b, "B"), th.small_size + 1, sc[kind])
+            # standard above-left of its last point, flash straight below its own
+            # (down-left, it sat on the dashed Θ curve that runs into the point)
             lab.next_to(
                 ch.c2p(n, b),
-                UP + LEFT if kind == "standard" else DOWN + LEFT,
-                buff=0.12,
+                UP + LEFT if kind == "standard" else DOWN,
+                buff=0.12 if kind == "standard" else 0.3,
             )
             self.play(FadeIn(lab))
         out = [n for n in ns if not in_theorem_range(n)]

@@ -204,6 +204,13 @@ def test_tiling_plays_one_program_and_every_gpu_program(tmp_path_factory, trace_
         for s, _ in spans:
             most = max(most, sum(a <= s < b for a, b in spans))
     assert scene.sched.stats["lanes"] == most
+    # one tag per wave, in time order, each inside the run
+    span = max(e for *_, e in scene.bars) - min(s for *_, s, _ in scene.bars)
+    assert [w for w, _ in scene.wave_tags] == list(
+        range(1, int(scene.sched.stats["waves"]) + 1)
+    )
+    mids = [m for _, m in scene.wave_tags]
+    assert mids == sorted(mids) and 0 < mids[0] and mids[-1] < span
     assert scene.sched.stats["sms"] == len(per_sm)
     assert "H200" in scene.sched.gpu
 
