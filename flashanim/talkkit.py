@@ -37,6 +37,7 @@ from manim import (
 
 from .engine.text import themed_text, use_private_text_dir
 from .scene import TraceScene
+from .visuals.caption import Caption
 
 __all__ = [
     "MIN_PX",
@@ -149,6 +150,13 @@ class TalkClip(TraceScene):
 
     def setup(self) -> None:
         super().setup()  # settings, trace (when ``kernel`` is set), theme
+        #: the one caption line (bottom of the frame), in the render record
+        self._markup = False
+        #: every caption line said, in order (markup without its tags)
+        self.said: list[str] = []
+        self.captions = Caption(self.theme, blank=False, fade_through=False,
+                                make_text=self._caption_text,
+                                place=lambda t: t.to_edge(DOWN, buff=0.75))  # fmt: skip
         self.caption_mob: Mobject | None = None
         self.header: Mobject | None = None
         self.footers: list[Mobject] = []
@@ -184,24 +192,33 @@ class TalkClip(TraceScene):
     def say(self, s: str, markup: bool = False, run_time: float = 0.6,
             hold: float | None = None) -> None:  # fmt: skip
         """Replace the caption line at the bottom of the frame, then hold it long
-        enough to be read (:data:`READ_SECONDS_PER_WORD`, unless ``hold``)."""
-        t = self.formula(s) if markup else self.text(s, "caption")
-        if t.width > 13.4:
-            raise ValueError(f"caption too wide for the frame at its size: {s!r}")
-        t.to_edge(DOWN, buff=0.75)
-        anims = [FadeIn(t, shift=0.1 * UP)]
-        if self.caption_mob is not None:
-            anims.append(FadeOut(self.caption_mob))
-        self.caption_mob = t
-        self.play(*anims, run_time=run_time)
+        enough to be read (:data:`READ_SECONDS_PER_WORD`, unless ``hold``).
+
+        The line goes through the scene's one :class:`~flashanim.visuals.Caption`
+        (:attr:`captions`), so it is in the render record and the SRT/VTT
+        subtitles (markup without its tags)."""
+        self._markup = markup
+        self.said.append(plain(s) if markup else s)
+        anim = self.captions.make_animation(s, run_time,
+                                            spoken=plain(s) if markup else None)  # fmt: skip
+        self.caption_mob = self.captions.mob
+        self.play(anim)
         if hold is None:
             hold = READ_SECONDS_PER_WORD * max(words(s), 4)
         if hold > 0:
             self.wait(hold)
 
+    def _caption_text(self, s: str, markup: bool | None = None) -> Mobject:
+        """A caption line (markup typeset when ``markup``), at the bottom."""
+        markup = self._markup if markup is None else markup
+        t = self.formula(s) if markup else self.text(s, "caption")
+        if t.width > 13.4:
+            raise ValueError(f"caption too wide for the frame at its size: {s!r}")
+        return t
+
     def unsay(self) -> None:
         if self.caption_mob is not None:
-            self.play(FadeOut(self.caption_mob), run_time=0.4)
+            self.play(self.captions.make_clear_animation(), run_time=0.4)
             self.caption_mob = None
 
     def footer(self, s: str) -> Mobject:
@@ -251,7 +268,7 @@ class TalkClip(TraceScene):
         if gone:
             self.play(*(FadeOut(m) for m in gone), run_time=0.5)
         if self.caption_mob is not None and id(self.caption_mob) not in kept:
-            self.caption_mob = None
+            self.caption_mob = self.captions.mob = None
 
     # -- what is on screen -------------------------------------------------------------
     def on_screen_texts(self) -> list[ScreenText]:

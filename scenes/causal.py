@@ -200,18 +200,18 @@ class CausalScene(TraceScene):
             cells[1].move_to([x0 + 4.6, y, 0], aligned_edge=RIGHT)
             cells[2].move_to([x0 + 6.3, y, 0], aligned_edge=RIGHT)
         saved = 1 - c["kv_bytes"] / f["kv_bytes"]
+        if meta.block_m == meta.block_n and meta.seq_len_q == meta.seq_len_k:
+            visited = (f"visited: T_r(T_r+1)/2 = {c['qk']} of T_r² = {c['blocks']} "
+                       "blocks,", "about half of them for long sequences")  # fmt: skip
+        else:
+            visited = (f"visited blocks: {c['qk']} of T_r·T_c = {c['blocks']}",)
         note = VGroup(
             self.text(f"K/V traffic saved: {saved:.1%}", th.label_size, th.highlight),
-            self.text("both columns counted from the kernel's own traces, "
-                      "recorded in this run", th.small_size + 1, th.muted),
-            self.text(
-                f"visited: T_r(T_r+1)/2 = {c['qk']} of T_r² = {c['blocks']} blocks,"
-                "\nabout half of them for long sequences"
-                if meta.block_m == meta.block_n and meta.seq_len_q == meta.seq_len_k
-                else f"visited blocks: {c['qk']} of T_r·T_c = {c['blocks']}",
-                th.small_size + 1, th.muted,
-            ),
-        ).arrange(DOWN, aligned_edge=LEFT, buff=0.15)  # fmt: skip
+            self.text("both columns counted from the kernel's own traces,",
+                      th.body_size, th.muted),
+            self.text("recorded in this run", th.body_size, th.muted),
+            *(self.text(s, th.body_size, th.muted) for s in visited),
+        ).arrange(DOWN, aligned_edge=LEFT, buff=0.12)  # fmt: skip
         note.next_to(table, DOWN, buff=0.35, aligned_edge=LEFT)
         if note.width > 6.5:
             note.scale_to_fit_width(6.5).align_to(table, LEFT)

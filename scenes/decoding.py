@@ -191,7 +191,7 @@ class DecodingScene(TraceScene):
             (f"{a['n']:.0f} programs on {a['sms']:.0f} of {n_sms} SMs", None,
              th.foreground),
             (f"each walks all {m.seq_len_k:,} keys", None, th.foreground),
-            (f"split launch: {a['span_us']:.0f} µs", None, th.highlight),
+            (f"main launch: {a['span_us']:.0f} µs", None, th.highlight),
             (f"reduce: {r['n']:.0f} programs, {r['span_us']:.1f} µs", None,
              th.color("O")),
             (f"{n_sms - a['sms']:.0f} SMs idle", None, th.muted),
@@ -225,9 +225,9 @@ class DecodingScene(TraceScene):
             (f"vs {a['span_us']:.0f} µs without splits (faded)", None, th.muted),
         ])  # fmt: skip
         key = self.panel([
-            (f"colour: slice s, pale 0 … deep {m.num_splits - 1}", th.small_size,
+            (f"colour: slice s, pale 0 … deep {m.num_splits - 1}", None,
              th.color("Q")),
-            ("pink bars: the reduce's programs", th.small_size, th.color("O")),
+            ("pink bars: the reduce's programs", None, th.color("O")),
         ])  # fmt: skip
         p_sp.add(key)
         p_sp.arrange(DOWN, aligned_edge=LEFT, buff=0.14)

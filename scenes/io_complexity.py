@@ -381,21 +381,25 @@ class IOComplexityScene(TraceScene):
             self.play(ch.make_series_animation(f"{kind}-theory", run_time=1.0))
             n, b = meas[kind][-1]
             lab = self.text(format_si(b, "B"), th.small_size + 1, sc[kind])
+            # standard above-left of its last point, flash straight below its own
+            # (down-left, it sat on the dashed Θ curve that runs into the point)
             lab.next_to(
                 ch.c2p(n, b),
-                UP + LEFT if kind == "standard" else DOWN + LEFT,
-                buff=0.12,
+                UP + LEFT if kind == "standard" else DOWN,
+                buff=0.12 if kind == "standard" else 0.3,
             )
             self.play(FadeIn(lab))
         out = [n for n in ns if not in_theorem_range(n)]
         if out:
             m = SRAM_BYTES // ELEM_BYTES
-            note = self.text(
-                f"N = {', '.join(format_count(n) for n in out)}: outside Theorem 2 "
-                f"(M = {format_count(m)} > N·d), no Θ curve there",
-                th.small_size + 1, th.muted,
-            )  # fmt: skip
-            note.next_to(ch, DOWN, buff=0.12).align_to(ch.axes, LEFT)
+            note = VGroup(
+                self.text(f"N = {', '.join(format_count(n) for n in out)}: outside "
+                          "Theorem 2", th.body_size, th.muted),
+                self.text(f"(M = {format_count(m)} > N·d), no Θ curve there",
+                          th.body_size, th.muted),
+            ).arrange(DOWN, aligned_edge=LEFT, buff=0.08)  # fmt: skip
+            # under the legend, clear of the axis label and the caption
+            note.next_to(legend, DOWN, buff=0.35).align_to(legend, LEFT)
             self.play(FadeIn(note))
         ratio = meas["standard"][-1][1] / meas["flash"][-1][1]
         self.caption(
@@ -403,6 +407,10 @@ class IOComplexityScene(TraceScene):
             f"{ratio:.1f}× the bytes: S and P go to HBM and back"
         )
         self.hold()
+
+    def wipe(self) -> None:
+        """Fade out the last section's chart (after its closing frame, so that
+        the frame stands alone as a slide)."""
         self.play(*(FadeOut(m) for m in self.mobjects))
         self.captions.mob = self.sources.mob = self.titles.mob = None
 
@@ -420,6 +428,7 @@ class IOComplexityScene(TraceScene):
     def runtime_section(self) -> None:
         th = self.theme
         self.section("runtime")
+        self.wipe()
         series, sl = runtime_series(self.bench)
         xs = [n for pts in series.values() for n, _ in pts]
         ys = [ms for pts in series.values() for _, ms in pts]
@@ -466,12 +475,11 @@ class IOComplexityScene(TraceScene):
         else:
             self.caption("Runtime as N grows (naive attention not measured here)")
         self.hold()
-        self.play(*(FadeOut(m) for m in self.mobjects))
-        self.captions.mob = self.sources.mob = self.titles.mob = None
 
     def memory_section(self) -> None:
         th = self.theme
         self.section("memory")
+        self.wipe()
         rows = sorted(self.bench["memory"], key=lambda r: r["n"])
         ours = [(r["n"], r["ours_mib"] * 2**20) for r in rows if r["ours_mib"]]
         naive = [(r["n"], r["math_mib"] * 2**20) for r in rows if r["math_mib"]]

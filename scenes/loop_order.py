@@ -276,6 +276,19 @@ class LoopOrderScene(TraceScene):
         )
         return out
 
+    def gpu_source(self) -> VGroup:
+        """Where the panels' figures come from (the render's one ``--gpu``
+        preset), bottom right, under the FA2 column's traffic counter."""
+        import textwrap
+
+        th, gpu = self.theme, self.gpu
+        lines = textwrap.wrap(f"memory figures ({gpu.name}): {gpu.source}", 34)
+        out = VGroup(*(self.text(s, th.small_size + 1, th.muted) for s in lines))
+        out.arrange(DOWN, aligned_edge=LEFT, buff=0.06)
+        if out.width > 3.3:
+            out.scale_to_fit_width(3.3)
+        return out.to_corner(DOWN + RIGHT, buff=0.15)
+
     # -- the scene ------------------------------------------------------------------
     def construct(self) -> None:
         th = self.theme
@@ -290,6 +303,7 @@ class LoopOrderScene(TraceScene):
             stroke_width=1.5,
         )
         meta = self.fa1.meta
+        self.source = self.gpu_source()
 
         # Setup --------------------------------------------------------------------
         self.section("setup")
@@ -299,6 +313,7 @@ class LoopOrderScene(TraceScene):
             FadeIn(a["static"]),
             FadeIn(b["static"]),
             Create(divider),
+            FadeIn(self.source),
         )
         self.caption(
             f"Same Q, K, V ({meta.seq_len_q}×{meta.head_dim}), same "

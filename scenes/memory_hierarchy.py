@@ -262,28 +262,28 @@ class MemoryHierarchyScene(TraceScene):
             w = width * v / top
             bar = Rectangle(
                 width=max(w, 0.005),
-                height=0.16,
+                height=0.2,
                 fill_color=col,
                 fill_opacity=0.9,
                 stroke_width=0,
             )
-            name = self.text(lv.name, th.small_size, th.muted)
+            name = self.text(lv.name, th.body_size, th.muted)
             row = VGroup(name, bar)
-            name.move_to([-0.2, 0, 0], aligned_edge=RIGHT)
-            bar.move_to([0, 0, 0], aligned_edge=LEFT)
+            y = -0.34 * len(rows)  # rows one under the other, bars aligned
+            name.move_to([-0.2, y, 0], aligned_edge=RIGHT)
+            bar.move_to([0, y, 0], aligned_edge=LEFT)
             if w < 0.05:
                 note = self.text(
-                    f"{w * 1000 / width:.1f}‰ of the SRAM bar: too thin to see",
-                    th.small_size,
+                    f"{100 * w / width:.2f}% of the SRAM bar: too thin to see",
+                    th.body_size,
                     th.muted,
                 )
                 row.add(note.next_to(bar, RIGHT, buff=0.15))
             rows.add(row)
-        rows.arrange(DOWN, aligned_edge=LEFT, buff=0.08)
         head = self.text(
-            f"the same {what} on a linear scale:", th.small_size + 1, th.foreground
+            f"the same {what} on a linear scale:", th.body_size, th.foreground
         )
-        out = VGroup(head, rows).arrange(DOWN, aligned_edge=LEFT, buff=0.1)
+        out = VGroup(head, rows).arrange(DOWN, aligned_edge=LEFT, buff=0.14)
         return out.move_to([0.2, out.get_center()[1], 0])
 
     def panels(self) -> tuple[MemoryPanel, MemoryPanel, dict[str, VGroup]]:

@@ -137,6 +137,11 @@ class OnlineSoftmaxScene(TraceScene):
             ops={e.op for e in events}, theme=th,
         )  # fmt: skip
         self.player = player = RowPlayer(board, k, meta.seq_len_k, meta.head_dim)
+        # the P strip's heading lies inside the block marker's span: keep it
+        # readable on top of the marker's outline
+        board.p_strip.label.add_background_rectangle(color=th.background, opacity=1,
+                                                     buff=0.04)  # fmt: skip
+        board.p_strip.label.set_z_index(2)
 
         # Setup: the row we follow, and its query ------------------------------------
         self.section("setup")

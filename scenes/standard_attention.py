@@ -26,8 +26,11 @@ from flashanim.visuals.roundtrip import (
     TrafficTable,
 )
 
-#: Speeds: the first program of a launch, the next few, the rest.
-DETAIL_SPEED, MEDIUM_SPEED, FAST_SPEED = 1.3, 3.0, 7.0
+#: Speeds: the first program of a launch, the rest of its first row of Q blocks.
+DETAIL_SPEED, MEDIUM_SPEED = 1.3, 3.0
+#: Seconds of one grouped step after the first row (a program's events at once,
+#: or, in ``pv``, one K/V block of its loop).
+GROUP_STEP = 0.5
 LAUNCHES = ("qk", "softmax", "pv")
 LAUNCH_TEXT = {
     "qk": "kernel 1 of 3 · qk: program per tile (i, j): S_ij = Q_i K_jᵀ · scale",
@@ -243,12 +246,16 @@ class StandardAttentionScene(TraceScene):
                     "Kernel 3: read P back (again N²) with V_j; "
                     "O_i = Σ_j P_ij V_j goes to HBM"
                 )
+            # the first row of Q blocks at teaching speed, the rest grouped
+            row0 = [p for p in progs if _q_block(p) == _q_block(progs[0])]
             player.play(self, progs[0], speed=DETAIL_SPEED)
-            medium = progs[1:3] if launch == "qk" else []
-            for p in medium:
+            for p in row0[1:]:
                 player.play(self, p, speed=MEDIUM_SPEED)
-            for p in progs[1 + len(medium) :]:
-                player.play(self, p, speed=FAST_SPEED)
+            rest = progs[len(row0) :]
+            if rest:
+                self.caption(grouped_caption(launch, rest))
+                for p in rest:
+                    player.play_groups(self, _steps(p), run_time=GROUP_STEP)
             for e in events:
                 if e.tensor in done_bytes and e.is_memory:
                     done_bytes[e.tensor] += e.nbytes
@@ -306,6 +313,36 @@ class StandardAttentionScene(TraceScene):
             f"FA2: {tot_f:,} B, {tot_s / tot_f:.1f}× less, no N×N matrix in HBM"
         )
         self.hold(2)
+
+
+def grouped_caption(launch: str, rest: list[list]) -> str:
+    """What the grouped part of a launch shows (``rest``: its programs after the
+    first row of Q blocks; tests/test_claims.py holds it to the trace)."""
+    rows = sorted({_q_block(p) for p in rest})
+    span = f"i = {rows[0]}" if len(rows) == 1 else f"i = {rows[0]} … {rows[-1]}"
+    if launch == "pv":
+        return f"Q blocks {span}: the same, one K/V block per step"
+    return f"Q blocks {span}: the same, {len(rest)} programs, one per step"
+
+
+def _q_block(program: list) -> int:
+    """The Q block (row of blocks) a program of any launch works on."""
+    return program[0].row
+
+
+def _steps(program: list) -> list[list]:
+    """A program's events as grouped steps: the whole program, except in ``pv``,
+    one step per K/V block (its P and V loads and the ``pv``) and the store."""
+    if not any(e.op == "pv" for e in program):
+        return [program]
+    steps: list[list] = [[]]
+    for e in program:
+        if e.op == "store" and steps[-1]:
+            steps.append([])
+        steps[-1].append(e)
+        if e.op == "pv":
+            steps.append([])
+    return [st for st in steps if st]
 
 
 def _programs(events) -> list[list]:

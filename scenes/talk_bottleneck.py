@@ -22,6 +22,13 @@ COMPUTE = "#8A949E"  # matmuls: a neutral slate, no tensor's colour
 MEMORY = "#F0E442"  # memory-bound steps: the theme's highlight yellow
 
 
+def memory_bound_caption(steps) -> str:
+    """Names the memory-bound steps (those under the brace), from the data."""
+    names = [label for _, label, mb, _ in steps if mb]
+    said = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"{said[0].upper()}{said[1:]} only read and write the N×N scores"
+
+
 class TalkBottleneck(TalkClip):
     NAME = "talk_bottleneck"
     FIRST_SECTION = "standard steps"
@@ -73,7 +80,7 @@ class TalkBottleneck(TalkClip):
                           MEMORY)  # fmt: skip
         share.next_to(brace, RIGHT, buff=0.15)
         self.play(GrowFromCenter(brace), FadeIn(share), run_time=0.8)
-        self.say("Mask and softmax only read and write the N×N scores")
+        self.say(memory_bound_caption(b.steps))
         self.wait(2.5)
         self.next_section("fused kernel")
 
@@ -92,5 +99,5 @@ class TalkBottleneck(TalkClip):
         self.say(f"FlashAttention: the same result, {b.speedup:.0f}× faster")
         self.wait(3.0)
         self.next_section("on chip")
-        self.say("Its scores stay on the chip: they never go to memory")
+        self.say("Its scores stay on chip: never written to off-chip memory")
         self.wait(2.5)

@@ -79,7 +79,9 @@ class OnlineRowPlayer(EventPlayer):
             line = DashedLine([X0, y, 0], [X1, y, 0], color=th.color("m"),
                               stroke_width=3)  # fmt: skip
             tag = clip.formula(f"<i>m</i> = {_n(m)}", "label", th.color("m"))
-            tag.next_to(line, UP, buff=0.06).align_to(line, LEFT)
+            # at the right end: every bar is at most m, the row's first block is
+            # drawn at the left
+            tag.next_to(line, UP, buff=0.06).align_to(line, RIGHT)
             if self.m_line is None:
                 anims += [Create(line), FadeIn(tag)]
                 self.m_line, self.m_tag = line, tag
@@ -177,7 +179,7 @@ class TalkOnlineSoftmax(TalkClip):
             if e.op == "rowsum":
                 self.wait(0.6)
                 if player.block == 0:
-                    self.say("l adds up the bars: the running sum")
+                    self.say("The running sum l adds up the bars")
                     self.wait(1.0)
                     self.next_section("all blocks")
         self.played = player.played_events

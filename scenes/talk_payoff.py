@@ -59,8 +59,8 @@ class TalkPayoff(TalkClip):
 
     def body(self) -> None:
         p = self.data
-        self.footer(f"Traffic: formula checked on kernel traces · times: {p.gpu}, "
-                    f"bf16, forward")  # fmt: skip
+        self.footer(f"{p.batch * p.heads} heads at {p.n // 1024}k, bf16 forward · "
+                    f"traffic checked on traces · times: {p.gpu}")  # fmt: skip
         legend = (
             VGroup(
                 self.text("standard attention", "label", STANDARD),
@@ -69,7 +69,9 @@ class TalkPayoff(TalkClip):
             .arrange(RIGHT, buff=0.6)
             .move_to([1.2, 2.55, 0])
         )
-        self.play(FadeIn(legend), run_time=0.5)
+        size = self.text(f"N = {p.n // 1024}k, d = {p.d}", "label")
+        size.move_to([X0 - 0.3, 2.55, 0], aligned_edge=RIGHT)
+        self.play(FadeIn(legend), FadeIn(size), run_time=0.5)
         self.pair(
             1.45,
             "HBM traffic",

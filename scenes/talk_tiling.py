@@ -256,6 +256,20 @@ class TalkTiling(TalkClip):
                   run_time=SCHEDULE_SECONDS, rate_func=linear)  # fmt: skip
         self.remove(cursor)
         self.next_section("waves")
+        # name each wave above the chart, at the middle of its programs' median
+        # start and end (the shade alternates wave by wave)
+        tags = VGroup()
+        #: (wave number shown, its middle in ns since the first start), for tests
+        self.wave_tags: list[tuple[int, float]] = []
+        for w in sorted({pl.wave for pl in place.values()}):
+            ps = [p for p in tr.programs if place[p.program].wave == w]
+            mid = (np.median([p.start_ns for p in ps])
+                   + np.median([p.end_ns for p in ps])) / 2  # fmt: skip
+            tag = self.text(f"wave {w + 1}", "label", th.muted)
+            tag.next_to([x0 + (mid - t0) / span * (x1 - x0), y1, 0], UP, buff=0.12)
+            tags.add(tag)
+            self.wave_tags.append((w + 1, float(mid - t0)))
+        self.play(FadeIn(tags), run_time=0.5)
         self.say(f"{st['sms']} SMs, up to {lanes} programs on each at once: "
                  f"{int(st['waves'])} waves")  # fmt: skip
         self.wait(3.5)

@@ -134,6 +134,6 @@ class TalkWholeRow(TalkClip):
         err = float(np.abs(local - whole).max())
         self.verdict = {"sum_block_local": total_local, "sum_whole": float(whole.sum()),
                         "max_error": err}  # fmt: skip
-        self.say(f"Per block they sum to {total_local:.1f}, not 1: off by up to "
-                 f"{err:.2f}")  # fmt: skip
+        self.say(f"Per-block weights sum to {total_local:.1f}, not 1: each off by "
+                 f"up to {err:.2f}")  # fmt: skip
         self.wait(3.0)

@@ -200,6 +200,38 @@ def test_tiling_counts_program_0s_blocks(small):
         assert said.startswith(f"After {n} of T_c = {small.meta.t_c} blocks (causal)")
 
 
+def test_tiling_later_programs_one_step_per_kv_block(small):
+    """The "other programs" caption names the trace's programs after program 0,
+    and each compressed step it plays is one K/V block (from its K load to its
+    ``pv``), between the program's Q load and its end (O and LSE written)."""
+    import sys
+
+    from flashanim.visuals.player import kv_steps
+
+    mod = sys.modules[scene_class("tiling", "TilingScene").__module__]
+    head = [e for e in small.events if e.bh == 0]
+    programs = list(dict.fromkeys(e.program for e in head))
+    assert len(programs) == small.meta.t_r
+    said = mod.later_caption(small.meta.t_r)
+    assert said.startswith(f"Programs i = 1 … {small.meta.t_r - 1}, one step per "
+                           "K/V block")  # fmt: skip
+    assert mod.later_caption(2).startswith("Programs i = 1, one step")
+    visits = program_visits(small)
+    for p in programs:
+        events = [e for e in head if e.program == p]
+        steps = kv_steps(events)
+        assert [e for st in steps for e in st] == events  # a partition, in order
+        assert [(e.op, e.tensor) for e in steps[0]] == [("load", "Q")]
+        assert {e.op for e in steps[-1]} == {"normalize", "lse", "store"}
+        blocks = steps[1:-1]
+        q_row = steps[0][0].row
+        assert [st[0].row for st in blocks] == sorted(visits[q_row])
+        for st in blocks:
+            assert (st[0].op, st[0].tensor) == ("load", "K")
+            assert [e.op for e in st].count("pv") == 1 and st[-1].op == "pv"
+            assert {e.col for e in st if e.op == "qk"} == {st[0].row}
+
+
 def test_programs_per_sm_sentences_match_the_gpu_trace():
     """The H200 trace runs up to 2 programs per SM, in waves: the scenes must not
     say "all at once, one per SM"."""
@@ -342,3 +374,67 @@ def test_loop_order_fa1_reload_count(causal):
         assert sorted(n.values()) == [1, 2, 3, 4] and "1–4 times" in said
     else:
         assert set(n.values()) == {t.meta.t_c} and f"T_c = {t.meta.t_c} times" in said
+
+
+@pytest.mark.parametrize("n, block", [(16, 4), (12, 4), (16, 8)])
+def test_standard_grouped_steps_match_the_trace(n, block):
+    """After the first row of Q blocks, standard attention plays each program as
+    grouped steps: the steps partition its events, every ``pv`` step is one K/V
+    block (P_ij and V_j loads, the ``pv``), and the caption names the Q blocks and
+    the number of programs so played."""
+    import sys
+
+    mod = sys.modules[scene_class("standard_attention",
+                                  "StandardAttentionScene").__module__]  # fmt: skip
+    t = record("standard", seq_len=n, head_dim=4, block_m=block, block_n=block)
+    launch_of = {p.program: p.launch for p in t.programs}
+    head = [e for e in t.events if e.bh == 0]
+    for launch in mod.LAUNCHES:
+        progs = mod._programs([e for e in head if launch_of[e.program] == launch])
+        rest = [p for p in progs if p[0].row != progs[0][0].row]
+        q_rows = sorted({e.row for p in rest for e in p if e.tensor in ("Q", "S", "P")
+                         and e.op == "load"})  # fmt: skip
+        assert q_rows == list(range(1, t.meta.t_r))
+        said = mod.grouped_caption(launch, rest)
+        last = t.meta.t_r - 1
+        assert said.startswith(
+            f"Q blocks i = 1 … {last}: the same"
+            if last > 1
+            else "Q blocks i = 1: the same"
+        )
+        for p in rest:
+            steps = mod._steps(p)
+            assert [e for st in steps for e in st] == p
+            if launch != "pv":
+                assert len(steps) == 1
+                continue
+            *blocks, store = steps
+            assert [(e.op, e.tensor) for e in store] == [("store", "O")]
+            assert [st[-1].op for st in blocks] == ["pv"] * t.meta.t_c
+            for j, st in enumerate(blocks):
+                assert [(e.op, e.tensor, e.row if e.tensor == "V" else e.col)
+                        for e in st] == [("load", "P", j), ("load", "V", j),
+                                         ("pv", "acc", j)]  # fmt: skip
+        if launch != "pv":
+            assert f"{len(rest)} programs, one per step" in said
+
+
+def test_schedule_imbalance_sentence_matches_the_gpu_traces():
+    """The imbalance caption's shares and the Q blocks of the last programs to
+    finish, counted here from the committed H200 traces."""
+    import sys
+
+    mod = sys.modules[scene_class("gpu_schedule", "GpuScheduleScene").__module__]
+    nc, ca = load_trace(GPU_TRACES[False]), load_trace(GPU_TRACES[True])
+    said = mod.imbalance_caption(nc, ca)
+    tiles = [sum(e.op == "qk" for e in t.events) for t in (nc, ca)]
+    spans = [max(p.end_ns for p in t.programs) - min(p.start_ns for p in t.programs)
+             for t in (nc, ca)]  # fmt: skip
+    assert said.startswith(f"Causal: {tiles[1] / tiles[0]:.0%} of the tiles, "
+                           f"{spans[1] / spans[0]:.0%} of the time")  # fmt: skip
+    ends = sorted(p.end_ns for p in ca.programs)
+    cut = ends[-mod.LATE]
+    late_blocks = [p.block for p in ca.programs if p.end_ns >= cut]
+    assert said.endswith(f"the last {mod.LATE} to end have i ≥ {min(late_blocks)}")
+    # the late programs are the long ones: large i
+    assert min(late_blocks) > ca.meta.t_r // 2

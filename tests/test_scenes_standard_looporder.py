@@ -115,6 +115,20 @@ def test_looporder_counts_the_traces(looporder):
             assert col["counter"].totals[(direction, tensor)] == n
 
 
+def test_looporder_names_its_gpu_and_source(looporder):
+    """The narrow memory panels name the render's one preset (--gpu, A100 by
+    default); its source is on screen, bottom right, in the closing frame too."""
+    from flashanim.hardware import get_preset
+
+    scene, *_ = looporder
+    gpu = get_preset("a100")
+    assert scene.gpu.key == gpu.key
+    said = "".join(t.text for t in scene.source)  # (Text.text drops the spaces)
+    for part in (gpu.name, gpu.source):
+        assert part.replace(" ", "") in said.replace(" ", "")
+    assert scene.source in scene.mobjects  # kept to the end
+
+
 def test_looporder_renders(looporder):
     _, frames, movies = looporder
     assert movies and max(m.stat().st_size for m in movies) > 1000

@@ -114,6 +114,27 @@ def test_control_frames(name, tmp_path_factory, trace_cache):
     compare_control(name, small)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_caption_lines_reach_the_subtitles(name, tmp_path, tmp_path_factory,
+                                           trace_cache):  # fmt: skip
+    """Every line a clip says (TalkClip.say) is in the render record, in order,
+    and in the SRT written from it (markup without its tags)."""
+    from flashanim.captions import cues_from_record, write_srt
+
+    scene, _, _ = rendered(name, tmp_path_factory, trace_cache)
+    rec = scene._fa_record()
+    rec["duration"] = float(scene.renderer.time)
+    captions = [p["caption"] for p in rec["plays"] if p["caption"]]
+    assert captions == scene.said
+    srt = Path(write_srt(cues_from_record(rec), tmp_path / "c.srt"))
+    text = srt.read_text(encoding="utf-8")
+    for line in scene.said:
+        assert line in text
+        assert "<" not in line, f"markup left in a subtitle: {line!r}"
+    if name != "talk_summary":  # the summary card is its lines, not captions
+        assert scene.said
+
+
 def _reference_row(trace, row):
     """The followed row's scores and softmax, float64, from the trace's Q and K."""
     meta = trace.meta
@@ -183,6 +204,13 @@ def test_tiling_plays_one_program_and_every_gpu_program(tmp_path_factory, trace_
         for s, _ in spans:
             most = max(most, sum(a <= s < b for a, b in spans))
     assert scene.sched.stats["lanes"] == most
+    # one tag per wave, in time order, each inside the run
+    span = max(e for *_, e in scene.bars) - min(s for *_, s, _ in scene.bars)
+    assert [w for w, _ in scene.wave_tags] == list(
+        range(1, int(scene.sched.stats["waves"]) + 1)
+    )
+    mids = [m for _, m in scene.wave_tags]
+    assert mids == sorted(mids) and 0 < mids[0] and mids[-1] < span
     assert scene.sched.stats["sms"] == len(per_sm)
     assert "H200" in scene.sched.gpu
 
@@ -201,6 +229,10 @@ def test_bottleneck_bars_are_the_measurements(tmp_path_factory, trace_cache):
     assert scene.fused_height == pytest.approx(data["settings"][0]["fused_ms"] * unit)
     shown = {k for k, *_ in scene.bars}
     assert shown == set(data["steps"]) - {"dropout"}
+    # the caption under the brace names exactly the memory-bound steps drawn
+    said = next(s for s in scene.said if "only read and write" in s).lower()
+    for _, label, mb, *_ in scene.bars:
+        assert (label.lower() in said) == mb, (label, said)
 
 
 def test_payoff_lengths_are_the_closed_form_and_benchmark(

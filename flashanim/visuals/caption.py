@@ -71,6 +71,9 @@ class Caption:
         Places a new line (default: top-left corner, or centred at ``y``).
     speaks
         Whether its text goes into the render record (the SRT/VTT captions).
+    make_text
+        Makes a line's mobject from its text (default: the theme's font at
+        ``size`` in ``color``), e.g. one that typesets Pango markup.
 
     Attributes
     ----------
@@ -97,12 +100,14 @@ class Caption:
                  fade_through: bool = True, run_time: float = 0.6,
                  blank: bool = True, size: float | None = None, color=None,
                  place: Callable[[Mobject], object] | None = None,
-                 speaks: bool = True) -> None:  # fmt: skip
+                 speaks: bool = True,
+                 make_text: Callable[[str], Mobject] | None = None) -> None:  # fmt: skip
         self.theme = theme
         self.y, self.width, self.margin = y, width, margin
         self.fade_through, self.run_time = fade_through, run_time
         self.size, self.color = size or theme.caption_size, color
         self.place, self.speaks = place, speaks
+        self.make_text = make_text
         self.title: Mobject | None = None
         self.mob: Mobject | None = self.make(" ") if blank else None
 
@@ -125,7 +130,10 @@ class Caption:
 
     def make(self, text: str) -> Mobject:
         """The caption ``text``, placed (not shown)."""
-        t = themed_text(self.theme, text or " ", self.size, self.color)
+        if self.make_text is not None:
+            t = self.make_text(text or " ")
+        else:
+            t = themed_text(self.theme, text or " ", self.size, self.color)
         room = self.room()
         if t.width > room:
             t.scale_to_fit_width(room)
@@ -137,8 +145,10 @@ class Caption:
             t.move_to([0, self.y, 0])
         return t
 
-    def make_animation(self, text: str, run_time: float | None = None) -> Animation:
-        """Replace the caption with ``text``."""
+    def make_animation(self, text: str, run_time: float | None = None, *,
+                       spoken: str | None = None) -> Animation:  # fmt: skip
+        """Replace the caption with ``text`` (``spoken``: what the render record
+        writes for it instead, e.g. markup without its tags)."""
         rt = self.run_time if run_time is None else run_time
         new = self.make(text)
         old, self.mob = self.mob, new
@@ -150,7 +160,7 @@ class Caption:
         else:
             anim = AnimationGroup(FadeOut(old), FadeIn(new), run_time=rt)
         if self.speaks:
-            setattr(anim, _CAPTION, str(text))
+            setattr(anim, _CAPTION, str(text if spoken is None else spoken))
         return anim
 
     def make_clear_animation(self) -> Animation:

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from .layout import ForwardLayout
     from .tiles import TileGrid
 
-__all__ = ["TracePlayer", "DURATIONS"]
+__all__ = ["TracePlayer", "DURATIONS", "kv_steps"]
 
 #: Seconds per operation at speed 1.
 DURATIONS: Mapping[str, float] = {
@@ -117,6 +117,59 @@ class TracePlayer(EventPlayer):
         """The op's own factory, then the counter, code line and progress."""
         main = getattr(self, f"_op_{event.op}")(event)
         return [main, *self._side_animations(event)]
+
+    def group_animations(self, events) -> list[Animation]:
+        """Consecutive ``events`` of one program at once (a compressed step, e.g.
+        one K/V block of the inner loop; see :func:`kv_steps`).
+
+        Every tile the group leaves in SRAM arrives at once (loads travel from
+        HBM, results cross-fade in), stores travel back, the counter ticks by the
+        group's bytes, and the code line and the progress jump to its last event.
+        """
+        if len({e.program for e in events}) != 1:
+            raise ValueError("a group is consecutive events of one program")
+        lay = self.layout
+        pre: list[Animation] = []
+        if events[0].program != self._program:  # a new program: SRAM starts empty
+            self._program, self._j = events[0].program, None
+            pre = self.clear_sram()
+        final = {_SLOT.get(e.op, e.tensor): e for e in events if e.op != "store"}
+        anims: list[Animation] = []
+        for slot, e in final.items():
+            old = self.tiles.get(slot)
+            kw = (
+                {"tensor": "O", "label": "O_i = acc / l_i"}
+                if e.op == "normalize"
+                else {}
+            )
+            new = lay.make_tile(slot, self._value(e, slot), **kw)
+            self.tiles[slot] = new
+            if e.op == "load":
+                src = lay.hbm_block(e.tensor, e.row)
+                anims.append(CopyTravel(src, new, path_arc=0.6))
+                if old is not None:
+                    anims.append(_FadeAway(old))
+            else:
+                anims.append(CrossFade(old, new))
+        if any(e.op == "normalize" for e in events):
+            anims += self._hide_acc_placeholder_label()
+        anims += [self._op_store(e) for e in events if e.op == "store"]
+        moved: dict[tuple[str, str], int] = {}
+        for e in events:
+            if e.is_memory:
+                moved[e.op, e.tensor] = moved.get((e.op, e.tensor), 0) + e.nbytes
+            if e.tensor in ("K", "V") and e.op == "load":
+                self._j = e.row
+            if e.op == "qk":
+                self._j = e.col
+            i = self._block_of_program(e)
+        anims += [lay.counter.make_tick_animation(op, t, n)
+                  for (op, t), n in moved.items()]  # fmt: skip
+        last = events[-1]
+        if lay.code is not None:
+            anims.append(lay.code.make_highlight_animation(last.op, last.tensor))
+        anims.append(lay.progress.make_update_animation(last.index + 1, i, self._j))
+        return [*pre, *anims]
 
     def clear_sram(self) -> list[Animation]:
         """Fade out every tile in SRAM (a new program starts with fresh SRAM)."""
@@ -232,7 +285,17 @@ class TracePlayer(EventPlayer):
         return AnimationGroup(*fade, make_compute_animation(srcs, tile, travel=0.55))
 
     def _op_normalize(self, e) -> Animation:
-        return self._update("acc", e, tensor="O", label="O_i = acc / l_i")
+        new = self._update("acc", e, tensor="O", label="O_i = acc / l_i")
+        return AnimationGroup(new, *self._hide_acc_placeholder_label())
+
+    def _hide_acc_placeholder_label(self) -> list[Animation]:
+        """The empty slot's "acc" under the wider "O_i = acc / l_i" (once)."""
+        from .layout import SRAM_SLOTS
+
+        label = self.layout.placeholders[list(SRAM_SLOTS).index("acc")].label
+        if label is None or label.get_fill_opacity() == 0:
+            return []
+        return [label.animate.set_opacity(0)]
 
     def _op_store(self, e) -> Animation:
         slot = "acc" if e.tensor == "O" else e.tensor
@@ -251,6 +314,24 @@ class TracePlayer(EventPlayer):
         if tile is None:
             return Wait(0.01)
         return make_store_animation(src, grid, values, r0=e.row * size, path_arc=-0.6)
+
+
+#: The SRAM slot an operation leaves its result in (others: the event's tensor).
+_SLOT = {"rescale": "acc", "pv": "acc", "normalize": "acc", "mask": "S"}
+
+
+def kv_steps(events) -> list[list]:
+    """One program's events split into compressed steps: up to its first K/V
+    load (the Q block), one step per K/V block (from its K load to its ``pv``),
+    and the end (``normalize`` to the stores). The steps partition ``events``
+    in order."""
+    steps: list[list] = []
+    for e in events:
+        opens = (e.op == "load" and e.tensor == "K") or e.op == "normalize"
+        if not steps or (opens and steps[-1]):
+            steps.append([])
+        steps[-1].append(e)
+    return steps
 
 
 class _FadeAway(CrossFade):

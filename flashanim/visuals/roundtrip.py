@@ -485,6 +485,48 @@ class RoundTripPlayer(EventPlayer):
             side.append(self.progress.make_update_animation(self._step))
         return [*pre, main, *side]
 
+    def group_animations(self, events) -> list[Animation]:
+        """Consecutive ``events`` of one program at once (a compressed step).
+
+        Every tile the group leaves in SRAM arrives at once (loads travel from
+        HBM, results cross-fade in), stores travel back, the counter ticks by the
+        group's bytes and the progress jumps to its last event. A slot written
+        twice in one group shows only its last tile: group events so that each
+        slot is written once (e.g. one K/V block of a loop per group).
+        """
+        if len({e.program for e in events}) != 1:
+            raise ValueError("a group is consecutive events of one program")
+        if self.visits is not None:
+            raise ValueError("RoundTripPlayer groups no events on a visit grid")
+        pre: list[Animation] = []
+        if self.clear_on_program and events[0].program != self._program:
+            if self._program is not None:
+                pre = self.clear_sram()
+            self._program = events[0].program
+        final = {self.slot_of(e): e for e in events if e.op != "store"}
+        anims: list[Animation] = []
+        for slot, e in final.items():
+            if e.op == "load":
+                anims.append(self._load(e))
+            else:
+                old = self.tiles.get(slot)
+                tensor = e.tensor if e.tensor != self.slots.slots[slot][0] else None
+                new = self.slots.make_tile(slot, e.value, tensor=tensor)
+                self.tiles[slot] = new
+                anims.append(CrossFade(old, new))
+        anims += [self._store(e) for e in events if e.op == "store"]
+        self._step += len(events)
+        if self.counter is not None:
+            moved: dict[tuple[str, str], int] = {}
+            for e in events:
+                if e.is_memory:
+                    moved[e.op, e.tensor] = moved.get((e.op, e.tensor), 0) + e.nbytes
+            anims += [self.counter.make_tick_animation(op, t, n)
+                      for (op, t), n in moved.items()]  # fmt: skip
+        if self.progress is not None:
+            anims.append(self.progress.make_update_animation(self._step))
+        return [*pre, *anims]
+
     def clear_sram(self) -> list[Animation]:
         """Fade out every tile in SRAM."""
         anims: list[Animation] = [_FadeAway(t) for t in self.tiles.values()]
