@@ -87,11 +87,47 @@ def test_draws_every_gpu_program_once(decoding):
         assert sorted(p.program for p, _ in drawn) == [p.program for p in
                                                        trace.programs]  # fmt: skip
         chart = scene.charts[name]
-        tol = 2e-3 * (max(p.end_ns for p in trace.programs) - chart.t0_ns)
+        shift = scene.gaps[name]
+        orig = {p.program: p for p in trace.programs}
+        tol = 2e-3 * (max(p.end_ns for p, _ in drawn) - chart.t0_ns)
         for p, bar in drawn:
-            assert abs(chart.ns_of(bar.get_left()[0]) - p.start_ns) < tol + 1e3
-            assert abs(chart.ns_of(bar.get_right()[0]) - p.end_ns) < tol + 1e3
-            assert chart.sm_of(bar.get_center()[1]) == p.sm
+            o = orig[p.program]
+            # each bar: its program's own clock, less its launch's cut host gap
+            assert abs(chart.ns_of(bar.get_left()[0])
+                       - (o.start_ns - shift[o.launch])) < tol + 1e3  # fmt: skip
+            assert abs(chart.ns_of(bar.get_right()[0])
+                       - (o.end_ns - shift[o.launch])) < tol + 1e3  # fmt: skip
+            assert chart.sm_of(bar.get_center()[1]) == o.sm
+
+
+def test_launch_gaps_cut_only_idle_time():
+    from flashanim.trace.model import Program
+    from flashanim.visuals.decode import close_launch_gaps
+
+    def prog(i, launch, a, b):
+        return Program(program=i, bh=0, block=i, n_events=1, sm=i, start_ns=a,
+                       end_ns=b, launch=launch)  # fmt: skip
+
+    ps = [prog(0, "split", 0, 100), prog(1, "split", 10, 120),
+          prog(2, "reduce", 5120, 5130), prog(3, "reduce", 5125, 5140)]  # fmt: skip
+    out, shift = close_launch_gaps(ps)
+    assert shift == {"split": 0, "reduce": 5000}
+    assert [(p.start_ns, p.end_ns) for p in out] == [(0, 100), (10, 120),
+                                                     (120, 130), (125, 140)]  # fmt: skip
+    # overlapping launches are not moved
+    ps2 = [prog(0, "a", 0, 100), prog(1, "b", 50, 200)]
+    assert close_launch_gaps(ps2)[1] == {"a": 0, "b": 0}
+
+
+def test_the_gpu_traces_gap_is_the_one_stated(decoding):
+    scene = decoding[0]
+    sp = scene.gpu_traces["split"]
+
+    def first(launch):
+        return min(p.start_ns for p in sp.programs if p.launch == launch)
+
+    end = max(p.end_ns for p in sp.programs if p.launch == "split")
+    assert scene.gaps["split"]["reduce"] == max(0, first("reduce") - end)
 
 
 def test_captions_say_the_traces_figures(decoding):

@@ -10,11 +10,14 @@ snapshot (``normalize O_s``, ``lse LSE_s``, ``merge O``, ``lse LSE``), every wei
 bar is computed from the reduce's loaded ``LSE_s`` and its ``LSE``.
 
 :func:`launch_stats` gives the per-launch numbers of a GPU trace (programs, SMs,
-span), for the schedule part of the decoding scene.
+span), for the schedule part of the decoding scene; :func:`close_launch_gaps` takes
+the idle time between launches (host time of a traced run) out of a schedule's
+time axis.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -42,7 +45,13 @@ if TYPE_CHECKING:
 
     from flashanim.trace import Program, Trace
 
-__all__ = ["DecodeLayout", "DecodePlayer", "launch_stats", "split_groups"]
+__all__ = [
+    "DecodeLayout",
+    "DecodePlayer",
+    "close_launch_gaps",
+    "launch_stats",
+    "split_groups",
+]
 
 
 def launch_stats(programs: Sequence[Program]) -> dict[str, dict[str, float]]:
@@ -67,6 +76,36 @@ def launch_stats(programs: Sequence[Program]) -> dict[str, dict[str, float]]:
             "start_us": (lo - t0) / 1e3,
         }
     return out
+
+
+def close_launch_gaps(
+    programs: Sequence[Program],
+) -> tuple[list[Program], dict[str, int]]:
+    """The programs with the idle time between launches taken out of their clocks.
+
+    A launch that starts after every program of the earlier launches has ended was
+    waiting for the host (in a traced run: the trace buffers of the next launch);
+    it and every later launch move back by that gap, so the time axis shows time
+    on the GPU. Returns the shifted programs (in the same order) and, per launch,
+    the nanoseconds it moved (``0`` where it overlapped or followed at once).
+    """
+    order = list(dict.fromkeys(p.launch for p in programs))
+    shift: dict[str, int] = {}
+    moved, end = 0, None
+    for name in order:
+        ps = [p for p in programs if p.launch == name]
+        start = min(p.start_ns for p in ps)
+        if end is not None and start - moved > end:
+            moved += start - moved - end
+        shift[name] = moved
+        last = max(p.end_ns for p in ps) - moved
+        end = last if end is None else max(end, last)
+    out = [
+        replace(p, start_ns=p.start_ns - shift[p.launch],
+                end_ns=p.end_ns - shift[p.launch])
+        for p in programs
+    ]  # fmt: skip
+    return out, shift
 
 
 def split_groups(trace: Trace) -> list[list]:

@@ -234,6 +234,7 @@ class ScheduleChart(VGroup):
         width: float = 8.4,
         height: float = 5.0,
         theme: Theme = DARK,
+        x_label: str = "time since the first program started (µs)",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -249,7 +250,7 @@ class ScheduleChart(VGroup):
         self.axes = ChartAxes(
             (0, t_max), (0, n_sms),
             x_ticks=_nice_ticks(t_max), y_ticks=list(range(0, n_sms, 32)),
-            x_label="time since the first program started (µs)",
+            x_label=x_label,
             y_label="SM id", x_format=lambda v: f"{v:g}",
             y_format=lambda v: f"{v:g}", width=width, height=height, grid=False,
             theme=theme,
