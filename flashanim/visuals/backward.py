@@ -368,6 +368,7 @@ class BackwardLayout:
         )  # fmt: skip
         if placeholder:
             tile.frame.set_stroke(opacity=0.35)
+            tile.hatch.set_stroke(opacity=0.2)
             tile.cells.set_stroke(opacity=0.2)
             tile.label.set_opacity(0.45)
         # the block's top-left corner at the slot's (a tail block is smaller)
