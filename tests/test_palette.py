@@ -169,17 +169,23 @@ def test_value_shades_keep_the_hue_and_vary_lightness(theme):
         assert (step >= -0.5).all() and abs(ls[-1] - ls[0]) >= 10, (name, ls)
 
 
-def test_gradient_tile_has_its_tensor_outline_and_a_hatch():
+@pytest.mark.parametrize("theme", sorted(THEMES))
+def test_gradient_tile_has_its_tensor_outline_and_a_hatch(theme):
     from flashanim.visuals.tiles import TileGrid
 
+    th = THEMES[theme]
     for grad, base in GRADIENT_OF.items():
-        g = TileGrid(grad, np.zeros((2, 2)))
+        g = TileGrid(grad, np.zeros((2, 2)), theme=th)
         assert len(g.hatch) > 0
-        want = cs.hex_to_lab(TENSOR_COLORS[base])
-        for m in (g.frame, *g.hatch):
-            assert cs.delta_e2000(cs.hex_to_lab(m.get_stroke_color().to_hex()),
-                                  want) < 1  # fmt: skip
-    assert len(TileGrid("K", np.zeros((2, 2))).hatch) == 0
+        frame = g.frame.get_stroke_color().to_hex()
+        assert de(frame, TENSOR_COLORS[base]) < 1, (grad, frame)
+        for line in g.hatch:
+            c = line.get_stroke_color().to_hex()
+            assert cs.hue_difference(hue(c), hue(TENSOR_COLORS[base])) <= HUE_BOUND
+            # the hatch shows on every shade of the tile: far in lightness from all
+            for t in np.linspace(0, 1, 6):
+                assert de(c, th.shade(grad, t).to_hex()) >= VARIANT, (grad, t)
+    assert len(TileGrid("K", np.zeros((2, 2)), theme=th).hatch) == 0
 
 
 # -- charts -----------------------------------------------------------------------------
@@ -197,7 +203,8 @@ def test_chart_palette_apart_from_tensor_colours(theme):
         assert de(c, th.background) >= 15, f"{theme} {key} on the background"
     distinct = {th.chart_color(k) for k in ("standard", "flash", "memory", "floor")}
     for a, b in itertools.combinations(distinct, 2):
-        assert de(a, b) >= CHART_APART, (theme, a, b)
+        for vision in VISIONS[:3]:
+            assert de(a, b, vision) >= CHART_APART, (theme, a, b, vision)
 
 
 def _colours_used(scene_module: str, cls: str, theme: str, media: Path) -> set[str]:

@@ -272,7 +272,7 @@ class BackwardLayout:
                 for s in (
                     "HBM holds only N×d and N-vectors: Q K V O dO LSE D dQ dK dV",
                     "S, P, dP, dS (N×N) live in SRAM, one tile at a time",
-                    "shade = value (light: low, deep: high)",
+                    "shade = value (faint: low, full colour: high); hatched: a gradient",
                 )
             )
         ).arrange(DOWN, aligned_edge=LEFT, buff=0.1)

@@ -299,7 +299,7 @@ class ForwardLayout:
             columns=4, theme=th,
         )  # fmt: skip
         self.shade_note = Text(
-            "shade = value (light: low, deep: high);  −∞ = masked",
+            "shade = value (faint: low, full colour: high);  −∞ = masked",
             font=th.font,
             font_size=th.body_size,
             color=th.muted,

@@ -6,7 +6,7 @@ and O take the Okabe-Ito colour-blind-safe palette (Okabe & Ito, *Color Universa
 Design*, 2008: blue lightened, orange, bluish green, reddish purple); S is red and P
 violet, chosen so that K, S and P differ clearly in hue, also as protanopes and
 deuteranopes see them; the row statistics m, l and LSE take cyan, khaki-lime and
-teal. ``tests/test_palette.py`` measures all of it (CIEDE2000, with a colour-blind
+dark olive. ``tests/test_palette.py`` measures all of it (CIEDE2000, with a colour-blind
 simulation) from the palette itself.
 
 Derived tensors (:data:`DERIVED_FROM`: the gradients dQ, dK, ..., the accumulator,
@@ -108,18 +108,18 @@ _BASE = {
     # other (and from Q and O) in normal and in red-green colour-blind vision
     "S": "#D63B2F",
     "P": "#7853DA",
-    # running statistics of a row: cyan, khaki-lime, teal
+    # running statistics of a row: cyan, khaki-lime, dark olive (LSE = m + log l)
     "m": "#52B5CC",
     "l": "#A3AE6C",
-    "LSE": "#0B7F7C",
+    "LSE": "#617516",
 }
 
 #: Derived colours: the hue of the tensor they come from (name -> source).
 DERIVED_FROM: Mapping[str, str] = MappingProxyType(
     {
         "acc": "O",  # the accumulator becomes O
-        "alpha": "m",  # alpha = exp(m_old - m_new)
-        "D": "O",  # D = rowsum(dO * O)
+        "alpha": "m",  # alpha = exp(m_old - m_new): deeper than m
+        "D": "O",  # D = rowsum(dO * O): lighter than O
         # gradients: the hue of their tensor (their tiles also carry a hatch)
         "dO": "O",
         "dQ": "Q",
@@ -131,7 +131,7 @@ DERIVED_FROM: Mapping[str, str] = MappingProxyType(
 )
 
 #: How far (L*) each derived colour moves from its source's lightness.
-_DERIVED_SHIFT = {"acc": 10.0, "alpha": 12.0, "D": 20.0}
+_DERIVED_SHIFT = {"acc": 10.0, "alpha": 12.0, "D": -13.0}
 
 #: The fixed colour of each tensor (hex), the same in every scene and both themes.
 TENSOR_COLORS: Mapping[str, str] = MappingProxyType(
@@ -204,6 +204,9 @@ class Theme:
         the dark theme, pale on the light one. Shades keep the tensor's hue and
         vary only lightness (and chroma with it), from here to the tensor's own
         colour (:meth:`shade`).
+    hatch_lightness
+        CIELAB lightness of a gradient tile's hatch (:meth:`hatch_color`): at the
+        far end from :attr:`shade_low`, so the lines show on every shade.
     highlight
         Code highlight and "current" markers.
     masked
@@ -228,6 +231,7 @@ class Theme:
     highlight: str
     masked: str
     shade_low: float
+    hatch_lightness: float
     chart_standard: str
     chart_flash: str
     chart_memory: str
@@ -256,6 +260,13 @@ class Theme:
         """
         t = min(max(float(t), 0.0), 1.0)
         return ManimColor(_shade_hex(tensor, self.shade_low, round(t * 255)))
+
+    def hatch_color(self, tensor: str) -> ManimColor:
+        """The hatch of a gradient tile of ``tensor``'s gradient: ``tensor``'s hue
+        at :attr:`hatch_lightness` (light lines on the dark theme, deep ones on the
+        light theme)."""
+        _, C, h = lab_to_lch(hex_to_lab(TENSOR_COLORS[tensor]))
+        return ManimColor(_in_gamut_lab(self.hatch_lightness, C, h))
 
     def chart_color(self, key: str) -> str:
         """Colour of a chart series: ``standard`` (also ``math``, ``matmul``),
@@ -309,10 +320,11 @@ DARK = Theme(
     highlight="#F0E442",
     masked="#3A3F47",
     shade_low=22.0,
-    chart_standard="#555555",
+    hatch_lightness=85.0,
+    chart_standard="#B8B0A8",
     chart_flash="#ECEFF1",
     chart_memory="#F0E442",
-    chart_floor="#B8B0A8",
+    chart_floor="#555555",
 )
 
 #: Light theme: near-white background, for slides with white backgrounds.
@@ -327,6 +339,7 @@ LIGHT = Theme(
     highlight="#5C3A00",
     masked="#B9BEC4",
     shade_low=93.0,
+    hatch_lightness=30.0,
     chart_standard="#555555",
     chart_flash="#16191D",
     chart_memory="#5C3A00",

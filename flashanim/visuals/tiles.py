@@ -109,7 +109,7 @@ def _hatch(width: float, height: float, color) -> VGroup:
         x0, y0 = max(c, 0.0), max(-c, 0.0)
         x1 = min(width, c + height)
         lines.add(Line([x0, -y0, 0], [x1, -(x1 - c), 0], stroke_width=1.2,
-                       color=color, stroke_opacity=0.55))  # fmt: skip
+                       color=color, stroke_opacity=0.45))  # fmt: skip
         c += HATCH_GAP
     return lines
 
@@ -122,8 +122,8 @@ def tensor_swatch(name: str, side: float = 0.22, theme: Theme = DARK) -> VGroup:
     if base is None:
         return VGroup(sw)
     sw.set_stroke(theme.color(base), width=2)
-    hatch = _hatch(side, side, theme.color(base)).move_to(sw)
-    return VGroup(sw, hatch.set_stroke(opacity=1))
+    hatch = _hatch(side, side, theme.hatch_color(base)).move_to(sw)
+    return VGroup(sw, hatch.set_stroke(opacity=0.8))
 
 
 class TileGrid(VGroup):
@@ -231,7 +231,7 @@ class TileGrid(VGroup):
         self._paint(self.cells, self.values)
 
         width, height = self.n_cols * cell_width, self.n_rows * cell_height
-        # a gradient's tile: outline and hatch in the colour of its tensor (dK: K's)
+        # a gradient's tile: outline in its tensor's colour, hatch in its hue (dK: K)
         base = GRADIENT_OF.get(tensor)
         color = theme.color(base or tensor)
         self.block_lines = VGroup()
@@ -249,7 +249,8 @@ class TileGrid(VGroup):
                 )
         self.frame = Rectangle(width=width, height=height, stroke_width=2.5)
         self.frame.set_stroke(color=color).move_to([width / 2, -height / 2, 0])
-        self.hatch = _hatch(width, height, color) if base else VGroup()
+        self.hatch = (_hatch(width, height, theme.hatch_color(base)) if base
+                      else VGroup())  # fmt: skip
         self.add(self.cells, self.hatch, self.block_lines, self.frame)
 
         self.index_labels = VGroup()
