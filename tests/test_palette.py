@@ -41,6 +41,7 @@ from flashanim.visuals import colorspace as cs
 from flashanim.visuals.charts import series_colors
 from flashanim.visuals.theme import (
     DERIVED_FROM,
+    INK_CONTRAST,
     GRADIENT_OF,
     TENSOR_COLORS,
     THEMES,
@@ -131,6 +132,17 @@ def test_every_colour_readable_on_both_backgrounds():
         for name, c in TENSOR_COLORS.items():
             assert de(c, th.background) >= 25, f"{name} on {th.name}"
             assert cs.contrast_ratio(c, th.background) >= 1.6, f"{name} on {th.name}"
+
+
+@pytest.mark.parametrize("theme", sorted(THEMES))
+def test_text_ink_reads_and_keeps_the_hue(theme):
+    th = THEMES[theme]
+    for name, c in TENSOR_COLORS.items():
+        ink = th.ink(name).to_hex()
+        assert cs.contrast_ratio(ink, th.background) >= INK_CONTRAST - 0.01, name
+        assert cs.hue_difference(hue(ink), hue(c)) <= HUE_BOUND, name
+        if cs.contrast_ratio(c, th.background) >= INK_CONTRAST:
+            assert ink.upper() == c.upper(), f"{name}: readable, yet changed"
 
 
 def test_no_two_tensors_share_a_colour_that_meet_on_screen():

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from manim import ManimColor
 
 from .colorspace import (
+    contrast_ratio,
     hex_to_lab,
     lab_to_hex,
     lab_to_lch,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TENSOR_COLORS",
+    "INK_CONTRAST",
     "DERIVED_FROM",
     "GRADIENT_OF",
     "variant",
@@ -261,6 +263,16 @@ class Theme:
         t = min(max(float(t), 0.0), 1.0)
         return ManimColor(_shade_hex(tensor, self.shade_low, round(t * 255)))
 
+    def ink(self, color) -> ManimColor:
+        """Text colour for a tensor name or a colour: the colour itself where it
+        contrasts at least :data:`INK_CONTRAST` with :attr:`background` (every tensor
+        colour on the dark theme), else the same CIELAB hue moved in lightness
+        (deeper on the light theme) until it does: K's "256 B" stays orange, and
+        reads on white.
+        """
+        hx = TENSOR_COLORS[color] if color in TENSOR_COLORS else ManimColor(color)
+        return ManimColor(_ink_hex(ManimColor(hx).to_hex().upper(), self.background))
+
     def hatch_color(self, tensor: str) -> ManimColor:
         """The hatch of a gradient tile of ``tensor``'s gradient: ``tensor``'s hue
         at :attr:`hatch_lightness` (light lines on the dark theme, deep ones on the
@@ -299,6 +311,28 @@ _CHART_KEYS = {
     "memory": "chart_memory",
     "floor": "chart_floor",
 }
+
+
+#: The least WCAG contrast ratio of text against the background (:meth:`Theme.ink`):
+#: the bound for large text and for graphics (WCAG 2.1, 1.4.3 and 1.4.11).
+INK_CONTRAST = 3.0
+
+
+@lru_cache(maxsize=1024)
+def _ink_hex(color: str, background: str) -> str:
+    if contrast_ratio(color, background) >= INK_CONTRAST:
+        return color
+    L, C, h = lab_to_lch(hex_to_lab(color))
+    lo, hi = (0.0, L) if hex_to_lab(background)[0] > L else (L, 100.0)
+    deeper = hi == L
+    for _ in range(30):  # the lightness nearest L that still contrasts enough
+        mid = (lo + hi) / 2
+        ok = contrast_ratio(_in_gamut_lab(mid, C, h), background) >= INK_CONTRAST
+        if deeper:
+            lo, hi = (mid, hi) if ok else (lo, mid)
+        else:
+            lo, hi = (lo, mid) if ok else (mid, hi)
+    return _in_gamut_lab(lo if deeper else hi, C, h)
 
 
 @lru_cache(maxsize=8192)
