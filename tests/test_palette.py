@@ -41,8 +41,8 @@ from flashanim.visuals import colorspace as cs
 from flashanim.visuals.charts import series_colors
 from flashanim.visuals.theme import (
     DERIVED_FROM,
-    INK_CONTRAST,
     GRADIENT_OF,
+    INK_CONTRAST,
     TENSOR_COLORS,
     THEMES,
 )
@@ -221,7 +221,7 @@ def test_chart_palette_apart_from_tensor_colours(theme):
 
 def _colours_used(scene_module: str, cls: str, theme: str, media: Path) -> set[str]:
     """Every fill and stroke colour (not transparent) on screen at any section end
-    of ``scenes/<scene_module>.py:<cls>``, rendered tiny in ``theme``."""
+    of ``scenes/<scene_module>.py:<cls>``, rendered in ``theme``."""
     from manim import VMobject, tempconfig
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scenes"))
@@ -251,7 +251,10 @@ def _colours_used(scene_module: str, cls: str, theme: str, media: Path) -> set[s
 
     mp = pytest.MonkeyPatch()
     mp.setenv("FLASHANIM_THEME", theme)
-    opts = {"pixel_width": 192, "pixel_height": 108, "frame_rate": 2,
+    # 480p as tests/test_talk_cut.py renders these clips: Pango wraps text at the
+    # frame's pixel width, and the process-wide text cache would keep a tiny
+    # render's wrapping for later renders
+    opts = {"pixel_width": 854, "pixel_height": 480, "frame_rate": 2,
             "media_dir": str(media), "disable_caching": True,
             "progress_bar": "none", "verbosity": "WARNING"}  # fmt: skip
     try:
