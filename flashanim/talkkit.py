@@ -176,6 +176,7 @@ class TalkClip(TraceScene):
     # -- texts ---------------------------------------------------------------------
     def text(self, s: str, size: str | float = "label", color=None, mono=False):
         fs = SIZES[size] if isinstance(size, str) else size
+        color = self.theme.ink(color) if color is not None else None  # reads on both
         t = themed_text(self.theme, s, fs, color, mono=mono)
         t.talk_size = (fs, t.height)
         return t
@@ -185,7 +186,7 @@ class TalkClip(TraceScene):
         fs = SIZES[size] if isinstance(size, str) else size
         use_private_text_dir()
         t = MarkupText(markup, font=self.theme.font, font_size=fs,
-                       color=color or self.theme.foreground)  # fmt: skip
+                       color=self.theme.ink(color or self.theme.foreground))  # fmt: skip
         t.talk_size = (fs, t.height)
         return t
 

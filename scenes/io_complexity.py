@@ -32,12 +32,12 @@ from flashanim.scene import TraceScene
 from flashanim.trace import hbm_traffic, io_complexity
 from flashanim.visuals import Caption
 from flashanim.visuals.charts import (
-    SERIES_COLORS,
     ChartLegend,
     LineChart,
     decades,
     format_count,
     format_si,
+    series_colors,
 )
 from flashanim.visuals.memory import other_gpu
 
@@ -343,7 +343,7 @@ class IOComplexityScene(TraceScene):
             ),
             FadeIn(ch),
         )
-        sc = SERIES_COLORS
+        sc = series_colors(th)
         legend = (
             ChartLegend(
                 [
@@ -450,17 +450,18 @@ class IOComplexityScene(TraceScene):
             FadeIn(ch),
         )
         colors = {
-            "ours": SERIES_COLORS["ours"],
-            "math": SERIES_COLORS["math"],
-            "flash": SERIES_COLORS["pytorch-flash"],
+            "ours": series_colors(th)["ours"],
+            "math": series_colors(th)["math"],
+            "flash": series_colors(th)["pytorch-flash"],  # FA2 too: dashed
         }
         legend = ChartLegend(
-            [(IMPL_NAMES[k], colors[k], False) for k in series], theme=th
+            [(IMPL_NAMES[k], colors[k], k == "flash") for k in series], theme=th
         )
         legend.next_to(ch.axes, RIGHT, buff=0.45).align_to(ch.axes, UP)
         self.play(FadeIn(legend))
         for impl, pts in series.items():
-            ch.add_series(impl, *zip(*pts, strict=True), color=colors[impl])
+            ch.add_series(impl, *zip(*pts, strict=True), color=colors[impl],
+                          dashed=impl == "flash")  # fmt: skip
             self.play(ch.make_series_animation(impl))
         both = sorted(
             set(dict(series.get("ours", []))) & set(dict(series.get("math", [])))
@@ -509,8 +510,8 @@ class IOComplexityScene(TraceScene):
         )
         legend = ChartLegend(
             [
-                (IMPL_NAMES["ours"], SERIES_COLORS["ours"], False),
-                (IMPL_NAMES["math"], SERIES_COLORS["math"], False),
+                (IMPL_NAMES["ours"], series_colors(th)["ours"], False),
+                (IMPL_NAMES["math"], series_colors(th)["math"], False),
             ],
             theme=th,
         )
@@ -525,10 +526,10 @@ class IOComplexityScene(TraceScene):
             y = ch.axes.get_top()[1]
             x = ch.c2p(n, ys[0])[0]
             cross = Cross(
-                Square(0.3), stroke_color=SERIES_COLORS["math"], stroke_width=5
+                Square(0.3), stroke_color=series_colors(th)["math"], stroke_width=5
             ).move_to([x, y - 0.25, 0])
             lab = self.text(
-                "naive: out of memory", th.small_size + 1, SERIES_COLORS["math"]
+                "naive: out of memory", th.small_size + 1, series_colors(th)["math"]
             ).next_to(cross, DOWN, buff=0.1)
             self.play(Create(cross), FadeIn(lab))
             self.caption(

@@ -159,7 +159,7 @@ class OnlineSoftmaxScene(TraceScene):
         subset.move_to([0, 3.2, 0]).to_edge(LEFT, buff=0.2)
         self.subset = subset
         legend = self.text(
-            "values: 2 digits (.53 = 0.53, −∞ = masked); shade: light low, deep high",
+            "values: 2 digits (.53 = 0.53, −∞ = masked); shade: faint low, full colour high",
             th.small_size,
             th.muted,
         )

@@ -18,8 +18,6 @@ from flashanim.talkkit import TalkClip
 
 #: Screen units per millisecond of the tallest bar's scale (set from the data).
 BAR_HEIGHT = 4.6
-COMPUTE = "#8A949E"  # matmuls: a neutral slate, no tensor's colour
-MEMORY = "#F0E442"  # memory-bound steps: the theme's highlight yellow
 
 
 def memory_bound_caption(steps) -> str:
@@ -38,6 +36,8 @@ class TalkBottleneck(TalkClip):
 
     def body(self) -> None:
         b, th = self.data, self.theme
+        # the theme's chart palette: no tensor's colour means something else here
+        compute, memory = th.chart_color("matmul"), th.chart_color("memory")
         s = b.setting
         self.footer(
             f"Measured on an {b.gpu} · B {s['B']}, H {s['H']}, N {s['N']}, "
@@ -58,9 +58,9 @@ class TalkBottleneck(TalkClip):
             h = ms * scale
             rect = Rectangle(width=w, height=h, stroke_width=1.5,
                              stroke_color=th.background)  # fmt: skip
-            rect.set_fill(MEMORY if mb else COMPUTE, opacity=0.9)
+            rect.set_fill(memory if mb else compute, opacity=0.9)
             rect.move_to([x_std, y + h / 2, 0])
-            tag = self.text(label, "label", MEMORY if mb else th.foreground)
+            tag = self.text(label, "label", memory if mb else th.foreground)
             tag.next_to(rect, LEFT, buff=0.25)
             labels.add(tag)
             self.play(GrowFromEdge(rect, DOWN), FadeIn(tag), run_time=1.2)
@@ -75,9 +75,9 @@ class TalkBottleneck(TalkClip):
         lo = base_y + sum(r[4] for r in self.bars[: self.bars.index(mem[0])])
         hi = lo + sum(r[4] for r in mem)
         brace = Brace(Line([x_std + w / 2, lo, 0], [x_std + w / 2, hi, 0]), RIGHT,
-                      color=MEMORY)  # fmt: skip
+                      color=memory)  # fmt: skip
         share = self.text(f"{b.memory_bound_share:.0%} memory-bound", "label",
-                          MEMORY)  # fmt: skip
+                          memory)  # fmt: skip
         share.next_to(brace, RIGHT, buff=0.15)
         self.play(GrowFromCenter(brace), FadeIn(share), run_time=0.8)
         self.say(memory_bound_caption(b.steps))
@@ -87,7 +87,7 @@ class TalkBottleneck(TalkClip):
         self.play(FadeOut(brace), FadeOut(share), run_time=0.4)
         h = b.fused_ms * scale
         fused = Rectangle(width=w, height=h, stroke_width=0)
-        fused.set_fill(th.foreground, opacity=0.9)  # no tensor colour
+        fused.set_fill(th.chart_color("fused"), opacity=0.9)  # no tensor colour
         fused.move_to([x_fused, base_y + h / 2, 0])
         self.fused_height = h
         ftag = self.text("one fused kernel", "label")

@@ -16,8 +16,6 @@ from manim import *
 from flashanim.talkfacts import closed_form_checked, format_bytes, format_ms, payoff
 from flashanim.talkkit import TalkClip
 
-STANDARD = "#8A949E"  # standard attention: neutral slate (no tensor's colour)
-FLASH = "#F0E442"  # FlashAttention: the theme's highlight
 X0, LONGEST = -3.2, 8.6
 
 
@@ -42,7 +40,8 @@ class TalkPayoff(TalkClip):
         out.add(title)
         self.lengths = getattr(self, "lengths", {})
         self.lengths[name] = []
-        for dy, v, s, color in ((0.3, std, std_s, STANDARD), (-0.3, fl, fl_s, FLASH)):
+        standard, flash = th.chart_color("standard"), th.chart_color("flash")
+        for dy, v, s, color in ((0.3, std, std_s, standard), (-0.3, fl, fl_s, flash)):
             w = max(v * unit, 0.03)
             bar = Rectangle(width=w, height=0.42, stroke_width=0)
             bar.set_fill(color, 0.9).move_to([X0 + w / 2, y + dy, 0])
@@ -58,13 +57,13 @@ class TalkPayoff(TalkClip):
         return out
 
     def body(self) -> None:
-        p = self.data
+        p, th = self.data, self.theme
         self.footer(f"{p.batch * p.heads} heads at {p.n // 1024}k, bf16 forward · "
                     f"traffic checked on traces · times: {p.gpu}")  # fmt: skip
         legend = (
             VGroup(
-                self.text("standard attention", "label", STANDARD),
-                self.text("FlashAttention-2", "label", FLASH),
+                self.text("standard attention", "label", th.chart_color("standard")),
+                self.text("FlashAttention-2", "label", th.chart_color("flash")),
             )
             .arrange(RIGHT, buff=0.6)
             .move_to([1.2, 2.55, 0])

@@ -272,7 +272,7 @@ class BackwardLayout:
                 for s in (
                     "HBM holds only N×d and N-vectors: Q K V O dO LSE D dQ dK dV",
                     "S, P, dP, dS (N×N) live in SRAM, one tile at a time",
-                    "shade = value (light: low, deep: high)",
+                    "shade = value (faint: low, full colour: high); hatched: a gradient",
                 )
             )
         ).arrange(DOWN, aligned_edge=LEFT, buff=0.1)
@@ -368,6 +368,7 @@ class BackwardLayout:
         )  # fmt: skip
         if placeholder:
             tile.frame.set_stroke(opacity=0.35)
+            tile.hatch.set_stroke(opacity=0.2)
             tile.cells.set_stroke(opacity=0.2)
             tile.label.set_opacity(0.45)
         # the block's top-left corner at the slot's (a tail block is smaller)

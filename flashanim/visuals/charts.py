@@ -14,8 +14,8 @@ A log axis is drawn as a linear axis over ``log10`` of the values, so that
 * :class:`ChartLegend` -- swatches (solid or dashed) with names.
 
 Colours come from :mod:`~flashanim.visuals.theme`: axes and text from the
-theme, series colours from :data:`SERIES_COLORS` (a chart palette: no tensor's
-colour, so green still means V and orange S).
+theme, series colours from the theme's chart palette (:func:`series_colors`: no
+tensor's colour, so green still means V and orange K).
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ if TYPE_CHECKING:
     from manim import Animation
 
 __all__ = [
+    "SERIES",
     "SERIES_COLORS",
+    "series_colors",
     "ChartAxes",
     "LogBarChart",
     "LineChart",
@@ -62,20 +64,19 @@ __all__ = [
     "decades",
 ]
 
-#: Colours of chart series (a palette apart from the tensor colours).
-SERIES_COLORS: Mapping[str, str] = MappingProxyType(
-    {
-        # A chart palette of its own: no tensor's colour (TENSOR_COLORS) means
-        # something else in a chart (tests/test_claims.py checks it).
-        "standard": "#E5484D",  # red: the Θ(N²) traffic / the naive kernel
-        "math": "#E5484D",
-        "flash": "#8FD14F",  # lime: FlashAttention
-        "ours": "#8FD14F",
-        "pytorch-flash": "#FF6BD6",  # bright magenta
-        "cudnn": "#B8C4CE",
-        "floor": "#B8C4CE",  # light grey: the unavoidable Q, K, V, O traffic
-    }
-)
+#: The chart series that have a colour of their own (see :func:`series_colors`).
+SERIES = ("standard", "math", "flash", "ours", "pytorch-flash", "floor", "memory")
+
+
+def series_colors(theme: Theme = DARK) -> Mapping[str, str]:
+    """Colour of each chart series (:data:`SERIES`) in ``theme``: the theme's chart
+    palette (:meth:`~flashanim.visuals.theme.Theme.chart_color`), apart from every
+    tensor's colour (``tests/test_palette.py`` measures how far)."""
+    return MappingProxyType({k: theme.chart_color(k) for k in SERIES})
+
+
+#: The dark theme's series colours (:func:`series_colors` for another theme).
+SERIES_COLORS: Mapping[str, str] = series_colors(DARK)
 
 _PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))
 
@@ -518,7 +519,8 @@ class LineChart(ChartAxes):
         xs, ys
             Data coordinates (real values).
         color
-            Default: :data:`SERIES_COLORS` ``[name]``, else the foreground.
+            Default: :func:`series_colors` ``[name]`` of the chart's theme, else
+            the foreground.
         dashed
             A dashed line (used for theory curves).
         dots
@@ -531,7 +533,7 @@ class LineChart(ChartAxes):
         """
         if len(xs) != len(ys) or len(xs) < 1:
             raise ValueError(f"series {name!r}: need as many x as y values (>= 1)")
-        col = color or SERIES_COLORS.get(name, self.theme.foreground)
+        col = color or series_colors(self.theme).get(name, self.theme.foreground)
         pts = [self.c2p(x, y) for x, y in zip(xs, ys, strict=True)]
         if len(pts) > 1:
             line = VMobject(stroke_color=col, stroke_width=stroke_width)
@@ -589,8 +591,8 @@ class ChartLegend(VGroup):
 
         class Key(Scene):
             def construct(self):
-                self.add(ChartLegend([("measured", "#D55E00", False),
-                                      ("paper's Θ(N²)", "#D55E00", True)]))
+                self.add(ChartLegend([("measured", "#555555", False),
+                                      ("paper's Θ(N²)", "#555555", True)]))
     """
 
     def __init__(

@@ -154,7 +154,7 @@ class TrafficCounter(VGroup):
         self.totals[key] += int(nbytes)
         num = self._numbers[key]
         new = self._retext(num, self.totals[key])
-        new.set_color(self.theme.color(tensor))
+        new.set_color(self.theme.ink(tensor))
         total = self._retext(self.total_number, sum(self.totals.values()))
         return AnimationGroup(Transform(num, new), Transform(self.total_number, total))
 

@@ -171,7 +171,7 @@ class DecodeLayout(VGroup):
         self.q = VGroup(*(Rectangle(width=cell, height=cell, stroke_width=1.5)
                           .set_stroke(th.color("Q")).set_fill(th.color("Q"), 0.55)
                           for _ in range(d))).arrange(RIGHT, buff=0)  # fmt: skip
-        q_label = txt(f"q: 1 row × d = {d}", th.body_size, th.color("Q"))
+        q_label = txt(f"q: 1 row × d = {d}", th.body_size, th.ink("Q"))
         q_label.next_to(self.q, UP, buff=0.1).align_to(self.q, LEFT)
         self.q_group = VGroup(q_label, self.q)
         # the cache: T_c blocks of K and of V, grouped by slice
@@ -188,9 +188,9 @@ class DecodeLayout(VGroup):
                 r.set_stroke(th.color(name)).set_fill(th.color(name), 0.12)
                 r.move_to([x, y, 0])
                 group.add(r)
-        k_lab = txt("K", th.body_size, th.color("K")).next_to(self.k_blocks, LEFT,
+        k_lab = txt("K", th.body_size, th.ink("K")).next_to(self.k_blocks, LEFT,
                                                                buff=0.15)  # fmt: skip
-        v_lab = txt("V", th.body_size, th.color("V")).next_to(self.v_blocks, LEFT,
+        v_lab = txt("V", th.body_size, th.ink("V")).next_to(self.v_blocks, LEFT,
                                                                buff=0.15)  # fmt: skip
         cache_title = txt(
             f"K/V cache: N_k = {m.seq_len_k} keys in T_c = {t_c} blocks of "
@@ -218,8 +218,8 @@ class DecodeLayout(VGroup):
         rows = VGroup()
         head = VGroup(txt("slice", th.small_size, th.muted),
                       txt("O_s (normalised, d values)", th.small_size,
-                          th.color("O")),
-                      txt("LSE_s", th.small_size, th.color("LSE")))  # fmt: skip
+                          th.ink("O")),
+                      txt("LSE_s", th.small_size, th.ink("LSE")))  # fmt: skip
         for s in range(s_n):
             cells = VGroup(*(Rectangle(width=0.78, height=0.36, stroke_width=1.2)
                              .set_stroke(th.color("O")).set_fill(th.panel_fill, 0)
@@ -243,7 +243,7 @@ class DecodeLayout(VGroup):
         self.o_row = VGroup(*(Rectangle(width=0.78, height=0.38, stroke_width=1.5)
                               .set_stroke(th.color("O")).set_fill(th.panel_fill, 0)
                               for _ in range(d))).arrange(RIGHT, buff=0)  # fmt: skip
-        self.o_label = txt("O = Σ_s w_s·O_s / Σ_s w_s", th.small_size, th.color("O"))
+        self.o_label = txt("O = Σ_s w_s·O_s / Σ_s w_s", th.small_size, th.ink("O"))
         self.lse_out = Rectangle(width=1.5, height=0.38, stroke_width=1.5)
         self.lse_out.set_stroke(th.color("LSE")).set_fill(th.panel_fill, 0)
         self.add(self.q_group, self.cache_group, self.partials)
@@ -378,10 +378,10 @@ class DecodePlayer(EventPlayer):
             lay.bars.add(VGroup(bar, lab))
             anims += [GrowFromEdge(bar, LEFT), FadeIn(lab)]
         head = themed_text(th, "w_s = exp(LSE_s − LSE)", th.small_size,
-                           th.color("LSE"))  # fmt: skip
+                           th.ink("LSE"))  # fmt: skip
         head.next_to(lay.rows[0], UP, buff=0.12).set_x(lay.bar_x0 + head.width / 2)
         lse_t = themed_text(th, f"LSE = {self.lse:.3f}", th.small_size,
-                            th.color("LSE")).move_to(lay.lse_out)  # fmt: skip
+                            th.ink("LSE")).move_to(lay.lse_out)  # fmt: skip
         lse_t.set_z_index(2)
         lay.bars.add(head)
         return [*anims, FadeIn(head), FadeIn(lay.lse_out), FadeIn(lse_t)]

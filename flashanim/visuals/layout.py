@@ -26,7 +26,6 @@ from manim import (
     UP,
     Animation,
     Mobject,
-    Square,
     Text,
     VGroup,
 )
@@ -38,7 +37,7 @@ from .counters import TrafficCounter
 from .memory import chip_boundary, hbm_panel, sram_panel
 from .progress import ProgressPanel
 from .theme import DARK, Theme
-from .tiles import TileGrid, slot_tile
+from .tiles import TileGrid, slot_tile, tensor_swatch
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -89,8 +88,7 @@ class Legend(VGroup):
         notes = notes or {}
         items = VGroup()
         for name in tensors:
-            sw = Square(side_length=0.22, stroke_width=0)
-            sw.set_fill(theme.color(name), opacity=1)
+            sw = tensor_swatch(name, 0.22, theme)
             label = name + (f"  {notes[name]}" if name in notes else "")
             t = Text(label, font=theme.font, font_size=theme.body_size,
                      color=theme.foreground)  # fmt: skip
@@ -301,7 +299,7 @@ class ForwardLayout:
             columns=4, theme=th,
         )  # fmt: skip
         self.shade_note = Text(
-            "shade = value (light: low, deep: high);  −∞ = masked",
+            "shade = value (faint: low, full colour: high);  −∞ = masked",
             font=th.font,
             font_size=th.body_size,
             color=th.muted,

@@ -319,8 +319,8 @@ class VisitGrid(VGroup):
         self.heading.next_to(self.cells, UP, buff=0.32)
         self.heading.align_to(self.cells, LEFT)
         self.axis = VGroup(
-            cached_text("j (K/V block) →", theme.font, fs, theme.color("K")),
-            cached_text("i (Q block) ↓", theme.font, fs, theme.color("Q")),
+            cached_text("j (K/V block) →", theme.font, fs, theme.ink("K")),
+            cached_text("i (Q block) ↓", theme.font, fs, theme.ink("Q")),
         )
         self.axis[0].next_to(self.cells, UP, buff=0.06).align_to(self.cells, LEFT)
         self.axis[1].rotate(-math.pi / 2).next_to(self.cells, LEFT, buff=0.08)
@@ -669,7 +669,7 @@ class TrafficTable(VGroup):
         x_cols = [label_w + (k + 0.5) * col_width for k in range(len(self.tensors) + 1)]
         self.header = VGroup()
         for x, t in zip(x_cols, [*self.tensors, "total"], strict=True):
-            color = th.color(t) if t != "total" else th.foreground
+            color = th.ink(t) if t != "total" else th.foreground
             h = cached_text(t, th.font, th.label_size, color).move_to([x, 0, 0])
             self.header.add(h)
         self.add(self.header)

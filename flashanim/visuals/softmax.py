@@ -193,7 +193,7 @@ class Ledger(VGroup):
         self.header = VGroup(_t("block j", th, th.small_size, th.muted, mono=False))
         self.header[0].move_to([0.45, 0, 0])
         for c, (tensor, name) in enumerate(self.COLUMNS):
-            t = _t(name, th, th.body_size, th.color(tensor))
+            t = _t(name, th, th.body_size, th.ink(tensor))
             t.move_to(self._xy(-1, c))
             self.header.add(t)
         self.rule = Rectangle(width=1.0 + col_width * 3, height=0.01, stroke_width=0)
@@ -556,7 +556,7 @@ class RowPlayer(EventPlayer):
         if self.m is not None:
             self.shown.append(Shown(self._m_event, "m used by P", (self.m,)))
             th = b.theme
-            lab = _t(f"m = {format_value(self.m)}", th, th.small_size, th.color("m"))
+            lab = _t(f"m = {format_value(self.m)}", th, th.small_size, th.ink("m"))
             left = b.p_strip.cell(0, c0).get_left()[0]
             right = b.p_strip.cell(0, c1 - 1).get_right()[0]
             lab.move_to([(left + right) / 2, b.p_strip.frame.get_bottom()[1] - 0.17,
@@ -602,7 +602,7 @@ class RowPlayer(EventPlayer):
         th = b.theme
         v = float(self._record(e, "LSE", row_values(e, self.k))[0])
         t = _t(f"LSE = m_i + log l_i = {v:.3f}", th, th.small_size + 1,
-               th.color("LSE"))  # fmt: skip
+               th.ink("LSE"))  # fmt: skip
         t.next_to(self.tiles["O"].frame, DOWN, buff=0.15).align_to(
             self.tiles["O"].frame, LEFT
         )

@@ -27,6 +27,7 @@ from manim import (
     Line,
     Mobject,
     Rectangle,
+    Square,
     Text,
     Transform,
     VGroup,
@@ -34,13 +35,14 @@ from manim import (
 )
 
 from ..engine.text import cached_text
-from .theme import DARK, Theme
+from .theme import DARK, GRADIENT_OF, Theme
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
     "TileGrid",
+    "tensor_swatch",
     "CopyTravel",
     "CrossFade",
     "format_value",
@@ -91,6 +93,37 @@ def hidden_copy(mob: Mobject) -> Mobject:
             if hasattr(m, "background_stroke_opacity"):
                 m.set_stroke(opacity=0, background=True)
     return hidden
+
+
+#: Gap between the diagonal lines of a gradient tile's hatch (scene units).
+HATCH_GAP = 0.16
+
+
+def _hatch(width: float, height: float, color) -> VGroup:
+    """Diagonal lines (falling to the right) over a ``width`` x ``height`` box whose
+    top-left corner is the origin: one mobject per line, cut at the box's edges."""
+    lines = VGroup()
+    c = -height + HATCH_GAP / 2
+    while c < width:
+        # the line x - y = c, with y measured downwards from the top edge
+        x0, y0 = max(c, 0.0), max(-c, 0.0)
+        x1 = min(width, c + height)
+        lines.add(Line([x0, -y0, 0], [x1, -(x1 - c), 0], stroke_width=1.2,
+                       color=color, stroke_opacity=0.45))  # fmt: skip
+        c += HATCH_GAP
+    return lines
+
+
+def tensor_swatch(name: str, side: float = 0.22, theme: Theme = DARK) -> VGroup:
+    """A legend swatch of ``name``'s colour; a gradient's (``dK``) also has its
+    tensor's outline and hatch, as its tiles do."""
+    sw = Square(side_length=side, stroke_width=0).set_fill(theme.color(name), 1)
+    base = GRADIENT_OF.get(name)
+    if base is None:
+        return VGroup(sw)
+    sw.set_stroke(theme.color(base), width=2)
+    hatch = _hatch(side, side, theme.hatch_color(base)).move_to(sw)
+    return VGroup(sw, hatch.set_stroke(opacity=0.8))
 
 
 class TileGrid(VGroup):
@@ -198,7 +231,9 @@ class TileGrid(VGroup):
         self._paint(self.cells, self.values)
 
         width, height = self.n_cols * cell_width, self.n_rows * cell_height
-        color = theme.color(tensor)
+        # a gradient's tile: outline in its tensor's colour, hatch in its hue (dK: K)
+        base = GRADIENT_OF.get(tensor)
+        color = theme.color(base or tensor)
         self.block_lines = VGroup()
         if block_rows:
             for r in range(0, self.n_rows + 1, block_rows):
@@ -214,7 +249,9 @@ class TileGrid(VGroup):
                 )
         self.frame = Rectangle(width=width, height=height, stroke_width=2.5)
         self.frame.set_stroke(color=color).move_to([width / 2, -height / 2, 0])
-        self.add(self.cells, self.block_lines, self.frame)
+        self.hatch = (_hatch(width, height, theme.hatch_color(base)) if base
+                      else VGroup())  # fmt: skip
+        self.add(self.cells, self.hatch, self.block_lines, self.frame)
 
         self.index_labels = VGroup()
         if row_indices:
@@ -254,8 +291,8 @@ class TileGrid(VGroup):
         )
 
     def body(self) -> VGroup:
-        """The cells, block lines and frame, without label and indices."""
-        return VGroup(self.cells, self.block_lines, self.frame)
+        """The cells, hatch, block lines and frame, without label and indices."""
+        return VGroup(self.cells, self.hatch, self.block_lines, self.frame)
 
     # -- values ---------------------------------------------------------------------
     def _shade(self, v: float):
