@@ -43,6 +43,7 @@ import os
 import tempfile
 import zlib
 from dataclasses import fields, replace
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -413,6 +414,10 @@ class _Checker:
         return shape  # type: ignore[return-value]
 
     def array(self, x: Any, at: str, shape: tuple[int, ...]) -> np.ndarray:
+        fast = _plain_array(x, shape)
+        if fast is not None:
+            return fast
+        # something is off (or a non-finite string): walk it for the exact place
         out = np.empty(shape, dtype=np.float64)
         flat = out.reshape(-1)
         pos = 0
@@ -429,6 +434,30 @@ class _Checker:
 
         walk(x, 0, at)
         return out
+
+
+def _plain_array(x: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``x`` as a float64 array when it is exactly nested lists of ``shape`` whose
+    leaves are all finite ints or floats (not booleans); else ``None``, and the
+    checker's element-by-element walk says what is wrong. The common case of a
+    valid trace, at C speed (the walk costs ~3 µs per number)."""
+    if not isinstance(x, list):
+        return None
+    try:
+        a = np.array(x)
+    except (ValueError, OverflowError, TypeError):
+        return None
+    if a.shape != shape or a.dtype.kind not in "fi":
+        return None
+    leaves = x
+    for _ in range(len(shape) - 1):
+        leaves = list(chain.from_iterable(leaves))
+    if not set(map(type, leaves)) <= {int, float}:
+        return None  # booleans (numpy reads them as 0/1) or subclasses
+    a = a.astype(np.float64, copy=False)
+    if not np.isfinite(a).all():
+        return None
+    return a
 
 
 def _kind(x: Any) -> str:
