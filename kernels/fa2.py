@@ -1081,10 +1081,21 @@ def _untraced_args(device: torch.device) -> tuple[tuple, dict]:
     return args
 
 
-def _remember(key: tuple, plan: tuple) -> tuple:
-    if len(_PLANS) >= _PLANS_MAX:
-        _PLANS.clear()
-    _PLANS[key] = plan
+def _plan(make, n_q, n_k, d, dtype, causal, block_m, block_n, num_warps, num_stages,
+          trace, values):  # fmt: skip
+    """``make(...)``'s launch plan; cached per shape for the plain call (untraced,
+    default blocks and launch options: every ``flash_attention`` call)."""
+    if trace or block_m is not None or block_n is not None or num_warps is not None \
+            or num_stages is not None:  # fmt: skip
+        return make(n_q, n_k, d, dtype, causal, block_m, block_n, num_warps,
+                    num_stages, trace, values)  # fmt: skip
+    key = (make, n_q, n_k, d, dtype, causal)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        plan = _PLANS[key] = make(n_q, n_k, d, dtype, causal, None, None, None,
+                                  None, False, False)  # fmt: skip
     return plan
 
 
@@ -1116,18 +1127,8 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
         bias_args, bias_flags = _bias_args(attn_mask, shapes, q, trace)
     scale = check_scale(softmax_scale, d)
     causal = bool(causal)
-    if trace or block_m is not None or block_n is not None or num_warps is not None \
-            or num_stages is not None:  # fmt: skip
-        plan = _fwd_plan(n_q, n_k, d, q.dtype, causal, block_m, block_n, num_warps,
-                         num_stages, trace, values)  # fmt: skip
-    else:
-        key = ("fwd", n_q, n_k, d, q.dtype, causal)
-        plan = _PLANS.get(key) or _remember(
-            key,
-            _fwd_plan(
-                n_q, n_k, d, q.dtype, causal, None, None, None, None, False, False
-            ),  # fmt: skip
-        )
+    plan = _plan(_fwd_plan, n_q, n_k, d, q.dtype, causal, block_m, block_n,
+                 num_warps, num_stages, trace, values)  # fmt: skip
     block_m, block_n, consts = plan
     o = torch.empty_like(q, memory_format=torch.contiguous_format)
     lse = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
@@ -1190,18 +1191,8 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
         raise TypeError(f"lse must be float32 (the forward's output), got {lse.dtype}")
     scale = check_scale(softmax_scale, d)
     causal = bool(causal)
-    if trace or block_m is not None or block_n is not None or num_warps is not None \
-            or num_stages is not None:  # fmt: skip
-        plan = _bwd_plan(n_q, n_k, d, q.dtype, causal, block_m, block_n, num_warps,
-                         num_stages, trace, values)  # fmt: skip
-    else:
-        key = ("bwd", n_q, n_k, d, q.dtype, causal)
-        plan = _PLANS.get(key) or _remember(
-            key,
-            _bwd_plan(
-                n_q, n_k, d, q.dtype, causal, None, None, None, None, False, False
-            ),  # fmt: skip
-        )
+    plan = _plan(_bwd_plan, n_q, n_k, d, q.dtype, causal, block_m, block_n,
+                 num_warps, num_stages, trace, values)  # fmt: skip
     block_m, block_n, common, dkdv_consts, dq_consts = plan
     lse = lse.contiguous()
     bh = batch * heads

@@ -543,7 +543,7 @@ def test_cached_launch_plans_change_nothing():
     for causal in (False, True):
         o1, lse1 = fa2.attention_forward(q, k, v, causal)
         o2, lse2 = fa2.attention_forward(q, k, v, causal)  # from the plan cache
-        plan = fa2._PLANS[("fwd", 24, 24, 16, F32, causal)]
+        plan = fa2._PLANS[(fa2._fwd_plan, 24, 24, 16, F32, causal)]
         bm, bn = _common.resolve_blocks(None, None, 24, 24, 16, F32, causal=causal)
         assert plan[:2] == (bm, bn)
         o3, lse3 = fa2.attention_forward(q, k, v, causal, None, bm, bn)  # uncached
@@ -553,7 +553,7 @@ def test_cached_launch_plans_change_nothing():
         g2 = fa2.attention_backward(q, k, v, o1, lse1, do, causal)
         bm, bn = _common.resolve_blocks(None, None, 24, 24, 16, F32, backward=True,
                                         causal=causal)  # fmt: skip
-        assert fa2._PLANS[("bwd", 24, 24, 16, F32, causal)][:2] == (bm, bn)
+        assert fa2._PLANS[(fa2._bwd_plan, 24, 24, 16, F32, causal)][:2] == (bm, bn)
         g3 = fa2.attention_backward(q, k, v, o1, lse1, do, causal, None, bm, bn)
         for a, b, c in zip(g1, g2, g3, strict=True):
             assert torch.equal(a, b) and torch.equal(a, c)
