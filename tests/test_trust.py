@@ -469,14 +469,21 @@ def test_recording_estimate_follows_the_measured_model():
     assert bwd == 2 * 3 * 16
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupted_recording_writes_nothing(tmp_path):
     out = tmp_path / "t.json"
     out.write_text("earlier file")
     env = dict(os.environ, FLASHANIM_TRACE_CACHE="off", FLASHANIM_DEVICE="cpu")
     cmd = [sys.executable, "-m", "flashanim.cli", "trace", "--kernel", "fa2-fwd",
            "--seq-len", "128", "--values", "-o", str(out)]  # fmt: skip
+    # Ctrl-C as a terminal delivers it: a test run started in the background of a
+    # non-interactive shell has SIGINT ignored, and a child would inherit that
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_sigint_default)  # fmt: skip
     first = proc.stdout.readline()
     assert first.startswith("recording fa2-fwd in Triton's CPU interpreter: about")
     time.sleep(3)
