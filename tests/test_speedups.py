@@ -277,7 +277,11 @@ def test_subpaths_like_manims():
             np.testing.assert_array_equal(a, b)
 
 
-def test_repeated_frames_encode_as_manims():
+@pytest.mark.parametrize("height,width", [(64, 96), (480, 854), (90, 62)])
+def test_repeated_frames_encode_as_manims(height, width):
+    """Frames built by copying into PyAV's planes, and still frames converted
+    once, reach x264 exactly as Manim's own ``from_ndarray`` frames (the same
+    bytes out; 854 and 62 columns: chroma rows of 427 and 31 bytes, padded)."""
     import io
 
     import av
@@ -290,26 +294,45 @@ def test_repeated_frames_encode_as_manims():
     _speedups._encode_repeats_once(sfw._PartialMovieEncodeJob)
     ours = sfw._PartialMovieEncodeJob._encode_and_write_frame
     assert ours._flashanim
-    frames = (np.random.default_rng(2).random((3, 64, 96, 4)) * 255).astype(np.uint8)
-    outputs = []
+    rng = np.random.default_rng(2)
+    frames = (rng.random((4, height, width, 4)) * 255).astype(np.uint8)
+    frames[3] = frames[2]  # a repeat of a frame after a single one
+    outputs, streams = [], []
     for fn in (ours, ours._original):  # ours, then Manim's
         buf = io.BytesIO()
         with av.open(buf, mode="w", format="mp4") as c:
             s = c.add_stream("libx264", rate=15)
-            s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+            s.width, s.height, s.pix_fmt = width, height, "yuv420p"
             s.codec_context.options = {"crf": "23", "preset": "ultrafast"}
             job = Job()
             job.stream, job.container = s, c
-            for f, n in zip(frames, (1, 5, 3), strict=True):
+            for f, n in zip(frames, (1, 5, 1, 3), strict=True):
                 fn(job, f, n)
             for packet in s.encode(None):
                 c.mux(packet)
+        streams.append(buf.getvalue())
         buf.seek(0)
         with av.open(buf) as c:
             outputs.append([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
-    assert len(outputs[0]) == len(outputs[1]) == 9
+    assert len(outputs[0]) == len(outputs[1]) == 10
     for a, b in zip(*outputs, strict=True):
         np.testing.assert_array_equal(a, b)
+    assert streams[0] == streams[1]
+
+
+def test_frame_from_array_matches_pyav():
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    rgba = (rng.random((36, 50, 4)) * 255).astype(np.uint8)
+    mine = _speedups._frame_from_array(rgba, "rgba")
+    np.testing.assert_array_equal(mine.to_ndarray(), rgba)
+    yuv = av.VideoFrame.from_ndarray(rgba, format="rgba").reformat(format="yuv420p")
+    planes = yuv.to_ndarray()
+    np.testing.assert_array_equal(
+        _speedups._frame_from_array(planes, "yuv420p").to_ndarray(), planes
+    )
 
 
 def test_opacities_scale_like_separate_arrays():
