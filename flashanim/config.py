@@ -266,6 +266,10 @@ PARAMS: tuple[Param, ...] = (
           "an x264 preset (ultrafast … placebo)", "encoder speed (default "
           "ultrafast up to 480 rows, veryfast above)", None, choices=_x264,
           machine=True),
+    Param("x264_threads", "FLASHANIM_X264_THREADS", None, "int", None, "1 … 64",
+          "x264's threads per render (default x264's own choice; the talk's "
+          "runner uses 1 while its renders fill every core)", None, lo=1, hi=64,
+          machine=True),
     Param("trace_cache", "FLASHANIM_TRACE_CACHE", None, "cache", None,
           "a folder, or off", "where traces recorded in Triton's interpreter are "
           "kept and reused (default ~/.cache/flashanim/traces)", None,

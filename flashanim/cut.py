@@ -59,10 +59,12 @@ class Clip:
     #: 2026-12-02 (the scale of :attr:`flashanim.talk.TalkScene.cost`: both cuts
     #: render in one set of jobs, longest first)
     cost: float = 1.0
+    #: The same at 1080p60 (:attr:`flashanim.talk.TalkScene.cost_high`)
+    cost_high: float | None = None
 
     @property
     def scene(self) -> TalkScene:
-        return TalkScene(self.name, self.cls, self.title, self.cost)
+        return TalkScene(self.name, self.cls, self.title, self.cost, self.cost_high)
 
 
 #: The talk cut, in the order it is given.
@@ -75,7 +77,7 @@ CUT: tuple[Clip, ...] = (
         "write the N by N scores, and take {share:.0%} of the time ({dropout} more "
         "if dropout is on). One fused kernel does the same work in {fused} instead "
         "of {standard}: the scores never leave the chip.",
-        3,
+        3, 32,
     ),
     Clip(
         "talk_whole_row", "TalkWholeRow", "A softmax needs the whole row",
@@ -84,7 +86,7 @@ CUT: tuple[Clip, ...] = (
         "kernel run: each weight is an exponential divided by the sum over the whole "
         "row. A softmax of each block on its own gives weights that sum to "
         "{local_sum:.1f} instead of 1.",
-        4,
+        4, 28,
     ),
     Clip(
         "talk_online_softmax", "TalkOnlineSoftmax", "Online softmax: rescale as you go",
@@ -94,7 +96,7 @@ CUT: tuple[Clip, ...] = (
         "alpha, the exponential of the old max minus the new: the bars shrink. At "
         "the end, dividing by l gives exactly the softmax of the whole row (largest "
         "difference {online_err:.0e}).",
-        6,
+        6, 51,
     ),
     Clip(
         "talk_tiling", "TalkTiling", "Tiling: one program, then all of them",
@@ -104,7 +106,7 @@ CUT: tuple[Clip, ...] = (
         "On the GPU all {programs} programs run side by side, up to {lanes} per SM on "
         "the {sms} SMs of an {sched_gpu}, in {waves} waves; this is the recorded "
         "schedule, not a simulation.",
-        15,
+        15, 91,
     ),
     Clip(
         "talk_payoff", "TalkPayoff", "The payoff at a real size",
@@ -114,7 +116,7 @@ CUT: tuple[Clip, ...] = (
         "{traffic_ratio:.0f} times less; the scores and probabilities alone would take {mem_std}. In "
         "the benchmark the standard version is {time_ratio:.0f} times slower at "
         "{time_n_k}k, the longest it was run.",
-        3,
+        3, 27,
     ),
     Clip(
         "talk_summary", "TalkSummary", "Summary",
@@ -122,7 +124,7 @@ CUT: tuple[Clip, ...] = (
         "To sum up: attention is limited by memory, not arithmetic; the online "
         "softmax lets it be tiled exactly; every SM works on blocks of its own; and at "
         "real sizes that is {traffic_ratio:.0f} times less memory traffic.",
-        5,
+        5, 19,
     ),
 )  # fmt: skip
 

@@ -52,6 +52,19 @@ class TalkScene:
     #: recorded, measured 2026-12-02); only used to start the longest renders
     #: first.
     cost: float = 1.0
+    #: The same at 1080p60 (``high``), where the cost follows the video's length
+    #: more than its number of plays (a talk clip costs ~10x its 480p figure, a
+    #: deep-dive scene ~5x); ``None``: :data:`QUALITY_FACTOR` times :attr:`cost`.
+    cost_high: float | None = None
+
+    def cost_at(self, quality: str) -> float:
+        """Estimated render cost at ``quality``, in CPU seconds (``low``, ``high``;
+        other qualities: :attr:`cost`, used only for the order of the renders)."""
+        if quality == "high":
+            if self.cost_high is not None:
+                return self.cost_high
+            return self.cost * QUALITY_FACTOR["high"]
+        return self.cost
 
     @property
     def path(self) -> Path:
@@ -60,19 +73,19 @@ class TalkScene:
 
 #: The talk, in the order it is given. One place: everything else follows it.
 TALK: tuple[TalkScene, ...] = (
-    TalkScene("memory_hierarchy", "MemoryHierarchyScene", "The memory hierarchy", 9),
+    TalkScene("memory_hierarchy", "MemoryHierarchyScene", "The memory hierarchy", 9, 86),
     TalkScene("standard_attention", "StandardAttentionScene",
-              "Standard attention: the N² round trips", 27),
-    TalkScene("tiling", "TilingScene", "Tiling: the FlashAttention-2 forward pass", 31),
+              "Standard attention: the N² round trips", 27, 158),
+    TalkScene("tiling", "TilingScene", "Tiling: the FlashAttention-2 forward pass", 31, 148),
     TalkScene("online_softmax", "OnlineSoftmaxScene",
-              "Online softmax, one row, real numbers", 17),
-    TalkScene("loop_order", "LoopOrderScene", "Loop order: FlashAttention-1 vs 2", 47),
-    TalkScene("causal", "CausalScene", "Causal masking: skipped and masked blocks", 15),
+              "Online softmax, one row, real numbers", 17, 98),
+    TalkScene("loop_order", "LoopOrderScene", "Loop order: FlashAttention-1 vs 2", 47, 211),
+    TalkScene("causal", "CausalScene", "Causal masking: skipped and masked blocks", 15, 77),
     TalkScene("backward", "BackwardScene",
-              "The backward pass: recompute, never store", 46),
-    TalkScene("gpu_schedule", "GpuScheduleScene", "Programs over SMs over time", 16),
-    TalkScene("decoding", "DecodingScene", "Decoding: split the K/V cache", 14),
-    TalkScene("io_complexity", "IOComplexityScene", "IO complexity, measured", 37),
+              "The backward pass: recompute, never store", 46, 270),
+    TalkScene("gpu_schedule", "GpuScheduleScene", "Programs over SMs over time", 16, 86),
+    TalkScene("decoding", "DecodingScene", "Decoding: split the K/V cache", 14, 68),
+    TalkScene("io_complexity", "IOComplexityScene", "IO complexity, measured", 37, 67),
 )  # fmt: skip
 
 #: Quality name -> (Manim flag, the folder Manim writes into).
@@ -87,6 +100,7 @@ QUALITIES: dict[str, tuple[str, str]] = {
 #: Render time relative to 480p15 (``low``), measured on the whole talk on a
 #: 2-core machine, 2026-12-02 (``make preview`` 104 s, ``make video`` 434-450 s);
 #: medium and 4k were not measured: their time left is known after a first scene.
+#: Used for a scene without its own :attr:`TalkScene.cost_high`.
 QUALITY_FACTOR: dict[str, float] = {"low": 1.0, "high": 4.2}
 
 
@@ -114,7 +128,8 @@ class Progress:
     def __init__(self, scenes, quality: str, say=print, jobs: int = 1,
                  cores: int | None = None) -> None:  # fmt: skip
         self.scenes = list(scenes)
-        self.total = sum(s.cost for s in self.scenes) or 1.0
+        self.quality = quality
+        self.total = sum(s.cost_at(quality) for s in self.scenes) or 1.0
         self.say = say
         self.parallel = max(1, min(jobs, cores or os.cpu_count() or 1, len(scenes)))
         self.factor = QUALITY_FACTOR.get(quality)
@@ -127,15 +142,15 @@ class Progress:
                 f"(updated as scenes finish)")  # fmt: skip
 
     def share(self, scene: TalkScene) -> float:
-        return scene.cost / self.total
+        return scene.cost_at(self.quality) / self.total
 
     def first_estimate(self) -> float | None:
         if self.factor is None:
             return None
-        return self.total * self.factor / self.parallel
+        return self.total / self.parallel
 
     def left(self) -> float | None:
-        done = sum(s.cost for s in self.finished)
+        done = sum(s.cost_at(self.quality) for s in self.finished)
         if done <= 0:
             first = self.first_estimate()
             if first is None:
@@ -151,7 +166,7 @@ class Progress:
         with self.lock:
             self.finished.append(scene)
             n = len(self.finished)
-            frac = sum(s.cost for s in self.finished) / self.total
+            frac = sum(s.cost_at(self.quality) for s in self.finished) / self.total
             left = self.left()
         when = "time left unknown" if left is None else f"about {_duration(left)} left"
         if n == len(self.scenes):
@@ -254,9 +269,11 @@ def render_scenes(
     (:mod:`flashanim.forkserver`): the same ``manim render``, ~1.5-4 CPU s less
     each; otherwise each is a ``python -m manim`` process of its own.
 
-    The most costly scenes (:attr:`TalkScene.cost`) start first, so that no core
-    is left idle at the end with a long render still running on the other; the
-    results are returned in talk order.
+    The most costly scenes at ``quality`` (:meth:`TalkScene.cost_at`) start
+    first, so that no core is left idle at the end with a long render still
+    running on the other; the results are returned in talk order. While the
+    renders fill every core, x264 runs one thread in each
+    (:func:`~flashanim.engine.fastrender.x264_threads`).
     """
     if quality not in QUALITIES:
         raise ValueError(
@@ -272,6 +289,13 @@ def render_scenes(
     say(f"rendering {total} scene(s) at {quality} quality with {jobs} job(s)")
     progress = Progress(scenes, quality, say, jobs=jobs)
 
+    # with every core running a render, x264's own frame threads only add work
+    # (flashanim.engine.fastrender.x264_threads); the renders inherit this
+    from .engine.fastrender import THREADS_ENV
+
+    own_threads = THREADS_ENV not in os.environ and jobs >= (os.cpu_count() or 1)
+    if own_threads:
+        os.environ[THREADS_ENV] = "1"
     server = _Server(root, fork)
 
     def one(s: TalkScene) -> RenderResult:
@@ -281,7 +305,8 @@ def render_scenes(
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = {
-                pool.submit(one, s): s for s in sorted(scenes, key=lambda s: -s.cost)
+                pool.submit(one, s): s
+                for s in sorted(scenes, key=lambda s: -s.cost_at(quality))
             }
             for fut in as_completed(futures):
                 r = fut.result()
@@ -293,6 +318,8 @@ def render_scenes(
                 )
                 progress.done(r.scene, status)
     finally:
+        if own_threads:
+            os.environ.pop(THREADS_ENV, None)
         forker = server.forker
         if forker is not None:
             # the server's own CPU time: its imports, once (its total holds the

@@ -110,3 +110,46 @@ def test_with_cut_renders_both_cuts_in_one_set_of_jobs(monkeypatch, tmp_path):
     kind, results, quality, wall = calls[2]
     assert kind == "cut" and quality == "low" and wall == 3.0
     assert [r.scene.name for r in results] == [c.name for c in cut.CUT]
+
+
+def test_high_quality_starts_the_costliest_1080p_renders_first(monkeypatch):
+    """At 1080p60 the order follows each render's cost there (a talk clip costs
+    about ten times its 480p figure, a deep-dive scene about five), not the 480p
+    order; x264 gets one thread per render while the renders fill every core."""
+    import os
+    from pathlib import Path
+
+    import flashanim.cut as cut
+    import flashanim.talk as talk
+    from flashanim.engine.fastrender import THREADS_ENV
+
+    scenes = list(talk.TALK) + [c.scene for c in cut.CUT]
+    assert all(s.cost_high is not None for s in scenes)
+    started, threads = [], []
+
+    def fake(scene, quality, root, extra, server=None):
+        started.append(scene.name)
+        threads.append(os.environ.get(THREADS_ENV))
+        return talk.RenderResult(scene, True, 1.0, Path.cwd() / "x.mp4", Path("x.log"))
+
+    monkeypatch.setattr(talk, "_render_one", fake)
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    talk.render_scenes(scenes, "high", jobs=1, fork=False)
+    by_high = [s.name for s in sorted(scenes, key=lambda s: -s.cost_high)]
+    by_low = [s.name for s in sorted(scenes, key=lambda s: -s.cost)]
+    assert started == by_high != by_low
+    assert threads == [None] * len(scenes)  # one job on two cores: x264 decides
+    started.clear(), threads.clear()
+    talk.render_scenes(scenes[:3], "high", jobs=2, fork=False)
+    assert threads == ["1"] * 3 and THREADS_ENV not in os.environ
+
+
+def test_x264_threads_from_the_environment():
+    from flashanim.engine.fastrender import THREADS_ENV, x264_threads
+
+    assert x264_threads({}) is None
+    assert x264_threads({THREADS_ENV: " 1 "}) == "1"
+    for bad in ("0", "-2", "two", "1.5"):
+        with pytest.raises(ValueError, match="whole number"):
+            x264_threads({THREADS_ENV: bad})
