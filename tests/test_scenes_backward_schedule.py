@@ -91,6 +91,29 @@ def test_split_program_partitions_events():
         assert all(e.op == "store" for e in groups[-1])
 
 
+@pytest.mark.parametrize("phase", ["dkdv", "dq"])
+def test_backward_sram_labels_keep_apart(phase):
+    """Tile labels of one SRAM row ("dV_j += Pᵀ dO", "dK_j += scale·dSᵀQ_i", ...)
+    stay LABEL_CLEARANCE apart and inside the SRAM panel."""
+    from flashanim.visuals.backward import LABEL_CLEARANCE, BackwardLayout
+
+    t = record("fa2-bwd", seq_len=8, head_dim=4, block_m=4, block_n=4,
+               causal=True)  # fmt: skip
+    lay = BackwardLayout(t)
+    labels = [m.label for m in lay.placeholders(phase) if m.label is not None]
+    assert len(labels) >= 10
+    rows: dict[float, list] = {}
+    for lab in labels:
+        rows.setdefault(round(lab.get_center()[1], 1), []).append(lab)
+        assert lab.get_left()[0] >= lay.sram.box.get_left()[0]
+        assert lab.get_right()[0] <= lay.sram.box.get_right()[0]
+    for row in rows.values():
+        row.sort(key=lambda m: m.get_left()[0])
+        for a, b in zip(row, row[1:], strict=False):
+            gap = b.get_left()[0] - a.get_right()[0]
+            assert gap >= LABEL_CLEARANCE, f"{a.text!r} and {b.text!r}: {gap:.2f}"
+
+
 # -- GPU schedule --------------------------------------------------------------------
 def test_schedule_draws_every_program_once(schedule):
     scene, _, _ = schedule
