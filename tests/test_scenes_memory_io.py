@@ -171,6 +171,15 @@ def test_memory_hierarchy_renders(tmp_path, monkeypatch):
     mod = _scene_module("memory_hierarchy")
     scene, frame = _render(mod.MemoryHierarchyScene, tmp_path)
     assert scene.gpu.key == "a100"
+    # "O and LSE are written" (FLASH_DONE): both writes are drawn, one block per
+    # program, into their own HBM boxes
+    o, lse = scene.tensors["O_blocks"], scene.tensors["LSE_blocks"]
+    assert len(o) == len(lse) == mod.Q_BLOCKS
+    assert "LSE are written" in mod.FLASH_DONE
+    box = scene.tensors["LSE"][0]
+    for b in lse:
+        assert box.get_left()[0] - 1e-6 <= b.get_center()[0] <= box.get_right()[0]
+        assert box.get_bottom()[1] - 1e-6 <= b.get_center()[1] <= box.get_top()[1]
     check_record(scene, [], tmp_path)  # captions reach the SRT
     _compare(frame, "memory_hierarchy_last")
 
