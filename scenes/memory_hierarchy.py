@@ -16,7 +16,13 @@ from __future__ import annotations
 from manim import *
 
 from flashanim.scene import TraceScene
-from flashanim.visuals import Caption, MemoryPanel, chip_boundary, tensor_color
+from flashanim.visuals import (
+    Caption,
+    MemoryPanel,
+    chip_boundary,
+    source_lines,
+    tensor_color,
+)
 from flashanim.visuals.charts import LogBarChart, format_si
 
 CAPTION_Y, SOURCE_Y, TITLE_Y = -3.05, -3.72, 3.55
@@ -47,13 +53,19 @@ class MemoryHierarchyScene(TraceScene):
         th = self.theme
         line = dict(width=MAX_W, fade_through=False, blank=False, run_time=1.0,
                     speaks=False)  # fmt: skip
-        self.sources = Caption(th, y=SOURCE_Y, size=th.small_size, color=th.muted,
-                               **line)  # fmt: skip
+        # wrapped at the footer size, never scaled down (readable at 480p)
+        self.sources = Caption(
+            th, y=SOURCE_Y, **line, make_text=lambda s: source_lines(th, s, MAX_W)
+        )
+        #: every source footer shown (tests hold them to the footer size)
+        self.footers: list = []
         self.titles = Caption(th, y=TITLE_Y, size=th.title_size, **line)
 
     # ------------------------------------------------------------------ helpers
     def source(self, s: str) -> Animation:
-        return self.sources.make_animation("Source: " + s)
+        anim = self.sources.make_animation("Source: " + s)
+        self.footers.append(self.sources.mob)
+        return anim
 
     def title(self, s: str) -> Animation:
         if not s:

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import flashanim.kernels  # noqa: F401  (chooses the device before Triton)
 import pytest
-from _scene_harness import check_record, compare_control, render_probe, scene_class
+from _scene_harness import (
+    check_footer,
+    check_record,
+    compare_control,
+    render_probe,
+    scene_class,
+)
 
 from flashanim.config import ConfigError
 from flashanim.trace import TraceFormatError, record
@@ -131,6 +137,25 @@ def test_schedule_draws_every_program_once(schedule):
             assert abs(chart.ns_of(bar.get_left()[0]) - p.start_ns) < tol
             assert abs(chart.ns_of(bar.get_right()[0]) - p.end_ns) < tol
             assert chart.sm_of(bar.get_center()[1]) == p.sm
+
+
+def test_schedule_source_lines_readable(schedule):
+    """What ran where (GPU, versions, shapes, trace files): at the footer size,
+    inside the frame, above the chart, at 480p (a tiny probe's Pango would wrap
+    its lines at 192 px)."""
+    from manim import tempconfig
+
+    from flashanim.engine.text import use_private_text_dir
+
+    scene, _, _ = schedule
+    with tempconfig({"pixel_width": 854, "pixel_height": 480}):
+        use_private_text_dir()
+        info = scene.source_info()
+    assert len(info) == 3  # one line each: GPU and versions, shapes, trace files
+    info.to_corner([-1, 1, 0], buff=0.2).shift([0, -0.55, 0])  # as construct
+    check_footer(info, scene.theme)
+    axes = scene.charts["non-causal"].axes
+    assert info.get_bottom()[1] > axes.get_top()[1]
 
 
 def test_schedule_renders_sections(schedule):
