@@ -158,8 +158,11 @@ class TraceScene(FastRenderScene):
     def text(self, s: str, size: float | None = None, color=None, *,
              mono: bool = False, **kwargs) -> Text:  # fmt: skip
         """``s`` in the theme's font (``mono``: its monospace font), at ``size``
-        (default the body size), in ``color`` (default the foreground); at most
-        :attr:`text_width` wide."""
+        (default the body size), in ``color`` (a colour or a tensor name; default
+        the foreground) as :meth:`Theme.ink <flashanim.visuals.theme.Theme.ink>`
+        makes it read on the background (K's orange deepens on the light theme);
+        at most :attr:`text_width` wide."""
+        color = self.theme.ink(color) if color is not None else None
         t = themed_text(self.theme, s, size, color, mono=mono, **kwargs)
         if self.text_width is not None and t.width > self.text_width:
             t.scale_to_fit_width(self.text_width)

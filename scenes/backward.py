@@ -100,8 +100,8 @@ class BackwardScene(TraceScene):
                 self.hold(0.5)
                 self.caption("Next Q blocks: dV_j and dK_j accumulate in SRAM, "
                              "S, P, dP, dS are overwritten")  # fmt: skip
-                for g in groups[2:-1]:
-                    player.play(self, g, speed=PROGRAM_SPEED)
+                for g in groups[2:-1]:  # one play per Q block (as the others)
+                    self.play(player.group_animation(g, GROUP_TIME))
             player.play(self, groups[-1], speed=DETAIL_SPEED)  # store dK_j, dV_j
             self.caption(f"dK_{j0} and dV_{j0} go to HBM once; S, P, dP and dS never "
                          f"left SRAM")  # fmt: skip
@@ -126,7 +126,12 @@ class BackwardScene(TraceScene):
                      "recomputing P once more")  # fmt: skip
         dq = progs["dq"]
         if dq:
-            player.play(self, dq[0], speed=PROGRAM_SPEED * 1.4)
+            groups = split_program(dq[0])  # its first K/V block step by step,
+            for g in groups[:2]:  # then one play per K/V block
+                player.play(self, g, speed=PROGRAM_SPEED * 1.4)
+            for g in groups[2:]:
+                if g:
+                    self.play(player.group_animation(g, GROUP_TIME))
             for events in dq[1:]:
                 player.play_groups(self, events, run_time=GROUP_TIME)
         self.caption("dQ_i = scale · Σ_j dS_ij K_j: each program owns its dQ_i, "

@@ -32,6 +32,7 @@ from flashanim.config import ConfigError, data_files
 from flashanim.scene import TraceScene
 from flashanim.trace import load_trace
 from flashanim.trace.analysis import visit_rule
+from flashanim.visuals.caption import source_lines
 from flashanim.visuals.memory import other_gpu
 from flashanim.visuals.schedule import (
     BlockColorBar,
@@ -136,6 +137,24 @@ class GpuScheduleScene(TraceScene):
         g.arrange(DOWN, aligned_edge=LEFT, buff=0.14)
         return g
 
+    def source_info(self) -> VGroup:
+        """What ran where (GPU, versions, shapes, the trace files): source lines
+        at the footer size, wrapped, never scaled down (readable at 480p)."""
+        th, nc = self.theme, self.traces[False]
+        meta = nc.meta
+        return source_lines(th, "\n".join((
+            f"{meta.gpu_name or meta.device} · Triton {meta.triton_version} · "
+            f"torch {meta.torch_version} · recorded {meta.created[:10]}"
+            + other_gpu(self.gpu, meta.gpu_name or meta.device),
+            f"{meta.kernel}: B = {meta.batch}, H = {meta.heads}, "
+            f"N = {meta.seq_len_q}, d = {meta.head_dim}, {meta.dtype}, "
+            f"BLOCK_M = {meta.block_m}, BLOCK_N = {meta.block_n} → "
+            f"{len(nc.programs)} programs (T_r = {meta.t_r} Q blocks × "
+            f"{meta.batch * meta.heads} heads)",
+            "traces: " + ", ".join(_shown_path(p) for p in
+                                   (self.paths[False], self.paths[True])),
+        )), 13.8, align="left")  # fmt: skip
+
     def construct(self) -> None:
         th = self.theme
         nc, ca = self.traces[False], self.traces[True]
@@ -152,29 +171,7 @@ class GpuScheduleScene(TraceScene):
         # Setup: what ran where ------------------------------------------------------
         self.section("setup")
         self.add(self.captions.mob)
-        info = VGroup(
-            self.text(
-                f"{meta.gpu_name or meta.device} · Triton {meta.triton_version} · "
-                f"torch {meta.torch_version} · recorded {meta.created[:10]}"
-                + other_gpu(self.gpu, meta.gpu_name or meta.device),
-                size=th.small_size + 1, color=th.muted,
-            ),
-            self.text(
-                f"{meta.kernel}: B = {meta.batch}, H = {meta.heads}, "
-                f"N = {meta.seq_len_q}, d = {meta.head_dim}, {meta.dtype}, "
-                f"BLOCK_M = {meta.block_m}, BLOCK_N = {meta.block_n} → "
-                f"{len(nc.programs)} programs (T_r = {meta.t_r} Q blocks × "
-                f"{meta.batch * meta.heads} heads)",
-                size=th.small_size + 1, color=th.muted,
-            ),
-            self.text(
-                "traces: " + ", ".join(_shown_path(p) for p in
-                                       (self.paths[False], self.paths[True])),
-                size=th.small_size, color=th.muted, mono=True,
-            ),
-        ).arrange(DOWN, aligned_edge=LEFT, buff=0.08)  # fmt: skip
-        if info.width > 13.8:
-            info.scale_to_fit_width(13.8)
+        info = self.info = self.source_info()  # tests read it
         info.to_corner(UP + LEFT, buff=0.2).shift(0.55 * DOWN)
         axes = charts["non-causal"].axes
         bar_key = BlockColorBar(meta.t_r, width=2.8, theme=th)

@@ -30,7 +30,7 @@ from manim import *
 from flashanim.config import ConfigError, record_trace
 from flashanim.scene import TraceScene
 from flashanim.trace import hbm_traffic, io_complexity
-from flashanim.visuals import Caption
+from flashanim.visuals import Caption, source_lines
 from flashanim.visuals.charts import (
     ChartLegend,
     LineChart,
@@ -280,14 +280,23 @@ class IOComplexityScene(TraceScene):
         th = self.theme
         line = dict(width=MAX_W, fade_through=False, blank=False, run_time=1.0,
                     speaks=False)  # fmt: skip
-        self.sources = Caption(th, size=th.small_size, color=th.muted,
-                               place=_source_place, **line)  # fmt: skip
+        # sources: wrapped at the footer size, never scaled down (readable at 480p)
+        self.sources = Caption(
+            th,
+            place=_source_place,
+            **line,
+            make_text=lambda s: source_lines(th, s, MAX_W),
+        )
+        #: every source footer shown (tests hold them to the footer size)
+        self.footers: list = []
         self.titles = Caption(th, y=TITLE_Y, size=th.title_size, **line)
         self.charts: dict[str, LineChart] = {}
 
     # ------------------------------------------------------------------ helpers
     def source(self, s: str) -> Animation:
-        return self.sources.make_animation(s)
+        anim = self.sources.make_animation(s)
+        self.footers.append(self.sources.mob)
+        return anim
 
     def title(self, s: str) -> Animation:
         return self.titles.make_animation(s)
@@ -335,11 +344,11 @@ class IOComplexityScene(TraceScene):
         self.play(
             self.title("HBM traffic, measured from the kernels' traces"),
             self.source(
-                f"Measured: hbm_traffic() of traces recorded in this run "
-                f"(Triton CPU interpreter), kernels/standard.py and "
-                f"kernels/fa2.py, BLOCK = {BLOCK}\nDashed: the paper's Θ "
-                f"bounds × one constant, fitted at the largest N (flash: 4Nd "
-                f"floor + c·N²d²/M, only where M ≤ Nd); M = 4·d·BLOCK_N elements"
+                f"Measured: hbm_traffic() of this run's traces (Triton CPU "
+                f"interpreter), kernels/standard.py and kernels/fa2.py, BLOCK = "
+                f"{BLOCK}\nDashed: the paper's Θ bounds × one constant fitted at "
+                f"the largest N (flash: 4Nd + c·N²d²/M, where M ≤ Nd; "
+                f"M = 4·d·BLOCK_N)"
             ),
             FadeIn(ch),
         )

@@ -21,6 +21,7 @@ from flashanim.scene import TraceScene
 from flashanim.trace import hbm_traffic, value_ranges
 from flashanim.visuals import TileGrid, TrafficCounter
 from flashanim.visuals.memory import MemoryPanel, hbm_panel, sram_label
+from flashanim.visuals.player import kv_steps
 from flashanim.visuals.roundtrip import (
     ProgressBar,
     RoundTripPlayer,
@@ -31,6 +32,8 @@ from flashanim.visuals.roundtrip import (
 
 #: Speeds: the first inner step in detail, the rest of the first outer step, the rest.
 DETAIL_SPEED, MEDIUM_SPEED, FAST_SPEED = 1.3, 3.5, 9.0
+#: Seconds of one grouped step of FA2's later programs (one K/V block).
+GROUP_STEP = 0.5
 COL_W = 6.85
 #: Which tiles a computation reads, by op (slot names).
 SOURCES = {
@@ -376,8 +379,8 @@ class LoopOrderScene(TraceScene):
                 f"Programs i = 1 … {len(progs) - 1}: the same, row by row "
                 f"(on a GPU they run in parallel, spread over the SMs)"
             )
-            for p in progs[1:]:
-                p2.play(self, p, speed=FAST_SPEED)
+            for p in progs[1:]:  # one play per K/V block (as tiling's)
+                p2.play_groups(self, kv_steps(p), run_time=GROUP_STEP)
         tot2 = sum(hbm_traffic(self.fa2).values())
         self.caption(
             f"FA2 order done: tiles computed row by row, {tot2:,} B of HBM traffic"

@@ -16,7 +16,13 @@ from __future__ import annotations
 from manim import *
 
 from flashanim.scene import TraceScene
-from flashanim.visuals import Caption, MemoryPanel, chip_boundary, tensor_color
+from flashanim.visuals import (
+    Caption,
+    MemoryPanel,
+    chip_boundary,
+    source_lines,
+    tensor_color,
+)
 from flashanim.visuals.charts import LogBarChart, format_si
 
 CAPTION_Y, SOURCE_Y, TITLE_Y = -3.05, -3.72, 3.55
@@ -47,13 +53,19 @@ class MemoryHierarchyScene(TraceScene):
         th = self.theme
         line = dict(width=MAX_W, fade_through=False, blank=False, run_time=1.0,
                     speaks=False)  # fmt: skip
-        self.sources = Caption(th, y=SOURCE_Y, size=th.small_size, color=th.muted,
-                               **line)  # fmt: skip
+        # wrapped at the footer size, never scaled down (readable at 480p)
+        self.sources = Caption(
+            th, y=SOURCE_Y, **line, make_text=lambda s: source_lines(th, s, MAX_W)
+        )
+        #: every source footer shown (tests hold them to the footer size)
+        self.footers: list = []
         self.titles = Caption(th, y=TITLE_Y, size=th.title_size, **line)
 
     # ------------------------------------------------------------------ helpers
     def source(self, s: str) -> Animation:
-        return self.sources.make_animation("Source: " + s)
+        anim = self.sources.make_animation("Source: " + s)
+        self.footers.append(self.sources.mob)
+        return anim
 
     def title(self, s: str) -> Animation:
         if not s:
@@ -167,6 +179,7 @@ class MemoryHierarchyScene(TraceScene):
         self.section("standard attention")
         self.play(FadeOut(cap), FadeOut(marker), FadeOut(mlab))
         hbm_p, sram_p, tensors = self.panels()
+        self.tensors = tensors  # what the schematics drew (tests read it)
         self.play(
             self.title("Standard attention: three kernels, through HBM"),
             FadeIn(hbm_p),
@@ -206,9 +219,10 @@ class MemoryHierarchyScene(TraceScene):
 
         # Takeaway ------------------------------------------------------------------
         self.section("takeaway")
-        self.play(
-            *(FadeOut(m) for m in (hbm_p, sram_p, self.boundary, *tensors.values()))
-        )
+        # what is on screen (a faded-out tensor is not faded out again: it would
+        # flash back in for the fade)
+        lines = {self.captions.mob, self.sources.mob, self.titles.mob}
+        self.play(*(FadeOut(m) for m in self.mobjects if m not in lines))
         self.takeaway()
         self.hold(2)
 
@@ -309,7 +323,7 @@ class MemoryHierarchyScene(TraceScene):
         hbm_p.move_to([-3.6, 0.15, 0])
         sram_p.move_to([3.9, 0.15, 0])
         self.boundary = chip_boundary(2.7, -2.4, 0.55, theme=th)
-        # Q, K, V, O are N×d (tall, thin); S and P are N×N (square).
+        # Q, K, V, O are N×d (tall, thin); S and P are N×N (square); LSE is N×1.
         tensors: dict[str, VGroup] = {}
         top = hbm_p.content_top() - 0.25
         shapes = {
@@ -319,8 +333,10 @@ class MemoryHierarchyScene(TraceScene):
             "S": (1.6, 1.6),
             "P": (1.6, 1.6),
             "O": (0.5, 1.6),
+            "LSE": (0.18, 1.6),
         }
-        xs = {"Q": -6.2, "K": -5.45, "V": -4.7, "S": -3.25, "P": -1.5, "O": -4.7}
+        xs = {"Q": -6.2, "K": -5.45, "V": -4.7, "S": -3.25, "P": -1.5, "O": -4.7,
+              "LSE": -4.7}  # fmt: skip
         for name, (w, h) in shapes.items():
             box = Rectangle(
                 width=w,
@@ -331,11 +347,17 @@ class MemoryHierarchyScene(TraceScene):
                 stroke_width=2,
             )
             lab = self.text(name, th.label_size, th.foreground, weight="BOLD")
-            dims = self.text("N×N" if w == h else "N×d", th.small_size, th.muted)
-            g = VGroup(box, lab.move_to(box), dims.next_to(box, DOWN, buff=0.06))
+            dims = self.text("N×N" if w == h else "N×1" if w < 0.3 else "N×d",
+                             th.small_size, th.muted)  # fmt: skip
+            if w < 0.3:  # too thin for its name: beside it
+                lab.next_to(box, RIGHT, buff=0.1)
+            else:
+                lab.move_to(box)
+            g = VGroup(box, lab, dims.next_to(box, DOWN, buff=0.06))
             g.move_to([xs[name], top, 0], aligned_edge=UP)
             tensors[name] = g
         tensors["O"].shift(2.05 * DOWN + 0.75 * LEFT)
+        tensors["LSE"].shift(2.05 * DOWN + 0.15 * RIGHT)
         return hbm_p, sram_p, tensors
 
     def block(self, tensors, name: str, i: int, j: int | None = None) -> VGroup:
@@ -396,7 +418,8 @@ class MemoryHierarchyScene(TraceScene):
 
     def flash_pass(self, tensors, sram_p) -> None:
         """Program i loads Q_i once, streams every K_j, V_j (S_ij, P_ij tiles stay
-        in SRAM), then writes O_i and LSE_i.
+        in SRAM), then writes O_i and LSE_i (the row statistic the backward
+        reads) to HBM.
 
         A schematic of the idea only: the tiling scene plays the real kernel's trace.
         """
@@ -405,7 +428,11 @@ class MemoryHierarchyScene(TraceScene):
         o = tensors["O"]
         o_box = o[0]
         o_empty = o_box.copy().set_fill(opacity=0.0)
-        self.play(FadeIn(VGroup(o_empty, o[1], o[2])))
+        lse = tensors["LSE"]
+        lse_box = lse[0]
+        lse_empty = lse_box.copy().set_fill(opacity=0.0)
+        lse_blocks = VGroup()
+        self.play(FadeIn(VGroup(o_empty, o[1], o[2], lse_empty, lse[1], lse[2])))
         c = sram_p.get_center()
         tiles = VGroup()
         for k, name in enumerate("SP"):
@@ -437,13 +464,22 @@ class MemoryHierarchyScene(TraceScene):
             ob = Rectangle(width=o_box.width, height=h,
                            fill_color=tensor_color("O"), fill_opacity=0.55,
                            stroke_width=0).move_to(c + 1.9 * DOWN)  # fmt: skip
+            lb = Rectangle(width=lse_box.width, height=h,
+                           fill_color=tensor_color("LSE"), fill_opacity=0.8,
+                           stroke_width=0).next_to(ob, RIGHT, buff=0.25)  # fmt: skip
             target = o_box.get_top() + (i + 0.5) * h * DOWN
-            self.play(FadeIn(ob), FadeOut(q[0]), FadeOut(q[1]), run_time=0.3)
-            self.play(ob.animate.move_to(target), run_time=0.5)
+            lse_target = lse_box.get_top() + (i + 0.5) * h * DOWN
+            self.play(FadeIn(ob), FadeIn(lb), FadeOut(q[0]), FadeOut(q[1]),
+                      run_time=0.3)  # fmt: skip
+            self.play(ob.animate.move_to(target), lb.animate.move_to(lse_target),
+                      run_time=0.5)  # fmt: skip
             out_blocks.add(ob)
+            lse_blocks.add(lb)
         self.play(FadeOut(tiles), FadeOut(note))
         tensors["O_blocks"] = out_blocks
         tensors["O_empty"] = VGroup(o_empty)
+        tensors["LSE_blocks"] = lse_blocks
+        tensors["LSE_empty"] = VGroup(lse_empty)
 
     def takeaway(self) -> None:
         th, gpu = self.theme, self.gpu

@@ -28,7 +28,8 @@ UPDATE = os.environ.get("FLASHANIM_UPDATE_CONTROL") == "1"
 TOLERANCE = 2.0
 
 __all__ = ["ROOT", "CONTROL", "TOLERANCE", "scene_class", "render_probe",
-           "compare_control", "recorded", "check_record"]  # fmt: skip
+           "compare_control", "recorded", "check_record",
+           "check_footer"]  # fmt: skip
 
 
 def scene_class(module: str, cls: str):
@@ -68,6 +69,27 @@ def check_record(scene, played, tmp_path: Path) -> list:
         assert c in text
     assert len(cues) >= len(captions) + (1 if played else 0)
     return cues
+
+
+def check_footer(footer, theme, above=None) -> None:
+    """A source footer is readable: every line of it at least the theme's
+    ``footer_size`` (never scaled below it), inside the frame, and wholly below
+    ``above`` (the caption over it), if given."""
+    from manim import config
+
+    lines = [m for m in footer.get_family() if hasattr(m, "font_size")
+             and hasattr(m, "text")]  # fmt: skip
+    assert lines, "no text in the footer"
+    for t in lines:
+        assert t.font_size >= theme.footer_size - 1e-6, (
+            f"footer line {t.text!r} at font size {t.font_size:.1f} "
+            f"< {theme.footer_size}"
+        )
+    w, h = config.frame_width / 2, config.frame_height / 2
+    assert footer.get_left()[0] >= -w and footer.get_right()[0] <= w
+    assert footer.get_bottom()[1] >= -h and footer.get_top()[1] <= h
+    if above is not None:
+        assert footer.get_top()[1] < above.get_bottom()[1], "footer under caption"
 
 
 def render_probe(module: str, cls: str, env: dict[str, str], media: Path,

@@ -286,3 +286,88 @@ def test_talk_charts_use_no_tensor_colour(module, cls, keys, theme, tmp_path):
     for c in used:
         for name, t in TENSOR_COLORS.items():
             assert de(c, t) >= CHART, f"{module} ({theme}) draws {c}, near {name}"
+
+
+# -- text on the light theme ------------------------------------------------------------
+@pytest.mark.parametrize("theme", sorted(THEMES))
+def test_scene_text_helper_inks_tensor_colours(theme):
+    """TraceScene.text (every scene's text helper) gives a tensor-coloured text its
+    ink: at least INK_CONTRAST against the background, in the tensor's hue."""
+    from types import SimpleNamespace
+
+    from flashanim.scene import TraceScene
+    from flashanim.visuals.theme import tensor_color
+
+    th = THEMES[theme]
+    scene = SimpleNamespace(theme=th, text_width=None)
+    for name, c in TENSOR_COLORS.items():
+        for color in (tensor_color(name), name, c):
+            got = _drawn(TraceScene.text(scene, name, th.small_size, color))
+            assert cs.contrast_ratio(got, th.background) >= INK_CONTRAST - 0.01, (
+                f"{theme}: {name} text drawn {got}"
+            )
+            assert cs.hue_difference(hue(got), hue(c)) <= HUE_BOUND, name
+    assert _drawn(TraceScene.text(scene, "x")) == th.foreground.upper()
+
+
+def _drawn(text) -> str:
+    """The fill colour of ``text``'s glyphs (its first leaf with points)."""
+    leaf = next(m for m in text.get_family() if len(m.points))
+    return leaf.get_fill_color().to_hex().upper()
+
+
+def _text_colours(scene_module: str, cls: str, theme: str, media: Path) -> dict:
+    """colour -> a text drawn in it, for every Text on screen at any section end of
+    ``scenes/<scene_module>.py:<cls>`` rendered in ``theme`` (small: only colours
+    are read)."""
+    from manim import Text, tempconfig
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scenes"))
+    try:
+        mod = __import__(scene_module)
+    finally:
+        sys.path.pop(0)
+    seen: dict[str, str] = {}
+
+    def collect(scene) -> None:
+        for top in scene.mobjects:
+            for m in top.get_family():
+                if isinstance(m, Text) and len(m.get_family()) > 1:
+                    leaf = next((g for g in m.get_family() if len(g.points)), None)
+                    if leaf is not None and leaf.get_fill_opacity() > 0.05:
+                        seen.setdefault(_drawn(m), m.text)
+
+    class Probe(getattr(mod, cls)):
+        def next_section(self, *args, **kwargs):
+            collect(self)
+            super().next_section(*args, **kwargs)
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FLASHANIM_THEME", theme)
+    opts = {"pixel_width": 426, "pixel_height": 240, "frame_rate": 2,
+            "media_dir": str(media), "disable_caching": True,
+            "progress_bar": "none", "verbosity": "WARNING"}  # fmt: skip
+    try:
+        with tempconfig(opts):
+            scene = Probe()
+            scene.render()
+            collect(scene)
+    finally:
+        mp.undo()
+    return seen
+
+
+@pytest.mark.render
+def test_light_theme_scene_text_reads(tmp_path):
+    """memory_hierarchy on the light theme (it writes text in S's red, Q's blue,
+    O's and LSE's colours): every text on screen contrasts at least INK_CONTRAST
+    with the background."""
+    th = THEMES["light"]
+    seen = _text_colours("memory_hierarchy", "MemoryHierarchyScene", "light",
+                         tmp_path)  # fmt: skip
+    tensor_hued = [c for c in seen
+                   if min(de(c, t) for t in TENSOR_COLORS.values()) < 25]  # fmt: skip
+    assert tensor_hued, "no tensor-coloured text found: the test sees nothing"
+    for c, s in seen.items():
+        r = cs.contrast_ratio(c, th.background)
+        assert r >= INK_CONTRAST - 0.01, f"{s!r} drawn {c}: contrast {r:.2f}"

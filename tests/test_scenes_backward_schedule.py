@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import flashanim.kernels  # noqa: F401  (chooses the device before Triton)
 import pytest
-from _scene_harness import check_record, compare_control, render_probe, scene_class
+from _scene_harness import (
+    check_footer,
+    check_record,
+    compare_control,
+    render_probe,
+    scene_class,
+)
 
 from flashanim.config import ConfigError
 from flashanim.trace import TraceFormatError, record
@@ -91,6 +97,29 @@ def test_split_program_partitions_events():
         assert all(e.op == "store" for e in groups[-1])
 
 
+@pytest.mark.parametrize("phase", ["dkdv", "dq"])
+def test_backward_sram_labels_keep_apart(phase):
+    """Tile labels of one SRAM row ("dV_j += Pᵀ dO", "dK_j += scale·dSᵀQ_i", ...)
+    stay LABEL_CLEARANCE apart and inside the SRAM panel."""
+    from flashanim.visuals.backward import LABEL_CLEARANCE, BackwardLayout
+
+    t = record("fa2-bwd", seq_len=8, head_dim=4, block_m=4, block_n=4,
+               causal=True)  # fmt: skip
+    lay = BackwardLayout(t)
+    labels = [m.label for m in lay.placeholders(phase) if m.label is not None]
+    assert len(labels) >= 10
+    rows: dict[float, list] = {}
+    for lab in labels:
+        rows.setdefault(round(lab.get_center()[1], 1), []).append(lab)
+        assert lab.get_left()[0] >= lay.sram.box.get_left()[0]
+        assert lab.get_right()[0] <= lay.sram.box.get_right()[0]
+    for row in rows.values():
+        row.sort(key=lambda m: m.get_left()[0])
+        for a, b in zip(row, row[1:], strict=False):
+            gap = b.get_left()[0] - a.get_right()[0]
+            assert gap >= LABEL_CLEARANCE, f"{a.text!r} and {b.text!r}: {gap:.2f}"
+
+
 # -- GPU schedule --------------------------------------------------------------------
 def test_schedule_draws_every_program_once(schedule):
     scene, _, _ = schedule
@@ -108,6 +137,25 @@ def test_schedule_draws_every_program_once(schedule):
             assert abs(chart.ns_of(bar.get_left()[0]) - p.start_ns) < tol
             assert abs(chart.ns_of(bar.get_right()[0]) - p.end_ns) < tol
             assert chart.sm_of(bar.get_center()[1]) == p.sm
+
+
+def test_schedule_source_lines_readable(schedule):
+    """What ran where (GPU, versions, shapes, trace files): at the footer size,
+    inside the frame, above the chart, at 480p (a tiny probe's Pango would wrap
+    its lines at 192 px)."""
+    from manim import tempconfig
+
+    from flashanim.engine.text import use_private_text_dir
+
+    scene, _, _ = schedule
+    with tempconfig({"pixel_width": 854, "pixel_height": 480}):
+        use_private_text_dir()
+        info = scene.source_info()
+    assert len(info) == 3  # one line each: GPU and versions, shapes, trace files
+    info.to_corner([-1, 1, 0], buff=0.2).shift([0, -0.55, 0])  # as construct
+    check_footer(info, scene.theme)
+    axes = scene.charts["non-causal"].axes
+    assert info.get_bottom()[1] > axes.get_top()[1]
 
 
 def test_schedule_renders_sections(schedule):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _scene_harness import check_record, recorded
+from _scene_harness import check_footer, check_record, recorded
 
 from flashanim.config import ConfigError
 from flashanim.hardware import PRESETS, get_preset, preset_from_env
@@ -171,6 +171,18 @@ def test_memory_hierarchy_renders(tmp_path, monkeypatch):
     mod = _scene_module("memory_hierarchy")
     scene, frame = _render(mod.MemoryHierarchyScene, tmp_path)
     assert scene.gpu.key == "a100"
+    # "O and LSE are written" (FLASH_DONE): both writes are drawn, one block per
+    # program, into their own HBM boxes
+    o, lse = scene.tensors["O_blocks"], scene.tensors["LSE_blocks"]
+    assert len(o) == len(lse) == mod.Q_BLOCKS
+    assert "LSE are written" in mod.FLASH_DONE
+    box = scene.tensors["LSE"][0]
+    for b in lse:
+        assert box.get_left()[0] - 1e-6 <= b.get_center()[0] <= box.get_right()[0]
+        assert box.get_bottom()[1] - 1e-6 <= b.get_center()[1] <= box.get_top()[1]
+    assert scene.footers  # the hardware figures' source
+    for f in scene.footers:
+        check_footer(f, scene.theme, above=scene.captions.mob)
     check_record(scene, [], tmp_path)  # captions reach the SRT
     _compare(frame, "memory_hierarchy_last")
 
@@ -205,5 +217,8 @@ def test_io_complexity_renders_measured_points(tmp_path, monkeypatch):
     # The runtime chart plots the fixture's rows, nothing else.
     rt = scene.charts["runtime"].series["ours"].data_points_xy
     assert [n for n, _ in rt] == [512, 1024, 2048, 4096]
+    assert len(scene.footers) == 3  # traffic, runtime, memory
+    for f in scene.footers:
+        check_footer(f, scene.theme, above=scene.captions.mob)
     check_record(scene, [], tmp_path)  # captions reach the SRT
     _compare(frame, "io_complexity_last")

@@ -28,7 +28,7 @@ from .backward import (
     BackwardPlayer,
     split_program,
 )
-from .caption import Caption, caption_of
+from .caption import Caption, caption_of, source_lines
 from .causal import BlockMap, CausalPlayer, CountLine
 from .code import (
     OP_PATTERNS,
@@ -104,7 +104,7 @@ __all__ = [
     "CodePanel", "KernelSource", "SourceLine", "OP_PATTERNS", "kernel_path",
     "kernel_source_lines",
     # the player protocol and the caption
-    "EventPlayer", "events_of", "Caption", "caption_of",
+    "EventPlayer", "events_of", "Caption", "caption_of", "source_lines",
     # layout and player
     "ForwardLayout", "Legend", "SRAM_SLOTS",
     "TracePlayer", "DURATIONS",

@@ -122,6 +122,12 @@ PHASE_TENSORS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 
+#: Gap (scene units) between the accumulator tiles dV_j, dK_j, dQ_i: their labels
+#: overhang the tiles, and stay at least :data:`LABEL_CLEARANCE` apart.
+LABEL_ROW_GAP = 0.35
+#: Least gap between two tile labels of one SRAM row (0.3 units: 18 px at 480p).
+LABEL_CLEARANCE = 0.3
+
 _ROW_I = frozenset({"Q", "O", "dO", "dQ", "LSE", "D"})
 _ROW_J = frozenset({"K", "V", "dK", "dV"})
 _SCORES = frozenset({"S", "P", "dP", "dS"})
@@ -231,7 +237,9 @@ class BackwardLayout:
         x_lse = left + self.stat_w / 2 + 0.05
         x_d = x_lse + self.stat_w + 0.3
         x_c0 = x_d + self.stat_w / 2 + 0.35 + self.tile_w / 2
-        xc = [x_c0 + k * step for k in range(3)]
+        # the gradients' labels ("dK_j += scale·dSᵀQ_i") are wider than their
+        # tiles: this row spreads into the room on its right to keep them apart
+        xc = [x_c0 + k * (self.tile_w + LABEL_ROW_GAP) for k in range(3)]
         self.slots: dict[str, np.ndarray] = {
             "Q": np.array([xs[0], y_a, 0]), "O": np.array([xs[0], y_a, 0]),
             "dO": np.array([xs[1], y_a, 0]), "K": np.array([xs[2], y_a, 0]),

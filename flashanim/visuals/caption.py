@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from manim import (
+    DOWN,
     LEFT,
     RIGHT,
     UP,
@@ -21,6 +22,7 @@ from manim import (
     FadeIn,
     FadeOut,
     Succession,
+    VGroup,
     Wait,
     config,
 )
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 
     from .theme import Theme
 
-__all__ = ["Caption", "caption_of"]
+__all__ = ["Caption", "caption_of", "source_lines"]
 
 _CAPTION = "flashanim_caption"
 
@@ -167,3 +169,43 @@ class Caption:
         """Take the line away (nothing shown until the next one)."""
         old, self.mob = self.mob, None
         return FadeOut(old) if old is not None else Wait(0)
+
+
+def source_lines(theme: Theme, text: str, width: float, *,
+                 align: str = "center") -> VGroup:  # fmt: skip
+    """A source line or footer: ``text`` at the theme's :attr:`footer_size
+    <flashanim.visuals.theme.Theme.footer_size>` in its muted colour, wrapped
+    (at its newlines, then between `` · `` parts, then between words) onto as
+    many lines as it takes to stay ``width`` wide; never scaled down, so it stays
+    readable at 480p. ``align``: ``"center"`` or ``"left"``.
+    """
+    th = theme
+
+    def line(s: str):
+        return themed_text(th, s, th.footer_size, th.muted)
+
+    one_line = 1.5 * line("Hg").height
+
+    def fits(s: str) -> bool:  # (Pango itself wraps a line wider than the frame)
+        t = line(s)
+        return t.width <= width and t.height <= one_line
+
+    def fill(parts: list[str], sep: str) -> list[str]:
+        out: list[str] = []
+        for part in parts:
+            if out and fits(out[-1] + sep + part):
+                out[-1] += sep + part
+            elif fits(part) or " " not in part.strip():
+                out.append(part)
+            else:
+                out.extend(fill(part.split(" "), " "))
+        return out
+
+    rows = [r for para in text.split("\n") for r in fill(para.split(" · "), " · ")]
+    group = VGroup(*(line(r) for r in rows))
+    edge = LEFT if align == "left" else None
+    if edge is None:
+        group.arrange(DOWN, buff=0.07)
+    else:
+        group.arrange(DOWN, buff=0.07, aligned_edge=edge)
+    return group

@@ -231,7 +231,7 @@ class CountLine(VGroup):
         super().__init__(**kwargs)
         self.theme, self.suffix = theme, suffix
         self.value = value
-        self.color = color or theme.foreground
+        self.color = theme.ink(color or theme.foreground)  # reads on both themes
         self.label = cached_text(label, theme.font, theme.body_size, theme.foreground)
         self.number = self._num(value)
         self.number.next_to(self.label, RIGHT, buff=0.15)

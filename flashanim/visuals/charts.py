@@ -453,7 +453,7 @@ class LogBarChart(VGroup):
                 lab,
                 font=theme.font,
                 font_size=theme.label_size,
-                color=col,
+                color=theme.ink(col),  # text: reads on both themes
                 weight="BOLD",
             )
             self.value_labels.add(vl.next_to(bar, RIGHT, buff=0.15))

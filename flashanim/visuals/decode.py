@@ -267,7 +267,7 @@ class DecodeLayout(VGroup):
     def cell_text(self, value: float, box, color=None):
         """``value`` (formatted) centred in ``box``."""
         t = themed_text(self.theme, _fmt(value), self.theme.small_size,
-                        color or self.theme.foreground)  # fmt: skip
+                        self.theme.ink(color or self.theme.foreground))  # fmt: skip
         if t.width > box.width - 0.06:
             t.scale_to_fit_width(box.width - 0.06)
         return t.move_to(box).set_z_index(2)

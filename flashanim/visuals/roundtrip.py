@@ -346,8 +346,19 @@ class VisitGrid(VGroup):
     ) -> Animation:
         """Move the cursor to ``(i, j)`` (``None``: keep that index); with ``visit``
         mark the tile computed and number it."""
-        self._i = self._i if i is None else i
-        self._j = self._j if j is None else j
+        return self.make_moves_animation([(i, j, visit)])
+
+    def make_moves_animation(self, moves) -> Animation:
+        """Several cursor moves ``(i, j, visit)`` (as :meth:`make_cursor_animation`)
+        shown at once: the band and cursor go to where the last one leaves them,
+        every tile visited on the way is marked and numbered in order."""
+        marks: list[Animation] = []
+        for i, j, visit in moves:
+            self._i = self._i if i is None else i
+            self._j = self._j if j is None else j
+            key = (self._i, self._j)
+            if visit and None not in key and key not in self.visited:
+                marks += self._mark(key)
         anims: list[Animation] = []
         band = self.band.copy()
         outer = self._j if self.outer == "j" else self._i
@@ -371,22 +382,24 @@ class VisitGrid(VGroup):
             cur = self.cursor.copy().move_to(self.cell_at(self._i, self._j))
             cur.set_stroke(self.theme.highlight, opacity=1.0)
             anims.append(Transform(self.cursor, cur))
-            key = (self._i, self._j)
-            if visit and key not in self.visited:
-                self.visits += 1
-                self.visited[key] = self.visits
-                sq = self.cell_at(*key)
-                target = sq.copy().set_fill(self.theme.color("S"), opacity=0.45)
-                anims.append(Transform(sq, target))
-                if self.show_numbers:
-                    th = self.theme
-                    num = cached_text(
-                        str(self.visits), th.mono_font, th.small_size, th.foreground
-                    )
-                    num.move_to(sq.get_center())
-                    self.numbers.add(num)
-                    anims.append(CrossFade(None, num))
-        return AnimationGroup(*anims)
+        return AnimationGroup(*anims, *marks)
+
+    def _mark(self, key: tuple[int, int]) -> list[Animation]:
+        """Mark tile ``key`` computed (the next number)."""
+        self.visits += 1
+        self.visited[key] = self.visits
+        sq = self.cell_at(*key)
+        target = sq.copy().set_fill(self.theme.color("S"), opacity=0.45)
+        anims: list[Animation] = [Transform(sq, target)]
+        if self.show_numbers:
+            th = self.theme
+            num = cached_text(
+                str(self.visits), th.mono_font, th.small_size, th.foreground
+            )
+            num.move_to(sq.get_center())
+            self.numbers.add(num)
+            anims.append(CrossFade(None, num))
+        return anims
 
 
 class RoundTripPlayer(EventPlayer):
@@ -496,8 +509,6 @@ class RoundTripPlayer(EventPlayer):
         """
         if len({e.program for e in events}) != 1:
             raise ValueError("a group is consecutive events of one program")
-        if self.visits is not None:
-            raise ValueError("RoundTripPlayer groups no events on a visit grid")
         pre: list[Animation] = []
         if self.clear_on_program and events[0].program != self._program:
             if self._program is not None:
@@ -523,6 +534,9 @@ class RoundTripPlayer(EventPlayer):
                     moved[e.op, e.tensor] = moved.get((e.op, e.tensor), 0) + e.nbytes
             anims += [self.counter.make_tick_animation(op, t, n)
                       for (op, t), n in moved.items()]  # fmt: skip
+        if self.visits is not None:  # the cursor ends where the group does
+            anims.append(self.visits.make_moves_animation(
+                [(*_tile_ij(e), e.op == "qk") for e in events]))  # fmt: skip
         if self.progress is not None:
             anims.append(self.progress.make_update_animation(self._step))
         return [*pre, *anims]

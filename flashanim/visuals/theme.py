@@ -221,6 +221,10 @@ class Theme:
         Pango font families for text and code.
     title_size, caption_size, label_size, body_size, small_size
         Font sizes.
+    footer_size
+        Font size of source lines and footers (:func:`~flashanim.visuals.caption.
+        source_lines`): wrapped onto lines, never scaled below it (a capital is
+        about 9 px high at 480p, 20 px at 1080p).
     """
 
     name: str
@@ -245,6 +249,7 @@ class Theme:
     label_size: float = 20
     body_size: float = 17
     small_size: float = 14
+    footer_size: float = 15
 
     def __deepcopy__(self, memo: dict) -> Theme:
         return self  # immutable: mobject copies share their theme
