@@ -43,6 +43,8 @@ __all__ = [
     "check_scale",
     "default_blocks",
     "elem_bytes",
+    "fused_bwd_config",
+    "FUSED_BWD_TABLE",
     "head_block",
     "next_pow2",
     "resolve_blocks",
@@ -306,6 +308,26 @@ def short_config(
         if n <= bound:
             return cfg
     return None
+
+
+#: The backward's fused-dQ path (``fa2._attn_bwd_fused``), 16-bit inputs:
+#: ``(BLOCK_M, BLOCK_N, num_warps, num_stages, dQ by TMA reduce, Q/dO by TMA)`` by
+#: (padded head dim, causal), from the smallest ``max(N_q, N_k)`` where it beat the
+#: three-kernel path. Empty: the fused path is never the default.
+FUSED_BWD_TABLE: dict[tuple[int, bool], tuple[int, tuple]] = {}
+
+
+def fused_bwd_config(
+    n_q: int, n_k: int, d: int, dtype: torch.dtype, causal: bool
+) -> tuple | None:
+    """The :data:`FUSED_BWD_TABLE` entry for this problem on the GPU, or ``None``
+    (the three-kernel backward is the default there)."""
+    if INTERPRET or dtype == torch.float32:
+        return None
+    row = FUSED_BWD_TABLE.get((head_block(d), bool(causal)))
+    if row is None or max(n_q, n_k) < row[0]:
+        return None
+    return row[1]
 
 
 def default_blocks(

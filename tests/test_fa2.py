@@ -579,6 +579,127 @@ def test_cached_launch_plans_change_nothing():
 
 
 # ------------------------------------------------------------------------------------
+# The fused-dQ backward (one pass; dQ through float32 atomic adds)
+# ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    """Force the fused path wherever allowed (``BWD_FUSED = "1"``) and count its
+    launches: a list that grows by one per fused backward."""
+    calls = []
+    real = fa2._backward_fused
+
+    def spy(*args, **kwargs):
+        calls.append(args[8])  # its shapes
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fa2, "BWD_FUSED", "1")
+    monkeypatch.setattr(fa2, "_backward_fused", spy)
+    return calls
+
+
+FUSED_CASES = [  # awkward shapes: ragged N, N_q != N_k, d not a power of two
+    (2, 3, 7, 17, 40, 8, 16, True, F32),
+    (1, 2, 17, 7, 6, 4, 4, True, F16),
+    (1, 2, 113, 64, 16, 16, 16, False, F32),
+    (1, 1, 17, 113, 40, 8, 16, False, F16),
+    (1, 1, 113, 113, 64, 16, 16, True, F32),
+    (1, 1, 1, 113, 16, 4, 4, True, F16),
+    (1, 1, 113, 1, 64, 16, 16, True, F16),
+    (1, 1, 33, 29, 8, 16, 4, True, F32),
+    (1, 1, 70, 90, 128, 32, 32, True, F16),
+]
+
+
+@pytest.mark.parametrize("case", FUSED_CASES, ids=_id)
+def test_fused_backward_against_reference(case, fused_calls):
+    b, h, nq, nk, d, bm, bn, causal, dt = case
+    q, k, v = make_qkv(b, h, nq, nk, d, dt, seed=nq * 5 + nk)
+    _check(q, k, v, causal, None, blk(bm), blk(bn), seed=2)
+    assert len(fused_calls) == 1  # the gradients above came from the fused path
+
+
+def test_fused_backward_default_blocks_and_scale(fused_calls):
+    q, k, v = make_qkv(2, 2, 37, 21, 24, F32, seed=3)
+    _check(q, k, v, True, 0.3, None, None)
+    q, k, v = (x.transpose(1, 2) for x in make_qkv(2, 19, 3, 3, 16, F16, seed=4))
+    assert not q.is_contiguous()  # strided inputs (B, N, H, d) viewed as (B, H, N, d)
+    _check(q, k, v, False, None, blk(8), blk(8))
+    assert len(fused_calls) == 2
+
+
+def test_deterministic_runs_the_three_kernels(fused_calls, monkeypatch):
+    """``deterministic=True``, ``attn_mask`` and traced recordings never take the
+    fused path, even where it is forced; their gradients are those of the
+    three-kernel path with the fused path switched off, bit for bit."""
+    q, k, v = make_qkv(1, 2, 45, 60, 16, F32, seed=9)
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    do = torch.randn(q.shape, generator=gen).to(DEVICE)
+    o, lse = fa2.attention_forward(q, k, v, True)
+    det = fa2.attention_backward(q, k, v, o, lse, do, True, deterministic=True)
+    mask = torch.ones(45, 60, dtype=torch.bool, device=DEVICE)
+    masked = fa2.attention_backward(q, k, v, o, lse, do, True, attn_mask=mask)
+    rec = fa2.record_backward(q, k, v, causal=True, softmax_scale=None, block_m=16,
+                              block_n=16, values=False, do=do)  # fmt: skip
+    assert fused_calls == []
+    assert rec.names == ["preprocess", "dkdv", "dq"] and len(rec.launches) == 3
+    fused = fa2.attention_backward(q, k, v, o, lse, do, True)
+    assert len(fused_calls) == 1
+    monkeypatch.setattr(fa2, "BWD_FUSED", "0")
+    plain = fa2.attention_backward(q, k, v, o, lse, do, True)
+    three = fa2.attention_backward(q, k, v, rec.outputs["O"], rec.outputs["LSE"], do,
+                                   True, None, 16, 16)  # fmt: skip
+    assert len(fused_calls) == 1
+    for a, b, c, g in zip(det, plain, masked, fused, strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)
+        torch.testing.assert_close(g, a, rtol=1e-5, atol=1e-6)
+    for name, g in zip(("dQ", "dK", "dV"), three, strict=True):
+        assert torch.equal(rec.outputs[name], g), name
+
+
+def test_fused_path_through_autograd_and_gqa(fused_calls):
+    """``flash_attention`` and ``flash_attn_func`` (GQA, bottom-right causal through
+    a mask: the three kernels; without a mask: fused) pass ``deterministic`` on."""
+    from flashanim.kernels.modules import flash_attn_func
+
+    q, k, v = make_qkv(2, 2, 23, 23, 16, F32, seed=5, requires_grad=True)
+    grads = []
+    for det in (False, True):
+        o = flash_attention(q, k, v, causal=True, deterministic=det)
+        grads.append(torch.autograd.grad(o.square().sum(), (q, k, v)))
+    assert len(fused_calls) == 1
+    qq, kk, vv = (x.detach().double().requires_grad_() for x in (q, k, v))
+    ref = torch.nn.functional.scaled_dot_product_attention(qq, kk, vv, is_causal=True)
+    ref_g = torch.autograd.grad(ref.square().sum(), (qq, kk, vv))
+    for g, r in zip(grads[0], ref_g, strict=True):
+        torch.testing.assert_close(g.double(), r, rtol=1e-4, atol=1e-4)
+    for g, r in zip(grads[0], grads[1], strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
+    gen = torch.Generator(device="cpu").manual_seed(6)
+    qg = torch.randn(1, 19, 4, 8, generator=gen).to(DEVICE).requires_grad_()
+    kg, vg = (torch.randn(1, 27, 2, 8, generator=gen).to(DEVICE).requires_grad_()
+              for _ in range(2))  # fmt: skip
+    out = {}
+    for det in (False, True):
+        o = flash_attn_func(qg, kg, vg, causal=False, deterministic=det)
+        out[det] = torch.autograd.grad(o.square().sum(), (qg, kg, vg))
+    assert len(fused_calls) == 2
+    qr, kr, vr = (x.detach().double().transpose(1, 2) for x in (qg, kg, vg))
+    kr, vr = (x.repeat_interleave(2, dim=1).requires_grad_() for x in (kr, vr))
+    qr.requires_grad_()
+    ref = torch.nn.functional.scaled_dot_product_attention(qr, kr, vr)
+    ref_g = torch.autograd.grad(ref.square().sum(), (qr, kr, vr))
+    ref_g = (
+        ref_g[0].transpose(1, 2),
+        *(g.unflatten(1, (2, 2)).sum(2).transpose(1, 2) for g in ref_g[1:]),
+    )
+    for det in (False, True):
+        for g, r in zip(out[det], ref_g, strict=True):
+            torch.testing.assert_close(g.double(), r, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------
 # GPU (skipped without CUDA)
 # ------------------------------------------------------------------------------------
 
@@ -650,6 +771,75 @@ def test_gpu_trace_does_not_change_the_outputs(dt):
     bwd = fa2.record_backward(q, k, v, causal=True, softmax_scale=None, block_m=32,
                               block_n=32, values=False, do=None)  # fmt: skip
     grads = fa2.attention_backward(q, k, v, bwd.outputs["O"], bwd.outputs["LSE"],
-                                   bwd.outputs["dO"], True, None, 32, 32)  # fmt: skip
+                                   bwd.outputs["dO"], True, None, 32, 32,
+                                   deterministic=True)  # fmt: skip
     for name, g in zip(("dQ", "dK", "dV"), grads, strict=True):
         assert torch.equal(bwd.outputs[name], g), name
+
+
+FUSED_GPU_CASES = [  # (dtype, causal, d, N_q, N_k)
+    (BF16, True, 64, 1000, 1000),
+    (F16, False, 128, 1000, 1500),
+    (BF16, False, 128, 4096, 4096),
+    (F16, True, 64, 4096, 3000),
+    (BF16, True, 128, 3000, 3000),
+    (F16, True, 128, 8192, 8192),
+    (BF16, False, 64, 8192, 8000),
+    (F16, False, 96, 2100, 2100),
+    (BF16, True, 64, 200, 333),
+    (F16, False, 128, 128, 128),
+]
+
+
+@pytest.mark.gpu
+@on_gpu
+@pytest.mark.parametrize("atomic, tma", [("ptr", "0"), ("tma", "0"), ("tma", "1")])
+@pytest.mark.parametrize("dt, causal, d, nq, nk", FUSED_GPU_CASES)
+def test_gpu_fused_backward(dt, causal, d, nq, nk, atomic, tma, monkeypatch):
+    # the fused path forced, with each way of adding dQ (pointer atomics, TMA
+    # reduce) and of loading Q/dO: within the reference rule on ragged shapes;
+    # deterministic=True gives the same bits twice
+    monkeypatch.setattr(fa2, "BWD_FUSED", "1")
+    monkeypatch.setattr(fa2, "BWD_DQ_ATOMIC", atomic)
+    monkeypatch.setattr(fa2, "BWD_TMA", tma)
+    q, k, v = make_qkv(1, 2, nq, nk, d, dt, seed=nq + d + 1)
+    _check(q, k, v, causal, None, None, None)
+    o, lse = fa2.attention_forward(q, k, v, causal)
+    do = torch.randn_like(q)
+    g1 = fa2.attention_backward(q, k, v, o, lse, do, causal, deterministic=True)
+    g2 = fa2.attention_backward(q, k, v, o, lse, do, causal, deterministic=True)
+    assert all(torch.equal(a, b) for a, b in zip(g1, g2, strict=True))
+    torch.cuda.empty_cache()
+
+
+@pytest.mark.gpu
+@on_gpu
+@pytest.mark.parametrize("dt", [F16, BF16])
+def test_gpu_fused_gqa(dt, monkeypatch):
+    from flashanim.kernels.modules import flash_attn_func
+
+    monkeypatch.setattr(fa2, "BWD_FUSED", "1")
+    gen = torch.Generator(device="cpu").manual_seed(7)
+    qg = torch.randn(2, 700, 8, 64, generator=gen).to(DEVICE, dt).requires_grad_()
+    kg, vg = (torch.randn(2, 900, 2, 64, generator=gen).to(DEVICE, dt)
+              .requires_grad_() for _ in range(2))  # fmt: skip
+    do = torch.randn(2, 700, 8, 64, generator=gen).to(DEVICE, dt)
+    res = {}
+    for det in (False, True):
+        o = flash_attn_func(qg, kg, vg, causal=False, deterministic=det)
+        res[det] = torch.autograd.grad(o, (qg, kg, vg), do)
+    for up in (True, False):
+        qr, kr, vr = ((x.detach().double() if up else x.detach()).transpose(1, 2)
+                      for x in (qg, kg, vg))  # fmt: skip
+        kr, vr = (x.repeat_interleave(4, dim=1).requires_grad_() for x in (kr, vr))
+        qr.requires_grad_()
+        o = torch.nn.functional.scaled_dot_product_attention(qr, kr, vr)
+        g = torch.autograd.grad(o, (qr, kr, vr), do.transpose(1, 2).to(o.dtype))
+        res[up, "ref"] = (
+            g[0].transpose(1, 2),
+            *(x.unflatten(1, (2, 4)).sum(2).transpose(1, 2) for x in g[1:]),
+        )
+    for det in (False, True):
+        for name, g, r, pt in zip("QKV", res[det], res[True, "ref"],
+                                  res[False, "ref"], strict=True):  # fmt: skip
+            assert_rule(f"d{name}", g, pt, r, 3.0, 1e-5)
