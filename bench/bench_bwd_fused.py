@@ -55,6 +55,17 @@ CONFIGS = [
     (64, 128, 8, 2, 1, 1), (32, 128, 4, 3, 1, 1),
 ]  # fmt: skip
 SWEEP_NS = (1024, 4096, 16384)
+#: ``diag``: what the dQ adds cost (N = 4096, bf16): the best configurations of the
+#: first sweep with dQ added by pointer atomics, by TMA reduce, written by plain
+#: stores (racy: wrong dQ) and not written at all (the shares summed in registers:
+#: wrong dQ), plus more pipelining depths and smaller blocks (pointer atomics).
+DIAG_CFGS = {
+    64: [(64, 64, 4, 3), (128, 128, 8, 2)],
+    128: [(64, 64, 4, 3), (128, 64, 8, 2)],
+}
+DIAG_MODES = (("ptr", 0), ("tma", 0), ("store", 1), ("none", 2))
+DIAG_EXTRA = [(64, 64, 4, 4), (64, 64, 8, 3), (32, 64, 4, 3), (64, 32, 4, 3),
+              (32, 32, 4, 3), (128, 32, 8, 3)]  # fmt: skip
 TABLE_NS = (128, 256, 512, 1024, 4096, 16384)
 
 
@@ -94,7 +105,56 @@ def sweep_jobs(dts=("bf16",)):
             yield dt, d, causal, cfg
 
 
-def warm(shard: str) -> None:
+def diag_jobs():
+    for d, causal in itertools.product((64, 128), (False, True)):
+        for cfg in DIAG_CFGS[d]:
+            for mode in DIAG_MODES:
+                yield "bf16", d, causal, (cfg, mode)
+        for cfg in DIAG_EXTRA:
+            yield "bf16", d, causal, (cfg, ("ptr", 0))
+
+
+def _diag_call(fa2, t, o, lse, causal, job):
+    (bm, bn, w, st), (atomic, diag) = job
+    fa2._DQ_DIAG = diag
+    return _fused_call(fa2, t, o, lse, causal,
+                       (bm, bn, w, st, atomic == "tma", 0))  # fmt: skip
+
+
+def diag(out: Path) -> None:
+    from flashanim.kernels import fa2
+
+    n = 4096
+    for d, causal in itertools.product((64, 128), (False, True)):
+        t = _qkv("bf16", d, n)
+        q, k, v, do = t
+        o, lse = fa2.attention_forward(q, k, v, causal)
+        ms_det = _graph(functools.partial(fa2.attention_backward, q, k, v, o, lse,
+                                          do, causal, deterministic=True), n)  # fmt: skip
+        _write(out, dict(part="diag", d=d, causal=causal, n=n, impl="det", ms=ms_det))
+        line = [f"diag d={d} causal={causal} N={n}: det {ms_det:.3f} ms"]
+        for _dt, dd, cc, job in diag_jobs():
+            if (dd, cc) != (d, causal):
+                continue
+            try:
+                ms = _graph(_diag_call(fa2, t, o, lse, causal, job), n)
+                row = dict(part="diag", d=d, causal=causal, n=n, impl="fused",
+                           cfg=list(job[0]), mode=job[1][0], ms=ms,
+                           vs_det=ms_det / ms)  # fmt: skip
+                line.append(f"{job[0]} {job[1][0]}: {ms:.3f} ({ms_det / ms:.2f}x det)")
+            except Exception as exc:  # noqa: BLE001
+                row = dict(part="diag", d=d, causal=causal, n=n, impl="fused",
+                           cfg=list(job[0]), mode=job[1][0],
+                           error=f"{type(exc).__name__}: {str(exc)[:200]}")  # fmt: skip
+                line.append(f"{job[0]} {job[1][0]}: ERROR {row['error'][:80]}")
+            fa2._DQ_DIAG = 0
+            _write(out, row)
+        print("\n   ".join(line), flush=True)
+        torch.cuda.empty_cache()
+    _set(fa2, "auto")
+
+
+def warm(shard: str, diag_only: bool = False) -> None:
     """Compile this shard's share of the fused configurations (both dtypes) and of
     the three-kernel path into Triton's disk cache."""
     from flashanim.kernels import fa2
@@ -105,7 +165,10 @@ def warm(shard: str) -> None:
         ("det", dt, d, c, None)
         for dt, d, c in itertools.product(DT, (64, 128), (False, True))
     ]
-    jobs += [("fused", *job) for job in sweep_jobs(("bf16", "fp16"))]  # fmt: skip
+    if diag_only:
+        jobs += [("diag", *job) for job in diag_jobs()]
+    else:
+        jobs += [("fused", *job) for job in sweep_jobs(("bf16", "fp16"))]
     done = 0
     for idx, (kind, dt, d, causal, cfg) in enumerate(jobs):
         if idx % n != i:
@@ -115,6 +178,9 @@ def warm(shard: str) -> None:
         try:
             if kind == "det":
                 fa2.attention_backward(*t[:3], o, lse, t[3], causal, deterministic=True)
+            elif kind == "diag":
+                _diag_call(fa2, t, o, lse, causal, cfg)()
+                fa2._DQ_DIAG = 0
             else:
                 _fused_call(fa2, t, o, lse, causal, cfg)()
             done += 1
@@ -309,7 +375,7 @@ def main(argv=None) -> int:
     ap.add_argument("--compare")
     args = ap.parse_args(argv)
     if args.what == "warm":
-        warm(args.shard)
+        warm(args.shard, args.parts == "diag")
         return 0
     if args.what == "bitwise":
         return bitwise(args.dump, args.compare)
@@ -324,11 +390,13 @@ def main(argv=None) -> int:
     res = {"device": info, "timer": "GPU time: CUDA graph of 10 calls (3 at N > 4k), "
            "median of 10 replays (5)", "tokens": 16384, "hidden": 2048}  # fmt: skip
     best = {}
+    if "diag" in parts:
+        diag(out)
     if "sweep" in parts:
         best = sweep(out)
         res["best"] = {f"d{d}-{'causal' if c else 'full'}": list(cfg)
                        for (d, c), cfg in best.items()}  # fmt: skip
-    if args.table or not best:
+    if "table" in parts and (args.table or not best):
         from flashanim.kernels import _common
 
         best = {k: v[1] for k, v in _common.FUSED_BWD_TABLE.items()}

@@ -44,6 +44,7 @@ __all__ = [
     "default_blocks",
     "elem_bytes",
     "fused_bwd_config",
+    "fused_bwd_fallback",
     "FUSED_BWD_TABLE",
     "head_block",
     "next_pow2",
@@ -328,6 +329,20 @@ def fused_bwd_config(
     if row is None or max(n_q, n_k) < row[0]:
         return None
     return row[1]
+
+
+def fused_bwd_fallback(d: int, dtype: torch.dtype) -> tuple:
+    """The fused-dQ path's configuration where :data:`FUSED_BWD_TABLE` has none
+    (the path forced): the fastest of ``bench/bench_bwd_fused.py``'s sweep on an
+    H200 (``bench/NOTES.md``, session 7) for 16-bit ``d = 64`` (64 x 64, 4 warps, 3
+    stages, dQ by TMA reduce) and ``d = 128`` (128 x 64, 8 warps, 2 stages, pointer
+    atomics); 32 x 32 for wider rows."""
+    width = head_block(d) * elem_bytes(dtype)
+    if width <= 128:
+        return (64, 64, 4, 3, True, False)
+    if width <= 256 and dtype != torch.float32:
+        return (128, 64, 8, 2, False, False)
+    return (32, 32, 4, 2, False, False)
 
 
 def default_blocks(

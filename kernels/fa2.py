@@ -851,9 +851,11 @@ def _attn_bwd_fused_inner(dk, dv, k, v, Q, DO, DQA, LSE, Delta, stride_qm, strid
                           BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                           MASK: tl.constexpr, CAUSAL: tl.constexpr,
                           EVEN_M: tl.constexpr, DOT_PREC: tl.constexpr,
-                          DQ_TMA: tl.constexpr, TMA: tl.constexpr):  # fmt: skip
+                          DQ_TMA: tl.constexpr, TMA: tl.constexpr, dq_sum,
+                          DQ_DIAG: tl.constexpr):  # fmt: skip
     """Accumulate ``dK_j, dV_j`` over Q blocks ``lo <= i < hi`` and add each
-    ``dS_ij K_j`` into ``DQA_i``."""
+    ``dS_ij K_j`` into ``DQA_i`` (``DQ_DIAG``, for costing the adds only, wrong
+    dQ: 1 plain stores, 2 no dQ traffic, the shares summed in ``dq_sum``)."""
     for start_m in range(lo * BLOCK_M, hi * BLOCK_M, BLOCK_M):
         start_m = tl.multiple_of(start_m, BLOCK_M)
         offs_m = start_m + offs_m0
@@ -884,12 +886,16 @@ def _attn_bwd_fused_inner(dk, dv, k, v, Q, DO, DQA, LSE, Delta, stride_qm, strid
         dk = tl.dot(tl.trans(ds), q, dk, input_precision=DOT_PREC)
         # dQ_i += dS_ij K_j (softmax_scale applied by the cast kernel)
         dq = tl.dot(ds, k, input_precision=DOT_PREC)
-        if DQ_TMA:
+        if DQ_DIAG == 1:
+            tl.store(DQA + offs_m[:, None] * BLOCK_D + offs_d[None, :], dq)
+        elif DQ_DIAG == 2:
+            dq_sum += dq
+        elif DQ_TMA:
             DQA.atomic_add([start_m, 0], dq)
         else:
             tl.atomic_add(DQA + offs_m[:, None] * BLOCK_D + offs_d[None, :], dq,
                           sem="relaxed")  # fmt: skip
-    return dk, dv
+    return dk, dv, dq_sum
 
 
 @triton.jit
@@ -904,7 +910,8 @@ def _attn_bwd_fused(Q, K, V, DO, DK, DV, DQA, LSE, Delta, sm_scale,
                     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                     CAUSAL: tl.constexpr, EVEN_M: tl.constexpr,
                     EVEN_N: tl.constexpr, DOT_PREC: tl.constexpr,
-                    DQ_TMA: tl.constexpr, TMA: tl.constexpr):  # fmt: skip
+                    DQ_TMA: tl.constexpr, TMA: tl.constexpr,
+                    DQ_DIAG: tl.constexpr = 0):  # fmt: skip
     """One program: K/V block ``pid_n`` of a batch-head; writes ``dK_j, dV_j`` and
     adds its share of every ``dQ_i`` into ``DQA`` (the visits of
     :func:`_attn_bwd_dkdv`)."""
@@ -956,16 +963,19 @@ def _attn_bwd_fused(Q, K, V, DO, DK, DV, DQA, LSE, Delta, sm_scale,
         i_me = 0
     if not EVEN_N:
         i_me = tl.where(start_n + BLOCK_N > N_K, T_R, i_me)
-    dk, dv = _attn_bwd_fused_inner(
+    dq_sum = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    dk, dv, dq_sum = _attn_bwd_fused_inner(
         dk, dv, k, v, Q, DO, DQA, LSE, Delta, stride_qm, stride_qk, stride_dm,
         stride_dk, qk_scale, i_lo, i_me, offs_n, offs_m0, offs_d, N_Q, N_K,
         HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, EVEN_M, DOT_PREC, DQ_TMA,
-        TMA)  # fmt: skip
-    dk, dv = _attn_bwd_fused_inner(
+        TMA, dq_sum, DQ_DIAG)  # fmt: skip
+    dk, dv, dq_sum = _attn_bwd_fused_inner(
         dk, dv, k, v, Q, DO, DQA, LSE, Delta, stride_qm, stride_qk, stride_dm,
         stride_dk, qk_scale, i_me, T_R, offs_n, offs_m0, offs_d, N_Q, N_K,
         HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, EVEN_M, DOT_PREC, DQ_TMA,
-        TMA)  # fmt: skip
+        TMA, dq_sum, DQ_DIAG)  # fmt: skip
+    if DQ_DIAG == 2:
+        tl.store(DQA + offs_m0[:, None] * BLOCK_D + offs_d[None, :], dq_sum)
 
     dk = dk * sm_scale
     _store_tile(DK + offs_n[:, None] * stride_gn + offs_d[None, :] * stride_gk,
@@ -1408,10 +1418,10 @@ def _fused_plan(n_q, n_k, d, dtype, causal, block_m, block_n, num_warps, num_sta
     """``(block_m, block_n, constexprs of the fused kernel (launch options
     included), of the preprocess and cast kernels, DQ_TMA, TMA)`` of the fused-dQ
     path; blocks and options not given come from the table
-    (:func:`~flashanim.kernels._common.fused_bwd_config`), else 64 x 128 (the
-    interpreter: :func:`~flashanim.kernels._common.default_blocks`), 8 warps, 2
-    stages, pointer atomics, pointer loads."""
-    from ._common import fused_bwd_config
+    (:func:`~flashanim.kernels._common.fused_bwd_config`; the
+    interpreter: :func:`~flashanim.kernels._common.default_blocks`), else
+    :func:`~flashanim.kernels._common.fused_bwd_fallback`'s."""
+    from ._common import fused_bwd_config, fused_bwd_fallback
 
     del trace, values  # (never traced; the uniform signature of _plan's makers)
     cfg = fused_bwd_config(n_q, n_k, d, dtype, causal)
@@ -1419,8 +1429,8 @@ def _fused_plan(n_q, n_k, d, dtype, causal, block_m, block_n, num_warps, num_sta
         dm, dn = resolve_blocks(None, None, n_q, n_k, d, dtype, backward=True,
                                 causal=causal)  # fmt: skip
         cfg = (dm, dn, 4, 1, False, False)
-    elif cfg is None or (block_m, block_n) not in ((None, None), tuple(cfg[:2])):
-        cfg = (64, 128, 8, 2, False, False) if cfg is None else cfg
+    elif cfg is None:
+        cfg = fused_bwd_fallback(d, dtype)
     block_m, block_n = resolve_blocks(
         cfg[0] if block_m is None else block_m, cfg[1] if block_n is None else block_n,
         n_q, n_k, d, dtype, backward=True, causal=causal,
@@ -1438,6 +1448,9 @@ def _fused_plan(n_q, n_k, d, dtype, causal, block_m, block_n, num_warps, num_sta
 
 
 _TMA_CHOICE = {"tma": True, "ptr": False, "1": True, "0": False}
+#: Benchmarks only (``bench/bench_bwd_fused.py``), wrong dQ: 1 = plain stores
+#: instead of atomic adds, 2 = no dQ traffic at all (what the adds cost).
+_DQ_DIAG: int = 0
 
 #: :func:`_fused_pays`'s answers per ``(N_q, N_k, d, dtype, causal, BWD_FUSED)``.
 _FUSED_PAYS: dict[tuple, bool] = {}
@@ -1487,7 +1500,7 @@ def _backward_fused(q, k, v, o, lse, do, causal, scale, shapes, block_m, block_n
     _attn_bwd_fused[(t_c * bh,)](
         q, k, v, do, dk, dv, dqa, lse, delta, scale,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(),
-        heads, n_q, n_k, **consts, DQ_TMA=dq_tma, TMA=tma,
+        heads, n_q, n_k, **consts, DQ_TMA=dq_tma, TMA=tma, DQ_DIAG=_DQ_DIAG,
     )  # fmt: skip
     _attn_bwd_dq_cast[(t_r * bh,)](
         dqa, dq, scale, *dq.stride(), heads, n_q, **small,

@@ -777,33 +777,36 @@ def test_gpu_trace_does_not_change_the_outputs(dt):
         assert torch.equal(bwd.outputs[name], g), name
 
 
-FUSED_GPU_CASES = [  # (dtype, causal, d, N_q, N_k)
-    (BF16, True, 64, 1000, 1000),
-    (F16, False, 128, 1000, 1500),
-    (BF16, False, 128, 4096, 4096),
-    (F16, True, 64, 4096, 3000),
-    (BF16, True, 128, 3000, 3000),
-    (F16, True, 128, 8192, 8192),
-    (BF16, False, 64, 8192, 8000),
-    (F16, False, 96, 2100, 2100),
-    (BF16, True, 64, 200, 333),
-    (F16, False, 128, 128, 128),
+FUSED_GPU_CASES = [  # (dtype, causal, d, N_q, N_k, dQ adds, Q/dO by TMA)
+    (BF16, True, 64, 1000, 1000, "ptr", "0"),
+    (F16, False, 128, 1000, 1500, "ptr", "0"),
+    (BF16, False, 128, 4096, 4096, "ptr", "0"),
+    (F16, True, 64, 4096, 3000, "ptr", "0"),
+    (F16, True, 128, 8192, 8192, "ptr", "0"),
+    (BF16, False, 64, 8192, 8000, "ptr", "0"),
+    (BF16, True, 64, 200, 333, "ptr", "0"),
+    (F16, False, 128, 128, 128, "ptr", "0"),
+    (BF16, True, 64, 1000, 1000, "tma", "0"),
+    (F16, False, 64, 3000, 2000, "tma", "0"),
+    (BF16, True, 128, 3000, 3000, "tma", "0"),
+    (F16, False, 96, 2100, 2100, "tma", "1"),
+    (BF16, True, 128, 1000, 1500, "tma", "1"),
 ]
 
 
 @pytest.mark.gpu
 @on_gpu
-@pytest.mark.parametrize("atomic, tma", [("ptr", "0"), ("tma", "0"), ("tma", "1")])
-@pytest.mark.parametrize("dt, causal, d, nq, nk", FUSED_GPU_CASES)
-def test_gpu_fused_backward(dt, causal, d, nq, nk, atomic, tma, monkeypatch):
+@pytest.mark.parametrize("dt, causal, d, nq, nk, atomic, tma", FUSED_GPU_CASES)
+def test_gpu_fused_backward(dt, causal, d, nq, nk, atomic, tma, fused_calls,
+                            monkeypatch):  # fmt: skip
     # the fused path forced, with each way of adding dQ (pointer atomics, TMA
     # reduce) and of loading Q/dO: within the reference rule on ragged shapes;
     # deterministic=True gives the same bits twice
-    monkeypatch.setattr(fa2, "BWD_FUSED", "1")
     monkeypatch.setattr(fa2, "BWD_DQ_ATOMIC", atomic)
     monkeypatch.setattr(fa2, "BWD_TMA", tma)
     q, k, v = make_qkv(1, 2, nq, nk, d, dt, seed=nq + d + 1)
     _check(q, k, v, causal, None, None, None)
+    assert len(fused_calls) == 1
     o, lse = fa2.attention_forward(q, k, v, causal)
     do = torch.randn_like(q)
     g1 = fa2.attention_backward(q, k, v, o, lse, do, causal, deterministic=True)
@@ -815,10 +818,9 @@ def test_gpu_fused_backward(dt, causal, d, nq, nk, atomic, tma, monkeypatch):
 @pytest.mark.gpu
 @on_gpu
 @pytest.mark.parametrize("dt", [F16, BF16])
-def test_gpu_fused_gqa(dt, monkeypatch):
+def test_gpu_fused_gqa(dt, fused_calls):
     from flashanim.kernels.modules import flash_attn_func
 
-    monkeypatch.setattr(fa2, "BWD_FUSED", "1")
     gen = torch.Generator(device="cpu").manual_seed(7)
     qg = torch.randn(2, 700, 8, 64, generator=gen).to(DEVICE, dt).requires_grad_()
     kg, vg = (torch.randn(2, 900, 2, 64, generator=gen).to(DEVICE, dt)
@@ -828,6 +830,7 @@ def test_gpu_fused_gqa(dt, monkeypatch):
     for det in (False, True):
         o = flash_attn_func(qg, kg, vg, causal=False, deterministic=det)
         res[det] = torch.autograd.grad(o, (qg, kg, vg), do)
+    assert len(fused_calls) == 1
     for up in (True, False):
         qr, kr, vr = ((x.detach().double() if up else x.detach()).transpose(1, 2)
                       for x in (qg, kg, vg))  # fmt: skip
