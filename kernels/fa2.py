@@ -8,7 +8,7 @@ into ``qk_scale``) and writes ``O`` and ``LSE`` (natural log, float32,
 ``(B, H, N_q)``). The backward recomputes ``P`` from ``Q``, ``K`` and ``LSE``:
 ``_attn_bwd_preprocess`` computes ``D = rowsum(dO * O)``, ``_attn_bwd_dkdv`` runs
 one program per K/V block looping over Q blocks, ``_attn_bwd_dq`` one program per
-Q block looping over K/V blocks (no atomics).
+Q block looping over K/V blocks (no atomics; the default: see "Fused dQ" below).
 
 Shapes: ``q (B, H, N_q, d)``, ``k, v (B, H, N_k, d)``, any ``N_q, N_k >= 1`` (tails
 masked), ``d <= 256`` padded to ``BLOCK_D`` (a power of two). Causal attention is
@@ -1724,3 +1724,24 @@ Returns the raw trace of kernel ``"fa2-bwd"``: launches ``"preprocess"``,
 ``do`` defaults to a standard normal tensor like ``q`` drawn with seed 0.
 """,
 )
+
+
+# The module docstring's last section, appended here so that the kernels' line
+# numbers (shown in the animations' code panel) do not move.
+__doc__ += """
+Fused dQ: a second backward path, off by default (measured slower)
+------------------------------------------------------------------
+``_attn_bwd_pre_fused``, ``_attn_bwd_fused``, ``_attn_bwd_dq_cast``: one pass by
+K/V blocks, as FA2-CUDA, FA3 and cuDNN do it. The dK/dV program also forms each
+``dS_ij K_j`` and adds it into a float32 ``dQ`` accumulator with atomic adds
+(pointer ``red.global.add.f32``, or a TMA reduce through a tensor descriptor);
+5 matrix products per visited tile instead of the three kernels' 7, and ``dQ``
+differs from run to run by rounding. It runs only where ``BWD_FUSED`` says
+(``FLASHANIM_BWD_FUSED``: ``"auto"`` = the shapes of
+:data:`~flashanim.kernels._common.FUSED_BWD_TABLE`, empty; ``"1"`` = everywhere
+allowed), never with ``deterministic=True``, ``attn_mask`` or a trace. Measured on
+an NVIDIA H200 (``bench/bench_bwd_fused.py``, ``bench/NOTES.md`` session 7: bf16,
+N = 1k-16k, 16k tokens per batch, its best of 16 launch configurations) it takes
+1.04-1.14x the three kernels' time at d = 64 and 1.23-1.50x at d = 128, so the
+three kernels stay the default everywhere and every recording traces them.
+"""
