@@ -1,4 +1,4 @@
-"""The backward's fused-dQ path against the three-kernel path, SDPA FLASH and cuDNN.
+"""The fused-dQ backward EXPERIMENT against the three-kernel path, FLASH and cuDNN.
 
     python bench/bench_bwd_fused.py warm --shard I/N     # compile (run N at once)
     python bench/bench_bwd_fused.py time --out DIR [--parts sweep,table]
@@ -6,23 +6,24 @@
 
 ``sweep``: at N = 1k, 4k, 16k (batch * N = 16k tokens, H = 2048 / d), bf16, d 64 and
 128, causal and not, every launch configuration of :data:`CONFIGS` of the fused
-kernel (``fa2.attention_backward`` with the fused path forced: blocks, warps,
-stages, dQ added by pointer atomics or by a TMA reduce, Q/dO loaded by pointer or
-TMA) and the three-kernel path at its defaults, each timed as GPU time (a CUDA
+kernel (``fused_bwd.fused_backward``, the experiment in ``bench/fused_bwd.py``:
+blocks, warps, stages, dQ added by pointer atomics or by a TMA reduce, Q/dO loaded
+by pointer or TMA) and the three-kernel path at its defaults, each timed as GPU time (a CUDA
 graph of calls, median of replays), each fused result checked against the
 three-kernel one (largest error relative to the largest gradient entry).
 
 ``table``: the grid of ``bench_attention.py`` (bf16 and fp16, d 64/128, causal
 and not, N = 128 ... 16k), backward only, through autograd as that benchmark times
 it (``torch.autograd.grad`` of the forward's output, in a CUDA graph):
-``flash_attention`` with ``deterministic=True`` (three kernels), the fused path
-with the sweep's best configuration per (d, causal) (or the table's, ``--table``),
-SDPA's FLASH and CUDNN backends. Ratios against FLASH and cuDNN printed per point
+``flash_attention`` (the package: three kernels), ``fused_bwd.fused_attention``
+with the sweep's best configuration per (d, causal) (``--table``: no sweep,
+``fused_bwd.fallback_config``'s, the first run's best), SDPA's FLASH and CUDNN
+backends. Ratios against FLASH and cuDNN printed per point
 and as geomeans.
 
-``bitwise``: dump (or compare with a dump from another checkout) the
-deterministic backward's gradients on a few shapes: the three-kernel path before
-and after a change, bit for bit.
+``bitwise``: dump (or compare with a dump from another checkout) the package's
+backward's gradients on a few shapes: the three-kernel path before and after a
+change, bit for bit.
 
 One JSON line per measurement goes to ``DIR/bwd_fused.jsonl`` as it is taken (a run
 stopped at its limit keeps what it measured); a summary goes to
@@ -85,18 +86,13 @@ def _qkv(dt, d, n, seed=0, grad=False):
     return t
 
 
-def _set(fa2, fused="1", atomic="auto", tma="auto"):
-    fa2.BWD_FUSED, fa2.BWD_DQ_ATOMIC, fa2.BWD_TMA = fused, atomic, tma
-    fa2._PLANS.clear()
-    fa2._FUSED_PAYS.clear()
+def _fused_call(t, o, lse, causal, cfg):
+    import fused_bwd
 
-
-def _fused_call(fa2, t, o, lse, causal, cfg):
     bm, bn, w, st, dq_tma, tma = cfg
-    _set(fa2, "1", "tma" if dq_tma else "ptr", "1" if tma else "0")
     q, k, v, do = t
-    return lambda: fa2.attention_backward(q, k, v, o, lse, do, causal, None, bm, bn,
-                                          num_warps=w, num_stages=st)  # fmt: skip
+    return lambda: fused_bwd.fused_backward(q, k, v, o, lse, do, causal, None, bm, bn,
+                                            w, st, bool(dq_tma), bool(tma))  # fmt: skip
 
 
 def sweep_jobs(dts=("bf16",)):
@@ -114,14 +110,16 @@ def diag_jobs():
             yield "bf16", d, causal, (cfg, ("ptr", 0))
 
 
-def _diag_call(fa2, t, o, lse, causal, job):
+def _diag_call(t, o, lse, causal, job):
+    import fused_bwd
+
     (bm, bn, w, st), (atomic, diag) = job
-    fa2._DQ_DIAG = diag
-    return _fused_call(fa2, t, o, lse, causal,
-                       (bm, bn, w, st, atomic == "tma", 0))  # fmt: skip
+    fused_bwd.DQ_DIAG = diag
+    return _fused_call(t, o, lse, causal, (bm, bn, w, st, atomic == "tma", 0))
 
 
 def diag(out: Path) -> None:
+    import fused_bwd
     from flashanim.kernels import fa2
 
     n = 4096
@@ -130,14 +128,14 @@ def diag(out: Path) -> None:
         q, k, v, do = t
         o, lse = fa2.attention_forward(q, k, v, causal)
         ms_det = _graph(functools.partial(fa2.attention_backward, q, k, v, o, lse,
-                                          do, causal, deterministic=True), n)  # fmt: skip
+                                          do, causal), n)  # fmt: skip
         _write(out, dict(part="diag", d=d, causal=causal, n=n, impl="det", ms=ms_det))
         line = [f"diag d={d} causal={causal} N={n}: det {ms_det:.3f} ms"]
         for _dt, dd, cc, job in diag_jobs():
             if (dd, cc) != (d, causal):
                 continue
             try:
-                ms = _graph(_diag_call(fa2, t, o, lse, causal, job), n)
+                ms = _graph(_diag_call(t, o, lse, causal, job), n)
                 row = dict(part="diag", d=d, causal=causal, n=n, impl="fused",
                            cfg=list(job[0]), mode=job[1][0], ms=ms,
                            vs_det=ms_det / ms)  # fmt: skip
@@ -147,16 +145,16 @@ def diag(out: Path) -> None:
                            cfg=list(job[0]), mode=job[1][0],
                            error=f"{type(exc).__name__}: {str(exc)[:200]}")  # fmt: skip
                 line.append(f"{job[0]} {job[1][0]}: ERROR {row['error'][:80]}")
-            fa2._DQ_DIAG = 0
+            fused_bwd.DQ_DIAG = 0
             _write(out, row)
         print("\n   ".join(line), flush=True)
         torch.cuda.empty_cache()
-    _set(fa2, "auto")
 
 
 def warm(shard: str, diag_only: bool = False) -> None:
     """Compile this shard's share of the fused configurations (both dtypes) and of
     the three-kernel path into Triton's disk cache."""
+    import fused_bwd
     from flashanim.kernels import fa2
 
     i, n = (int(x) for x in shard.split("/"))
@@ -177,12 +175,12 @@ def warm(shard: str, diag_only: bool = False) -> None:
         o, lse = fa2.attention_forward(*t[:3], causal)
         try:
             if kind == "det":
-                fa2.attention_backward(*t[:3], o, lse, t[3], causal, deterministic=True)
+                fa2.attention_backward(*t[:3], o, lse, t[3], causal)
             elif kind == "diag":
-                _diag_call(fa2, t, o, lse, causal, cfg)()
-                fa2._DQ_DIAG = 0
+                _diag_call(t, o, lse, causal, cfg)()
+                fused_bwd.DQ_DIAG = 0
             else:
-                _fused_call(fa2, t, o, lse, causal, cfg)()
+                _fused_call(t, o, lse, causal, cfg)()
             done += 1
         except Exception as exc:  # noqa: BLE001  (reported, the sweep goes on)
             print(f"warm {dt} d={d} causal={causal} {cfg}: {type(exc).__name__}: "
@@ -214,18 +212,16 @@ def sweep(out: Path) -> dict:
             t = _qkv("bf16", d, n)
             q, k, v, do = t
             o, lse = fa2.attention_forward(q, k, v, causal)
-            _set(fa2, "0")
-            ref = fa2.attention_backward(q, k, v, o, lse, do, causal,
-                                         deterministic=True)  # fmt: skip
+            ref = fa2.attention_backward(q, k, v, o, lse, do, causal)
             ms_det = _graph(functools.partial(fa2.attention_backward, q, k, v, o, lse,
-                                              do, causal, deterministic=True), n)  # fmt: skip
+                                              do, causal), n)  # fmt: skip
             row = dict(part="sweep", dt="bf16", d=d, causal=causal, n=n, impl="det",
                        ms=ms_det)  # fmt: skip
             _write(out, row)
             line = [f"d={d} causal={causal} N={n}: det {ms_det:.3f} ms"]
             for cfg in configs(d):
                 try:
-                    fn = _fused_call(fa2, t, o, lse, causal, cfg)
+                    fn = _fused_call(t, o, lse, causal, cfg)
                     got = fn()
                     err = max(float((a.float() - b.float()).abs().max()
                                     / b.float().abs().max())
@@ -248,7 +244,6 @@ def sweep(out: Path) -> dict:
                 torch.cuda.empty_cache()
             print("\n   ".join(line), flush=True)
             torch.cuda.empty_cache()
-    _set(fa2, "auto")
     best = {}
     for key, by_cfg in rel.items():
         full = {c: r for c, r in by_cfg.items() if len(r) == len(SWEEP_NS)}
@@ -262,27 +257,25 @@ def sweep(out: Path) -> dict:
 
 def table(out: Path, best: dict) -> list[dict]:
     """Backward through autograd: det, fused, FLASH, cuDNN at the grid's points."""
-    from flashanim.kernels import _common, fa2
+    import fused_bwd
     from flashanim.kernels.attention import flash_attention
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.functional import scaled_dot_product_attention as sdpa
 
     peers = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}
-    saved = dict(_common.FUSED_BWD_TABLE)
-    for (d, causal), cfg in best.items():
-        _common.FUSED_BWD_TABLE[(d, causal)] = (0, tuple(cfg))
     rows = []
     for dt, d, causal in itertools.product(DT, (64, 128), (False, True)):
         for n in TABLE_NS:
             q, k, v, do = _qkv(dt, d, n, seed=1, grad=True)
+            cfg = tuple(best.get((d, causal)) or fused_bwd.fallback_config(d, DT[dt]))
             ms = {}
             for impl in ("det", "fused", "flash", "cudnn"):
                 o = None
                 try:
-                    if impl in ("det", "fused"):
-                        _set(fa2, "auto" if impl == "fused" else "0")
-                        o = flash_attention(q, k, v, causal=causal,
-                                            deterministic=impl == "det")  # fmt: skip
+                    if impl == "det":
+                        o = flash_attention(q, k, v, causal=causal)
+                    elif impl == "fused":
+                        o = fused_bwd.fused_attention(q, k, v, causal, None, cfg)
                     else:
                         with sdpa_kernel(peers[impl]):
                             o = sdpa(q, k, v, is_causal=causal)
@@ -295,9 +288,8 @@ def table(out: Path, best: dict) -> list[dict]:
                           f"{type(exc).__name__}: {str(exc)[:200]}", flush=True)  # fmt: skip
                 del o
                 torch.cuda.empty_cache()
-            row = dict(part="table", dt=dt, d=d, causal=causal, n=n,
-                       cfg=list(_common.fused_bwd_config(n, n, d, DT[dt], causal)
-                                or ()), **{f"ms_{k}": x for k, x in ms.items()})  # fmt: skip
+            row = dict(part="table", dt=dt, d=d, causal=causal, n=n, cfg=list(cfg),
+                       **{f"ms_{k}": x for k, x in ms.items()})  # fmt: skip
             rows.append(row)
             _write(out, row)
             r = functools.partial(_ratio, ms)
@@ -307,9 +299,6 @@ def table(out: Path, best: dict) -> list[dict]:
                   f"{r('det', 'flash'):.2f} fused/cuDNN {r('fused', 'cudnn'):.2f} "
                   f"det/cuDNN {r('det', 'cudnn'):.2f}", flush=True)  # fmt: skip
             torch.cuda.empty_cache()
-    _common.FUSED_BWD_TABLE.clear()
-    _common.FUSED_BWD_TABLE.update(saved)
-    _set(fa2, "auto")
     return rows
 
 
@@ -332,7 +321,7 @@ def summarize(rows: list[dict]) -> list[str]:
 
 
 def bitwise(dump: str | None, compare: str | None) -> int:
-    """The deterministic path's gradients on a few shapes: saved, or compared."""
+    """The package's backward's gradients on a few shapes: saved, or compared."""
     from flashanim.kernels import fa2
 
     res = {}
@@ -346,8 +335,7 @@ def bitwise(dump: str | None, compare: str | None) -> int:
                 for _ in range(2))  # fmt: skip
         do = torch.randn_like(q)
         o, lse = fa2.attention_forward(q, k, v, causal)
-        kw = {"deterministic": True} if compare else {}
-        grads = fa2.attention_backward(q, k, v, o, lse, do, causal, **kw)
+        grads = fa2.attention_backward(q, k, v, o, lse, do, causal)
         res[f"{dt}-{d}-{causal}-{n_q}x{n_k}"] = [x.cpu() for x in (o, lse, *grads)]
     if dump:
         torch.save(res, dump)
@@ -369,8 +357,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="media/bench")
     ap.add_argument("--parts", default="sweep,table")
     ap.add_argument("--table", action="store_true",
-                    help="table: the fused configurations of FUSED_BWD_TABLE "
-                    "(no sweep)")  # fmt: skip
+                    help="table without a sweep: the fused configurations of "
+                    "fused_bwd.fallback_config (the first run's best)")  # fmt: skip
     ap.add_argument("--dump")
     ap.add_argument("--compare")
     args = ap.parse_args(argv)
@@ -396,10 +384,8 @@ def main(argv=None) -> int:
         best = sweep(out)
         res["best"] = {f"d{d}-{'causal' if c else 'full'}": list(cfg)
                        for (d, c), cfg in best.items()}  # fmt: skip
-    if "table" in parts and (args.table or not best):
-        from flashanim.kernels import _common
-
-        best = {k: v[1] for k, v in _common.FUSED_BWD_TABLE.items()}
+    if "table" in parts and args.table:
+        best = {}  # fused_bwd.fallback_config's
     if "table" in parts:
         rows = table(out, best)
         res["table"] = rows

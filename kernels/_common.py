@@ -43,9 +43,6 @@ __all__ = [
     "check_scale",
     "default_blocks",
     "elem_bytes",
-    "fused_bwd_config",
-    "fused_bwd_fallback",
-    "FUSED_BWD_TABLE",
     "head_block",
     "next_pow2",
     "resolve_blocks",
@@ -309,40 +306,6 @@ def short_config(
         if n <= bound:
             return cfg
     return None
-
-
-#: The backward's fused-dQ path (``fa2._attn_bwd_fused``), 16-bit inputs:
-#: ``(BLOCK_M, BLOCK_N, num_warps, num_stages, dQ by TMA reduce, Q/dO by TMA)`` by
-#: (padded head dim, causal), from the smallest ``max(N_q, N_k)`` where it beat the
-#: three-kernel path. Empty: the fused path is never the default.
-FUSED_BWD_TABLE: dict[tuple[int, bool], tuple[int, tuple]] = {}
-
-
-def fused_bwd_config(
-    n_q: int, n_k: int, d: int, dtype: torch.dtype, causal: bool
-) -> tuple | None:
-    """The :data:`FUSED_BWD_TABLE` entry for this problem on the GPU, or ``None``
-    (the three-kernel backward is the default there)."""
-    if INTERPRET or dtype == torch.float32:
-        return None
-    row = FUSED_BWD_TABLE.get((head_block(d), bool(causal)))
-    if row is None or max(n_q, n_k) < row[0]:
-        return None
-    return row[1]
-
-
-def fused_bwd_fallback(d: int, dtype: torch.dtype) -> tuple:
-    """The fused-dQ path's configuration where :data:`FUSED_BWD_TABLE` has none
-    (the path forced): the fastest of ``bench/bench_bwd_fused.py``'s sweep on an
-    H200 (``bench/NOTES.md``, session 7) for 16-bit ``d = 64`` (64 x 64, 4 warps, 3
-    stages, dQ by TMA reduce) and ``d = 128`` (128 x 64, 8 warps, 2 stages, pointer
-    atomics); 32 x 32 for wider rows."""
-    width = head_block(d) * elem_bytes(dtype)
-    if width <= 128:
-        return (64, 64, 4, 3, True, False)
-    if width <= 256 and dtype != torch.float32:
-        return (128, 64, 8, 2, False, False)
-    return (32, 32, 4, 2, False, False)
 
 
 def default_blocks(

@@ -35,10 +35,8 @@ class FlashAttentionFunction(torch.autograd.Function):
     """``O = softmax(scale * Q K^T [+ causal mask] [+ attn_mask]) V`` with
     FlashAttention-2 kernels for the forward and the backward.
 
-    ``apply(q, k, v, causal, softmax_scale, attn_mask=None, deterministic=False)``;
-    gradients flow to ``q, k, v`` (never to ``attn_mask``: a mask that requires grad
-    is refused). ``deterministic``: the backward's three-kernel path (see
-    :func:`~flashanim.kernels.fa2.attention_backward`).
+    ``apply(q, k, v, causal, softmax_scale, attn_mask=None)``; gradients flow to
+    ``q, k, v`` (never to ``attn_mask``: a mask that requires grad is refused).
     """
 
     @staticmethod
@@ -50,14 +48,12 @@ class FlashAttentionFunction(torch.autograd.Function):
         causal: bool = False,
         softmax_scale: float | None = None,
         attn_mask: torch.Tensor | None = None,
-        deterministic: bool = False,
     ) -> torch.Tensor:
         o, lse = attention_forward(q, k, v, causal, softmax_scale, attn_mask=attn_mask)
         ctx.save_for_backward(q, k, v, o, lse)
         ctx.attn_mask = attn_mask
         ctx.causal = causal
         ctx.softmax_scale = softmax_scale
-        ctx.deterministic = bool(deterministic)
         return o
 
     @staticmethod
@@ -65,9 +61,9 @@ class FlashAttentionFunction(torch.autograd.Function):
         q, k, v, o, lse = ctx.saved_tensors
         dq, dk, dv = attention_backward(
             q, k, v, o, lse, do.to(q.dtype), ctx.causal, ctx.softmax_scale,
-            attn_mask=ctx.attn_mask, deterministic=ctx.deterministic,
+            attn_mask=ctx.attn_mask,
         )  # fmt: skip
-        return dq, dk, dv, None, None, None, None
+        return dq, dk, dv, None, None, None
 
 
 #: :func:`_split_pays`'s answers by shapes, dtypes and device (bounded).
@@ -113,7 +109,6 @@ def flash_attention(
     causal: bool = False,
     softmax_scale: float | None = None,
     attn_mask: torch.Tensor | None = None,
-    deterministic: bool = False,
 ) -> torch.Tensor:
     """FlashAttention-2, differentiable.
 
@@ -132,10 +127,6 @@ def flash_attention(
         ``scaled_dot_product_attention``; broadcast dimensions cost no memory. Rows
         whose keys are all masked give ``O = 0`` and zero gradients (never NaN).
         Not differentiable (a mask that requires grad is refused).
-    deterministic
-        Backward: the three-kernel path, the same bits on every run (by default
-        the fused-dQ path runs where it measured faster: its float32 atomic adds
-        make dQ vary by rounding from run to run).
 
     Returns
     -------
@@ -155,5 +146,4 @@ def flash_attention(
         if attn_mask is None and not causal and _split_pays(q, k, v):
             return attention_decode(q, k, v, False, softmax_scale)[0]
         return attention_forward(q, k, v, causal, softmax_scale, attn_mask=attn_mask)[0]
-    return FlashAttentionFunction.apply(q, k, v, causal, softmax_scale, attn_mask,
-                                        deterministic)  # fmt: skip
+    return FlashAttentionFunction.apply(q, k, v, causal, softmax_scale, attn_mask)

@@ -8,7 +8,7 @@ into ``qk_scale``) and writes ``O`` and ``LSE`` (natural log, float32,
 ``(B, H, N_q)``). The backward recomputes ``P`` from ``Q``, ``K`` and ``LSE``:
 ``_attn_bwd_preprocess`` computes ``D = rowsum(dO * O)``, ``_attn_bwd_dkdv`` runs
 one program per K/V block looping over Q blocks, ``_attn_bwd_dq`` one program per
-Q block looping over K/V blocks (no atomics; the default: see "Fused dQ" below).
+Q block looping over K/V blocks (no atomics).
 
 Shapes: ``q (B, H, N_q, d)``, ``k, v (B, H, N_k, d)``, any ``N_q, N_k >= 1`` (tails
 masked), ``d <= 256`` padded to ``BLOCK_D`` (a power of two). Causal attention is
@@ -794,221 +794,6 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
 
 
 # --------------------------------------------------------------------------------------
-# Backward, fused dQ (untraced): one pass over the tiles, dQ through float32 atomics
-# --------------------------------------------------------------------------------------
-#
-# The three kernels above compute S, P and dP twice: once per column (dK/dV) and once
-# per row (dQ), 7 matrix products per visited tile. The fused path, as FA2-CUDA, FA3
-# and cuDNN do it, makes one pass, by columns: the dK/dV program also forms
-# dQ_i's share dS_ij K_j (5 products per tile) and adds it into a float32
-# accumulator ``DQA`` (``(B * H, T_r * BLOCK_M, BLOCK_D)``, rows and columns padded:
-# no masks needed) with atomic adds (``DQ_TMA``: a TMA reduce through a tensor
-# descriptor, else pointer ``red.global.add.f32``). ``_attn_bwd_pre_fused`` computes
-# ``D`` and zeroes ``DQA``; ``_attn_bwd_dq_cast`` scales it by ``softmax_scale`` and
-# casts it. Adds in float32 land in whatever order the programs run: dQ differs from
-# run to run by rounding (``deterministic=True`` selects the three kernels). Never
-# traced: the recorders and the animations use the three-kernel path.
-
-
-@triton.jit
-def _attn_bwd_pre_fused(O, DO, Delta, DQA,  # noqa: E741
-                        stride_oz, stride_oh, stride_om, stride_ok,
-                        stride_dz, stride_dh, stride_dm, stride_dk,
-                        H, N_Q,
-                        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-                        BLOCK_D: tl.constexpr, EVEN_M: tl.constexpr):  # fmt: skip
-    """``D_i = rowsum(dO_i * O_i)`` and ``DQA_i = 0`` for one Q block."""
-    prog = tl.program_id(0)
-    T_R = tl.cdiv(N_Q, BLOCK_M)
-    start_m = prog % T_R
-    off_hz = prog // T_R
-    off_z = (off_hz // H).to(tl.int64)
-    off_h = (off_hz % H).to(tl.int64)
-    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    o = _load_tile(O + off_z * stride_oz + off_h * stride_oh
-                   + offs_m[:, None] * stride_om + offs_d[None, :] * stride_ok,
-                   offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    do = _load_tile(DO + off_z * stride_dz + off_h * stride_dh
-                    + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
-                    offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
-    Delta += off_hz.to(tl.int64) * N_Q
-    if EVEN_M:
-        tl.store(Delta + offs_m, delta)
-    else:
-        tl.store(Delta + offs_m, delta, mask=offs_m < N_Q)
-    DQA += off_hz.to(tl.int64) * (T_R * BLOCK_M * BLOCK_D)
-    tl.store(DQA + offs_m[:, None] * BLOCK_D + offs_d[None, :],
-             tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32))  # fmt: skip
-
-
-@triton.jit
-def _attn_bwd_fused_inner(dk, dv, k, v, Q, DO, DQA, LSE, Delta, stride_qm, stride_qk,
-                          stride_dm, stride_dk, qk_scale, lo, hi, offs_n, offs_m0,
-                          offs_d, N_Q, N_K,
-                          HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-                          BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-                          MASK: tl.constexpr, CAUSAL: tl.constexpr,
-                          EVEN_M: tl.constexpr, DOT_PREC: tl.constexpr,
-                          DQ_TMA: tl.constexpr, TMA: tl.constexpr, dq_sum,
-                          DQ_DIAG: tl.constexpr):  # fmt: skip
-    """Accumulate ``dK_j, dV_j`` over Q blocks ``lo <= i < hi`` and add each
-    ``dS_ij K_j`` into ``DQA_i`` (``DQ_DIAG``, for costing the adds only, wrong
-    dQ: 1 plain stores, 2 no dQ traffic, the shares summed in ``dq_sum``)."""
-    for start_m in range(lo * BLOCK_M, hi * BLOCK_M, BLOCK_M):
-        start_m = tl.multiple_of(start_m, BLOCK_M)
-        offs_m = start_m + offs_m0
-        if TMA:  # Q and dO through tensor descriptors: zeros past N_Q and HEAD_DIM
-            q = Q.load([start_m, 0])
-            do = DO.load([start_m, 0])
-        else:
-            q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
-                           offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-            do = _load_tile(DO + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
-                            offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-        if EVEN_M:
-            lse = tl.load(LSE + offs_m)
-            Di = tl.load(Delta + offs_m)
-        else:
-            lse = tl.load(LSE + offs_m, mask=offs_m < N_Q, other=float("inf"))
-            Di = tl.load(Delta + offs_m, mask=offs_m < N_Q, other=0.0)
-        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
-        if MASK:
-            keep = offs_n[None, :] < N_K
-            if CAUSAL:
-                keep = keep & (offs_m[:, None] >= offs_n[None, :])
-            qk = tl.where(keep, qk, float("-inf"))
-        p = tl.math.exp2(qk * qk_scale - lse[:, None] * RCP_LN2)
-        dv = tl.dot(tl.trans(p.to(do.dtype)), do, dv, input_precision=DOT_PREC)
-        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-        ds = (p * (dp - Di[:, None])).to(q.dtype)
-        dk = tl.dot(tl.trans(ds), q, dk, input_precision=DOT_PREC)
-        # dQ_i += dS_ij K_j (softmax_scale applied by the cast kernel)
-        dq = tl.dot(ds, k, input_precision=DOT_PREC)
-        if DQ_DIAG == 1:
-            tl.store(DQA + offs_m[:, None] * BLOCK_D + offs_d[None, :], dq)
-        elif DQ_DIAG == 2:
-            dq_sum += dq
-        elif DQ_TMA:
-            DQA.atomic_add([start_m, 0], dq)
-        else:
-            tl.atomic_add(DQA + offs_m[:, None] * BLOCK_D + offs_d[None, :], dq,
-                          sem="relaxed")  # fmt: skip
-    return dk, dv, dq_sum
-
-
-@triton.jit
-def _attn_bwd_fused(Q, K, V, DO, DK, DV, DQA, LSE, Delta, sm_scale,
-                    stride_qz, stride_qh, stride_qm, stride_qk,
-                    stride_kz, stride_kh, stride_kn, stride_kk,
-                    stride_vz, stride_vh, stride_vn, stride_vk,
-                    stride_dz, stride_dh, stride_dm, stride_dk,
-                    stride_gz, stride_gh, stride_gn, stride_gk,
-                    H, N_Q, N_K,
-                    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-                    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-                    CAUSAL: tl.constexpr, EVEN_M: tl.constexpr,
-                    EVEN_N: tl.constexpr, DOT_PREC: tl.constexpr,
-                    DQ_TMA: tl.constexpr, TMA: tl.constexpr,
-                    DQ_DIAG: tl.constexpr = 0):  # fmt: skip
-    """One program: K/V block ``pid_n`` of a batch-head; writes ``dK_j, dV_j`` and
-    adds its share of every ``dQ_i`` into ``DQA`` (the visits of
-    :func:`_attn_bwd_dkdv`)."""
-    prog = tl.program_id(0)
-    T_C = tl.cdiv(N_K, BLOCK_N)
-    T_R = tl.cdiv(N_Q, BLOCK_M)
-    pid_n = prog % T_C
-    off_hz = prog // T_C
-    off_z = (off_hz // H).to(tl.int64)
-    off_h = (off_hz % H).to(tl.int64)
-    Q += off_z * stride_qz + off_h * stride_qh
-    K += off_z * stride_kz + off_h * stride_kh
-    V += off_z * stride_vz + off_h * stride_vh
-    DO += off_z * stride_dz + off_h * stride_dh
-    DK += off_z * stride_gz + off_h * stride_gh
-    DV += off_z * stride_gz + off_h * stride_gh
-    DQA += off_hz.to(tl.int64) * (T_R * BLOCK_M * BLOCK_D)
-    LSE += off_hz.to(tl.int64) * N_Q
-    Delta += off_hz.to(tl.int64) * N_Q
-    if TMA:
-        Q = tl.make_tensor_descriptor(Q, shape=[N_Q, HEAD_DIM], strides=[stride_qm, 1],
-                                      block_shape=[BLOCK_M, BLOCK_D])  # fmt: skip
-        DO = tl.make_tensor_descriptor(DO, shape=[N_Q, HEAD_DIM], strides=[stride_dm, 1],
-                                       block_shape=[BLOCK_M, BLOCK_D])  # fmt: skip
-    if DQ_TMA:
-        DQA = tl.make_tensor_descriptor(DQA, shape=[T_R * BLOCK_M, BLOCK_D],
-                                        strides=[BLOCK_D, 1],
-                                        block_shape=[BLOCK_M, BLOCK_D])  # fmt: skip
-
-    start_n = pid_n * BLOCK_N
-    offs_n = start_n + tl.arange(0, BLOCK_N)
-    offs_m0 = tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    k = _load_tile(K + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kk,
-                   offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
-    v = _load_tile(V + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk,
-                   offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
-    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
-    dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
-    qk_scale = sm_scale * RCP_LN2
-
-    # the Q blocks of _attn_bwd_dkdv: [i_lo, T_R), masked ones first: [i_lo, i_me)
-    if CAUSAL:
-        i_lo = tl.where(start_n < N_Q, start_n // BLOCK_M, T_R)
-        i_me = tl.cdiv(start_n + BLOCK_N - 1, BLOCK_M)
-        i_me = tl.minimum(tl.maximum(i_me, i_lo), T_R)
-    else:
-        i_lo = 0
-        i_me = 0
-    if not EVEN_N:
-        i_me = tl.where(start_n + BLOCK_N > N_K, T_R, i_me)
-    dq_sum = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    dk, dv, dq_sum = _attn_bwd_fused_inner(
-        dk, dv, k, v, Q, DO, DQA, LSE, Delta, stride_qm, stride_qk, stride_dm,
-        stride_dk, qk_scale, i_lo, i_me, offs_n, offs_m0, offs_d, N_Q, N_K,
-        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, EVEN_M, DOT_PREC, DQ_TMA,
-        TMA, dq_sum, DQ_DIAG)  # fmt: skip
-    dk, dv, dq_sum = _attn_bwd_fused_inner(
-        dk, dv, k, v, Q, DO, DQA, LSE, Delta, stride_qm, stride_qk, stride_dm,
-        stride_dk, qk_scale, i_me, T_R, offs_n, offs_m0, offs_d, N_Q, N_K,
-        HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, EVEN_M, DOT_PREC, DQ_TMA,
-        TMA, dq_sum, DQ_DIAG)  # fmt: skip
-    if DQ_DIAG == 2:
-        tl.store(DQA + offs_m0[:, None] * BLOCK_D + offs_d[None, :], dq_sum)
-
-    dk = dk * sm_scale
-    _store_tile(DK + offs_n[:, None] * stride_gn + offs_d[None, :] * stride_gk,
-                dk.to(DK.dtype.element_ty), offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D,
-                not EVEN_N)  # fmt: skip
-    _store_tile(DV + offs_n[:, None] * stride_gn + offs_d[None, :] * stride_gk,
-                dv.to(DV.dtype.element_ty), offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D,
-                not EVEN_N)  # fmt: skip
-
-
-@triton.jit
-def _attn_bwd_dq_cast(DQA, DQ, sm_scale,
-                      stride_gz, stride_gh, stride_gm, stride_gk,
-                      H, N_Q,
-                      HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-                      BLOCK_D: tl.constexpr, EVEN_M: tl.constexpr):  # fmt: skip
-    """``dQ_i = softmax_scale * DQA_i`` in the inputs' dtype, for one Q block."""
-    prog = tl.program_id(0)
-    T_R = tl.cdiv(N_Q, BLOCK_M)
-    start_m = prog % T_R
-    off_hz = prog // T_R
-    off_z = (off_hz // H).to(tl.int64)
-    off_h = (off_hz % H).to(tl.int64)
-    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    DQA += off_hz.to(tl.int64) * (T_R * BLOCK_M * BLOCK_D)
-    dq = tl.load(DQA + offs_m[:, None] * BLOCK_D + offs_d[None, :]) * sm_scale
-    _store_tile(DQ + off_z * stride_gz + off_h * stride_gh + offs_m[:, None] * stride_gm
-                + offs_d[None, :] * stride_gk, dq.to(DQ.dtype.element_ty), offs_m, N_Q,
-                offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------
 # The plan of each program, in Python (sizes the trace buffers; documents the trace)
 # --------------------------------------------------------------------------------------
 
@@ -1235,33 +1020,6 @@ def _use_tma(k: torch.Tensor, v: torch.Tensor, attn_mask, causal: bool) -> bool:
     return True
 
 
-#: The backward's fused-dQ path (``_attn_bwd_fused``): ``"auto"`` where the
-#: measurement says it pays (:func:`~flashanim.kernels._common.fused_bwd_config`),
-#: ``"1"`` wherever allowed (any blocks, float32 too), ``"0"`` never
-#: (``FLASHANIM_BWD_FUSED``). ``deterministic=True`` and traced runs never use it.
-BWD_FUSED: str = os.environ.get("FLASHANIM_BWD_FUSED", "auto")
-#: How the fused path adds into dQ's float32 accumulator on the GPU: ``"tma"`` (a
-#: TMA reduce through a tensor descriptor), ``"ptr"`` (pointer atomics) or
-#: ``"auto"`` (the table's choice; pointer atomics without an entry). The
-#: interpreter has pointer atomics only (``FLASHANIM_BWD_DQ_ATOMIC``).
-BWD_DQ_ATOMIC: str = os.environ.get("FLASHANIM_BWD_DQ_ATOMIC", "auto")
-#: Whether the fused path loads Q and dO through tensor descriptors: ``"1"``,
-#: ``"0"`` or ``"auto"`` (the table's choice) (``FLASHANIM_BWD_TMA``).
-BWD_TMA: str = os.environ.get("FLASHANIM_BWD_TMA", "auto")
-
-
-def _tma_layout_ok(*ts: torch.Tensor) -> bool:
-    """Unit stride along d, 16-byte aligned base and strides: what a tensor
-    descriptor needs."""
-    for t in ts:
-        e = t.element_size()
-        if not t.is_cuda or t.stride(3) != 1 or t.data_ptr() % 16:
-            return False
-        if any((t.stride(i) * e) % 16 for i in range(3)):
-            return False
-    return True
-
-
 def _stage(trace: bool, values: bool) -> bool:
     """Stage an iteration's events into one store: events-only traces without
     per-event clocks (module variable ``TRACE_STAGE``, from
@@ -1413,107 +1171,9 @@ def _bwd_plan(n_q, n_k, d, dtype, causal, block_m, block_n, num_warps, num_stage
     return block_m, block_n, common, dkdv, dq
 
 
-def _fused_plan(n_q, n_k, d, dtype, causal, block_m, block_n, num_warps, num_stages,
-                trace, values):  # fmt: skip
-    """``(block_m, block_n, constexprs of the fused kernel (launch options
-    included), of the preprocess and cast kernels, DQ_TMA, TMA)`` of the fused-dQ
-    path; blocks and options not given come from the table
-    (:func:`~flashanim.kernels._common.fused_bwd_config`; the
-    interpreter: :func:`~flashanim.kernels._common.default_blocks`), else
-    :func:`~flashanim.kernels._common.fused_bwd_fallback`'s."""
-    from ._common import fused_bwd_config, fused_bwd_fallback
-
-    del trace, values  # (never traced; the uniform signature of _plan's makers)
-    cfg = fused_bwd_config(n_q, n_k, d, dtype, causal)
-    if INTERPRET:
-        dm, dn = resolve_blocks(None, None, n_q, n_k, d, dtype, backward=True,
-                                causal=causal)  # fmt: skip
-        cfg = (dm, dn, 4, 1, False, False)
-    elif cfg is None:
-        cfg = fused_bwd_fallback(d, dtype)
-    block_m, block_n = resolve_blocks(
-        cfg[0] if block_m is None else block_m, cfg[1] if block_n is None else block_n,
-        n_q, n_k, d, dtype, backward=True, causal=causal,
-    )  # fmt: skip
-    bd = head_block(d)
-    opts = {}
-    if not INTERPRET:
-        opts = {"num_warps": cfg[2] if num_warps is None else num_warps,
-                "num_stages": cfg[3] if num_stages is None else num_stages}  # fmt: skip
-    even_m = n_q % block_m == 0
-    small = dict(HEAD_DIM=d, BLOCK_M=block_m, BLOCK_D=bd, EVEN_M=even_m)
-    fused = dict(small, BLOCK_N=block_n, CAUSAL=causal, EVEN_N=n_k % block_n == 0,
-                 DOT_PREC=_dot_precision(dtype), **opts)  # fmt: skip
-    return block_m, block_n, fused, small, bool(cfg[4]), bool(cfg[5])
-
-
-_TMA_CHOICE = {"tma": True, "ptr": False, "1": True, "0": False}
-#: Benchmarks only (``bench/bench_bwd_fused.py``), wrong dQ: 1 = plain stores
-#: instead of atomic adds, 2 = no dQ traffic at all (what the adds cost).
-_DQ_DIAG: int = 0
-
-#: :func:`_fused_pays`'s answers per ``(N_q, N_k, d, dtype, causal, BWD_FUSED)``.
-_FUSED_PAYS: dict[tuple, bool] = {}
-
-
-def _fused_pays(n_q, n_k, d, dtype, causal) -> bool:
-    """Whether a default-blocks backward takes the fused-dQ path (``BWD_FUSED``)."""
-    key = (n_q, n_k, d, dtype, causal, BWD_FUSED)
-    pays = _FUSED_PAYS.get(key)
-    if pays is None:
-        from ._common import fused_bwd_config
-
-        if BWD_FUSED == "1":
-            pays = True
-        elif BWD_FUSED == "0" or INTERPRET:
-            pays = False
-        else:
-            pays = fused_bwd_config(n_q, n_k, d, dtype, causal) is not None
-        if len(_FUSED_PAYS) >= _PLANS_MAX:
-            _FUSED_PAYS.clear()
-        _FUSED_PAYS[key] = pays
-    return pays
-
-
-def _backward_fused(q, k, v, o, lse, do, causal, scale, shapes, block_m, block_n,
-                    num_warps, num_stages):  # fmt: skip
-    """Launch the fused-dQ backward (preprocess + zeroing, one pass, cast)."""
-    batch, heads, n_q, n_k, d = shapes
-    plan = _plan(_fused_plan, n_q, n_k, d, q.dtype, causal, block_m, block_n,
-                 num_warps, num_stages, False, False)  # fmt: skip
-    block_m, block_n, consts, small, dq_tma, tma = plan
-    dq_tma = _TMA_CHOICE.get(BWD_DQ_ATOMIC, dq_tma) and not INTERPRET
-    tma = _TMA_CHOICE.get(BWD_TMA, tma) and not INTERPRET and _tma_layout_ok(q, do)
-    bh = batch * heads
-    t_r, t_c = _cdiv(n_q, block_m), _cdiv(n_k, block_n)
-    dq = torch.empty_like(q, memory_format=torch.contiguous_format)
-    dk = torch.empty_like(k, memory_format=torch.contiguous_format)
-    dv = torch.empty_like(v, memory_format=torch.contiguous_format)
-    delta = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
-    dqa = torch.empty((bh, t_r * block_m, small["BLOCK_D"]), dtype=torch.float32,
-                      device=q.device)  # fmt: skip
-    if dq_tma or tma:  # the descriptors are built on the device, in this scratch
-        triton.set_allocator(_tma_alloc)
-    _attn_bwd_pre_fused[(t_r * bh,)](
-        o, do, delta, dqa, *o.stride(), *do.stride(), heads, n_q, **small,
-    )  # fmt: skip
-    _attn_bwd_fused[(t_c * bh,)](
-        q, k, v, do, dk, dv, dqa, lse, delta, scale,
-        *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(),
-        heads, n_q, n_k, **consts, DQ_TMA=dq_tma, TMA=tma, DQ_DIAG=_DQ_DIAG,
-    )  # fmt: skip
-    _attn_bwd_dq_cast[(t_r * bh,)](
-        dqa, dq, scale, *dq.stride(), heads, n_q, **small,
-    )  # fmt: skip
-    return dq, dk, dv, [], (block_m, block_n)
-
-
 def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trace,
-              values, num_warps=None, num_stages=None, attn_mask=None,
-              deterministic=True):  # fmt: skip
-    """Validate and launch the three backward kernels (or, untraced, without a mask
-    and not ``deterministic``, the fused-dQ path where :func:`_fused_pays`); return
-    grads and buffers."""
+              values, num_warps=None, num_stages=None, attn_mask=None):  # fmt: skip
+    """Validate and launch the three backward kernels; return grads and buffers."""
     shapes = check_qkv(q, k, v)
     batch, heads, n_q, n_k, d = shapes
     if attn_mask is None:
@@ -1531,14 +1191,6 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
         raise TypeError(f"lse must be float32 (the forward's output), got {lse.dtype}")
     scale = check_scale(softmax_scale, d)
     causal = bool(causal)
-    if not (deterministic or trace or attn_mask is not None):
-        explicit = not (block_m is None and block_n is None and num_warps is None
-                        and num_stages is None)  # fmt: skip
-        if BWD_FUSED == "1" or (not explicit and _fused_pays(n_q, n_k, d, q.dtype,
-                                                             causal)):  # fmt: skip
-            return _backward_fused(q, k, v, o, lse.contiguous(), do, causal, scale,
-                                   shapes, block_m, block_n, num_warps,
-                                   num_stages)  # fmt: skip
     plan = _plan(_bwd_plan, n_q, n_k, d, q.dtype, causal, block_m, block_n,
                  num_warps, num_stages, trace, values)  # fmt: skip
     block_m, block_n, common, dkdv_consts, dq_consts = plan
@@ -1644,7 +1296,6 @@ def attention_backward(
     num_warps: int | None = None,
     num_stages: int | None = None,
     attn_mask: torch.Tensor | None = None,
-    deterministic: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """FlashAttention-2 backward: ``dQ, dK, dV`` from ``dO`` and the forward's
     ``O`` and ``LSE`` (``P`` is recomputed, never stored).
@@ -1653,13 +1304,6 @@ def attention_backward(
     outputs) and ``do`` (the gradient of ``o``, shape and dtype of ``q``). Pass the
     forward's ``attn_mask`` again: ``P`` is recomputed with it.
 
-    ``deterministic=True`` runs the three kernels (``preprocess``, ``dkdv``,
-    ``dq``: no atomics, the same bits on every run; the path the recordings trace).
-    By default the fused-dQ path (one pass, dQ added with float32 atomics) runs
-    where it measured faster (:data:`BWD_FUSED`; see the module docstring), the
-    three kernels elsewhere and always with ``attn_mask`` or explicit blocks or
-    launch options.
-
     Returns
     -------
     tuple of torch.Tensor
@@ -1667,7 +1311,7 @@ def attention_backward(
     """
     dq, dk, dv, _, _ = _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m,
                                  block_n, False, False, num_warps, num_stages,
-                                 attn_mask, bool(deterministic))  # fmt: skip
+                                 attn_mask)  # fmt: skip
     return dq, dk, dv
 
 
@@ -1724,24 +1368,3 @@ Returns the raw trace of kernel ``"fa2-bwd"``: launches ``"preprocess"``,
 ``do`` defaults to a standard normal tensor like ``q`` drawn with seed 0.
 """,
 )
-
-
-# The module docstring's last section, appended here so that the kernels' line
-# numbers (shown in the animations' code panel) do not move.
-__doc__ += """
-Fused dQ: a second backward path, off by default (measured slower)
-------------------------------------------------------------------
-``_attn_bwd_pre_fused``, ``_attn_bwd_fused``, ``_attn_bwd_dq_cast``: one pass by
-K/V blocks, as FA2-CUDA, FA3 and cuDNN do it. The dK/dV program also forms each
-``dS_ij K_j`` and adds it into a float32 ``dQ`` accumulator with atomic adds
-(pointer ``red.global.add.f32``, or a TMA reduce through a tensor descriptor);
-5 matrix products per visited tile instead of the three kernels' 7, and ``dQ``
-differs from run to run by rounding. It runs only where ``BWD_FUSED`` says
-(``FLASHANIM_BWD_FUSED``: ``"auto"`` = the shapes of
-:data:`~flashanim.kernels._common.FUSED_BWD_TABLE`, empty; ``"1"`` = everywhere
-allowed), never with ``deterministic=True``, ``attn_mask`` or a trace. Measured on
-an NVIDIA H200 (``bench/bench_bwd_fused.py``, ``bench/NOTES.md`` session 7: bf16,
-N = 1k-16k, 16k tokens per batch, its best of 16 launch configurations) it takes
-1.04-1.14x the three kernels' time at d = 64 and 1.23-1.50x at d = 128, so the
-three kernels stay the default everywhere and every recording traces them.
-"""

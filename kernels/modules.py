@@ -150,10 +150,7 @@ def flash_attn_func(
     window_size, softcap, alibi_slopes, return_attn_probs
         Only their defaults are supported.
     deterministic
-        The backward's three-kernel path (the same bits on every run); by default
-        the fused-dQ path runs where it measured faster (float32 atomic adds: dQ
-        varies by rounding from run to run). See
-        :func:`~flashanim.kernels.fa2.attention_backward`.
+        Accepted and ignored: the kernels are deterministic (no atomics).
 
     Returns
     -------
@@ -171,6 +168,7 @@ def flash_attn_func(
     _refuse("softcap", softcap, 0.0)
     _refuse("alibi_slopes", alibi_slopes, None)
     _refuse("return_attn_probs", return_attn_probs, False)
+    del deterministic
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor) or t.dim() != 4:
             raise ValueError(
@@ -200,7 +198,7 @@ def flash_attn_func(
         mask, causal = _bottom_right_causal(n_q, n_k, q.device), False
     o = flash_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal,
-        softmax_scale, mask, bool(deterministic),
+        softmax_scale, mask,
     )  # fmt: skip
     return o.transpose(1, 2).contiguous()
 
@@ -435,10 +433,9 @@ class FlashSelfAttention(_FlashModule):
     attention_dropout
         Stored as ``self.drop`` (an ``nn.Dropout``, as flash-attn); a nonzero rate
         raises in training mode (not implemented), and is off in eval mode.
-    window_size, alibi_slopes
-        Accepted for signature compatibility; only the defaults are supported.
-    deterministic
-        The backward's three-kernel path (as :func:`flash_attn_func`).
+    window_size, alibi_slopes, deterministic
+        Accepted for signature compatibility; only the defaults are supported
+        (``deterministic`` is ignored: the kernels are deterministic).
     """
 
     def __init__(
@@ -470,7 +467,6 @@ class FlashSelfAttention(_FlashModule):
         return flash_attn_qkvpacked_func(
             qkv, self.drop.p if self.training else 0.0,
             softmax_scale=self.softmax_scale, causal=causal,
-            deterministic=self.deterministic,
         )  # fmt: skip
 
 
@@ -517,7 +513,6 @@ class FlashCrossAttention(_FlashModule):
         return flash_attn_kvpacked_func(
             q, kv, self.drop.p if self.training else 0.0,
             softmax_scale=self.softmax_scale, causal=causal,
-            deterministic=self.deterministic,
         )  # fmt: skip
 
 
