@@ -3,8 +3,8 @@
 Measured slower than the package's backward, so it is not in ``kernels/``: on an
 NVIDIA H200 (``bench/bench_bwd_fused.py``, ``bench/NOTES.md`` session 7, results in
 ``media/bench/bwd_fused_NVIDIA_H200.json``) its best of 16 launch configurations took
-1.02-1.14x the three-kernel backward's time at d = 64 and 1.22-1.52x at d = 128
-(N >= 1k). ``flashanim.kernels`` computes dQ without atomics (three kernels: D, then
+1.02-1.13x the three-kernel backward's time at d = 64 and 1.21-1.52x at d = 128
+(N >= 1k; bf16 and fp16, through autograd). ``flashanim.kernels`` computes dQ without atomics (three kernels: D, then
 dK/dV per K/V block, then dQ per Q block), the same bits on every run; this module
 is kept so that the measurement can be repeated.
 
