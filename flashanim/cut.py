@@ -266,6 +266,9 @@ class _ClipInfo:
     n: int  # frames
     keyframes: list[int]  # frame indices (presentation order) of keyframes
     extradata: bytes | None
+    #: whether frames come out of order (B-frames): then a copied stretch must
+    #: end at a keyframe; without, it can end at any frame
+    reordered: bool = True
 
 
 def _scan(path: Path) -> _ClipInfo:
@@ -281,6 +284,7 @@ def _scan(path: Path) -> _ClipInfo:
             pts.append(pkt.pts)
             if pkt.is_keyframe:
                 keys.append(pkt.pts)
+        reordered = any(b < a for a, b in zip(pts, pts[1:], strict=False))
         if not pts:
             raise ValueError(f"{path}: no video frames")
         pts.sort()
@@ -291,21 +295,29 @@ def _scan(path: Path) -> _ClipInfo:
         cc = s.codec_context
         return _ClipInfo(path, s.width, s.height, s.average_rate, s.time_base, ticks,
                          len(pts), sorted(index[k] for k in keys),
-                         bytes(cc.extradata) if cc.extradata else None)  # fmt: skip
+                         bytes(cc.extradata) if cc.extradata else None,
+                         reordered)  # fmt: skip
 
 
 def _plan(clips: list[_ClipInfo], n_fade: int) -> list[tuple[int, int]] | None:
     """For each clip, the frames ``[a, b)`` copied as they are: ``a`` the first
     keyframe at or after the fade in (0 for the first clip), ``b`` the last
-    keyframe at or before the fade out (the end for the last clip). ``None``
-    where a clip has no such stretch (then everything is encoded again)."""
+    keyframe at or before the fade out (the end for the last clip), or the fade
+    out's first frame itself when the clips have no B-frames (a stretch that
+    starts at a keyframe then decodes alone wherever it ends). ``None`` where a
+    clip has no such stretch (then everything is encoded again)."""
     out = []
+    any_order = not any(c.reordered for c in clips)
     for k, c in enumerate(clips):
         if not c.frame_ticks or c.n <= 2 * n_fade:
             return None
         a = 0 if k == 0 else next((f for f in c.keyframes if f >= n_fade), None)
-        b = (c.n if k == len(clips) - 1
-             else next((f for f in reversed(c.keyframes) if f <= c.n - n_fade), None))  # fmt: skip
+        if k == len(clips) - 1:
+            b = c.n
+        elif any_order:
+            b = c.n - n_fade
+        else:
+            b = next((f for f in reversed(c.keyframes) if f <= c.n - n_fade), None)
         if a is None or b is None or b <= a:
             return None
         out.append((a, b))
@@ -313,10 +325,13 @@ def _plan(clips: list[_ClipInfo], n_fade: int) -> list[tuple[int, int]] | None:
 
 
 def _encoder(container, clip: _ClipInfo, preset: str):
-    """An x264 stream set as Manim sets its partial movies' (CRF 23, yuv420p)."""
+    """An x264 stream set as Manim sets its partial movies' (CRF 23, yuv420p;
+    without B-frames where the clip has none, as the talk's clips)."""
     s = container.add_stream("libx264", rate=clip.rate)
     s.width, s.height, s.pix_fmt = clip.width, clip.height, "yuv420p"
     s.options = {"crf": "23", "preset": preset}
+    if not clip.reordered:
+        s.options = {**s.options, "bf": "0"}
     return s
 
 

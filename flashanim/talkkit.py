@@ -141,6 +141,11 @@ class TalkClip(TraceScene):
     kernel = None
     #: Name of the section that follows the title card.
     FIRST_SECTION = "body"
+    #: x264 without B-frames (decode order = display order): the cut's join
+    #: (:func:`flashanim.cut.join_with_crossfades`) can then copy a clip up to
+    #: the first frame of its fade instead of up to its last keyframe, and
+    #: encodes a few dozen frames a join again instead of a few hundred.
+    X264_OPTIONS = {"bf": "0"}
 
     @property
     def TITLE(self) -> str:  # noqa: N802  (reads like the constant it stands for)

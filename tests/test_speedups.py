@@ -160,6 +160,36 @@ def test_x264_preset_by_quality_and_environment():
         x264_preset(1080, {PRESET_ENV: "quick"})
 
 
+def test_partial_movie_streams_get_preset_threads_and_class_options():
+    """What ``_use_preset`` hands x264 when Manim opens a partial movie stream:
+    the preset, the thread count (when given) and a scene's ``X264_OPTIONS``."""
+    from types import SimpleNamespace
+
+    from flashanim.engine import fastrender
+
+    def writer():
+        w = SimpleNamespace()
+
+        def open_partial_movie_stream():
+            ctx = SimpleNamespace(options={"crf": "23"}, is_open=False, name="libx264")
+            w._current_encode_job = SimpleNamespace(stream=SimpleNamespace(
+                codec_context=ctx))  # fmt: skip
+
+        w.open_partial_movie_stream = open_partial_movie_stream
+        return w
+
+    w = writer()
+    fastrender._use_preset(w, "veryfast", "1", {"bf": "0"})
+    w.open_partial_movie_stream()
+    opts = w._current_encode_job.stream.codec_context.options
+    assert opts == {"crf": "23", "preset": "veryfast", "threads": "1", "bf": "0"}
+    w = writer()
+    fastrender._use_preset(w, "ultrafast")
+    w.open_partial_movie_stream()
+    opts = w._current_encode_job.stream.codec_context.options
+    assert opts == {"crf": "23", "preset": "ultrafast"}
+
+
 def test_updaters_possible_once_an_updater_is_added(monkeypatch):
     monkeypatch.setattr(_speedups, "_updater_added", False)
     _speedups.install()

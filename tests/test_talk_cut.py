@@ -270,13 +270,16 @@ def test_summary_lines_hold(tmp_path_factory, trace_cache):
     assert f"{p.traffic_standard / p.traffic_flash:.0f}× less traffic" in lines[3]
 
 
-def _segment(path: Path, color, frames: int, fps: int, preset: str) -> Path:
+def _segment(path: Path, color, frames: int, fps: int, preset: str,
+             bframes: bool = True) -> Path:  # fmt: skip
     import av
 
     with av.open(str(path), "w") as dst:
         s = dst.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
         s.options = {"crf": "23", "preset": preset}
+        if not bframes:
+            s.options = {**s.options, "bf": "0"}
         for i in range(frames):
             img = np.zeros((48, 64, 3), np.uint8)
             img[:] = color
@@ -291,15 +294,54 @@ def _segment(path: Path, color, frames: int, fps: int, preset: str) -> Path:
 
 
 def _clip(path: Path, color, seconds: float, fps: int = 10,
-          preset: str = "veryfast") -> Path:  # fmt: skip
-    """A clip as Manim writes one: segments encoded apart, joined without
-    re-encoding (a keyframe at each segment)."""
+          preset: str = "veryfast", seg: int = 5, bframes: bool = True) -> Path:  # fmt: skip
+    """A clip as Manim writes one: segments of ``seg`` frames encoded apart,
+    joined without re-encoding (a keyframe at each segment)."""
     from flashanim.talk import join_videos
 
     n = int(seconds * fps)
-    parts = [_segment(path.with_name(f"{path.stem}_{k}.mp4"), color, 5, fps, preset)
-             for k in range(n // 5)]  # fmt: skip
+    parts = [_segment(path.with_name(f"{path.stem}_{k}.mp4"), color, seg, fps, preset,
+                      bframes) for k in range(n // seg)]  # fmt: skip
     return join_videos(parts, path)
+
+
+def test_join_without_bframes_copies_up_to_the_fade(tmp_path):
+    """Clips without B-frames (the talk's clips: ``TalkClip.X264_OPTIONS``) are
+    copied up to the first frame of their fade, not to their last keyframe
+    before it; the encoder of the joins has the clips' parameter sets; the
+    copied frames are the clips' own pixels."""
+    import av
+
+    from flashanim.talkkit import TalkClip
+
+    assert TalkClip.X264_OPTIONS == {"bf": "0"}
+    paths = [_clip(tmp_path / f"{n}.mp4", col, 2.8, seg=7, bframes=False)
+             for n, col in (("a", (230, 30, 30)), ("b", (30, 30, 230)),
+                            ("c", (30, 230, 30)))]  # fmt: skip
+    clips = [cut._scan(p) for p in paths]
+    assert [c.n for c in clips] == [28] * 3 and not any(c.reordered for c in clips)
+    assert cut._scan(_clip(tmp_path / "r.mp4", (9, 9, 9), 2.0)).reordered
+    assert clips[0].keyframes == [0, 7, 14, 21]
+    plan = cut._plan(clips, 5)
+    assert plan == [(0, 23), (7, 23), (7, 28)]  # 23 = 28 - 5: no keyframe there
+    assert cut._same_parameter_sets(clips[0], "veryfast")
+    out = tmp_path / "joined.mp4"
+    starts = cut.join_with_crossfades(paths, out, fade=0.5, preset="veryfast")
+    assert starts == pytest.approx([0.0, 2.3, 4.6])
+    with av.open(str(out)) as src:
+        dts = [p.dts for p in src.demux(src.streams.video[0]) if p.dts is not None]
+    assert dts == sorted(dts) and len(set(dts)) == len(dts)
+    with av.open(str(out)) as src:
+        frames = [f.to_ndarray(format="rgb24") for f in src.decode(video=0)]
+    assert len(frames) == 3 * 28 - 2 * 5
+    with av.open(str(paths[0])) as src:
+        own = [f.to_ndarray(format="rgb24") for f in src.decode(video=0)]
+    for k in range(23):
+        assert np.array_equal(frames[k], own[k])
+    mean = [f[8:].reshape(-1, 3).mean(axis=0) for f in frames]
+    reds = [m[0] for m in mean[23:28]]
+    blues = [m[2] for m in mean[23:28]]
+    assert reds == sorted(reds, reverse=True) and blues == sorted(blues)
 
 
 @pytest.mark.parametrize("preset", ["veryfast", "ultrafast"])

@@ -213,7 +213,8 @@ class FastRenderScene(Scene):
             camera.set_cairo_context_path = types.MethodType(_set_path, camera)
         writer = getattr(self.renderer, "file_writer", None)
         if writer is not None and hasattr(writer, "open_partial_movie_stream"):
-            _use_preset(writer, x264_preset(config.pixel_height), x264_threads())
+            _use_preset(writer, x264_preset(config.pixel_height), x264_threads(),
+                        getattr(self, "X264_OPTIONS", None))  # fmt: skip
 
     def add_mobjects_from_animations(self, animations: list[Animation]) -> None:
         """As Manim's, without a walk of the whole scene for each mobject added.
@@ -746,13 +747,16 @@ def _build_path(ctx, vmobject, n: int) -> None:
             ctx.close_path()
 
 
-def _use_preset(writer, preset: str, threads: str | None = None) -> None:
+def _use_preset(writer, preset: str, threads: str | None = None,
+                extra: dict[str, str] | None = None) -> None:  # fmt: skip
     """Make ``writer`` open its partial movie streams with x264 ``preset`` (and
-    ``threads`` x264 threads, when given)."""
-    if not preset or getattr(writer, "_flashanim_preset", None) == (preset, threads):
+    ``threads`` x264 threads, when given, and a scene class's ``X264_OPTIONS``,
+    ``extra``)."""
+    options = {"preset": preset, **(extra or {})}
+    if threads is not None:
+        options["threads"] = threads
+    if not preset or getattr(writer, "_flashanim_preset", None) == options:
         return
-    options = {"preset": preset} if threads is None else {"preset": preset,
-                                                          "threads": threads}  # fmt: skip
     original = writer.open_partial_movie_stream
 
     def open_partial_movie_stream(*args, **kwargs):
@@ -769,4 +773,4 @@ def _use_preset(writer, preset: str, threads: str | None = None) -> None:
             ctx.options = {**ctx.options, **options}
 
     writer.open_partial_movie_stream = open_partial_movie_stream
-    writer._flashanim_preset = (preset, threads)
+    writer._flashanim_preset = options
