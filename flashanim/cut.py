@@ -77,7 +77,7 @@ CUT: tuple[Clip, ...] = (
         "write the N by N scores, and take {share:.0%} of the time ({dropout} more "
         "if dropout is on). One fused kernel does the same work in {fused} instead "
         "of {standard}: the scores never leave the chip.",
-        3, 32,
+        3, 47,
     ),
     Clip(
         "talk_whole_row", "TalkWholeRow", "A softmax needs the whole row",
@@ -86,7 +86,7 @@ CUT: tuple[Clip, ...] = (
         "kernel run: each weight is an exponential divided by the sum over the whole "
         "row. A softmax of each block on its own gives weights that sum to "
         "{local_sum:.1f} instead of 1.",
-        4, 28,
+        4, 48,
     ),
     Clip(
         "talk_online_softmax", "TalkOnlineSoftmax", "Online softmax: rescale as you go",
@@ -96,7 +96,7 @@ CUT: tuple[Clip, ...] = (
         "alpha, the exponential of the old max minus the new: the bars shrink. At "
         "the end, dividing by l gives exactly the softmax of the whole row (largest "
         "difference {online_err:.0e}).",
-        6, 51,
+        6, 88,
     ),
     Clip(
         "talk_tiling", "TalkTiling", "Tiling: one program, then all of them",
@@ -106,7 +106,7 @@ CUT: tuple[Clip, ...] = (
         "On the GPU all {programs} programs run side by side, up to {lanes} per SM on "
         "the {sms} SMs of an {sched_gpu}, in {waves} waves; this is the recorded "
         "schedule, not a simulation.",
-        15, 91,
+        15, 160,
     ),
     Clip(
         "talk_payoff", "TalkPayoff", "The payoff at a real size",
@@ -116,7 +116,7 @@ CUT: tuple[Clip, ...] = (
         "{traffic_ratio:.0f} times less; the scores and probabilities alone would take {mem_std}. In "
         "the benchmark the standard version is {time_ratio:.0f} times slower at "
         "{time_n_k}k, the longest it was run.",
-        3, 27,
+        3, 38,
     ),
     Clip(
         "talk_summary", "TalkSummary", "Summary",
@@ -124,7 +124,7 @@ CUT: tuple[Clip, ...] = (
         "To sum up: attention is limited by memory, not arithmetic; the online "
         "softmax lets it be tiled exactly; every SM works on blocks of its own; and at "
         "real sizes that is {traffic_ratio:.0f} times less memory traffic.",
-        5, 19,
+        5, 32,
     ),
 )  # fmt: skip
 

@@ -52,9 +52,12 @@ class TalkScene:
     #: recorded, measured 2026-12-02); only used to start the longest renders
     #: first.
     cost: float = 1.0
-    #: The same at 1080p60 (``high``), where the cost follows the video's length
-    #: more than its number of plays (a talk clip costs ~10x its 480p figure, a
-    #: deep-dive scene ~5x); ``None``: :data:`QUALITY_FACTOR` times :attr:`cost`.
+    #: CPU seconds at 1080p60 (``high``; ``make bench-render QUALITY=high``, end of
+    #: session 7, 2026-12-02, on a machine ~1.6x slower than the one :attr:`cost`
+    #: was measured on: only the order matters), where the cost follows the
+    #: video's length more than its number of plays (a talk clip costs ~10x its
+    #: 480p figure, a deep-dive scene ~5x); ``None``: :data:`QUALITY_FACTOR` times
+    #: :attr:`cost`.
     cost_high: float | None = None
 
     def cost_at(self, quality: str) -> float:
@@ -73,19 +76,19 @@ class TalkScene:
 
 #: The talk, in the order it is given. One place: everything else follows it.
 TALK: tuple[TalkScene, ...] = (
-    TalkScene("memory_hierarchy", "MemoryHierarchyScene", "The memory hierarchy", 9, 86),
+    TalkScene("memory_hierarchy", "MemoryHierarchyScene", "The memory hierarchy", 9, 156),
     TalkScene("standard_attention", "StandardAttentionScene",
-              "Standard attention: the N² round trips", 27, 158),
-    TalkScene("tiling", "TilingScene", "Tiling: the FlashAttention-2 forward pass", 31, 148),
+              "Standard attention: the N² round trips", 27, 240),
+    TalkScene("tiling", "TilingScene", "Tiling: the FlashAttention-2 forward pass", 31, 226),
     TalkScene("online_softmax", "OnlineSoftmaxScene",
-              "Online softmax, one row, real numbers", 17, 98),
-    TalkScene("loop_order", "LoopOrderScene", "Loop order: FlashAttention-1 vs 2", 47, 211),
-    TalkScene("causal", "CausalScene", "Causal masking: skipped and masked blocks", 15, 77),
+              "Online softmax, one row, real numbers", 17, 158),
+    TalkScene("loop_order", "LoopOrderScene", "Loop order: FlashAttention-1 vs 2", 47, 293),
+    TalkScene("causal", "CausalScene", "Causal masking: skipped and masked blocks", 15, 133),
     TalkScene("backward", "BackwardScene",
-              "The backward pass: recompute, never store", 46, 270),
-    TalkScene("gpu_schedule", "GpuScheduleScene", "Programs over SMs over time", 16, 86),
-    TalkScene("decoding", "DecodingScene", "Decoding: split the K/V cache", 14, 68),
-    TalkScene("io_complexity", "IOComplexityScene", "IO complexity, measured", 37, 67),
+              "The backward pass: recompute, never store", 46, 374),
+    TalkScene("gpu_schedule", "GpuScheduleScene", "Programs over SMs over time", 16, 141),
+    TalkScene("decoding", "DecodingScene", "Decoding: split the K/V cache", 14, 114),
+    TalkScene("io_complexity", "IOComplexityScene", "IO complexity, measured", 37, 96),
 )  # fmt: skip
 
 #: Quality name -> (Manim flag, the folder Manim writes into).
