@@ -219,16 +219,42 @@ def test_chart_palette_apart_from_tensor_colours(theme):
             assert de(a, b, vision) >= CHART_APART, (theme, a, b, vision)
 
 
-def _colours_used(scene_module: str, cls: str, theme: str, media: Path) -> set[str]:
-    """Every fill and stroke colour (not transparent) on screen at any section end
-    of ``scenes/<scene_module>.py:<cls>``, rendered in ``theme``."""
-    from manim import VMobject, tempconfig
+def _render_section_ends(scene_module: str, cls: str, theme: str, media: Path,
+                         collect, size: tuple[int, int]) -> None:  # fmt: skip
+    """Render ``scenes/<scene_module>.py:<cls>`` in ``theme`` at ``size`` pixels,
+    calling ``collect(scene)`` at every section end."""
+    from manim import tempconfig
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scenes"))
     try:
         mod = __import__(scene_module)
     finally:
         sys.path.pop(0)
+
+    class Probe(getattr(mod, cls)):
+        def next_section(self, *args, **kwargs):
+            collect(self)
+            super().next_section(*args, **kwargs)
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FLASHANIM_THEME", theme)
+    opts = {"pixel_width": size[0], "pixel_height": size[1], "frame_rate": 2,
+            "media_dir": str(media), "disable_caching": True,
+            "progress_bar": "none", "verbosity": "WARNING"}  # fmt: skip
+    try:
+        with tempconfig(opts):
+            scene = Probe()
+            scene.render()
+            collect(scene)
+    finally:
+        mp.undo()
+
+
+def _colours_used(scene_module: str, cls: str, theme: str, media: Path) -> set[str]:
+    """Every fill and stroke colour (not transparent) on screen at any section end
+    of ``scenes/<scene_module>.py:<cls>``, rendered in ``theme``."""
+    from manim import VMobject
+
     seen: set[str] = set()
 
     def collect(scene) -> None:
@@ -244,26 +270,10 @@ def _colours_used(scene_module: str, cls: str, theme: str, media: Path) -> set[s
                     pairs = pairs[: len(m.get_fill_colors())]
                 seen.update(c.to_hex().upper() for c, o in pairs if o > 0.05)
 
-    class Probe(getattr(mod, cls)):
-        def next_section(self, *args, **kwargs):
-            collect(self)
-            super().next_section(*args, **kwargs)
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FLASHANIM_THEME", theme)
     # 480p as tests/test_talk_cut.py renders these clips: Pango wraps text at the
     # frame's pixel width, and the process-wide text cache would keep a tiny
     # render's wrapping for later renders
-    opts = {"pixel_width": 854, "pixel_height": 480, "frame_rate": 2,
-            "media_dir": str(media), "disable_caching": True,
-            "progress_bar": "none", "verbosity": "WARNING"}  # fmt: skip
-    try:
-        with tempconfig(opts):
-            scene = Probe()
-            scene.render()
-            collect(scene)
-    finally:
-        mp.undo()
+    _render_section_ends(scene_module, cls, theme, media, collect, (854, 480))
     return seen
 
 
@@ -320,13 +330,8 @@ def _text_colours(scene_module: str, cls: str, theme: str, media: Path) -> dict:
     """colour -> a text drawn in it, for every Text on screen at any section end of
     ``scenes/<scene_module>.py:<cls>`` rendered in ``theme`` (small: only colours
     are read)."""
-    from manim import Text, tempconfig
+    from manim import Text
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scenes"))
-    try:
-        mod = __import__(scene_module)
-    finally:
-        sys.path.pop(0)
     seen: dict[str, str] = {}
 
     def collect(scene) -> None:
@@ -337,23 +342,7 @@ def _text_colours(scene_module: str, cls: str, theme: str, media: Path) -> dict:
                     if leaf is not None and leaf.get_fill_opacity() > 0.05:
                         seen.setdefault(_drawn(m), m.text)
 
-    class Probe(getattr(mod, cls)):
-        def next_section(self, *args, **kwargs):
-            collect(self)
-            super().next_section(*args, **kwargs)
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FLASHANIM_THEME", theme)
-    opts = {"pixel_width": 426, "pixel_height": 240, "frame_rate": 2,
-            "media_dir": str(media), "disable_caching": True,
-            "progress_bar": "none", "verbosity": "WARNING"}  # fmt: skip
-    try:
-        with tempconfig(opts):
-            scene = Probe()
-            scene.render()
-            collect(scene)
-    finally:
-        mp.undo()
+    _render_section_ends(scene_module, cls, theme, media, collect, (426, 240))
     return seen
 
 
