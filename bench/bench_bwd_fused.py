@@ -45,7 +45,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-DT = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# the sweep's inputs (batch·N = 16k tokens, H = 2048/d, seeded by N and d)
+from sweep_issue15 import DT, _qkv  # noqa: E402
+
 #: (BLOCK_M, BLOCK_N, warps, stages, dQ by TMA reduce, Q/dO by TMA)
 CONFIGS = [
     (32, 128, 4, 2, 0, 0), (32, 128, 4, 3, 0, 0), (64, 128, 4, 2, 0, 0),
@@ -73,17 +75,6 @@ TABLE_NS = (128, 256, 512, 1024, 4096, 16384)
 def configs(d: int) -> list[tuple]:
     # 128 x 128 blocks keep two 128 x 128 float32 accumulators: d = 64 only
     return [c for c in CONFIGS if not (d > 64 and c[0] * c[1] > 128 * 64)]
-
-
-def _qkv(dt, d, n, seed=0, grad=False):
-    b, h = max(1, 16384 // n), 2048 // d
-    g = torch.Generator(device="cuda").manual_seed(seed + n + d)
-    t = [torch.randn(b, h, n, d, device="cuda", dtype=DT[dt], generator=g)
-         for _ in range(4)]  # fmt: skip
-    if grad:
-        for x in t[:3]:
-            x.requires_grad_(True)
-    return t
 
 
 def _fused_call(t, o, lse, causal, cfg):
