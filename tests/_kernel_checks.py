@@ -69,6 +69,14 @@ def assert_rule(name: str, out, out_pt, ref, factor: float, atol: float) -> None
     assert ok, f"{name}: max error {err:.3e} > bound {bound:.3e} ({factor}x PyTorch)"
 
 
+def case_id(case) -> str:
+    """A test id for a ``(B, H, N_q, N_k, d, BLOCK_M, BLOCK_N, causal, dtype)``
+    case."""
+    b, h, nq, nk, d, bm, bn, causal, dt = case
+    c = "causal" if causal else "full"
+    return f"{b}x{h}-{nq}x{nk}-d{d}-{bm}x{bn}-{c}-{str(dt)[6:]}"
+
+
 def program_records(buf: TraceBuffers, program: int) -> list[dict]:
     """The events one program wrote, as dicts (``value``: snapshot or ``None``)."""
     n = int(buf.header[program, 0])

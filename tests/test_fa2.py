@@ -21,6 +21,7 @@ from _kernel_checks import (
     DEVICE,
     assert_rule,
     blk,
+    case_id,
     make_qkv,
     program_records,
     reference_grads,
@@ -51,12 +52,6 @@ CASES = [
 ]
 
 
-def _id(case) -> str:
-    b, h, nq, nk, d, bm, bn, causal, dt = case
-    c = "causal" if causal else "full"
-    return f"{b}x{h}-{nq}x{nk}-d{d}-{bm}x{bn}-{c}-{str(dt)[6:]}"
-
-
 def _check(q, k, v, causal, scale, bm, bn, seed=1):
     """Forward, LSE and gradients of the kernels against the rule."""
     o, lse = fa2.attention_forward(q, k, v, causal, scale, bm, bn)
@@ -83,7 +78,7 @@ def _check(q, k, v, causal, scale, bm, bn, seed=1):
         assert_rule(name, g, g_pt, g_ref, 3.0, 1e-5)
 
 
-@pytest.mark.parametrize("case", CASES, ids=_id)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_forward_backward_against_reference(case):
     b, h, nq, nk, d, bm, bn, causal, dt = case
     q, k, v = make_qkv(b, h, nq, nk, d, dt, seed=nq * 7 + nk)
@@ -196,7 +191,7 @@ TRACE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", TRACE_CASES, ids=_id)
+@pytest.mark.parametrize("case", TRACE_CASES, ids=case_id)
 def test_trace_event_sequences_follow_the_documented_rule(case):
     b, h, nq, nk, d, bm, bn, causal, dt = case
     bm, bn = blk(bm), blk(bn)

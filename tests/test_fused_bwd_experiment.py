@@ -16,7 +16,7 @@ from pathlib import Path
 import flashanim.kernels  # noqa: F401  (chooses the device before triton is imported)
 import pytest
 import torch
-from _kernel_checks import DEVICE, assert_rule, blk, make_qkv, reference_grads
+from _kernel_checks import DEVICE, assert_rule, blk, case_id, make_qkv, reference_grads
 from flashanim.kernels import fa2
 from flashanim.kernels._device import BACKEND
 
@@ -69,13 +69,7 @@ CASES = [
 ]
 
 
-def _id(case) -> str:
-    b, h, nq, nk, d, bm, bn, causal, dt = case
-    c = "causal" if causal else "full"
-    return f"{b}x{h}-{nq}x{nk}-d{d}-{bm}x{bn}-{c}-{str(dt)[6:]}"
-
-
-@pytest.mark.parametrize("case", CASES, ids=_id)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_fused_backward_against_reference(case):
     b, h, nq, nk, d, bm, bn, causal, dt = case
     q, k, v = make_qkv(b, h, nq, nk, d, dt, seed=nq * 5 + nk)
