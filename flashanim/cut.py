@@ -217,8 +217,9 @@ def join_with_crossfades(videos: list[Path], out: Path, fade: float = FADE_SECON
 
     Only the stretches around the joins are decoded and encoded again: from the
     last keyframe before a clip's fade to the first keyframe after the next clip's
-    fade, with x264 set as Manim sets it for these clips (``preset``: the one
-    :func:`~flashanim.engine.fastrender.x264_preset` gives their height; CRF 23),
+    fade, with x264 set as Manim sets it for these clips (``preset``, or by default
+    the options :func:`~flashanim.engine.fastrender.x264_options` gives their
+    height; CRF 23),
     so that its parameter sets are the clips' own; the rest is copied as it is.
     Where the parameter sets differ (clips from another encoder) every frame is
     encoded again instead (slower, same picture). Written aside and moved into
@@ -239,15 +240,17 @@ def join_with_crossfades(videos: list[Path], out: Path, fade: float = FADE_SECON
                     f"{first.width}x{first.height} at {first.rate} like {first.path}"
                 )
         if preset is None:
-            from .engine.fastrender import x264_preset
+            from .engine.fastrender import x264_options
 
-            preset = x264_preset(first.height)
+            x264 = x264_options(first.height)
+        else:
+            x264 = {"preset": preset}
         n_fade = max(1, int(round(float(first.rate) * fade)))
         plan = _plan(clips, n_fade)
-        if plan is None or not _same_parameter_sets(first, preset):
-            starts = _join_reencode(clips, tmp, n_fade, preset)
+        if plan is None or not _same_parameter_sets(first, x264):
+            starts = _join_reencode(clips, tmp, n_fade, x264)
         else:
-            starts = _join_spliced(clips, plan, tmp, n_fade, preset)
+            starts = _join_spliced(clips, plan, tmp, n_fade, x264)
         os.replace(tmp, out)
     finally:
         if tmp.exists():
@@ -324,18 +327,20 @@ def _plan(clips: list[_ClipInfo], n_fade: int) -> list[tuple[int, int]] | None:
     return out
 
 
-def _encoder(container, clip: _ClipInfo, preset: str):
-    """An x264 stream set as Manim sets its partial movies' (CRF 23, yuv420p;
-    without B-frames where the clip has none, as the talk's clips)."""
+def _encoder(container, clip: _ClipInfo, x264: dict[str, str]):
+    """An x264 stream set as Manim sets its partial movies' (CRF 23, yuv420p, the
+    ``x264`` options; without B-frames where the clip has none)."""
     s = container.add_stream("libx264", rate=clip.rate)
     s.width, s.height, s.pix_fmt = clip.width, clip.height, "yuv420p"
-    s.options = {"crf": "23", "preset": preset}
+    options = {"crf": "23", **x264}
+    options.pop("bf", None)
     if not clip.reordered:
-        s.options = {**s.options, "bf": "0"}
+        options["bf"] = "0"
+    s.options = options
     return s
 
 
-def _same_parameter_sets(clip: _ClipInfo, preset: str) -> bool:
+def _same_parameter_sets(clip: _ClipInfo, x264: dict[str, str]) -> bool:
     """Whether x264 set up here writes the clip's own SPS/PPS (so that encoded
     stretches can sit between copied ones)."""
     import io
@@ -345,7 +350,7 @@ def _same_parameter_sets(clip: _ClipInfo, preset: str) -> bool:
 
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as probe:
-        s = _encoder(probe, clip, preset)
+        s = _encoder(probe, clip, x264)
         f = av.VideoFrame.from_ndarray(
             np.zeros((clip.height, clip.width, 3), np.uint8), format="rgb24"
         ).reformat(format="yuv420p")
@@ -450,7 +455,7 @@ def _transition(clip_a, clip_b, a_from: int, b_to: int, n_fade: int):
             yield fb
 
 
-def _join_spliced(clips, plan, tmp: Path, n_fade: int, preset: str) -> list[float]:
+def _join_spliced(clips, plan, tmp: Path, n_fade: int, x264: dict) -> list[float]:
     import av
 
     first = clips[0]
@@ -486,7 +491,7 @@ def _join_spliced(clips, plan, tmp: Path, n_fade: int, preset: str) -> list[floa
         def encode(frames) -> None:
             nonlocal at
             with av.open(os.devnull, "w", format="mp4") as scratch:
-                enc = _encoder(scratch, first, preset)
+                enc = _encoder(scratch, first, x264)
                 n = 0
                 for img in frames:
                     f = _yuv_frame(img, n, first.rate)
@@ -538,14 +543,14 @@ def _mux_encoded(dst, ost, pkt, at: int, tpf: int, time_base) -> None:
     dst.mux(out)
 
 
-def _join_reencode(clips, tmp: Path, n_fade: int, preset: str) -> list[float]:
+def _join_reencode(clips, tmp: Path, n_fade: int, x264: dict) -> list[float]:
     """Every frame decoded, blended at the joins and encoded again."""
     import av
 
     first = clips[0]
     starts: list[float] = []
     with av.open(str(tmp), "w") as dst:
-        ost = _encoder(dst, first, preset)
+        ost = _encoder(dst, first, x264)
         n = 0
 
         def emit(img) -> None:

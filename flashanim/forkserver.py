@@ -43,6 +43,7 @@ __all__ = ["PRELOAD", "Forker", "serve"]
 PRELOAD = (
     "numpy",
     "av",
+    "cv2",
     "cairo",
     "manim",
     "torch",

@@ -160,6 +160,21 @@ def test_x264_preset_by_quality_and_environment():
         x264_preset(1080, {PRESET_ENV: "quick"})
 
 
+def test_x264_options_add_the_fast_settings_only_to_the_default_preset():
+    from flashanim.engine.fastrender import (
+        DEFAULT_X264_PARAMS,
+        PRESET_ENV,
+        x264_options,
+    )
+
+    assert x264_options(1080, {}) == {
+        "preset": "veryfast", "bf": "0", "x264-params": DEFAULT_X264_PARAMS}  # fmt: skip
+    assert x264_options(480, {}) == {"preset": "ultrafast"}
+    # a preset the user chose is theirs alone, even when it is the default one
+    assert x264_options(1080, {PRESET_ENV: "veryfast"}) == {"preset": "veryfast"}
+    assert x264_options(1080, {PRESET_ENV: "slow"}) == {"preset": "slow"}
+
+
 def test_partial_movie_streams_get_preset_threads_and_class_options():
     """What ``_use_preset`` hands x264 when Manim opens a partial movie stream:
     the preset, the thread count (when given) and a scene's ``X264_OPTIONS``."""
@@ -179,12 +194,12 @@ def test_partial_movie_streams_get_preset_threads_and_class_options():
         return w
 
     w = writer()
-    fastrender._use_preset(w, "veryfast", "1", {"bf": "0"})
+    fastrender._use_preset(w, {"preset": "veryfast"}, "1", {"bf": "0"})
     w.open_partial_movie_stream()
     opts = w._current_encode_job.stream.codec_context.options
     assert opts == {"crf": "23", "preset": "veryfast", "threads": "1", "bf": "0"}
     w = writer()
-    fastrender._use_preset(w, "ultrafast")
+    fastrender._use_preset(w, {"preset": "ultrafast"})
     w.open_partial_movie_stream()
     opts = w._current_encode_job.stream.codec_context.options
     assert opts == {"crf": "23", "preset": "ultrafast"}
@@ -307,47 +322,117 @@ def test_subpaths_like_manims():
             np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("height,width", [(64, 96), (480, 854), (90, 62)])
-def test_repeated_frames_encode_as_manims(height, width):
-    """Frames built by copying into PyAV's planes, and still frames converted
-    once, reach x264 exactly as Manim's own ``from_ndarray`` frames (the same
-    bytes out; 854 and 62 columns: chroma rows of 427 and 31 bytes, padded)."""
+def _encode_with(fn, frames, counts, height, width) -> tuple[bytes, list]:
+    """The MP4 bytes and decoded RGB frames of ``frames`` (each written
+    ``counts[i]`` times) through the encoder method ``fn``."""
     import io
 
     import av
-    import numpy as np
-    from manim.scene import scene_file_writer as sfw
 
     class Job:  # what the encoder method uses of Manim's job
         pass
 
-    _speedups._encode_repeats_once(sfw._PartialMovieEncodeJob)
-    ours = sfw._PartialMovieEncodeJob._encode_and_write_frame
-    assert ours._flashanim
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=15)
+        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+        s.codec_context.options = {"crf": "23", "preset": "ultrafast"}
+        job = Job()
+        job.stream, job.container = s, c
+        for f, n in zip(frames, counts, strict=True):
+            fn(job, f, n)
+        for packet in s.encode(None):
+            c.mux(packet)
+    data = buf.getvalue()
+    buf.seek(0)
+    with av.open(buf) as c:
+        decoded = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    return data, decoded
+
+
+def _random_frames(height, width):
+    import numpy as np
+
     rng = np.random.default_rng(2)
     frames = (rng.random((4, height, width, 4)) * 255).astype(np.uint8)
     frames[3] = frames[2]  # a repeat of a frame after a single one
-    outputs, streams = [], []
-    for fn in (ours, ours._original):  # ours, then Manim's
-        buf = io.BytesIO()
-        with av.open(buf, mode="w", format="mp4") as c:
-            s = c.add_stream("libx264", rate=15)
-            s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-            s.codec_context.options = {"crf": "23", "preset": "ultrafast"}
-            job = Job()
-            job.stream, job.container = s, c
-            for f, n in zip(frames, (1, 5, 1, 3), strict=True):
-                fn(job, f, n)
-            for packet in s.encode(None):
-                c.mux(packet)
-        streams.append(buf.getvalue())
-        buf.seek(0)
-        with av.open(buf) as c:
-            outputs.append([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
-    assert len(outputs[0]) == len(outputs[1]) == 10
-    for a, b in zip(*outputs, strict=True):
+    return frames, (1, 5, 1, 3)
+
+
+@pytest.mark.parametrize("height,width", [(64, 96), (480, 854), (90, 62)])
+def test_repeated_frames_encode_as_manims_without_opencv(height, width, monkeypatch):
+    """Converted by swscale (no OpenCV), frames built by copying into PyAV's
+    planes, and still frames converted once, reach x264 exactly as Manim's own
+    ``from_ndarray`` frames (the same bytes out; 854 and 62 columns: chroma rows
+    of 427 and 31 bytes, padded)."""
+    import numpy as np
+    from manim.scene import scene_file_writer as sfw
+
+    _speedups._encode_repeats_once(sfw._PartialMovieEncodeJob)
+    ours = sfw._PartialMovieEncodeJob._encode_and_write_frame
+    assert ours._flashanim
+    monkeypatch.setattr(_speedups, "_opencv", lambda: None)
+    frames, counts = _random_frames(height, width)
+    mine = _encode_with(ours, frames, counts, height, width)
+    manims = _encode_with(ours._original, frames, counts, height, width)
+    assert len(mine[1]) == len(manims[1]) == 10
+    for a, b in zip(mine[1], manims[1], strict=True):
         np.testing.assert_array_equal(a, b)
-    assert streams[0] == streams[1]
+    assert mine[0] == manims[0]
+
+
+@pytest.mark.parametrize("height,width", [(64, 96), (90, 62)])
+def test_repeated_frames_encode_the_opencv_conversion(height, width):
+    """With OpenCV, each frame reaches x264 as :func:`rgba_to_yuv420p` converts
+    it, a still frame once per write (the same bytes as encoding those planes
+    one frame at a time)."""
+    from manim.scene import scene_file_writer as sfw
+
+    pytest.importorskip("cv2")
+    _speedups._encode_repeats_once(sfw._PartialMovieEncodeJob)
+    ours = sfw._PartialMovieEncodeJob._encode_and_write_frame
+
+    def planes_one_by_one(job, frame, n):
+        yuv = _speedups.rgba_to_yuv420p(frame)
+        for _ in range(n):
+            for p in job.stream.encode(_speedups._frame_from_array(yuv, "yuv420p")):
+                job.container.mux(p)
+
+    frames, counts = _random_frames(height, width)
+    mine = _encode_with(ours, frames, counts, height, width)
+    ref = _encode_with(planes_one_by_one, frames, counts, height, width)
+    assert len(mine[1]) == 10 and mine[0] == ref[0]
+
+
+def test_rgba_to_yuv420p_is_bt601_limited_range():
+    """Y within 1 level of BT.601's limited-range luma computed in floating
+    point (swscale's too), U and V within 1.5 of the chroma of each 2 x 2
+    pixels' mean colour; on random pixels (every colour edge) and a frame's
+    worth of them."""
+    import av
+    import numpy as np
+
+    pytest.importorskip("cv2")
+    rng = np.random.default_rng(3)
+    for h, w in ((90, 62), (480, 854)):
+        a = (rng.random((h, w, 4)) * 255).astype(np.uint8)
+        a[..., 3] = 255
+        r, g, b = (a[..., i].astype(float) for i in range(3))
+        y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+        u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+        v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+
+        def pool(c):
+            return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # noqa: B023
+
+        flat = _speedups.rgba_to_yuv420p(a).reshape(-1).astype(float)
+        n, c = h * w, (h // 2) * (w // 2)
+        assert np.abs(flat[:n].reshape(h, w) - y).max() <= 1
+        assert np.abs(flat[n : n + c].reshape(h // 2, w // 2) - pool(u)).max() <= 1.5
+        assert np.abs(flat[n + c :].reshape(h // 2, w // 2) - pool(v)).max() <= 1.5
+        swscale = av.VideoFrame.from_ndarray(a, format="rgba").reformat(
+            format="yuv420p").to_ndarray().reshape(-1).astype(float)  # fmt: skip
+        assert np.abs(swscale[:n] - flat[:n]).max() <= 1
 
 
 def test_frame_from_array_matches_pyav():

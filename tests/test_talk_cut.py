@@ -270,14 +270,15 @@ def test_summary_lines_hold(tmp_path_factory, trace_cache):
     assert f"{p.traffic_standard / p.traffic_flash:.0f}× less traffic" in lines[3]
 
 
-def _segment(path: Path, color, frames: int, fps: int, preset: str,
+def _segment(path: Path, color, frames: int, fps: int, preset: str | dict,
              bframes: bool = True) -> Path:  # fmt: skip
     import av
 
     with av.open(str(path), "w") as dst:
         s = dst.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        s.options = {"crf": "23", "preset": preset}
+        x264 = preset if isinstance(preset, dict) else {"preset": preset}
+        s.options = {"crf": "23", **x264}
         if not bframes:
             s.options = {**s.options, "bf": "0"}
         for i in range(frames):
@@ -294,7 +295,7 @@ def _segment(path: Path, color, frames: int, fps: int, preset: str,
 
 
 def _clip(path: Path, color, seconds: float, fps: int = 10,
-          preset: str = "veryfast", seg: int = 5, bframes: bool = True) -> Path:  # fmt: skip
+          preset: str | dict = "veryfast", seg: int = 5, bframes: bool = True) -> Path:  # fmt: skip
     """A clip as Manim writes one: segments of ``seg`` frames encoded apart,
     joined without re-encoding (a keyframe at each segment)."""
     from flashanim.talk import join_videos
@@ -324,7 +325,7 @@ def test_join_without_bframes_copies_up_to_the_fade(tmp_path):
     assert clips[0].keyframes == [0, 7, 14, 21]
     plan = cut._plan(clips, 5)
     assert plan == [(0, 23), (7, 23), (7, 28)]  # 23 = 28 - 5: no keyframe there
-    assert cut._same_parameter_sets(clips[0], "veryfast")
+    assert cut._same_parameter_sets(clips[0], {"preset": "veryfast"})
     out = tmp_path / "joined.mp4"
     starts = cut.join_with_crossfades(paths, out, fade=0.5, preset="veryfast")
     assert starts == pytest.approx([0.0, 2.3, 4.6])
@@ -354,7 +355,7 @@ def test_join_with_crossfades(tmp_path, preset):
     b = _clip(tmp_path / "b.mp4", (30, 30, 230), 2.0)
     c = _clip(tmp_path / "c.mp4", (30, 230, 30), 2.0)
     out = tmp_path / "joined.mp4"
-    spliced = cut._same_parameter_sets(cut._scan(a), preset)
+    spliced = cut._same_parameter_sets(cut._scan(a), {"preset": preset})
     assert spliced == (preset == "veryfast")
     starts = cut.join_with_crossfades([a, b, c], out, fade=0.5, preset=preset)
     assert starts == pytest.approx([0.0, 1.5, 3.0])
@@ -384,6 +385,34 @@ def test_join_with_crossfades(tmp_path, preset):
         for k in range(a_end):
             assert np.array_equal(frames[k], own[k])
     assert not (tmp_path / ".joined.partial.mp4").exists()
+
+
+def test_join_matches_the_default_1080p_encoder(tmp_path, monkeypatch):
+    """Clips encoded as the renders encode them above 480 rows (``veryfast``
+    with :data:`~flashanim.engine.fastrender.DEFAULT_X264_PARAMS`, no
+    B-frames) are spliced by a join left to its default settings: the join's
+    encoder writes the same parameter sets; plain ``veryfast`` does not."""
+    from flashanim.engine.fastrender import PRESET_ENV, x264_options
+
+    monkeypatch.delenv(PRESET_ENV, raising=False)
+    x264 = x264_options(1080)
+    assert x264["bf"] == "0" and "x264-params" in x264
+    paths = [_clip(tmp_path / f"{n}.mp4", col, 2.0, preset=x264)
+             for n, col in (("a", (230, 30, 30)), ("b", (30, 30, 230)))]  # fmt: skip
+    clips = [cut._scan(p) for p in paths]
+    assert not any(c.reordered for c in clips)
+    assert cut._same_parameter_sets(clips[0], x264)
+    assert not cut._same_parameter_sets(clips[0], {"preset": "veryfast"})
+    seen = []
+    real = cut._join_spliced
+    monkeypatch.setattr(cut, "_join_spliced",
+                        lambda *a: seen.append(a[-1]) or real(*a))  # fmt: skip
+    import flashanim.engine.fastrender as fr
+
+    monkeypatch.setattr(fr, "x264_options", lambda h, environ=None: x264)
+    out = tmp_path / "joined.mp4"
+    starts = cut.join_with_crossfades(paths, out, fade=0.5)
+    assert starts == pytest.approx([0.0, 1.5]) and seen == [x264]
 
 
 def test_cli_render_cut_talk(monkeypatch, capsys):

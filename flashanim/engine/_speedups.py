@@ -31,10 +31,12 @@ returns; tests in ``tests/test_speedups.py`` compare them on random trees.
   until then.
 * Manim's partial-movie encoder (``_PartialMovieEncodeJob._encode_and_write_frame``)
   builds each frame with PyAV's ``from_ndarray`` (~15 ms for a 1080p RGBA frame
-  here, against ~1.5 ms for a copy into the frame's plane) and converts a still
-  frame written ``n`` times (a ``wait``) from RGBA to YUV ``n`` times;
-  :func:`_encode_repeats_once` copies into the planes and converts once: the same
-  frames reach x264.
+  here, against ~1.5 ms for a copy into the frame's plane), converts it to YUV
+  with swscale (11-14 ms at 1080p) and converts a still frame written ``n`` times
+  (a ``wait``) ``n`` times; :func:`_encode_repeats_once` converts with OpenCV
+  (:func:`rgba_to_yuv420p`, ~5 ms), once per still stretch, and copies the
+  planes into each frame. This one changes pixels: Y within 1 of swscale's, the
+  chroma that of each 2 x 2 pixels' mean colour, within 1.5 of the exact value.
 * :meth:`manim.VMobject.get_subpaths_from_points` (every ``align_points`` of a
   Transform between different shapes) compares consecutive anchors with one
   ``np.allclose`` call per curve; Manim's own vectorised
@@ -65,6 +67,7 @@ __all__ = [
     "updaters_possible",
     "updaters_seen",
     "get_subpaths_from_points",
+    "rgba_to_yuv420p",
 ]
 
 #: Manim's own implementations (kept for tests and for :func:`uninstall`).
@@ -286,16 +289,70 @@ def _frame_from_array(arr: np.ndarray, fmt: str) -> av.VideoFrame:
     return frame
 
 
+#: OpenCV's module once imported (``False``: not installed; ``None``: not tried).
+_cv2 = None
+
+
+def _opencv():
+    """OpenCV (``cv2``) set to convert in the calling thread, or ``None`` when
+    it is not installed (then PyAV's swscale converts)."""
+    global _cv2
+    if _cv2 is None:
+        try:
+            import cv2
+        except ImportError:
+            _cv2 = False
+        else:
+            # Its own worker threads only add CPU when every core runs a render
+            # (1.5 ms of CPU a 1080p frame in one thread, 2.5 ms in two).
+            cv2.setNumThreads(0)
+            _cv2 = cv2
+    return _cv2 or None
+
+
+#: Limited-range chroma over full-range (JPEG) chroma: 224 levels in 255.
+_CHROMA_RANGE = 224 / 255
+
+
+def rgba_to_yuv420p(arr: np.ndarray) -> np.ndarray | None:
+    """An RGBA frame (``h x w x 4`` uint8, ``h`` and ``w`` even) as yuv420p laid
+    out as PyAV's ``to_ndarray`` gives it (``3h/2 x w``: Y, then U, then V), in
+    BT.601 limited range as swscale converts by default; ``None`` without OpenCV.
+
+    Y is OpenCV's I420 luma (within 1 of swscale's: rounding). OpenCV's I420
+    takes each chroma sample from one pixel of its 2 x 2; here the chroma is that
+    of the 2 x 2 pixels' mean colour (the frame halved by area, converted to
+    full-range Cb, Cr and scaled to 16-240), within 1.5 levels of the exact mean
+    (``tests/test_speedups.py`` checks both against BT.601 in floating point).
+    5 ms of CPU a 1080p frame here against 11-14 ms for swscale's (PyAV's
+    ``reformat``, any interpolation)."""
+    cv2 = _opencv()
+    if cv2 is None:
+        return None
+    h, w = arr.shape[0], arr.shape[1]
+    out = cv2.cvtColor(arr, cv2.COLOR_RGBA2YUV_I420)
+    half = cv2.resize(arr, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    ycc = cv2.cvtColor(half, cv2.COLOR_RGB2YCrCb)  # (the 4th channel is dropped)
+    flat, n, c = out.reshape(-1), h * w, (h // 2) * (w // 2)
+    for k, channel in ((0, 2), (1, 1)):  # U from Cb, V from Cr
+        full = cv2.extractChannel(ycc, channel)
+        dst = flat[n + k * c : n + (k + 1) * c].reshape(h // 2, w // 2)
+        cv2.addWeighted(full, _CHROMA_RANGE, full, 0, 128 * (1 - _CHROMA_RANGE),
+                        dst=dst)  # fmt: skip
+    return out
+
+
 def _encode_repeats_once(job_class) -> None:
     """Make Manim's partial-movie encoder build frames faster and convert a
     repeated frame once.
 
-    Each frame reaches PyAV through :func:`_frame_from_array` (one copy; PyAV's
-    own ``from_ndarray`` was ten times slower at 1080p). A still stretch (a
-    ``wait``) reaches the encoder as one frame to be written ``n`` times; Manim
-    converts it from RGBA to the stream's YUV for each of the ``n``. The
-    conversion is the same each time, so it is done once and the converted planes
-    are encoded ``n`` times: the same frames reach x264.
+    A frame is converted from RGBA to the stream's yuv420p by
+    :func:`rgba_to_yuv420p` (OpenCV; where OpenCV is missing, by swscale as
+    Manim does) and reaches PyAV through :func:`_frame_from_array` (one copy;
+    PyAV's own ``from_ndarray`` was ten times slower at 1080p). A still stretch
+    (a ``wait``) reaches the encoder as one frame to be written ``n`` times;
+    Manim converts it for each of the ``n``; here it is converted once and the
+    converted planes are encoded ``n`` times.
     """
     original = job_class._encode_and_write_frame
     if getattr(original, "_flashanim", False):
@@ -309,12 +366,14 @@ def _encode_repeats_once(job_class) -> None:
                     and frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0)  # fmt: skip
         if not shape_ok or fmt != "yuv420p":
             return original(self, frame, num_frames)
-        av_frame = _frame_from_array(frame, "rgba")
-        if num_frames < 2:
-            for packet in stream.encode(av_frame):
-                self.container.mux(packet)
-            return
-        planes = av_frame.reformat(format=fmt).to_ndarray()
+        planes = rgba_to_yuv420p(frame)
+        if planes is None:
+            av_frame = _frame_from_array(frame, "rgba")
+            if num_frames < 2:
+                for packet in stream.encode(av_frame):
+                    self.container.mux(packet)
+                return
+            planes = av_frame.reformat(format=fmt).to_ndarray()
         for _ in range(num_frames):
             for packet in stream.encode(_frame_from_array(planes, fmt)):
                 self.container.mux(packet)

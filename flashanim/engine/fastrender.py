@@ -21,10 +21,11 @@ So each frame draws the same mobjects in the same order where they overlap, and 
 pixels are the same as Manim's, but most frames draw a few tiles instead of the
 whole screen.
 
-It also picks a faster x264 preset for the partial movie files (Manim uses
-libx264's default, ``medium``): ``FLASHANIM_X264_PRESET``, by default
-:data:`DEFAULT_PRESET`, or :data:`PREVIEW_PRESET` for previews of 480 rows or
-fewer, at the same constant rate factor (see :func:`x264_preset`).
+It also sets x264 faster for the partial movie files (Manim uses libx264's
+default, ``medium``): ``FLASHANIM_X264_PRESET``, by default :data:`DEFAULT_PRESET`
+with :data:`DEFAULT_X264_PARAMS` and no B-frames, or :data:`PREVIEW_PRESET` for
+previews of 480 rows or fewer, at the same constant rate factor (see
+:func:`x264_options`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ __all__ = [
     "PREVIEW_PRESET",
     "PRESET_ENV",
     "x264_preset",
+    "x264_options",
+    "DEFAULT_X264_PARAMS",
     "THREADS_ENV",
     "x264_threads",
 ]
@@ -74,6 +77,14 @@ _GC_THRESHOLDS = (20000, 20, 100)
 PRESET_ENV = "FLASHANIM_X264_PRESET"
 #: The preset used when :data:`PRESET_ENV` is not set (above 480 rows).
 DEFAULT_PRESET = "veryfast"
+#: x264 settings added to :data:`DEFAULT_PRESET` when no preset is chosen, with
+#: no B-frames (``bf`` 0): a diamond motion search at whole pixels, 16 x 16
+#: partitions only, a 10-frame look-ahead, no weighted prediction. On 720 real
+#: 1080p frames of two scenes (one x264 thread): 11 ms a frame against 19 ms for
+#: plain ``veryfast`` and 17 ms for ``veryfast`` without B-frames; files 1.24x
+#: and 1.08x the size, luma PSNR 47.1 dB against 48.1 and 48.2 (``superfast``:
+#: 13.8 ms, 1.8x the size; ``ultrafast``: 8.7 ms, 3.8x).
+DEFAULT_X264_PARAMS = "me=dia:subme=0:partitions=none:rc-lookahead=10:weightp=0"
 #: The preset of previews (480 rows or fewer) when :data:`PRESET_ENV` is not set:
 #: about 5 % less CPU than ``veryfast`` for a 480p scene, files about twice as big.
 PREVIEW_PRESET = "ultrafast"
@@ -123,6 +134,19 @@ def x264_preset(pixel_height: int, environ=None) -> str:
             )
         return chosen
     return PREVIEW_PRESET if pixel_height <= 480 else DEFAULT_PRESET
+
+
+def x264_options(pixel_height: int, environ=None) -> dict[str, str]:
+    """x264's options (besides the rate factor and threads) for the partial movie
+    files of a render ``pixel_height`` rows high: the preset of
+    :func:`x264_preset`, and with :data:`DEFAULT_PRESET` when it was not chosen,
+    :data:`DEFAULT_X264_PARAMS` without B-frames. The cut's join encodes with the
+    same options, so that its parameter sets are the clips' own."""
+    env = os.environ if environ is None else environ
+    preset = x264_preset(pixel_height, env)
+    if env.get(PRESET_ENV, "").strip() or preset != DEFAULT_PRESET:
+        return {"preset": preset}
+    return {"preset": preset, "bf": "0", "x264-params": DEFAULT_X264_PARAMS}
 
 
 _PRE_DISPLAY = Camera.transform_points_pre_display
@@ -213,7 +237,7 @@ class FastRenderScene(Scene):
             camera.set_cairo_context_path = types.MethodType(_set_path, camera)
         writer = getattr(self.renderer, "file_writer", None)
         if writer is not None and hasattr(writer, "open_partial_movie_stream"):
-            _use_preset(writer, x264_preset(config.pixel_height), x264_threads(),
+            _use_preset(writer, x264_options(config.pixel_height), x264_threads(),
                         getattr(self, "X264_OPTIONS", None))  # fmt: skip
 
     def add_mobjects_from_animations(self, animations: list[Animation]) -> None:
@@ -747,15 +771,15 @@ def _build_path(ctx, vmobject, n: int) -> None:
             ctx.close_path()
 
 
-def _use_preset(writer, preset: str, threads: str | None = None,
+def _use_preset(writer, x264: dict[str, str], threads: str | None = None,
                 extra: dict[str, str] | None = None) -> None:  # fmt: skip
-    """Make ``writer`` open its partial movie streams with x264 ``preset`` (and
-    ``threads`` x264 threads, when given, and a scene class's ``X264_OPTIONS``,
-    ``extra``)."""
-    options = {"preset": preset, **(extra or {})}
+    """Make ``writer`` open its partial movie streams with the ``x264`` options
+    (:func:`x264_options`; and ``threads`` x264 threads, when given, and a scene
+    class's ``X264_OPTIONS``, ``extra``)."""
+    options = {**x264, **(extra or {})}
     if threads is not None:
         options["threads"] = threads
-    if not preset or getattr(writer, "_flashanim_preset", None) == options:
+    if not options.get("preset") or getattr(writer, "_flashanim_preset", None) == options:
         return
     original = writer.open_partial_movie_stream
 
