@@ -542,3 +542,41 @@ def test_replayed_paths_draw_the_same_pixels():
         want = draw(fast=False)
         np.testing.assert_array_equal(draw(fast=True), want)
         assert fastrender._PATHS[leaf][1] is None
+
+
+@pytest.mark.parametrize("engine", [False, True])
+def test_tile_cells_are_the_rectangles_manim_builds(engine):
+    """A tile's cells are copies of one built cell, shifted
+    (``tiles._cell``): the same points, to the bit, and the same style as
+    ``VGroup(Rectangle(...)).move_to(centre)``, the way they were built before;
+    with the engine's copies and with Manim's own."""
+    import numpy as np
+    from manim import Rectangle, VGroup
+
+    from flashanim.visuals import tiles
+    from flashanim.visuals.theme import DARK
+
+    if engine:
+        _speedups.install()
+    try:
+        grid = tiles.TileGrid("Q", np.arange(12.0).reshape(3, 4), cell_width=0.37,
+                              cell_height=0.21, theme=DARK)  # fmt: skip
+        for r in range(3):
+            for c in range(4):
+                built = VGroup(Rectangle(width=0.37, height=0.21, stroke_width=0.6,
+                                         stroke_color=DARK.panel_stroke,
+                                         stroke_opacity=0.6))  # fmt: skip
+                built.move_to(np.array([(c + 0.5) * 0.37, -(r + 0.5) * 0.21, 0]))
+                ours = grid.cell(r, c)
+                assert ours is not grid.cell((r + 1) % 3, c)
+                assert np.array_equal(ours[0].points, built[0].points)
+                assert np.array_equal(ours[0].stroke_rgbas, built[0].stroke_rgbas)
+                assert ours[0].stroke_width == built[0].stroke_width
+        # each cell its own copy: painting one leaves the prototype alone
+        grid.cell(0, 0)[0].shift([5, 0, 0])
+        again = tiles.TileGrid("Q", np.zeros((1, 1)), cell_width=0.37,
+                               cell_height=0.21, theme=DARK)  # fmt: skip
+        assert np.allclose(again.cell(0, 0)[0].get_center(), [0.185, -0.105, 0])
+    finally:
+        if engine:
+            _speedups.uninstall()

@@ -779,7 +779,10 @@ def _use_preset(writer, x264: dict[str, str], threads: str | None = None,
     options = {**x264, **(extra or {})}
     if threads is not None:
         options["threads"] = threads
-    if not options.get("preset") or getattr(writer, "_flashanim_preset", None) == options:
+    if (
+        not options.get("preset")
+        or getattr(writer, "_flashanim_preset", None) == options
+    ):
         return
     original = writer.open_partial_movie_stream
 
