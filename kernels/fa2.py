@@ -512,8 +512,16 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
                          EVEN_M: tl.constexpr, ELEM: tl.constexpr,
                          DOT_PREC: tl.constexpr,
                          Bias, stride_bm, stride_bn, HAS_BIAS: tl.constexpr,
-                         BIAS_BOOL: tl.constexpr):  # fmt: skip
-    """Accumulate ``dK_j, dV_j`` over Q blocks ``lo <= i < hi`` (block indices)."""
+                         BIAS_BOOL: tl.constexpr, S_T: tl.constexpr):  # fmt: skip
+    """Accumulate ``dK_j, dV_j`` over Q blocks ``lo <= i < hi`` (block indices).
+
+    ``S_T``: compute ``S_ij`` transposed (``K_j Q_i^T``, BLOCK_N x BLOCK_M), so that
+    ``P_ij^T`` and ``dS_ij^T`` come out as the left operands of the ``dV_j`` and
+    ``dK_j`` products take them instead of being transposed in registers (which
+    shuffles them through shared memory). Measured on an H200 (``bench/NOTES.md``,
+    session 8): 3-9 % faster backward with square blocks, 2-4 % slower with the
+    128 x 64 blocks of causal ``d <= 64``; :func:`_bwd_plan` sets it. The trace
+    records ``S_ij, P_ij, dP_ij, dS_ij`` untransposed either way."""
     j = start_n // BLOCK_N
     for start_m in range(lo * BLOCK_M, hi * BLOCK_M, BLOCK_M):
         start_m = tl.multiple_of(start_m, BLOCK_M)
@@ -538,32 +546,61 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
         else:
             Di = tl.load(Delta + offs_m, mask=offs_m < N_Q, other=0.0)
         tr = rec(tr, TC, step.LOAD_D, i, 0, Di, n_q * 4)
-        # -- S_ij = Q_i K_j^T --
-        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
-        tr = rec(tr, TC, step.QK_S, i, j, qk * sm_scale)
-        if MASK:
-            keep = offs_n[None, :] < N_K
-            if CAUSAL:
-                keep = keep & (offs_m[:, None] >= offs_n[None, :])
-            qk = tl.where(keep, qk, float("-inf"))
-            tr = rec(tr, TC, step.MASK_S, i, j, qk * sm_scale)
-        if HAS_BIAS:
-            # the forward's bias on S (never traced), back in qk's units
-            qk = _bias_scores(qk, Bias, offs_m, offs_n, stride_bm, stride_bn, N_Q,
-                              N_K, qk_scale, BIAS_BOOL) * (1.0 / qk_scale)  # fmt: skip
-        # -- P_ij = exp(S_ij - LSE_i), recomputed instead of stored --
-        p = tl.math.exp2(qk * qk_scale - lse[:, None] * RCP_LN2)
-        tr = rec(tr, TC, step.RECOMPUTE_P, i, j, p)
-        # -- dV_j += P_ij^T dO_i --
-        dv = tl.dot(tl.trans(p.to(do.dtype)), do, dv, input_precision=DOT_PREC)
-        tr = rec(tr, TC, step.DV, j, 0, dv)
-        # -- dP_ij = dO_i V_j^T; dS_ij = P_ij * (dP_ij - D_i) --
-        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-        tr = rec(tr, TC, step.DP, i, j, dp)
-        ds = p * (dp - Di[:, None])
-        tr = rec(tr, TC, step.DS, i, j, ds)
-        # -- dK_j += dS_ij^T Q_i (softmax_scale applied at the end) --
-        dk = tl.dot(tl.trans(ds.to(q.dtype)), q, dk, input_precision=DOT_PREC)
+        if S_T:
+            # -- S_ij^T = K_j Q_i^T --
+            qkT = tl.dot(k, tl.trans(q), input_precision=DOT_PREC)
+            tr = rec(tr, TC, step.QK_S, i, j, tl.trans(qkT) * sm_scale)
+            if MASK:
+                keep = offs_n[:, None] < N_K
+                if CAUSAL:
+                    keep = keep & (offs_m[None, :] >= offs_n[:, None])
+                qkT = tl.where(keep, qkT, float("-inf"))
+                tr = rec(tr, TC, step.MASK_S, i, j, tl.trans(qkT) * sm_scale)
+            if HAS_BIAS:
+                # the forward's bias on S (never traced), back in qk's units
+                qkT = tl.trans(_bias_scores(tl.trans(qkT), Bias, offs_m, offs_n,
+                                            stride_bm, stride_bn, N_Q, N_K, qk_scale,
+                                            BIAS_BOOL) * (1.0 / qk_scale))  # fmt: skip
+            # -- P_ij^T = exp(S_ij^T - LSE_i), recomputed instead of stored --
+            pT = tl.math.exp2(qkT * qk_scale - lse[None, :] * RCP_LN2)
+            tr = rec(tr, TC, step.RECOMPUTE_P, i, j, tl.trans(pT))
+            # -- dV_j += P_ij^T dO_i --
+            dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=DOT_PREC)
+            tr = rec(tr, TC, step.DV, j, 0, dv)
+            # -- dP_ij^T = V_j dO_i^T; dS_ij^T = P_ij^T * (dP_ij^T - D_i) --
+            dpT = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)
+            tr = rec(tr, TC, step.DP, i, j, tl.trans(dpT))
+            dsT = pT * (dpT - Di[None, :])
+            tr = rec(tr, TC, step.DS, i, j, tl.trans(dsT))
+            # -- dK_j += dS_ij^T Q_i (softmax_scale applied at the end) --
+            dk = tl.dot(dsT.to(q.dtype), q, dk, input_precision=DOT_PREC)
+        else:
+            # -- S_ij = Q_i K_j^T --
+            qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
+            tr = rec(tr, TC, step.QK_S, i, j, qk * sm_scale)
+            if MASK:
+                keep = offs_n[None, :] < N_K
+                if CAUSAL:
+                    keep = keep & (offs_m[:, None] >= offs_n[None, :])
+                qk = tl.where(keep, qk, float("-inf"))
+                tr = rec(tr, TC, step.MASK_S, i, j, qk * sm_scale)
+            if HAS_BIAS:
+                # the forward's bias on S (never traced), back in qk's units
+                qk = _bias_scores(qk, Bias, offs_m, offs_n, stride_bm, stride_bn, N_Q,
+                                  N_K, qk_scale, BIAS_BOOL) * (1.0 / qk_scale)  # fmt: skip
+            # -- P_ij = exp(S_ij - LSE_i), recomputed instead of stored --
+            p = tl.math.exp2(qk * qk_scale - lse[:, None] * RCP_LN2)
+            tr = rec(tr, TC, step.RECOMPUTE_P, i, j, p)
+            # -- dV_j += P_ij^T dO_i --
+            dv = tl.dot(tl.trans(p.to(do.dtype)), do, dv, input_precision=DOT_PREC)
+            tr = rec(tr, TC, step.DV, j, 0, dv)
+            # -- dP_ij = dO_i V_j^T; dS_ij = P_ij * (dP_ij - D_i) --
+            dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
+            tr = rec(tr, TC, step.DP, i, j, dp)
+            ds = p * (dp - Di[:, None])
+            tr = rec(tr, TC, step.DS, i, j, ds)
+            # -- dK_j += dS_ij^T Q_i (softmax_scale applied at the end) --
+            dk = tl.dot(tl.trans(ds.to(q.dtype)), q, dk, input_precision=DOT_PREC)
         tr = rec(tr, TC, step.DK, j, 0, dk * sm_scale)
         tr = iter_close(tr, TC)
     return dk, dv, tr
@@ -586,7 +623,8 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
                    DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                    VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
                    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
-                   HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr):  # fmt: skip
+                   HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr,
+                   S_T: tl.constexpr):  # fmt: skip
     """One program: K/V block ``start_n`` of a batch-head; writes ``dK_j, dV_j``.
 
     ``DK`` and ``DV`` share the strides ``stride_g*`` (both allocated here). With
@@ -642,12 +680,12 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
         dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk, stride_dm, stride_dk,
         start_n, sm_scale, qk_scale, i_lo, i_me, offs_n, offs_m0, offs_d, N_Q, N_K,
         tr, TC, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, EVEN_M, ELEM,
-        DOT_PREC, Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL)  # fmt: skip
+        DOT_PREC, Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL, S_T)  # fmt: skip
     dk, dv, tr = _attn_bwd_dkdv_inner(
         dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk, stride_dm, stride_dk,
         start_n, sm_scale, qk_scale, i_me, T_R, offs_n, offs_m0, offs_d, N_Q, N_K,
         tr, TC, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, EVEN_M, ELEM,
-        DOT_PREC, Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL)  # fmt: skip
+        DOT_PREC, Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL, S_T)  # fmt: skip
 
     # -- write dK_j = scale * sum dS^T Q, dV_j --
     dk = dk * sm_scale
@@ -1165,8 +1203,10 @@ def _bwd_plan(n_q, n_k, d, dtype, causal, block_m, block_n, num_warps, num_stage
         short_config(n_q, n_k, d, dtype, True, causal),
     ))  # fmt: skip
     stage, prec = _stage(trace, values), _dot_precision(dtype)
+    # S computed transposed in the dK/dV pass unless the Q block is the taller:
+    # (_attn_bwd_dkdv_inner's docstring has the measurement)
     dkdv = dict(common, BLOCK_N=block_n, CAUSAL=causal, EVEN_N=n_k % block_n == 0,
-                DOT_PREC=prec, STAGE=stage)  # fmt: skip
+                DOT_PREC=prec, STAGE=stage, S_T=block_m <= block_n)  # fmt: skip
     dq = dict(common, BLOCK_N=block_n, CAUSAL=causal, DOT_PREC=prec, STAGE=stage)
     return block_m, block_n, common, dkdv, dq
 

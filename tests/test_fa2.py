@@ -648,3 +648,42 @@ def test_gpu_trace_does_not_change_the_outputs(dt):
                                    bwd.outputs["dO"], True, None, 32, 32)  # fmt: skip
     for name, g in zip(("dQ", "dK", "dV"), grads, strict=True):
         assert torch.equal(bwd.outputs[name], g), name
+
+
+@pytest.mark.parametrize("bm, bn", [(8, 16), (16, 16), (16, 8)])
+def test_dkdv_pass_computes_s_transposed_unless_the_q_block_is_taller(bm, bn):
+    """The dK/dV pass computes ``S^T = K Q^T`` (``S_T``) when BLOCK_M <= BLOCK_N
+    and ``S = Q K^T`` otherwise (the faster of the two on an H200 for each block
+    shape: bench/NOTES.md, session 8); the gradients follow the rule either way
+    (CASES holds blocks of each shape too), and the dK/dV pass's trace holds S,
+    P and dP untransposed: P_ij = exp(S_ij - LSE_i), dP_ij = dO_i V_j^T."""
+    *_, dkdv, _ = fa2._bwd_plan(40, 40, 16, F32, True, bm, bn, None, None, False,
+                                False)  # fmt: skip
+    assert dkdv["S_T"] == (bm <= bn)
+    q, k, v = make_qkv(1, 1, 40, 40, 16, F32, seed=5)
+    _check(q, k, v, True, None, bm, bn)
+    nq = nk = 21
+    q, k, v = make_qkv(1, 1, nq, nk, 4, F32, seed=6)
+    rt = fa2.record_backward(q, k, v, causal=True, softmax_scale=None, block_m=bm,
+                             block_n=bn, values=True, do=None)  # fmt: skip
+    lse = rt.outputs["LSE"][0, 0].double().cpu()
+    do, vd = rt.outputs["dO"][0, 0].double().cpu(), v[0, 0].double().cpu()
+    buf = rt.launches[rt.names.index("dkdv")]
+    seen = 0
+    for j in range(-(-nk // bn)):
+        cols = range(j * bn, min((j + 1) * bn, nk))
+        for r in program_records(buf, j):
+            if r["op"] in ("qk", "mask", "recompute", "dp"):
+                assert r["col"] == j
+                rows = range(r["row"] * bm, min((r["row"] + 1) * bm, nq))
+                tile = r["value"][: len(rows), : len(cols)]
+            if r["op"] in ("qk", "mask"):
+                s_tile = tile
+            elif r["op"] == "recompute":
+                want = torch.exp(s_tile - lse[list(rows)][:, None])
+                torch.testing.assert_close(tile, want, rtol=1e-5, atol=1e-6)
+                seen += 1
+            elif r["op"] == "dp":
+                want = do[list(rows)] @ vd[list(cols)].T
+                torch.testing.assert_close(tile, want, rtol=1e-5, atol=1e-5)
+    assert seen > 0
