@@ -66,8 +66,12 @@ def _frames(module: str, cls: str, plain: bool, media, plays: int) -> list:
 @pytest.mark.parametrize("module, cls", [("tiling", "TilingScene"),
                                          ("standard_attention", "StandardAttentionScene")])  # fmt: skip
 def test_every_frame_equals_manims_own_split(module, cls, tmp_path, monkeypatch):
+    from flashanim.engine import fastrender
+
     for var in [v for v in os.environ if v.startswith("FLASHANIM_")]:
         monkeypatch.delenv(var)
+    # frames reach add_frame as RGBA (not converted to YUV in the renderer)
+    monkeypatch.setattr(fastrender, "_yuv_direct", lambda renderer: False)
     for k, v in SMALL.items():
         monkeypatch.setenv(k, v)
     fast = _frames(module, cls, False, tmp_path / "fast", 40)
@@ -76,3 +80,39 @@ def test_every_frame_equals_manims_own_split(module, cls, tmp_path, monkeypatch)
     bad = [i for i, (a, b) in enumerate(zip(fast, plain, strict=True))
            if not np.array_equal(a, b)]  # fmt: skip
     assert not bad, f"{len(bad)} of {len(fast)} frames differ, first {bad[:5]}"
+
+
+def test_frames_converted_in_the_renderer_make_the_same_movie(tmp_path, monkeypatch):
+    """The renderer hands the encoder YUV converted straight from the camera's
+    pixels (``fastrender._yuv_direct``) instead of a copy of the RGBA pixels:
+    the movie decodes to the same frames, and the direct path was taken."""
+    import av
+
+    from flashanim.engine import fastrender
+
+    pytest.importorskip("cv2")
+    for var in [v for v in os.environ if v.startswith("FLASHANIM_")]:
+        monkeypatch.delenv(var)
+    for k, v in SMALL.items():
+        monkeypatch.setenv(k, v)
+    direct = fastrender._yuv_direct
+    taken = []
+
+    def counted(renderer):
+        ok = direct(renderer)
+        taken.append(ok)
+        return ok
+
+    movies = []
+    for name, chooser in (("direct", counted), ("copied", lambda r: False)):
+        monkeypatch.setattr(fastrender, "_yuv_direct", chooser)
+        _frames("tiling", "TilingScene", False, tmp_path / name, 12)
+        movies.append(next((tmp_path / name).rglob("TilingSceneFast.mp4")))
+    assert taken and all(taken)
+    decoded = []
+    for m in movies:
+        with av.open(str(m)) as c:
+            decoded.append([f.to_ndarray(format="yuv420p") for f in c.decode(video=0)])
+    assert len(decoded[0]) == len(decoded[1]) > 12
+    for a, b in zip(*decoded, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -68,6 +68,8 @@ __all__ = [
     "updaters_seen",
     "get_subpaths_from_points",
     "rgba_to_yuv420p",
+    "opencv_available",
+    "Yuv420p",
 ]
 
 #: Manim's own implementations (kept for tests and for :func:`uninstall`).
@@ -314,6 +316,18 @@ def _opencv():
 _CHROMA_RANGE = 224 / 255
 
 
+def opencv_available() -> bool:
+    """Whether :func:`rgba_to_yuv420p` converts (OpenCV is installed)."""
+    return _opencv() is not None
+
+
+class Yuv420p(np.ndarray):
+    """A frame already in yuv420p (``3h/2 x w``, as :func:`rgba_to_yuv420p` gives
+    it), handed to the partial-movie encoder in place of the RGBA pixels: the
+    renderer converts straight from the camera's pixels, without the copy of them
+    that Manim queues (:func:`flashanim.engine.fastrender._skip_invisible`)."""
+
+
 def rgba_to_yuv420p(arr: np.ndarray) -> np.ndarray | None:
     """An RGBA frame (``h x w x 4`` uint8, ``h`` and ``w`` even) as yuv420p laid
     out as PyAV's ``to_ndarray`` gives it (``3h/2 x w``: Y, then U, then V), in
@@ -361,12 +375,15 @@ def _encode_repeats_once(job_class) -> None:
     def _encode_and_write_frame(self, frame, num_frames: int) -> None:
         stream = self.stream
         fmt = getattr(getattr(stream, "codec_context", None), "pix_fmt", None)
-        shape_ok = (frame.dtype == np.uint8 and frame.ndim == 3
-                    and frame.shape[2] == 4 and frame.flags.c_contiguous
-                    and frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0)  # fmt: skip
-        if not shape_ok or fmt != "yuv420p":
-            return original(self, frame, num_frames)
-        planes = rgba_to_yuv420p(frame)
+        if isinstance(frame, Yuv420p) and fmt == "yuv420p":
+            planes = frame.view(np.ndarray)
+        else:
+            shape_ok = (frame.dtype == np.uint8 and frame.ndim == 3
+                        and frame.shape[2] == 4 and frame.flags.c_contiguous
+                        and frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0)  # fmt: skip
+            if not shape_ok or fmt != "yuv420p":
+                return original(self, frame, num_frames)
+            planes = rgba_to_yuv420p(frame)
         if planes is None:
             av_frame = _frame_from_array(frame, "rgba")
             if num_frames < 2:

@@ -681,7 +681,9 @@ class _Split:
 
 
 def _skip_invisible(renderer) -> None:
-    """Leave out of each frame the leaves that draw nothing in it (faded out)."""
+    """Leave out of each frame the leaves that draw nothing in it (faded out),
+    and hand the encoder each frame already in YUV where it can take it
+    (:func:`_yuv_direct`)."""
     original = renderer.render
 
     def render(scene, time, moving_mobjects=None):
@@ -689,9 +691,41 @@ def _skip_invisible(renderer) -> None:
             moving_mobjects = [_EMPTY] + [
                 m for m in moving_mobjects if m.submobjects or not _draws_nothing(m)
             ]
-        original(scene, time, moving_mobjects)
+        if not _yuv_direct(renderer):
+            return original(scene, time, moving_mobjects)
+        # Manim's CairoRenderer.render, with the frame converted from the camera's
+        # pixels instead of copied out of them first (8 MB, ~2 ms at 1080p)
+        renderer.update_frame(scene, moving_mobjects)
+        yuv = _speedups.rgba_to_yuv420p(renderer.camera.pixel_array)
+        renderer.add_frame(yuv.view(_speedups.Yuv420p))
 
     renderer.render = render
+
+
+def _yuv_direct(renderer) -> bool:
+    """Whether the frame being rendered goes only to an x264 yuv420p partial movie
+    (no PNG frames, no GIF capture, even sizes, OpenCV there), so the encoder can
+    be handed YUV planes instead of the RGBA pixels."""
+    writer = getattr(renderer, "file_writer", None)
+    job = getattr(writer, "_current_encode_job", None)
+    ctx = getattr(getattr(job, "stream", None), "codec_context", None)
+    if ctx is None or ctx.name != "libx264" or ctx.pix_fmt != "yuv420p":
+        return False
+    from manim.scene.scene_file_writer import SceneFileWriter
+
+    pixels = renderer.camera.pixel_array
+    return (
+        not config.transparent
+        and config.format in (None, "mp4")
+        and not getattr(SceneFileWriter.write_frame, "_flashanim_capture", False)
+        and pixels.dtype == np.uint8
+        and pixels.ndim == 3
+        and pixels.shape[2] == 4
+        and pixels.shape[0] % 2 == 0
+        and pixels.shape[1] % 2 == 0
+        and pixels.flags.c_contiguous
+        and _speedups.opencv_available()
+    )
 
 
 def _set_path(camera, ctx, vmobject):
