@@ -264,7 +264,9 @@ PARAMS: tuple[Param, ...] = (
           missing="no such trace file"),
     Param("x264_preset", "FLASHANIM_X264_PRESET", None, "choice", None,
           "an x264 preset (ultrafast … placebo)", "encoder speed (default "
-          "ultrafast up to 480 rows, veryfast above)", None, choices=_x264,
+          "ultrafast up to 480 rows, above it veryfast with faster motion search "
+          "and no B-frames; a preset named here is used as it is)", None,
+          choices=_x264,
           machine=True),
     Param("x264_threads", "FLASHANIM_X264_THREADS", None, "int", None, "1 … 64",
           "x264's threads per render (default x264's own choice; the talk's "
