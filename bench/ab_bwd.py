@@ -5,6 +5,7 @@ calls, median of 10 replays: sweep_issue15.graph_time), as bench_bwd_fused's tab
 times it; bf16/fp16, d 64/128, causal and not, 16k tokens per batch. Appends JSON
 lines to argv[1]; argv[2] labels the rows."""
 
+import functools
 import json
 import sys
 
@@ -13,13 +14,14 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
 sys.path.insert(0, "bench")
-from sweep_issue15 import _qkv, graph_time  # noqa: E402
-
 from flashanim.kernels.attention import flash_attention  # noqa: E402
+from sweep_issue15 import _qkv, graph_time  # noqa: E402
 
 out = open(sys.argv[1], "a")
 label = sys.argv[2]
-NS = [int(x) for x in (sys.argv[3] if len(sys.argv) > 3 else "1024,4096,16384").split(",")]
+NS = [
+    int(x) for x in (sys.argv[3] if len(sys.argv) > 3 else "1024,4096,16384").split(",")
+]
 PEERS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}
 for dt in ("bf16", "fp16"):
     for d in (64, 128):
@@ -34,8 +36,11 @@ for dt in ("bf16", "fp16"):
                         else:
                             with sdpa_kernel(PEERS[impl]):
                                 o = sdpa(q, k, v, is_causal=causal)
-                        row[impl] = graph_time(lambda: torch.autograd.grad(  # noqa: B023
-                            o, (q, k, v), do, retain_graph=True))  # noqa: B023
+                        row[impl] = graph_time(
+                            functools.partial(
+                                torch.autograd.grad, o, (q, k, v), do, retain_graph=True
+                            )
+                        )
                     except Exception as exc:  # noqa: BLE001
                         row[impl] = None
                         row[impl + "_err"] = f"{type(exc).__name__}: {str(exc)[:200]}"
@@ -44,5 +49,8 @@ for dt in ("bf16", "fp16"):
                 out.write(json.dumps(row) + "\n")
                 out.flush()
                 c, ours = row.get("cudnn"), row.get("ours")
-                print(f"{label} {dt} d={d} causal={causal} n={n}: ours {ours} ms"
-                      + (f", x cuDNN {c / ours:.3f}" if c and ours else ""), flush=True)
+                print(
+                    f"{label} {dt} d={d} causal={causal} n={n}: ours {ours} ms"
+                    + (f", x cuDNN {c / ours:.3f}" if c and ours else ""),
+                    flush=True,
+                )
