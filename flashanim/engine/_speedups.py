@@ -68,6 +68,7 @@ __all__ = [
     "updaters_seen",
     "get_subpaths_from_points",
     "rgba_to_yuv420p",
+    "even_rgba",
     "opencv_available",
     "Yuv420p",
 ]
@@ -328,6 +329,14 @@ class Yuv420p(np.ndarray):
     that Manim queues (:func:`flashanim.engine.fastrender._skip_invisible`)."""
 
 
+def even_rgba(arr: np.ndarray) -> bool:
+    """Whether ``arr`` is a frame the yuv420p conversions here take: C-contiguous
+    ``h x w x 4`` uint8 with ``h`` and ``w`` even."""
+    return (arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 4
+            and arr.flags.c_contiguous
+            and arr.shape[0] % 2 == 0 and arr.shape[1] % 2 == 0)  # fmt: skip
+
+
 def rgba_to_yuv420p(arr: np.ndarray) -> np.ndarray | None:
     """An RGBA frame (``h x w x 4`` uint8, ``h`` and ``w`` even) as yuv420p laid
     out as PyAV's ``to_ndarray`` gives it (``3h/2 x w``: Y, then U, then V), in
@@ -378,10 +387,7 @@ def _encode_repeats_once(job_class) -> None:
         if isinstance(frame, Yuv420p) and fmt == "yuv420p":
             planes = frame.view(np.ndarray)
         else:
-            shape_ok = (frame.dtype == np.uint8 and frame.ndim == 3
-                        and frame.shape[2] == 4 and frame.flags.c_contiguous
-                        and frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0)  # fmt: skip
-            if not shape_ok or fmt != "yuv420p":
+            if not even_rgba(frame) or fmt != "yuv420p":
                 return original(self, frame, num_frames)
             planes = rgba_to_yuv420p(frame)
         if planes is None:

@@ -713,17 +713,11 @@ def _yuv_direct(renderer) -> bool:
         return False
     from manim.scene.scene_file_writer import SceneFileWriter
 
-    pixels = renderer.camera.pixel_array
     return (
         not config.transparent
         and config.format in (None, "mp4")
         and not getattr(SceneFileWriter.write_frame, "_flashanim_capture", False)
-        and pixels.dtype == np.uint8
-        and pixels.ndim == 3
-        and pixels.shape[2] == 4
-        and pixels.shape[0] % 2 == 0
-        and pixels.shape[1] % 2 == 0
-        and pixels.flags.c_contiguous
+        and _speedups.even_rgba(renderer.camera.pixel_array)
         and _speedups.opencv_available()
     )
 
