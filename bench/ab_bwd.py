@@ -3,10 +3,13 @@ cuDNN and FLASH backends in the same process: GPU ms of the backward through
 autograd (``torch.autograd.grad`` of the forward's output in a CUDA graph of 10
 calls, median of 10 replays: sweep_issue15.graph_time), as bench_bwd_fused's table
 times it; bf16/fp16, d 64/128, causal and not, 16k tokens per batch. Appends JSON
-lines to argv[1]; argv[2] labels the rows."""
+lines to argv[1]; argv[2] labels the rows; argv[3]: the N (comma-separated);
+AB_DTYPES: the dtypes (default ``bf16,fp16``). argv[4], if given: ``empty`` (time the backward without the per-pass table,
+``_common.BWD_PASS_TABLE``) or a table to apply (``bwd_pass_sweep.py pick``'s JSON)."""
 
 import functools
 import json
+import os
 import sys
 
 import torch
@@ -22,8 +25,18 @@ label = sys.argv[2]
 NS = [
     int(x) for x in (sys.argv[3] if len(sys.argv) > 3 else "1024,4096,16384").split(",")
 ]
+if len(sys.argv) > 4:
+    from bwd_pass_sweep import load
+
+    if sys.argv[4] == "empty":
+        from flashanim.kernels import _common
+
+        _common.BWD_PASS_TABLE.clear()
+    else:
+        load(sys.argv[4])
 PEERS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}
-for dt in ("bf16", "fp16"):
+DTYPES = os.environ.get("AB_DTYPES", "bf16,fp16").split(",")
+for dt in DTYPES:
     for d in (64, 128):
         for causal in (False, True):
             for n in NS:

@@ -48,6 +48,8 @@ __all__ = [
     "resolve_blocks",
     "short_config",
     "SHORT_TABLE",
+    "bwd_pass_config",
+    "BWD_PASS_TABLE",
 ]
 
 #: ``log2(e)``: the kernels use ``exp2`` and fold this factor into ``qk_scale``.
@@ -306,6 +308,45 @@ def short_config(
         if n <= bound:
             return cfg
     return None
+
+
+#: The backward's two main passes with blocks of their own (16-bit inputs, untraced
+#: launches with default blocks): by (padded head dim, causal), rows
+#: ``(smallest max(N_q, N_k), {"dkdv": cfg, "dq": cfg})`` where ``cfg`` is
+#: ``(BLOCK_M, BLOCK_N, num_warps, num_stages)``. The dK/dV pass keeps a K/V block
+#: and streams Q blocks past it, the dQ pass the reverse, so each may want its own
+#: shape; a pass not named keeps ``default_blocks``' pair. Source:
+#: ``bench/bwd_pass_sweep.py`` on an NVIDIA H200, 2026-12-03 (bf16, N = 1k/4k/16k,
+#: 16k tokens, 14 configurations a pass, the other pass at the default; GPU time of
+#: the whole backward; ``media/bench/bwd_pass_sweep_NVIDIA_H200.jsonl``,
+#: ``bench/NOTES.md`` session 9). Entries where a pass was >= 2 % faster at each N
+#: from the row's bound; d = 128 non-causal: nothing beat the default.
+BWD_PASS_TABLE: dict[
+    tuple[int, bool], tuple[tuple[int, dict[str, tuple[int, ...]]], ...]
+] = {
+    # dK/dV 32 x 128, 4 warps, 4 stages: 0.958 / 0.973 of the default at 4k / 16k;
+    # dQ 128 x 64, 8 warps, 3 stages: 0.959 / 0.973 (1.03 at 1k: not from there)
+    (64, False): ((2048, {"dkdv": (32, 128, 4, 4), "dq": (128, 64, 8, 3)}),),
+    # dK/dV 32 x 128, 8 warps, 3 stages: 0.973 / 0.975 / 0.991 at 1k / 4k / 16k;
+    # dQ 128 x 64, 8 warps, 3 stages: 0.973 / 0.970 / 0.979
+    (64, True): ((1024, {"dkdv": (32, 128, 8, 3), "dq": (128, 64, 8, 3)}),),
+    # dK/dV 64 x 128, 8 warps, 3 stages: 0.971 / 0.964 at 4k / 16k (1.014 at 1k)
+    (128, True): ((2048, {"dkdv": (64, 128, 8, 3)}),),
+}
+
+
+def bwd_pass_config(
+    n_q: int, n_k: int, d: int, dtype: torch.dtype, causal: bool
+) -> dict[str, tuple[int, ...]] | None:
+    """The :data:`BWD_PASS_TABLE` entry for this backward on the GPU, or ``None``."""
+    if INTERPRET or dtype == torch.float32:
+        return None
+    n = max(n_q, n_k)
+    found = None
+    for bound, cfg in BWD_PASS_TABLE.get((head_block(d), bool(causal)), ()):
+        if n >= bound:
+            found = cfg
+    return found
 
 
 def default_blocks(

@@ -131,7 +131,9 @@ from ._common import (
     GPU_CLOCK,
     LOG2E,
     TRACE_STAGE,
+    bwd_pass_config,
     check_attn_mask,
+    check_blocks,
     check_like,
     check_qkv,
     check_scale,
@@ -1192,23 +1194,38 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
 def _bwd_plan(n_q, n_k, d, dtype, causal, block_m, block_n, num_warps, num_stages,
               trace, values):  # fmt: skip
     """``(block_m, block_n, constexprs and launch options of the preprocess, dK/dV
-    and dQ kernels)``."""
+    and dQ kernels)``. One block pair for every pass; for an untraced launch with
+    default blocks and launch options, the passes named in the tuning table
+    (:func:`~flashanim.kernels._common.bwd_pass_config`) take their own."""
+    own = None
+    if not trace and (block_m, block_n, num_warps, num_stages) == (None,) * 4:
+        own = bwd_pass_config(n_q, n_k, d, dtype, causal)
     block_m, block_n = resolve_blocks(block_m, block_n, n_q, n_k, d, dtype,
                                       backward=True, causal=causal)  # fmt: skip
     bd, elem = head_block(d), elem_bytes(dtype)
-    common = dict(HEAD_DIM=d, BLOCK_M=block_m, BLOCK_D=bd, EVEN_M=n_q % block_m == 0,
-                  ELEM=elem)  # fmt: skip
-    common.update(_launch_opts(
-        block_m, block_n, bd, elem, True, num_warps, num_stages, causal,
-        short_config(n_q, n_k, d, dtype, True, causal),
-    ))  # fmt: skip
     stage, prec = _stage(trace, values), _dot_precision(dtype)
+    short = short_config(n_q, n_k, d, dtype, True, causal)
+
+    def consts(name, with_n=True):
+        bm, bn, warps, stages = block_m, block_n, num_warps, num_stages
+        cfg = (own or {}).get(name)
+        if cfg is not None:
+            (bm, bn), warps, stages = check_blocks(*cfg[:2]), cfg[2], cfg[3]
+        c = dict(HEAD_DIM=d, BLOCK_M=bm, BLOCK_D=bd, EVEN_M=n_q % bm == 0, ELEM=elem,
+                 **_launch_opts(bm, bn, bd, elem, True, warps, stages, causal,
+                                short))  # fmt: skip
+        if with_n:
+            c.update(BLOCK_N=bn, CAUSAL=causal, DOT_PREC=prec, STAGE=stage)
+        return c
+
+    pre = consts("pre", with_n=False)
     # S computed transposed in the dK/dV pass unless the Q block is the taller:
     # (_attn_bwd_dkdv_inner's docstring has the measurement)
-    dkdv = dict(common, BLOCK_N=block_n, CAUSAL=causal, EVEN_N=n_k % block_n == 0,
-                DOT_PREC=prec, STAGE=stage, S_T=block_m <= block_n)  # fmt: skip
-    dq = dict(common, BLOCK_N=block_n, CAUSAL=causal, DOT_PREC=prec, STAGE=stage)
-    return block_m, block_n, common, dkdv, dq
+    dkdv = consts("dkdv")
+    dkdv.update(EVEN_N=n_k % dkdv["BLOCK_N"] == 0,
+                S_T=dkdv["BLOCK_M"] <= dkdv["BLOCK_N"])  # fmt: skip
+    dq = consts("dq")
+    return block_m, block_n, pre, dkdv, dq
 
 
 def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trace,
@@ -1233,10 +1250,9 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
     causal = bool(causal)
     plan = _plan(_bwd_plan, n_q, n_k, d, q.dtype, causal, block_m, block_n,
                  num_warps, num_stages, trace, values)  # fmt: skip
-    block_m, block_n, common, dkdv_consts, dq_consts = plan
+    block_m, block_n, pre_consts, dkdv_consts, dq_consts = plan
     lse = lse.contiguous()
     bh = batch * heads
-    t_r, t_c = _cdiv(n_q, block_m), _cdiv(n_k, block_n)
     dq = torch.empty_like(q, memory_format=torch.contiguous_format)
     dk = torch.empty_like(k, memory_format=torch.contiguous_format)
     dv = torch.empty_like(v, memory_format=torch.contiguous_format)
@@ -1251,10 +1267,14 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
         launches.append(b)
         return trace_args(b, q.device, values)
 
-    tptr, tflags = buffers("preprocess", t_r)
-    _attn_bwd_preprocess[(t_r * bh,)](
+    # (traced launches use one block pair, so these are the trace's T_r and T_c)
+    t_pre = _cdiv(n_q, pre_consts["BLOCK_M"])
+    t_c = _cdiv(n_k, dkdv_consts["BLOCK_N"])
+    t_r = _cdiv(n_q, dq_consts["BLOCK_M"])
+    tptr, tflags = buffers("preprocess", t_pre)
+    _attn_bwd_preprocess[(t_pre * bh,)](
         o, do, delta, *o.stride(), *do.stride(), heads, n_q, *tptr,
-        **common, **tflags,
+        **pre_consts, **tflags,
     )  # fmt: skip
     tptr, tflags = buffers("dkdv", t_c)
     _attn_bwd_dkdv[(t_c * bh,)](

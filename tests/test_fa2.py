@@ -523,6 +523,76 @@ def test_bad_scale_and_backward_arguments():
         fa2.attention_backward(q, k, v, o, lse[0], o)
 
 
+@pytest.mark.parametrize(
+    "dkdv, dq",
+    [((8, 32, 4, 3), (32, 8, 4, 3)), ((16, 16, 4, 2), None), (None, (32, 16, 8, 2))],
+    ids=["both", "dkdv-only", "dq-only"],
+)
+def test_backward_passes_with_their_own_blocks(monkeypatch, dkdv, dq):
+    """The tuning table can give the dK/dV and dQ passes blocks of their own
+    (:data:`~flashanim.kernels._common.BWD_PASS_TABLE`; each a separate launch):
+    the gradients still follow the rule on a ragged causal shape, each pass's
+    gradients equal those of a launch with that pass's blocks for everything, and
+    traced or explicit-block launches ignore the table."""
+    passes = {k: v for k, v in (("dkdv", dkdv), ("dq", dq)) if v is not None}
+    looked_up = []
+
+    def table(n_q, n_k, d, dtype, causal):
+        looked_up.append((n_q, n_k, d, causal))
+        return passes
+
+    monkeypatch.setattr(fa2, "bwd_pass_config", table)
+    monkeypatch.setattr(fa2, "_PLANS", {})
+    b, h, n_q, n_k, d = 1, 2, 45, 37, 16
+    q, k, v = make_qkv(b, h, n_q, n_k, d, F32, seed=5)
+    gen = torch.Generator(device="cpu").manual_seed(6)
+    do = torch.randn(q.shape, generator=gen).to(DEVICE, q.dtype)
+    o, lse = fa2.attention_forward(q, k, v, True)
+    grads = fa2.attention_backward(q, k, v, o, lse, do, True)
+    assert looked_up == [(n_q, n_k, d, True)]
+    plan = fa2._PLANS[(fa2._bwd_plan, n_q, n_k, d, F32, True)]
+    for name, consts in (("dkdv", plan[3]), ("dq", plan[4])):
+        cfg = passes.get(name, plan[:2])
+        assert (consts["BLOCK_M"], consts["BLOCK_N"]) == tuple(cfg[:2])
+    assert plan[3]["S_T"] == (plan[3]["BLOCK_M"] <= plan[3]["BLOCK_N"])
+    ref = reference_grads(q, k, v, do, True, None, upcast=True)
+    pt = reference_grads(q, k, v, do, True, None, upcast=False)
+    for name, g, g_pt, g_ref in zip(("dQ", "dK", "dV"), grads, pt[1:], ref[1:],
+                                    strict=True):  # fmt: skip
+        assert_rule(name, g, g_pt, g_ref, 3.0, 1e-5)
+    # each pass alone is the kernel with those blocks (the other pass's blocks do
+    # not reach it): dQ from the dQ pass, dK and dV from the dK/dV pass
+    for name, idx in (("dq", (0,)), ("dkdv", (1, 2))):
+        bm, bn = passes.get(name, plan[:2])[:2]
+        alone = fa2.attention_backward(q, k, v, o, lse, do, True, None, bm, bn)
+        for i in idx:
+            assert torch.equal(grads[i], alone[i]), (name, i)
+    # explicit blocks and traced launches never consult the table
+    looked_up.clear()
+    fa2.attention_backward(q, k, v, o, lse, do, True, None, 16, 16)
+    fa2.record_backward(q, k, v, causal=True, softmax_scale=None, block_m=16,
+                        block_n=16)  # fmt: skip
+    assert looked_up == []
+
+
+def test_backward_pass_table_is_well_formed():
+    """Every row of the per-pass table names known passes with power-of-two blocks
+    the GPU accepts, and its bounds rise, so :func:`bwd_pass_config` picks the last
+    row a size reaches."""
+    from flashanim.kernels import _common
+
+    for (bd, causal), rows in _common.BWD_PASS_TABLE.items():
+        assert bd in (16, 32, 64, 128, 256) and isinstance(causal, bool)
+        bounds = [bound for bound, _ in rows]
+        assert bounds == sorted(bounds)
+        for _, passes in rows:
+            assert passes and set(passes) <= {"pre", "dkdv", "dq"}
+            for bm, bn, warps, stages in passes.values():
+                for b in (bm, bn):
+                    assert 16 <= b <= 256 and b & (b - 1) == 0
+                assert warps in (1, 2, 4, 8, 16) and 1 <= stages <= 8
+
+
 def test_cached_launch_plans_change_nothing():
     """Untraced default-block launches remember their plan per shape (host time:
     ``bench/NOTES.md``, "Launch host time"): the plan is the rules' own, the
@@ -586,6 +656,10 @@ GPU_CASES = [  # (dtype, causal, d, N_q, N_k)
     (BF16, True, 128, 16384, 16384),
     (F16, False, 64, 16384, 16384),
     (F32, True, 64, 1000, 1000),
+    # the backward's per-pass table (_common.BWD_PASS_TABLE), ragged and padded d
+    (BF16, False, 64, 3000, 2500),
+    (BF16, True, 40, 2000, 2100),
+    (F16, True, 128, 2500, 3000),
     # short sequences: the short-sequence table's configurations and the rules
     (F16, False, 128, 128, 128),
     (BF16, False, 64, 256, 200),
