@@ -423,8 +423,12 @@ def test_flash_modules_refusals_and_gradients():
 @pytest.mark.parametrize("dt", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("kind", ["kpm", "bool2d", "float4d"])
 @pytest.mark.parametrize("causal", [False, True])
-def test_gpu_kernel_masks(dt, kind, causal):
+@pytest.mark.parametrize("size", ["short", "table"])
+def test_gpu_kernel_masks(dt, kind, causal, size):
+    # "table": long enough for the backward's per-pass blocks (BWD_PASS_TABLE)
     b, h, nq, nk, d = 2, 4, 509, 1023 if not causal else 509, 64
+    if size == "table":
+        b, h, nq, nk = 1, 2, 1500, 2100 if not causal else 2100
     q, k, v = make_qkv(b, h, nq, nk, d, dt, seed=9)
     mask = _make_mask(kind, b, h, nq, nk, seed=3).to(DEVICE)
     do = torch.randn_like(q)
