@@ -561,22 +561,19 @@ def test_backward_passes_with_their_own_blocks(monkeypatch, dkdv, dq):
                                     strict=True):  # fmt: skip
         assert_rule(name, g, g_pt, g_ref, 3.0, 1e-5)
     # each pass alone is the kernel with those blocks (the other pass's blocks do
-    # not reach it): dQ from the dQ pass, dK and dV from the dK/dV pass
-    for name, idx in (("dq", (0,)), ("dkdv", (1, 2))):
-        bm, bn = passes.get(name, plan[:2])[:2]
-        alone = fa2.attention_backward(q, k, v, o, lse, do, True, None, bm, bn)
-        for i in idx:
-            assert torch.equal(grads[i], alone[i]), (name, i)
-    # with a mask (the forward's bias recomputed in both passes): the same split
+    # not reach it): dQ from the dQ pass, dK and dV from the dK/dV pass; also with
+    # a mask (the forward's bias recomputed in both passes)
     mask = torch.randn(1, 1, n_q, n_k, generator=gen).to(DEVICE)
     o_b, lse_b = fa2.attention_forward(q, k, v, True, attn_mask=mask)
     masked = fa2.attention_backward(q, k, v, o_b, lse_b, do, True, attn_mask=mask)
-    for name, idx in (("dq", (0,)), ("dkdv", (1, 2))):
-        bm, bn = passes.get(name, plan[:2])[:2]
-        alone = fa2.attention_backward(q, k, v, o_b, lse_b, do, True, None, bm, bn,
-                                       attn_mask=mask)  # fmt: skip
-        for i in idx:
-            assert torch.equal(masked[i], alone[i]), ("mask", name, i)
+    for tag, o_, lse_, got, m in (("plain", o, lse, grads, None),
+                                  ("mask", o_b, lse_b, masked, mask)):  # fmt: skip
+        for name, idx in (("dq", (0,)), ("dkdv", (1, 2))):
+            bm, bn = passes.get(name, plan[:2])[:2]
+            alone = fa2.attention_backward(q, k, v, o_, lse_, do, True, None, bm, bn,
+                                           attn_mask=m)  # fmt: skip
+            for i in idx:
+                assert torch.equal(got[i], alone[i]), (tag, name, i)
     # explicit blocks and traced launches never consult the table
     looked_up.clear()
     fa2.attention_backward(q, k, v, o, lse, do, True, None, 16, 16)
