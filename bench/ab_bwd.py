@@ -4,8 +4,9 @@ autograd (``torch.autograd.grad`` of the forward's output in a CUDA graph of 10
 calls, median of 10 replays: sweep_issue15.graph_time), as bench_bwd_fused's table
 times it; bf16/fp16, d 64/128, causal and not, 16k tokens per batch. Appends JSON
 lines to argv[1]; argv[2] labels the rows; argv[3]: the N (comma-separated);
-AB_DTYPES: the dtypes (default ``bf16,fp16``). argv[4], if given: ``empty`` (time the backward without the per-pass table,
-``_common.BWD_PASS_TABLE``) or a table to apply (``bwd_pass_sweep.py pick``'s JSON)."""
+argv[4], if given: ``empty`` (the backward without its per-pass table,
+``_common.BWD_PASS_TABLE``) or a table to use instead of the package's
+(``bwd_pass_sweep.py pick``'s JSON). ``AB_DTYPES``: the dtypes (``bf16,fp16``)."""
 
 import functools
 import json
@@ -28,12 +29,7 @@ NS = [
 if len(sys.argv) > 4:
     from bwd_pass_sweep import load
 
-    if sys.argv[4] == "empty":
-        from flashanim.kernels import _common
-
-        _common.BWD_PASS_TABLE.clear()
-    else:
-        load(sys.argv[4])
+    load(None if sys.argv[4] == "empty" else sys.argv[4])
 PEERS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}
 DTYPES = os.environ.get("AB_DTYPES", "bf16,fp16").split(",")
 for dt in DTYPES:

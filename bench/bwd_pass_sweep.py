@@ -54,12 +54,12 @@ def jobs():
 
 
 def _set(d, causal, name, cfg):
-    from flashanim.kernels import _common, fa2
+    """The table with this one pass's configuration (none: every default)."""
+    from flashanim.kernels import _common
 
-    _common.BWD_PASS_TABLE.clear()
+    load(None)
     if cfg is not None:
         _common.BWD_PASS_TABLE[(d, causal)] = ((0, {name: tuple(cfg)}),)
-    fa2._PLANS.clear()
 
 
 def _fn(t, causal):
@@ -92,6 +92,7 @@ def run(path: str) -> None:
     for d, causal in SHAPES:
         for n in NS:
             t = _qkv("bf16", d, n, seed=1)
+            best = {}  # pass -> its fastest row at this (d, causal, n)
             for dd, cc, name, cfg in jobs():
                 if (dd, cc) != (d, causal):
                     continue
@@ -104,14 +105,9 @@ def run(path: str) -> None:
                 out.write(json.dumps(row) + "\n")
                 out.flush()
                 torch.cuda.empty_cache()
+                if row["ms"] and (name not in best or row["ms"] < best[name]["ms"]):
+                    best[name] = row
             del t
-            base = [json.loads(x) for x in open(path)]
-            best = {}
-            for r in base:
-                if (r["d"], r["causal"], r["n"]) == (d, causal, n) and r["ms"]:
-                    k = r["pass"]
-                    if k not in best or r["ms"] < best[k]["ms"]:
-                        best[k] = r
             print(f"d={d} causal={causal} n={n}: "
                   + "  ".join(f"{k} {v['cfg']} {v['ms']:.3f}" for k, v in best.items()),
                   flush=True)  # fmt: skip
@@ -144,16 +140,19 @@ def pick(path: str, best_path: str) -> None:
     print(json.dumps(table))
 
 
-def load(best_path: str) -> None:
-    """Put ``pick``'s table into the installed package (from N = 1k on)."""
+def load(best_path: str | None) -> None:
+    """Replace the installed package's table by ``pick``'s (from N = 1k on); by an
+    empty one (every pass at the default) with ``None``."""
     from flashanim.kernels import _common, fa2
 
-    for key, entry in json.load(open(best_path)).items():
+    _common.BWD_PASS_TABLE.clear()
+    fa2._PLANS.clear()
+    entries = json.load(open(best_path)) if best_path else {}
+    for key, entry in entries.items():
         d, c = (int(x) for x in key.split(","))
         _common.BWD_PASS_TABLE[(d, bool(c))] = (
             (1024, {k: tuple(v) for k, v in entry.items()}),
         )  # fmt: skip
-    fa2._PLANS.clear()
 
 
 if __name__ == "__main__":
