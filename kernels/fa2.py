@@ -1121,12 +1121,17 @@ def _untraced_args(device: torch.device) -> tuple[tuple, dict]:
     return args
 
 
+def _plain(trace, block_m, block_n, num_warps, num_stages) -> bool:
+    """The plain call: untraced, default blocks and launch options (every
+    ``flash_attention`` call)."""
+    return not trace and (block_m, block_n, num_warps, num_stages) == (None,) * 4
+
+
 def _plan(make, n_q, n_k, d, dtype, causal, block_m, block_n, num_warps, num_stages,
           trace, values):  # fmt: skip
-    """``make(...)``'s launch plan; cached per shape for the plain call (untraced,
-    default blocks and launch options: every ``flash_attention`` call)."""
-    if trace or block_m is not None or block_n is not None or num_warps is not None \
-            or num_stages is not None:  # fmt: skip
+    """``make(...)``'s launch plan; cached per shape for the plain call
+    (:func:`_plain`)."""
+    if not _plain(trace, block_m, block_n, num_warps, num_stages):
         return make(n_q, n_k, d, dtype, causal, block_m, block_n, num_warps,
                     num_stages, trace, values)  # fmt: skip
     key = (make, n_q, n_k, d, dtype, causal)
@@ -1198,7 +1203,7 @@ def _bwd_plan(n_q, n_k, d, dtype, causal, block_m, block_n, num_warps, num_stage
     default blocks and launch options, the passes named in the tuning table
     (:func:`~flashanim.kernels._common.bwd_pass_config`) take their own."""
     own = None
-    if not trace and (block_m, block_n, num_warps, num_stages) == (None,) * 4:
+    if _plain(trace, block_m, block_n, num_warps, num_stages):
         own = bwd_pass_config(n_q, n_k, d, dtype, causal)
     block_m, block_n = resolve_blocks(block_m, block_n, n_q, n_k, d, dtype,
                                       backward=True, causal=causal)  # fmt: skip
