@@ -9,6 +9,9 @@ batch 1 and 8, cache 4k ... 128k keys, N_q = 1 and 8, no mask. Implementations:
 
 * ``ours``: :func:`flashanim.kernels.flash_attn_func` (``(B, S, H, d)``, K/V heads
   shared: the split-K/V path, automatically);
+* ``ours_nopdl``: the same, with the reduce launched after the split instead of as
+  a programmatic dependent launch (``decode.PDL = False``; timed alternately with
+  ``ours``, twice each, means);
 * ``ours_nosplit``: the same kernels with ``num_splits=1`` (one program per
   batch-K/V-head walks the whole cache: what the split fixes);
 * ``flash``, ``cudnn``, ``default``: ``scaled_dot_product_attention`` with the
@@ -135,7 +138,19 @@ def point(b: int, n_k: int, n_q: int, copy: float) -> dict:
     q0, k0, v0 = sets[0]
     ref = flash_attn_func(q0, k0, v0)
     fns = [lambda s=s: flash_attn_func(*s) for s in sets]
-    row["ours_ms"] = graph_ms(fns)
+    # ours with the reduce as a programmatic dependent launch (the default) and as
+    # a plain launch after the split (decode.PDL = False), alternated twice
+    pdl, plain = [], []
+    for _ in range(2):
+        pdl.append(graph_ms(fns))
+        decode.PDL = False
+        try:
+            plain.append(graph_ms(fns))
+        finally:
+            decode.PDL = None
+    row["ours_ms"] = statistics.mean(pdl)
+    row["ours_nopdl_ms"] = statistics.mean(plain)
+    row["pdl"] = decode.use_pdl(q0.device)
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     plan = decode.decode_plan(b, H_KV, H // H_KV * n_q, n_k, D, DTYPE, sms)
     programs = b * H_KV * math.ceil(H // H_KV * n_q / plan["block_m"])
@@ -186,7 +201,7 @@ def point(b: int, n_k: int, n_q: int, copy: float) -> dict:
 def table(rows: list[dict], copy: float) -> list[str]:
     lines = [
         f"decoding, GQA {H}:{H_KV}, d={D}, bf16; copy bandwidth {copy * 1e3:,.0f} GB/s",
-        f"{'B':>2} {'N_k':>7} {'N_q':>3} {'ours us':>8} {'nosplit':>8} "
+        f"{'B':>2} {'N_k':>7} {'N_q':>3} {'ours us':>8} {'no PDL':>8} {'nosplit':>8} "
         f"{'flash':>8} {'cudnn':>8} {'default':>8} {'/best':>6} {'GB/s':>6} "
         f"{'%copy':>6} {'S':>3}",
     ]
@@ -196,7 +211,7 @@ def table(rows: list[dict], copy: float) -> list[str]:
         ratio = best / r["ours_ms"] if best else float("nan")
         lines.append(
             f"{r['b']:2d} {r['n_k']:7d} {r['n_q']:3d} {f(r['ours_ms'])} "
-            f"{f(r['ours_nosplit_ms'])} {f(r['flash_ms'])} {f(r['cudnn_ms'])} "
+            f"{f(r.get('ours_nopdl_ms'))} {f(r['ours_nosplit_ms'])} {f(r['flash_ms'])} {f(r['cudnn_ms'])} "
             f"{f(r['default_ms'])} {ratio:6.2f} {r['ours_gbps']:6.0f} "
             f"{r['ours_pct_copy']:6.1f} {r['ours_splits']:3d}"
         )

@@ -1,6 +1,6 @@
 """Compile the kernels for a Hopper GPU (sm_90) without one, and write their code.
 
-    python bench/compiled_code.py OUT_DIR [--traced]
+    python bench/compiled_code.py OUT_DIR [--traced] [--pdl]
 
 Every launch the package makes (FA2 forward and backward, causal and not, d = 64 and
 128, a tail block; FA1; standard attention; split-K/V decoding) is captured as its
@@ -10,7 +10,9 @@ file per launch, line-number comments and debug sections removed, so that two
 source trees' files can be compared). Run it once from each tree (or with another
 Triton on ``PYTHONPATH``) and compare the folders with ``diff -r``: identical files
 mean identical machine code. Untraced launches only, unless ``--traced`` (then the
-traced launches, events only and with values, are written as well).
+traced launches, events only and with values, are written as well). ``--pdl``:
+as on a Hopper GPU, the untraced backward and the decoding reduce are programmatic
+dependent launches (``PDL=True``; their PTX holds ``griddepcontrol``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ CAPTURED: list[tuple[JITFunction, dict]] = []
 
 
 def _capture(self, *args, grid=None, warmup=False, **kwargs):
-    opts = {k: kwargs.pop(k) for k in ("num_warps", "num_stages") if k in kwargs}
+    opts = {k: kwargs.pop(k) for k in ("num_warps", "num_stages", "launch_pdl")
+            if k in kwargs}  # fmt: skip
     bound = inspect.signature(self.fn).bind_partial(*args, **kwargs)
     CAPTURED.append((self, dict(bound.arguments), opts))
 
@@ -117,6 +120,8 @@ def launches(traced: bool) -> None:
 def main() -> int:
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
+    if "--pdl" in sys.argv:
+        fa2.pdl_capable = decode.pdl_capable = lambda device: True
     launches("--traced" in sys.argv)
     seen: dict[str, int] = {}
     for fn, args, opts in CAPTURED:

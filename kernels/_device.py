@@ -11,12 +11,13 @@ choice is made once per process, before any kernel module is imported:
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
 import torch
 
-__all__ = ["BACKEND", "INTERPRET", "check_device", "default_device"]
+__all__ = ["BACKEND", "INTERPRET", "check_device", "default_device", "pdl_capable"]
 
 
 def _choose() -> str:
@@ -66,3 +67,17 @@ def check_device(*tensors: torch.Tensor) -> torch.device:
                 f"on {t.device.type!r}; {hint}"
             )
     return dev
+
+
+@functools.lru_cache(maxsize=8)
+def _capability(index: int) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
+
+
+def pdl_capable(device: torch.device) -> bool:
+    """Whether kernels on ``device`` can be launched as programmatic dependent
+    launches (Triton's ``launch_pdl``, ``gdc_wait``): compiled CUDA kernels on
+    compute capability 9.0 (Hopper) or later; never in the interpreter."""
+    if INTERPRET or device.type != "cuda":
+        return False
+    return _capability(device.index if device.index is not None else 0) >= (9, 0)

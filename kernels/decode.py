@@ -76,7 +76,7 @@ from ._common import (
     head_block,
     next_pow2,
 )
-from ._device import INTERPRET, check_device
+from ._device import INTERPRET, check_device, pdl_capable
 from ._trace import (
     iter_close,
     iter_open,
@@ -132,6 +132,13 @@ MAX_REDUCE_TILE: int = 16384
 #: The SM count the heuristic assumes in Triton's interpreter (small, so that CPU
 #: runs exercise several splits).
 INTERPRETER_SMS: int = 4
+#: Programmatic dependent launch of the reduce (GPU, compute capability 9.0+): the
+#: split launch lets the reduce's programs start while it still runs, and they wait
+#: on the GPU (``gdc_wait``) for its end instead of the reduce being launched only
+#: after it. Same kernels and results, one launch gap fewer. ``None`` (default):
+#: on wherever the GPU supports it; ``False``: off (``bench/bench_decode.py --pdl``
+#: times both in one process).
+PDL: bool | None = None
 
 
 # --------------------------------------------------------------------------------------
@@ -208,9 +215,14 @@ def _attn_fwd_split(Q, K, V, OS, LSES, Lens, sm_scale,
                     DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                     VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
                     MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr,
-                    STAGE: tl.constexpr):  # fmt: skip
+                    STAGE: tl.constexpr, PDL: tl.constexpr):  # fmt: skip
     """One program: split ``s`` (K/V blocks ``[s * BPS, (s + 1) * BPS)``) of packed
-    Q block ``i`` of batch-K/V-head ``bh``; writes ``O_s`` and ``LSE_s``."""
+    Q block ``i`` of batch-K/V-head ``bh``; writes ``O_s`` and ``LSE_s``. With
+    ``PDL`` (GPU, SM 9.0+) it lets the reduce's programs launch at once: they wait
+    in ``gdc_wait`` until this whole launch has finished and its stores are
+    visible."""
+    if PDL:
+        tl.extra.cuda.gdc_launch_dependents()
     prog = tl.program_id(0)
     s = prog % S
     t = prog // S
@@ -288,8 +300,10 @@ def _attn_fwd_merge(OS, LSES, O, LSE,  # noqa: E741
                     BLOCK_D: tl.constexpr, S_PAD: tl.constexpr, ELEM: tl.constexpr,
                     TRACE: tl.constexpr, VALUES: tl.constexpr,
                     GPU_CLOCK: tl.constexpr, MAX_EV: tl.constexpr,
-                    MAX_VAL: tl.constexpr):  # fmt: skip
-    """One program: packed row ``r`` of ``bh``; all ``S`` slices at once."""
+                    MAX_VAL: tl.constexpr, PDL: tl.constexpr):  # fmt: skip
+    """One program: packed row ``r`` of ``bh``; all ``S`` slices at once. With
+    ``PDL`` the launch may start while the split launch still runs: the program
+    waits for it (``gdc_wait``) before its trace starts and before any load."""
     prog = tl.program_id(0)
     r = prog % (G * N_Q)
     bh = prog // (G * N_Q)
@@ -301,6 +315,8 @@ def _attn_fwd_merge(OS, LSES, O, LSE,  # noqa: E741
     s_ok = offs_s < S
     d_ok = offs_d < HEAD_DIM
     TC: tl.constexpr = (TRACE, VALUES, GPU_CLOCK, MAX_EV, MAX_VAL, False)
+    if PDL:
+        tl.extra.cuda.gdc_wait()
     tr = trace_start(ev_ptr, hdr_ptr, val_ptr, prog, bh, r, TC)
     # row r of split s: row (((bh * T_M + i) * S + s) * BLOCK_M + r % BLOCK_M)
     base = (bh.to(tl.int64) * T_M + r // BLOCK_M) * S * BLOCK_M + r % BLOCK_M
@@ -349,6 +365,12 @@ def sm_count(device: torch.device) -> int:
     if INTERPRET or device.type != "cuda":
         return INTERPRETER_SMS
     return _sm_count(device.index if device.index is not None else 0)
+
+
+def use_pdl(device: torch.device) -> bool:
+    """Whether the reduce is launched as a programmatic dependent launch (see
+    :data:`PDL`): never in Triton's interpreter or below compute capability 9.0."""
+    return PDL is not False and pdl_capable(device)
 
 
 def _plan(programs: int, wide: bool, sms: int) -> tuple[int, int, int, int]:
@@ -586,6 +608,7 @@ def _decode(q, k, v, causal=False, softmax_scale=None, cache_seqlens=None,
         return trace_args(b, q.device, values)
 
     causal = bool(causal)
+    pdl = use_pdl(q.device)
     plan = dict(n_q=n_q, g=g, d=d, block_m=bm, block_n=bn, splits=splits, bps=bps,
                 causal=causal, elem=elem)  # fmt: skip
     # room for the largest program: a full slice, every block masked
@@ -599,7 +622,7 @@ def _decode(q, k, v, causal=False, softmax_scale=None, cache_seqlens=None,
         heads_kv, n_q, n_k, g, t_m, splits, bps, *tptr,
         HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, CAUSAL=causal,
         HAS_LENS=cache_seqlens is not None, ELEM=elem,
-        DOT_PREC=_dot_precision(q.dtype), **tflags, STAGE=stage, **opts,
+        DOT_PREC=_dot_precision(q.dtype), **tflags, STAGE=stage, PDL=pdl, **opts,
     )  # fmt: skip
     rows = g * n_q
     tptr, tflags = buffers("reduce", batch * heads_kv * rows,
@@ -608,7 +631,8 @@ def _decode(q, k, v, causal=False, softmax_scale=None, cache_seqlens=None,
     _attn_fwd_merge[(batch * heads_kv * rows,)](
         o_s, lse_s, out, lse, *out.stride(), heads, heads_kv, n_q, g, t_m, splits,
         *tptr, HEAD_DIM=d, BLOCK_M=bm, BLOCK_D=bd, S_PAD=s_pad, ELEM=elem, **tflags,
-        **({} if INTERPRET else {"num_warps": 8 if s_pad * bd > 4096 else 4}),
+        PDL=pdl, **({} if INTERPRET else {"num_warps": 8 if s_pad * bd > 4096 else 4}),
+        **({"launch_pdl": True} if pdl else {}),
     )  # fmt: skip
     info = dict(plan, t_m=t_m, o_s=o_s, lse_s=lse_s)
     return out, lse, launches, info

@@ -91,3 +91,16 @@ def program_records(buf: TraceBuffers, program: int) -> list[dict]:
         recs.append(dict(op=OPS[op], tensor=TENSORS[tensor], row=row, col=col,
                          nbytes=nbytes, value=value, time=e[8]))  # fmt: skip
     return recs
+
+
+class LaunchLog:
+    """Stands in for a Triton kernel (``kernel[grid](*args, **kw)``): appends
+    ``(name, PDL, launch_pdl)`` of each launch to ``seen`` and launches nothing."""
+
+    def __init__(self, name, seen):
+        self.name, self.seen = name, seen
+
+    def __getitem__(self, grid):
+        return lambda *args, **kw: self.seen.append(
+            (self.name, kw.get("PDL"), kw.get("launch_pdl", False))
+        )

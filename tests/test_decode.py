@@ -15,7 +15,7 @@ import flashanim.kernels  # noqa: F401  (before triton: chooses the device)
 import numpy as np
 import pytest
 import torch
-from _kernel_checks import DEVICE, assert_rule, program_records
+from _kernel_checks import DEVICE, LaunchLog, assert_rule, program_records
 from flashanim.kernels import attention, decode, fa2
 from flashanim.kernels._device import BACKEND
 from flashanim.kernels.modules import flash_attn_func, flash_attn_with_kvcache
@@ -328,3 +328,52 @@ def test_gpu_split_matches_reference(case):
     assert torch.equal(raw.outputs["O"], o) and torch.equal(raw.outputs["LSE"], lse)
     hdr = raw.launches[0].header.cpu()
     assert (hdr[:, 4] >= 0).all() and (hdr[:, 6] >= hdr[:, 5]).all()
+
+
+def test_reduce_is_a_dependent_launch_only_where_capable(monkeypatch):
+    """Programmatic dependent launch is GPU-only (SM 9.0+): never in the
+    interpreter, whatever :data:`decode.PDL` says. Where capable, the split kernel
+    lets the reduce start (``PDL=True``) and the reduce is launched with
+    ``launch_pdl``, traced or not (its programs wait before their trace starts);
+    ``decode.PDL = False`` turns it off."""
+    if BACKEND != "cuda":
+        assert not decode.use_pdl(torch.device(DEVICE))
+    seen = []
+    for name in ("_attn_fwd_split", "_attn_fwd_merge"):
+        monkeypatch.setattr(decode, name, LaunchLog(name, seen))
+    monkeypatch.setattr(decode, "pdl_capable", lambda device: True)
+    q, k, v = _inputs(1, 4, 1, 1, 64, 8, F32, seed=0)
+    for trace in (False, True):
+        seen.clear()
+        decode._decode(q, k, v, num_splits=2, block_n=16, trace=trace)
+        assert seen == [("_attn_fwd_split", True, False),
+                        ("_attn_fwd_merge", True, True)]  # fmt: skip
+    monkeypatch.setattr(decode, "PDL", False)
+    seen.clear()
+    decode._decode(q, k, v, num_splits=2, block_n=16)
+    assert seen == [
+        ("_attn_fwd_split", False, False),
+        ("_attn_fwd_merge", False, False),
+    ]
+
+
+@pytest.mark.gpu
+@on_gpu
+def test_gpu_reduce_launched_early_waits_for_the_split(monkeypatch):
+    """With programmatic dependent launch (SM 9.0+) the reduce's programs may start
+    while the split launch runs: the results are the same bits as with two plain
+    launches, and in a GPU trace every reduce program starts after the last split
+    program has ended (the wait comes before the trace's start stamp)."""
+    q, k, v = _inputs(2, 32, 4, 1, 32768, 128, torch.bfloat16, seed=5)
+    cap = torch.cuda.get_device_capability()
+    assert decode.use_pdl(q.device) == (cap >= (9, 0))
+    o, lse = decode.attention_decode(q, k, v)
+    monkeypatch.setattr(decode, "PDL", False)
+    assert not decode.use_pdl(q.device)
+    o0, lse0 = decode.attention_decode(q, k, v)
+    assert torch.equal(o, o0) and torch.equal(lse, lse0)
+    monkeypatch.setattr(decode, "PDL", None)
+    raw = decode.record_forward(q, k, v, causal=False)
+    split, red = (launch.header.cpu() for launch in raw.launches)
+    assert torch.equal(raw.outputs["O"], o)
+    assert int(red[:, 5].min()) >= int(split[:, 6].max())
