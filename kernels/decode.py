@@ -139,6 +139,8 @@ INTERPRETER_SMS: int = 4
 #: on wherever the GPU supports it; ``False``: off (``bench/bench_decode.py --pdl``
 #: times both in one process).
 PDL: bool | None = None
+#: (experiment) where the split kernel lets the reduce launch: "start", "loop_end"
+PDL_AT: str = "start"
 
 
 # --------------------------------------------------------------------------------------
@@ -221,7 +223,7 @@ def _attn_fwd_split(Q, K, V, OS, LSES, Lens, sm_scale,
     ``PDL`` (GPU, SM 9.0+) it lets the reduce's programs launch at once: they wait
     in ``gdc_wait`` until this whole launch has finished and its stores are
     visible."""
-    if PDL:
+    if PDL == 1:
         tl.extra.cuda.gdc_launch_dependents()
     prog = tl.program_id(0)
     s = prog % S
@@ -274,6 +276,8 @@ def _attn_fwd_split(Q, K, V, OS, LSES, Lens, sm_scale,
         sm_scale, qk_scale, mid, hi, kmax, seq_len, offs_n, offs_d, tr, TC,
         HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, ELEM, DOT_PREC)  # fmt: skip
 
+    if PDL == 2:
+        tl.extra.cuda.gdc_launch_dependents()
     # -- the slice's O_s = acc / l and LSE_s (no key: O_s = 0, LSE_s = -inf) --
     empty = l_i == 0.0
     o_s = acc / tl.where(empty, 1.0, l_i)[:, None]
@@ -608,7 +612,7 @@ def _decode(q, k, v, causal=False, softmax_scale=None, cache_seqlens=None,
         return trace_args(b, q.device, values)
 
     causal = bool(causal)
-    pdl = use_pdl(q.device)
+    pdl = {"start": 1, "loop_end": 2}[PDL_AT] if use_pdl(q.device) else 0
     plan = dict(n_q=n_q, g=g, d=d, block_m=bm, block_n=bn, splits=splits, bps=bps,
                 causal=causal, elem=elem)  # fmt: skip
     # room for the largest program: a full slice, every block masked

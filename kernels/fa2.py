@@ -1305,7 +1305,8 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
     t_pre = _cdiv(n_q, pre_consts["BLOCK_M"])
     t_c = _cdiv(n_k, dkdv_consts["BLOCK_N"])
     t_r = _cdiv(n_q, dq_consts["BLOCK_M"])
-    pdl = not trace and BWD_PDL is not False and pdl_capable(q.device)
+    pdl = (not trace and (BWD_PDL or (BWD_PDL is None and causal))
+           and pdl_capable(q.device))  # fmt: skip
     after = {"launch_pdl": True} if pdl else {}  # launched while the last one runs
     tptr, tflags = buffers("preprocess", t_pre)
     _attn_bwd_preprocess[(t_pre * bh,)](
