@@ -6,10 +6,7 @@ times it; bf16/fp16, d 64/128, causal and not, 16k tokens per batch. Appends JSO
 lines to argv[1]; argv[2] labels the rows; argv[3]: the N (comma-separated);
 argv[4], if given: ``empty`` (the backward without its per-pass table,
 ``_common.BWD_PASS_TABLE``) or a table to use instead of the package's
-(``bwd_pass_sweep.py pick``'s JSON). ``AB_DTYPES``: the dtypes (``bf16,fp16``).
-``AB_PDL=1``: ours is timed twice per point, as shipped (``ours``) and with the
-backward's programmatic dependent launches off (``ours_nopdl``, ``fa2.BWD_PDL =
-False``), one after the other."""
+(``bwd_pass_sweep.py pick``'s JSON). ``AB_DTYPES``: the dtypes (``bf16,fp16``)."""
 
 import functools
 import json
@@ -21,7 +18,6 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
 sys.path.insert(0, "bench")
-from flashanim.kernels import fa2  # noqa: E402
 from flashanim.kernels.attention import flash_attention  # noqa: E402
 from sweep_issue15 import _qkv, graph_time  # noqa: E402
 
@@ -36,17 +32,15 @@ if len(sys.argv) > 4:
     load(None if sys.argv[4] == "empty" else sys.argv[4])
 PEERS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}
 DTYPES = os.environ.get("AB_DTYPES", "bf16,fp16").split(",")
-OURS = ("ours", "ours_nopdl") if os.environ.get("AB_PDL") == "1" else ("ours",)
 for dt in DTYPES:
     for d in (64, 128):
         for causal in (False, True):
             for n in NS:
                 q, k, v, do = _qkv(dt, d, n, seed=1, grad=True)
                 row = {"label": label, "dtype": dt, "d": d, "causal": causal, "n": n}
-                for impl in (*OURS, "cudnn", "flash"):
-                    fa2.BWD_PDL = False if impl == "ours_nopdl" else None
+                for impl in ("ours", "cudnn", "flash"):
                     try:
-                        if impl.startswith("ours"):
+                        if impl == "ours":
                             o = flash_attention(q, k, v, causal=causal)
                         else:
                             with sdpa_kernel(PEERS[impl]):
@@ -60,18 +54,12 @@ for dt in DTYPES:
                         row[impl] = None
                         row[impl + "_err"] = f"{type(exc).__name__}: {str(exc)[:200]}"
                     o = None
-                    fa2.BWD_PDL = None
                     torch.cuda.empty_cache()
                 out.write(json.dumps(row) + "\n")
                 out.flush()
-                c, ours, nopdl = (
-                    row.get("cudnn"),
-                    row.get("ours"),
-                    row.get("ours_nopdl"),
-                )
+                c, ours = row.get("cudnn"), row.get("ours")
                 print(
                     f"{label} {dt} d={d} causal={causal} n={n}: ours {ours} ms"
-                    + (f", x cuDNN {c / ours:.3f}" if c and ours else "")
-                    + (f", no PDL {nopdl} ms" if nopdl else ""),
+                    + (f", x cuDNN {c / ours:.3f}" if c and ours else ""),
                     flush=True,
                 )

@@ -11,7 +11,9 @@ batch 1 and 8, cache 4k ... 128k keys, N_q = 1 and 8, no mask. Implementations:
   shared: the split-K/V path, automatically);
 * ``ours_nopdl``: the same, with the reduce launched after the split instead of as
   a programmatic dependent launch (``decode.PDL = False``; timed alternately with
-  ``ours``, twice each, means);
+  ``ours``, twice each, means); with ``--pdl-sites`` also ``ours_pdl_start`` and
+  ``ours_pdl_loop_end`` (the reduce let go at the split's start or after its K/V
+  loop, whatever :func:`decode.pdl_mode`'s rule says);
 * ``ours_nosplit``: the same kernels with ``num_splits=1`` (one program per
   batch-K/V-head walks the whole cache: what the split fixes);
 * ``flash``, ``cudnn``, ``default``: ``scaled_dot_product_attention`` with the
@@ -57,6 +59,7 @@ PEERS = {
     "default": None,
 }
 ROTATE_BYTES = 256 << 20
+PDL_SITES = False  # --pdl-sites
 
 
 def graph_ms(fns, reps: int = 30) -> float:
@@ -139,23 +142,22 @@ def point(b: int, n_k: int, n_q: int, copy: float) -> dict:
     ref = flash_attn_func(q0, k0, v0)
     fns = [lambda s=s: flash_attn_func(*s) for s in sets]
     # ours with the reduce as a programmatic dependent launch (the default) and as
-    # a plain launch after the split (decode.PDL = False), alternated twice
-    pdl, plain, late = [], [], []
+    # a plain launch after the split (decode.PDL = False), with --pdl-sites also
+    # let go at the split's start and after its K/V loop; alternated twice
+    variants = {"ours_ms": {}, "ours_nopdl_ms": {"PDL": False}}
+    if PDL_SITES:
+        variants["ours_pdl_start_ms"] = {"PDL_AT": "start"}
+        variants["ours_pdl_loop_end_ms"] = {"PDL_AT": "loop_end"}
+    times = {name: [] for name in variants}
     for _ in range(2):
-        pdl.append(graph_ms(fns))
-        decode.PDL = False
-        try:
-            plain.append(graph_ms(fns))
-        finally:
-            decode.PDL = None
-        decode.PDL_AT = "loop_end"
-        try:
-            late.append(graph_ms(fns))
-        finally:
-            decode.PDL_AT = "start"
-    row["ours_ms"] = statistics.mean(pdl)
-    row["ours_nopdl_ms"] = statistics.mean(plain)
-    row["ours_pdl_late_ms"] = statistics.mean(late)
+        for name, knobs in variants.items():
+            try:
+                for knob, value in knobs.items():
+                    setattr(decode, knob, value)
+                times[name].append(graph_ms(fns))
+            finally:
+                decode.PDL, decode.PDL_AT = None, None
+    row.update({name: statistics.mean(t) for name, t in times.items()})
     row["pdl"] = decode.use_pdl(q0.device)
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     plan = decode.decode_plan(b, H_KV, H // H_KV * n_q, n_k, D, DTYPE, sms)
@@ -207,7 +209,7 @@ def point(b: int, n_k: int, n_q: int, copy: float) -> dict:
 def table(rows: list[dict], copy: float) -> list[str]:
     lines = [
         f"decoding, GQA {H}:{H_KV}, d={D}, bf16; copy bandwidth {copy * 1e3:,.0f} GB/s",
-        f"{'B':>2} {'N_k':>7} {'N_q':>3} {'ours us':>8} {'no PDL':>8} {'late':>8} {'nosplit':>8} "
+        f"{'B':>2} {'N_k':>7} {'N_q':>3} {'ours us':>8} {'no PDL':>8} {'nosplit':>8} "
         f"{'flash':>8} {'cudnn':>8} {'default':>8} {'/best':>6} {'GB/s':>6} "
         f"{'%copy':>6} {'S':>3}",
     ]
@@ -217,8 +219,7 @@ def table(rows: list[dict], copy: float) -> list[str]:
         ratio = best / r["ours_ms"] if best else float("nan")
         lines.append(
             f"{r['b']:2d} {r['n_k']:7d} {r['n_q']:3d} {f(r['ours_ms'])} "
-            f"{f(r.get('ours_nopdl_ms'))} {f(r.get('ours_pdl_late_ms'))} "
-            f"{f(r['ours_nosplit_ms'])} {f(r['flash_ms'])} {f(r['cudnn_ms'])} "
+            f"{f(r.get('ours_nopdl_ms'))} {f(r['ours_nosplit_ms'])} {f(r['flash_ms'])} {f(r['cudnn_ms'])} "
             f"{f(r['default_ms'])} {ratio:6.2f} {r['ours_gbps']:6.0f} "
             f"{r['ours_pct_copy']:6.1f} {r['ours_splits']:3d}"
         )
@@ -264,7 +265,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="media/bench")
     ap.add_argument("--warm", action="store_true",
                     help="compile only: run ours once at every point")  # fmt: skip
+    ap.add_argument("--pdl-sites", action="store_true",
+                    help="also time the reduce let go at the split's start and "
+                    "after its K/V loop (decode.PDL_AT)")  # fmt: skip
     args = ap.parse_args(argv)
+    global PDL_SITES
+    PDL_SITES = args.pdl_sites
     if not torch.cuda.is_available():
         print("bench_decode: needs a CUDA GPU (none found)", file=sys.stderr)
         return 2

@@ -20,6 +20,12 @@ batch-K/V-head)
     the other in one program per Q block: 64 dependent loads, 20-40 us, more than
     the split kernel itself at batch 1; ``bench/NOTES.md``.)
 
+On Hopper (compute capability 9.0+) the reduce is a *programmatic dependent
+launch*: the split kernel lets it launch before the split launch ends (at its start
+or after its K/V loop: :func:`pdl_mode`), and each reduce program waits on the GPU
+(``gdc_wait``) for the whole split launch before it reads ``O_s`` and ``LSE_s``, so
+the gap between the two launches is hidden. Results and traces are the same.
+
 Grouped- and multi-query attention (``H`` query heads, ``H_kv`` K/V heads,
 ``G = H / H_kv``) never expands K/V: the ``G * N_q`` query rows that share a K/V
 head are packed into one Q block (row ``r`` of batch-K/V-head ``bh = b * H_kv +
@@ -136,11 +142,18 @@ INTERPRETER_SMS: int = 4
 #: split launch lets the reduce's programs start while it still runs, and they wait
 #: on the GPU (``gdc_wait``) for its end instead of the reduce being launched only
 #: after it. Same kernels and results, one launch gap fewer. ``None`` (default):
-#: on wherever the GPU supports it; ``False``: off (``bench/bench_decode.py --pdl``
+#: on wherever the GPU supports it; ``False``: off (``bench/bench_decode.py``
 #: times both in one process).
 PDL: bool | None = None
-#: (experiment) where the split kernel lets the reduce launch: "start", "loop_end"
-PDL_AT: str = "start"
+#: Where the split kernel lets the reduce launch (:func:`pdl_mode`): ``None`` (the
+#: rule), or ``"start"`` / ``"loop_end"`` to force one (the benchmark times both).
+#: Measured on an H200 (``bench/NOTES.md``, session 10): let go at the split's
+#: start, the reduce's programs sit on the SMs beside it until it ends. 32 of them
+#: (batch 1, one query) cost nothing: 0.4-0.6 us saved at caches of 4k-64k, up to
+#: 0.5 us more than letting them go after the K/V loop. 256 (batch 1, 8 queries)
+#: made the whole 0.8-1.2 us slower than no dependent launch at all, where letting
+#: them go after the loop saved 0.7-1.0 us.
+PDL_AT: str | None = None
 
 
 # --------------------------------------------------------------------------------------
@@ -220,9 +233,9 @@ def _attn_fwd_split(Q, K, V, OS, LSES, Lens, sm_scale,
                     STAGE: tl.constexpr, PDL: tl.constexpr):  # fmt: skip
     """One program: split ``s`` (K/V blocks ``[s * BPS, (s + 1) * BPS)``) of packed
     Q block ``i`` of batch-K/V-head ``bh``; writes ``O_s`` and ``LSE_s``. With
-    ``PDL`` (GPU, SM 9.0+) it lets the reduce's programs launch at once: they wait
-    in ``gdc_wait`` until this whole launch has finished and its stores are
-    visible."""
+    ``PDL`` 1 (at its start) or 2 (after its K/V loop) it lets the reduce's
+    programs launch (GPU, SM 9.0+): they wait in ``gdc_wait`` until this whole
+    launch has finished and its stores are visible (:func:`pdl_mode`)."""
     if PDL == 1:
         tl.extra.cuda.gdc_launch_dependents()
     prog = tl.program_id(0)
@@ -375,6 +388,17 @@ def use_pdl(device: torch.device) -> bool:
     """Whether the reduce is launched as a programmatic dependent launch (see
     :data:`PDL`): never in Triton's interpreter or below compute capability 9.0."""
     return PDL is not False and pdl_capable(device)
+
+
+def pdl_mode(device: torch.device, reduce_programs: int, sms: int) -> int:
+    """The split kernel's ``PDL`` constexpr: 0, the reduce is a plain launch after
+    it; 1, the split lets it launch at its start (when the reduce's programs fit on
+    the ``sms`` SMs one each); 2, after its K/V loop (more reduce programs than
+    SMs). :data:`PDL_AT` forces 1 or 2."""
+    if not use_pdl(device):
+        return 0
+    at = PDL_AT or ("start" if reduce_programs <= sms else "loop_end")
+    return {"start": 1, "loop_end": 2}[at]
 
 
 def _plan(programs: int, wide: bool, sms: int) -> tuple[int, int, int, int]:
@@ -612,7 +636,7 @@ def _decode(q, k, v, causal=False, softmax_scale=None, cache_seqlens=None,
         return trace_args(b, q.device, values)
 
     causal = bool(causal)
-    pdl = {"start": 1, "loop_end": 2}[PDL_AT] if use_pdl(q.device) else 0
+    pdl = pdl_mode(q.device, batch * heads_kv * g * n_q, sms)
     plan = dict(n_q=n_q, g=g, d=d, block_m=bm, block_n=bn, splits=splits, bps=bps,
                 causal=causal, elem=elem)  # fmt: skip
     # room for the largest program: a full slice, every block masked
@@ -635,7 +659,8 @@ def _decode(q, k, v, causal=False, softmax_scale=None, cache_seqlens=None,
     _attn_fwd_merge[(batch * heads_kv * rows,)](
         o_s, lse_s, out, lse, *out.stride(), heads, heads_kv, n_q, g, t_m, splits,
         *tptr, HEAD_DIM=d, BLOCK_M=bm, BLOCK_D=bd, S_PAD=s_pad, ELEM=elem, **tflags,
-        PDL=pdl, **({} if INTERPRET else {"num_warps": 8 if s_pad * bd > 4096 else 4}),
+        PDL=pdl > 0,
+        **({} if INTERPRET else {"num_warps": 8 if s_pad * bd > 4096 else 4}),
         **({"launch_pdl": True} if pdl else {}),
     )  # fmt: skip
     info = dict(plan, t_m=t_m, o_s=o_s, lse_s=lse_s)

@@ -142,7 +142,7 @@ from ._common import (
     resolve_blocks,
     short_config,
 )
-from ._device import INTERPRET, pdl_capable
+from ._device import INTERPRET
 from ._trace import (
     TraceBuffers,
     iter_close,
@@ -472,12 +472,8 @@ def _attn_bwd_preprocess(O, DO, Delta,  # noqa: E741
                          BLOCK_D: tl.constexpr, EVEN_M: tl.constexpr,
                          ELEM: tl.constexpr, TRACE: tl.constexpr,
                          VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
-                         MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr,
-                         PDL: tl.constexpr):  # fmt: skip
-    """``D_i = rowsum(dO_i * O_i)`` for one Q block. ``PDL``: the dK/dV launch
-    may start at once (its programs wait for this launch before reading ``D``)."""
-    if PDL:
-        tl.extra.cuda.gdc_launch_dependents()
+                         MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr):  # fmt: skip
+    """``D_i = rowsum(dO_i * O_i)`` for one Q block."""
     prog = tl.program_id(0)
     T_R = tl.cdiv(N_Q, BLOCK_M)
     start_m = prog % T_R
@@ -630,14 +626,11 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
                    VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
                    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
                    HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr,
-                   S_T: tl.constexpr, PDL: tl.constexpr):  # fmt: skip
+                   S_T: tl.constexpr):  # fmt: skip
     """One program: K/V block ``start_n`` of a batch-head; writes ``dK_j, dV_j``.
 
     ``DK`` and ``DV`` share the strides ``stride_g*`` (both allocated here). With
     ``HAS_BIAS`` the forward's bias is applied again when ``P`` is recomputed.
-    ``PDL`` (a programmatic dependent launch after the preprocess): ``K_j, V_j``
-    are loaded while the preprocess may still run, then the program waits for it
-    (``D``) and lets the dQ launch start.
     """
     prog = tl.program_id(0)
     T_C = tl.cdiv(N_K, BLOCK_N)
@@ -671,9 +664,6 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
     v = _load_tile(V + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vk,
                    offs_n, N_K, offs_d, HEAD_DIM, BLOCK_D, not EVEN_N)  # fmt: skip
     tr = rec(tr, TC, step.LOAD_V, pid_n, 0, v, nb_k)
-    if PDL:
-        tl.extra.cuda.gdc_wait()
-        tl.extra.cuda.gdc_launch_dependents()
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     qk_scale = sm_scale * RCP_LN2
@@ -779,16 +769,9 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
                  DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                  VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
                  MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
-                 HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr,
-                 PDL: tl.constexpr):  # fmt: skip
+                 HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr):  # fmt: skip
     """One program: Q block ``start_m`` of a batch-head; writes ``dQ_i`` (with
-    ``HAS_BIAS``, the forward's bias applied again when ``P`` is recomputed).
-
-    ``PDL`` (a programmatic dependent launch after the dK/dV launch): the programs
-    start once every dK/dV program has passed its wait for the preprocess (so ``D``
-    is written) and run beside the dK/dV launch's last programs; each waits for
-    that launch at its end, so this launch ends after it (what follows in the
-    stream may read ``dK``, ``dV``)."""
+    ``HAS_BIAS``, the forward's bias applied again when ``P`` is recomputed)."""
     prog = tl.program_id(0)
     T_R = tl.cdiv(N_Q, BLOCK_M)
     start_m = prog % T_R
@@ -848,8 +831,6 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
                 offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
     tr = rec(tr, TC, step.STORE_DQ, start_m, 0, dq_out, n_q * (HEAD_DIM * ELEM))
     trace_stop(tr, TC)
-    if PDL:
-        tl.extra.cuda.gdc_wait()
 
 
 # --------------------------------------------------------------------------------------
@@ -1128,16 +1109,6 @@ _UNTRACED: dict[torch.device, tuple[tuple, dict]] = {}
 
 _NO_BIAS_FLAGS = {"HAS_BIAS": False, "BIAS_BOOL": False}
 
-#: Programmatic dependent launches in the untraced backward (GPU, compute capability
-#: 9.0+): the dK/dV launch starts while the preprocess runs (its programs load
-#: ``K_j, V_j``, then wait for ``D``), and the dQ launch starts when every dK/dV
-#: program is running, so its programs fill the SMs the dK/dV launch's last wave
-#: leaves idle; each dQ program waits for the dK/dV launch at its end. Same kernels
-#: and bits. ``None`` (default): on wherever the GPU supports it; ``False``: off
-#: (``bench/ab_bwd.py`` times both in one process). Traced launches never use it:
-#: their recorded schedule keeps the passes one after the other.
-BWD_PDL: bool | None = None
-
 
 def _untraced_args(device: torch.device) -> tuple[tuple, dict]:
     """``trace_args(None, device)``, cached per device (not while a CUDA graph is
@@ -1305,27 +1276,22 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
     t_pre = _cdiv(n_q, pre_consts["BLOCK_M"])
     t_c = _cdiv(n_k, dkdv_consts["BLOCK_N"])
     t_r = _cdiv(n_q, dq_consts["BLOCK_M"])
-    pdl = (not trace and (BWD_PDL or (BWD_PDL is None and causal))
-           and pdl_capable(q.device))  # fmt: skip
-    after = {"launch_pdl": True} if pdl else {}  # launched while the last one runs
     tptr, tflags = buffers("preprocess", t_pre)
     _attn_bwd_preprocess[(t_pre * bh,)](
         o, do, delta, *o.stride(), *do.stride(), heads, n_q, *tptr,
-        **pre_consts, **tflags, PDL=pdl,
+        **pre_consts, **tflags,
     )  # fmt: skip
     tptr, tflags = buffers("dkdv", t_c)
     _attn_bwd_dkdv[(t_c * bh,)](
         q, k, v, do, dk, dv, lse, delta, scale,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(),
         *bias_args, heads, n_q, n_k, *tptr, **dkdv_consts, **tflags, **bias_flags,
-        PDL=pdl, **after,
     )  # fmt: skip
     tptr, tflags = buffers("dq", t_r)
     _attn_bwd_dq[(t_r * bh,)](
         q, k, v, do, dq, lse, delta, scale,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
         *bias_args, heads, n_q, n_k, *tptr, **dq_consts, **tflags, **bias_flags,
-        PDL=pdl, **after,
     )  # fmt: skip
     return dq, dk, dv, launches, (block_m, block_n)
 

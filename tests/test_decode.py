@@ -332,39 +332,49 @@ def test_gpu_split_matches_reference(case):
 
 def test_reduce_is_a_dependent_launch_only_where_capable(monkeypatch):
     """Programmatic dependent launch is GPU-only (SM 9.0+): never in the
-    interpreter, whatever :data:`decode.PDL` says. Where capable, the split kernel
-    lets the reduce start (``PDL=True``) and the reduce is launched with
-    ``launch_pdl``, traced or not (its programs wait before their trace starts);
-    ``decode.PDL = False`` turns it off."""
+    interpreter, whatever :data:`decode.PDL` says. Where capable the reduce is
+    launched with ``launch_pdl``, traced or not (its programs wait before their
+    trace starts), and the split kernel lets it go at its start (``PDL=1``) while
+    the reduce's programs fit on the SMs one each, else after its K/V loop
+    (``PDL=2``); :data:`decode.PDL_AT` forces the site, ``decode.PDL = False``
+    turns it off."""
     if BACKEND != "cuda":
         assert not decode.use_pdl(torch.device(DEVICE))
     seen = []
     for name in ("_attn_fwd_split", "_attn_fwd_merge"):
         monkeypatch.setattr(decode, name, LaunchLog(name, seen))
     monkeypatch.setattr(decode, "pdl_capable", lambda device: True)
-    q, k, v = _inputs(1, 4, 1, 1, 64, 8, F32, seed=0)
-    for trace in (False, True):
+    sms = decode.sm_count(torch.device(DEVICE))
+
+    def launches(n_q, trace=False):
         seen.clear()
+        q, k, v = _inputs(1, sms, 1, n_q, 64, 8, F32, seed=0)  # sms x n_q rows
         decode._decode(q, k, v, num_splits=2, block_n=16, trace=trace)
-        assert seen == [("_attn_fwd_split", True, False),
-                        ("_attn_fwd_merge", True, True)]  # fmt: skip
+        return list(seen)
+
+    for trace in (False, True):
+        assert launches(1, trace) == [("_attn_fwd_split", 1, False),
+                                      ("_attn_fwd_merge", True, True)]  # fmt: skip
+        assert launches(2, trace) == [("_attn_fwd_split", 2, False),
+                                      ("_attn_fwd_merge", True, True)]  # fmt: skip
+    monkeypatch.setattr(decode, "PDL_AT", "loop_end")
+    assert launches(1)[0] == ("_attn_fwd_split", 2, False)
+    monkeypatch.setattr(decode, "PDL_AT", "start")
+    assert launches(2)[0] == ("_attn_fwd_split", 1, False)
     monkeypatch.setattr(decode, "PDL", False)
-    seen.clear()
-    decode._decode(q, k, v, num_splits=2, block_n=16)
-    assert seen == [
-        ("_attn_fwd_split", False, False),
-        ("_attn_fwd_merge", False, False),
-    ]
+    assert launches(1) == launches(2) == [("_attn_fwd_split", 0, False),
+                                          ("_attn_fwd_merge", False, False)]  # fmt: skip
 
 
 @pytest.mark.gpu
 @on_gpu
-def test_gpu_reduce_launched_early_waits_for_the_split(monkeypatch):
+@pytest.mark.parametrize("n_q", [1, 8])  # let go at the split's start; after its loop
+def test_gpu_reduce_launched_early_waits_for_the_split(n_q, monkeypatch):
     """With programmatic dependent launch (SM 9.0+) the reduce's programs may start
     while the split launch runs: the results are the same bits as with two plain
     launches, and in a GPU trace every reduce program starts after the last split
     program has ended (the wait comes before the trace's start stamp)."""
-    q, k, v = _inputs(2, 32, 4, 1, 32768, 128, torch.bfloat16, seed=5)
+    q, k, v = _inputs(2, 32, 4, n_q, 32768, 128, torch.bfloat16, seed=5)
     cap = torch.cuda.get_device_capability()
     assert decode.use_pdl(q.device) == (cap >= (9, 0))
     o, lse = decode.attention_decode(q, k, v)

@@ -19,7 +19,6 @@ import pytest
 import torch
 from _kernel_checks import (
     DEVICE,
-    LaunchLog,
     assert_rule,
     blk,
     case_id,
@@ -583,35 +582,6 @@ def test_backward_passes_with_their_own_blocks(monkeypatch, dkdv, dq):
     assert looked_up == []
 
 
-def test_backward_dependent_launches_only_untraced_where_capable(monkeypatch):
-    """The backward's programmatic dependent launches (fa2.BWD_PDL): on a capable
-    GPU an untraced backward gives all three kernels ``PDL=True`` and launches the
-    dK/dV and dQ kernels with ``launch_pdl``; a traced one (its recorded schedule
-    keeps the passes in order), ``BWD_PDL = False`` and an incapable device
-    (Triton's interpreter, GPUs before Hopper) give plain launches."""
-    seen = []
-    names = ("_attn_bwd_preprocess", "_attn_bwd_dkdv", "_attn_bwd_dq")
-    for name in names:
-        monkeypatch.setattr(fa2, name, LaunchLog(name, seen))
-    q, k, v = make_qkv(1, 1, 8, 8, 4, F32, seed=0)
-    o, lse = torch.zeros_like(q), torch.zeros(1, 1, 8, device=DEVICE)
-    plain = list(zip(names, (False,) * 3, (False,) * 3, strict=True))
-
-    def launches(trace):
-        seen.clear()
-        fa2._backward(q, k, v, o, lse, o, False, None, None, None, trace, False)
-        return list(seen)
-
-    if INTERPRET:
-        assert not fa2.pdl_capable(q.device) and launches(False) == plain
-    monkeypatch.setattr(fa2, "pdl_capable", lambda device: True)
-    assert launches(False) == list(zip(names, (True,) * 3, (False, True, True),
-                                       strict=True))  # fmt: skip
-    assert launches(True) == plain
-    monkeypatch.setattr(fa2, "BWD_PDL", False)
-    assert launches(False) == plain
-
-
 def test_backward_pass_table_is_well_formed():
     """Every row of the per-pass table names known passes with power-of-two blocks
     the GPU accepts, and its bounds rise, so :func:`bwd_pass_config` picks the last
@@ -737,35 +707,6 @@ def test_gpu_tma_loads(dt, causal, d, nq, nk, monkeypatch):
     o_ptr, lse_ptr = fa2.attention_forward(q, k, v, causal)
     torch.testing.assert_close(o_tma, o_ptr, rtol=0, atol=4 * torch.finfo(dt).eps)
     torch.testing.assert_close(lse_tma, lse_ptr)
-
-
-@pytest.mark.gpu
-@on_gpu
-@pytest.mark.parametrize("dt, causal, d, nq, nk", [
-    (BF16, True, 128, 3000, 2500), (F16, False, 64, 16384, 16384),
-    (BF16, False, 64, 128, 128), (F16, True, 40, 2000, 2100),
-])  # fmt: skip
-def test_gpu_backward_dependent_launches_change_no_bit(dt, causal, d, nq, nk,
-                                                       monkeypatch):  # fmt: skip
-    """On Hopper the untraced backward's dK/dV and dQ launches are programmatic
-    dependent launches (fa2.BWD_PDL): the dQ programs run beside the dK/dV
-    launch's last ones. The gradients are the same bits as with plain launches,
-    call after call, and a kernel launched right after the backward (the
-    comparison) sees dK and dV complete."""
-    assert fa2.BWD_PDL is None
-    assert fa2.pdl_capable(torch.device(DEVICE)) == (
-        torch.cuda.get_device_capability() >= (9, 0)
-    )
-    q, k, v = make_qkv(1, 2, nq, nk, d, dt, seed=nq + d)
-    o, lse = fa2.attention_forward(q, k, v, causal)
-    do = torch.randn_like(o)
-    monkeypatch.setattr(fa2, "BWD_PDL", False)
-    plain = fa2.attention_backward(q, k, v, o, lse, do, causal)
-    monkeypatch.setattr(fa2, "BWD_PDL", None)
-    for _ in range(3):
-        grads = fa2.attention_backward(q, k, v, o, lse, do, causal)
-        for name, g, ref in zip(("dQ", "dK", "dV"), grads, plain, strict=True):
-            assert torch.equal(g, ref), name
 
 
 @pytest.mark.gpu
