@@ -11,8 +11,8 @@ source trees' files can be compared). Run it once from each tree (or with anothe
 Triton on ``PYTHONPATH``) and compare the folders with ``diff -r``: identical files
 mean identical machine code. Untraced launches only, unless ``--traced`` (then the
 traced launches, events only and with values, are written as well). ``--pdl``:
-as on a Hopper GPU, the untraced backward and the decoding reduce are programmatic
-dependent launches (``PDL=True``; their PTX holds ``griddepcontrol``).
+as on a Hopper GPU, the decoding reduce is a programmatic dependent launch (the
+split and reduce kernels' ``PDL``; their PTX holds ``griddepcontrol``).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def main() -> int:
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     if "--pdl" in sys.argv:
-        fa2.pdl_capable = decode.pdl_capable = lambda device: True
+        decode.pdl_capable = lambda device: True
     launches("--traced" in sys.argv)
     seen: dict[str, int] = {}
     for fn, args, opts in CAPTURED:

@@ -149,10 +149,10 @@ PDL: bool | None = None
 #: rule), or ``"start"`` / ``"loop_end"`` to force one (the benchmark times both).
 #: Measured on an H200 (``bench/NOTES.md``, session 10): let go at the split's
 #: start, the reduce's programs sit on the SMs beside it until it ends. 32 of them
-#: (batch 1, one query) cost nothing: 0.4-0.6 us saved at caches of 4k-64k, up to
+#: (batch 1, one query) cost nothing: 0.4-0.7 us saved at caches of 4k-64k, up to
 #: 0.5 us more than letting them go after the K/V loop. 256 (batch 1, 8 queries)
-#: made the whole 0.8-1.2 us slower than no dependent launch at all, where letting
-#: them go after the loop saved 0.7-1.0 us.
+#: made the whole 0.8-1.4 us slower than no dependent launch at all (two runs),
+#: where letting them go after the loop saved 0.6-1.1 us.
 PDL_AT: str | None = None
 
 
