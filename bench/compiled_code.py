@@ -50,6 +50,7 @@ def _capture(self, *args, grid=None, warmup=False, **kwargs):
     opts = {k: kwargs.pop(k) for k in ("num_warps", "num_stages", "launch_pdl")
             if k in kwargs}  # fmt: skip
     bound = inspect.signature(self.fn).bind_partial(*args, **kwargs)
+    bound.apply_defaults()
     CAPTURED.append((self, dict(bound.arguments), opts))
 
 
