@@ -22,12 +22,12 @@ from torch.nn.functional import scaled_dot_product_attention as sdpa
 sys.path.insert(0, "bench")
 from sweep_issue15 import graph_time  # noqa: E402
 
+# d = 128: the forward's gap to cuDNN (bench/NOTES.md, session 2)
 SHAPES = [(128, False, 4096), (128, True, 4096), (128, False, 16384),
-          (128, True, 16384), (64, False, 16384), (64, True, 16384)]  # fmt: skip
+          (128, True, 16384)]  # fmt: skip
 # (variant, (block_m, block_n, num_warps, num_stages) or None for the defaults)
 VARIANTS = [("ship", None), ("tma", None), ("ws", None), ("ws", (128, 128, 8, 2)),
-            ("ws", (128, 128, 8, 3)), ("ws", (128, 64, 8, 3)),
-            ("ws", (128, 64, 4, 3)), ("ws", (64, 128, 4, 3))]  # fmt: skip
+            ("ws", (128, 64, 8, 3))]  # fmt: skip
 
 
 def jobs():
