@@ -241,11 +241,9 @@ def _attn_fwd_inner(acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn,
                     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                     MASK: tl.constexpr, CAUSAL: tl.constexpr, ELEM: tl.constexpr,
-                    DOT_PREC: tl.constexpr, TMA: tl.constexpr,
-                    WS: tl.constexpr):  # fmt: skip
-    """Lines 6-11: the loop over K/V blocks ``lo <= j < hi`` of Q block ``i``
-    (``WS``: Triton's warp specialization of the loop, with ``TMA`` loads)."""
-    for start_n in tl.range(lo * BLOCK_N, hi * BLOCK_N, BLOCK_N, warp_specialize=WS):
+                    DOT_PREC: tl.constexpr, TMA: tl.constexpr):  # fmt: skip
+    """Lines 6-11: the loop over K/V blocks ``lo <= j < hi`` of Q block ``i``."""
+    for start_n in range(lo * BLOCK_N, hi * BLOCK_N, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         j = start_n // BLOCK_N
         tr = iter_open(tr, TC)
@@ -367,7 +365,7 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
               VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr, MAX_EV: tl.constexpr,
               MAX_VAL: tl.constexpr, STAGE: tl.constexpr, HAS_BIAS: tl.constexpr,
               TMA: tl.constexpr,
-              BIAS_BOOL: tl.constexpr, WS: tl.constexpr = False):  # fmt: skip
+              BIAS_BOOL: tl.constexpr):  # fmt: skip
     """One program: Q block ``start_m`` of batch-head ``off_hz``; writes O and LSE.
 
     With ``HAS_BIAS`` (never traced), ``Bias`` (strides ``stride_b*``, 0 for
@@ -431,13 +429,13 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
             acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk,
             start_m, sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K,
             tr, TC, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC,
-            TMA, WS)  # fmt: skip
+            TMA)  # fmt: skip
         # stage 2: blocks on the diagonal or with the key tail, masked
         acc, l_i, m_i, tr = _attn_fwd_inner(
             acc, l_i, m_i, q, K, V, stride_kn, stride_kk, stride_vn, stride_vk,
             start_m, sm_scale, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d,
             N_K, tr, TC, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM,
-            DOT_PREC, TMA, WS)  # fmt: skip
+            DOT_PREC, TMA)  # fmt: skip
 
     # 12: O_i = diag(l_i)^-1 O_i
     acc = acc / l_i[:, None]
@@ -1038,9 +1036,6 @@ def _dot_precision(dtype: torch.dtype) -> str:
 #: N_k >= 2048 (+7-16 %; elsewhere -2 to -14 %: ``bench/NOTES.md``). Only where
 #: the layout allows. ``FLASHANIM_TMA=0``: never; ``=1``: wherever allowed.
 FWD_TMA: str = os.environ.get("FLASHANIM_TMA", "auto")
-#: (experiment, ``bench/try_ws.py``) Triton's warp specialization of the forward's
-#: K/V loop where K/V come through tensor descriptors; untraced launches only.
-FWD_WS: bool = False
 
 
 def _tma_alloc(size: int, alignment: int, stream) -> torch.Tensor:
@@ -1197,7 +1192,6 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
         q, k, v, o, lse, scale,
         *q.stride(), *k.stride(), *v.stride(), *o.stride(), *bias_args,
         heads, n_q, n_k, *tptr, **consts, **tflags, **bias_flags, TMA=tma,
-        **({"WS": True} if tma and FWD_WS and not trace else {}),
     )  # fmt: skip
     return o, lse, bufs, (block_m, block_n)
 
