@@ -398,7 +398,11 @@ def pdl_mode(device: torch.device, reduce_programs: int, sms: int) -> int:
     if not use_pdl(device):
         return 0
     at = PDL_AT or ("start" if reduce_programs <= sms else "loop_end")
-    return {"start": 1, "loop_end": 2}[at]
+    if at not in ("start", "loop_end"):
+        raise ValueError(
+            f"decode.PDL_AT must be None, 'start' or 'loop_end', got {PDL_AT!r}"
+        )
+    return 1 if at == "start" else 2
 
 
 def _plan(programs: int, wide: bool, sms: int) -> tuple[int, int, int, int]:

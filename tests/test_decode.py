@@ -361,6 +361,9 @@ def test_reduce_is_a_dependent_launch_only_where_capable(monkeypatch):
     assert launches(1)[0] == ("_attn_fwd_split", 2, False)
     monkeypatch.setattr(decode, "PDL_AT", "start")
     assert launches(2)[0] == ("_attn_fwd_split", 1, False)
+    monkeypatch.setattr(decode, "PDL_AT", "end")
+    with pytest.raises(ValueError, match="PDL_AT must be None, 'start' or 'loop_end'"):
+        launches(1)
     monkeypatch.setattr(decode, "PDL", False)
     assert launches(1) == launches(2) == [("_attn_fwd_split", 0, False),
                                           ("_attn_fwd_merge", False, False)]  # fmt: skip
