@@ -219,7 +219,8 @@ def table(rows: list[dict], copy: float) -> list[str]:
         ratio = best / r["ours_ms"] if best else float("nan")
         lines.append(
             f"{r['b']:2d} {r['n_k']:7d} {r['n_q']:3d} {f(r['ours_ms'])} "
-            f"{f(r.get('ours_nopdl_ms'))} {f(r['ours_nosplit_ms'])} {f(r['flash_ms'])} {f(r['cudnn_ms'])} "
+            f"{f(r.get('ours_nopdl_ms'))} {f(r['ours_nosplit_ms'])} "
+            f"{f(r['flash_ms'])} {f(r['cudnn_ms'])} "
             f"{f(r['default_ms'])} {ratio:6.2f} {r['ours_gbps']:6.0f} "
             f"{r['ours_pct_copy']:6.1f} {r['ours_splits']:3d}"
         )

@@ -640,7 +640,8 @@ def _decode(q, k, v, causal=False, softmax_scale=None, cache_seqlens=None,
         return trace_args(b, q.device, values)
 
     causal = bool(causal)
-    pdl = pdl_mode(q.device, batch * heads_kv * g * n_q, sms)
+    reduce_programs = batch * heads_kv * g * n_q  # one per packed query row
+    pdl = pdl_mode(q.device, reduce_programs, sms)
     plan = dict(n_q=n_q, g=g, d=d, block_m=bm, block_n=bn, splits=splits, bps=bps,
                 causal=causal, elem=elem)  # fmt: skip
     # room for the largest program: a full slice, every block masked
@@ -656,11 +657,10 @@ def _decode(q, k, v, causal=False, softmax_scale=None, cache_seqlens=None,
         HAS_LENS=cache_seqlens is not None, ELEM=elem,
         DOT_PREC=_dot_precision(q.dtype), **tflags, STAGE=stage, PDL=pdl, **opts,
     )  # fmt: skip
-    rows = g * n_q
-    tptr, tflags = buffers("reduce", batch * heads_kv * rows,
+    tptr, tflags = buffers("reduce", reduce_programs,
                            lambda: _sizes("reduce", 0, 0, n_k, **plan))  # fmt: skip
     s_pad = next_pow2(splits)
-    _attn_fwd_merge[(batch * heads_kv * rows,)](
+    _attn_fwd_merge[(reduce_programs,)](
         o_s, lse_s, out, lse, *out.stride(), heads, heads_kv, n_q, g, t_m, splits,
         *tptr, HEAD_DIM=d, BLOCK_M=bm, BLOCK_D=bd, S_PAD=s_pad, ELEM=elem, **tflags,
         PDL=pdl > 0,

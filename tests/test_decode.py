@@ -365,8 +365,8 @@ def test_reduce_is_a_dependent_launch_only_where_capable(monkeypatch):
     with pytest.raises(ValueError, match="PDL_AT must be None, 'start' or 'loop_end'"):
         launches(1)
     monkeypatch.setattr(decode, "PDL", False)
-    assert launches(1) == launches(2) == [("_attn_fwd_split", 0, False),
-                                          ("_attn_fwd_merge", False, False)]  # fmt: skip
+    plain = [("_attn_fwd_split", 0, False), ("_attn_fwd_merge", False, False)]
+    assert launches(1) == launches(2) == plain
 
 
 @pytest.mark.gpu
