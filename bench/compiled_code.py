@@ -1,6 +1,6 @@
 """Compile the kernels for a Hopper GPU (sm_90) without one, and write their code.
 
-    python bench/compiled_code.py OUT_DIR [--traced] [--pdl]
+    python bench/compiled_code.py OUT_DIR [--traced] [--pdl] [--tma]
 
 Every launch the package makes (FA2 forward and backward, causal and not, d = 64 and
 128, a tail block; FA1; standard attention; split-K/V decoding) is captured as its
@@ -12,7 +12,9 @@ Triton on ``PYTHONPATH``) and compare the folders with ``diff -r``: identical fi
 mean identical machine code. Untraced launches only, unless ``--traced`` (then the
 traced launches, events only and with values, are written as well). ``--pdl``:
 as on a Hopper GPU, the decoding reduce is a programmatic dependent launch (the
-split and reduce kernels' ``PDL``; their PTX holds ``griddepcontrol``).
+split and reduce kernels' ``PDL``; their PTX holds ``griddepcontrol``). ``--tma``:
+the FA2 forward and backward load their streamed blocks through tensor descriptors
+wherever the layout allows (``fa2._use_tma``, ``fa2._use_bwd_tma``).
 """
 
 from __future__ import annotations
@@ -123,6 +125,9 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     if "--pdl" in sys.argv:
         decode.pdl_capable = lambda device: True
+    if "--tma" in sys.argv:
+        fa2._use_tma = lambda *args: True
+        fa2._use_bwd_tma = lambda *args: True
     launches("--traced" in sys.argv)
     seen: dict[str, int] = {}
     for fn, args, opts in CAPTURED:

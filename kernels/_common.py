@@ -50,6 +50,8 @@ __all__ = [
     "SHORT_TABLE",
     "bwd_pass_config",
     "BWD_PASS_TABLE",
+    "gpu_fwd_config",
+    "GPU_FWD_TABLE",
 ]
 
 #: ``log2(e)``: the kernels use ``exp2`` and fold this factor into ``qk_scale``.
@@ -346,6 +348,41 @@ def bwd_pass_config(
     for bound, cfg in BWD_PASS_TABLE.get((head_block(d), bool(causal)), ()):
         if n >= bound:
             found = cfg
+    return found
+
+
+#: Forward launches measured on one GPU model (16-bit inputs, untraced launches with
+#: default blocks and launch options): by (a substring of the device name, padded
+#: head dim, causal), rows ``(smallest N_k, (BLOCK_M, BLOCK_N, num_warps,
+#: num_stages, K/V by tensor descriptors))``; the last row whose bound N_k reaches
+#: applies. Source: ``bench/fwd_tma_sweep.py`` (36 configurations, pointer and
+#: descriptor loads, bf16, 16k tokens) and ``bench/ab_tma.py`` (descriptors against
+#: pointers, both dtypes), alternated in one process on an NVIDIA H200, 2026-12-03
+#: (``bench/NOTES.md``, session 11).
+GPU_FWD_TABLE: dict[
+    tuple[str, int, bool], tuple[tuple[int, tuple[int, int, int, int, bool]], ...]
+] = {
+    # 128 x 128, 8 warps, 3 stages, descriptors: 1.09 / 1.06 / 1.09x the speed of
+    # the default (128 x 64, 8 warps, 3 stages) at 2k / 4k / 16k keys
+    ("H200", 128, False): ((2048, (128, 128, 8, 3, True)),),
+    # the default blocks with descriptors: 1.01-1.05x pointer loads at 4k and 16k
+    ("H200", 64, False): ((4096, (128, 64, 4, 3, True)),),
+}
+
+
+def gpu_fwd_config(
+    gpu: str, n_q: int, n_k: int, d: int, dtype: torch.dtype, causal: bool
+) -> tuple[int, int, int, int, bool] | None:
+    """The :data:`GPU_FWD_TABLE` entry for this forward on the GPU named ``gpu``
+    (``torch.cuda.get_device_name``), or ``None``."""
+    if INTERPRET or dtype == torch.float32 or not gpu:
+        return None
+    found = None
+    for (model, bd, c), rows in GPU_FWD_TABLE.items():
+        if model in gpu and bd == head_block(d) and c == bool(causal):
+            for bound, cfg in rows:
+                if n_k >= bound:
+                    found = cfg
     return found
 
 

@@ -17,7 +17,9 @@ import sys
 
 import torch
 
-__all__ = ["BACKEND", "INTERPRET", "check_device", "default_device", "pdl_capable"]
+__all__ = [
+    "BACKEND", "INTERPRET", "check_device", "default_device", "gpu_name", "pdl_capable",
+]  # fmt: skip
 
 
 def _choose() -> str:
@@ -81,3 +83,18 @@ def pdl_capable(device: torch.device) -> bool:
     if INTERPRET or device.type != "cuda":
         return False
     return _capability(device.index if device.index is not None else 0) >= (9, 0)
+
+
+@functools.lru_cache(maxsize=8)
+def _name(index: int) -> str:
+    return torch.cuda.get_device_name(index)
+
+
+def gpu_name(device: torch.device) -> str:
+    """The CUDA device's name (``"NVIDIA H200"``), for rules measured on one GPU
+    model; ``""`` in the interpreter or off CUDA."""
+    if INTERPRET or device.type != "cuda":
+        return ""
+    return _name(
+        device.index if device.index is not None else torch.cuda.current_device()
+    )

@@ -138,11 +138,12 @@ from ._common import (
     check_qkv,
     check_scale,
     elem_bytes,
+    gpu_fwd_config,
     head_block,
     resolve_blocks,
     short_config,
 )
-from ._device import INTERPRET
+from ._device import INTERPRET, gpu_name
 from ._trace import (
     TraceBuffers,
     iter_close,
@@ -514,7 +515,8 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
                          EVEN_M: tl.constexpr, ELEM: tl.constexpr,
                          DOT_PREC: tl.constexpr,
                          Bias, stride_bm, stride_bn, HAS_BIAS: tl.constexpr,
-                         BIAS_BOOL: tl.constexpr, S_T: tl.constexpr):  # fmt: skip
+                         BIAS_BOOL: tl.constexpr, S_T: tl.constexpr,
+                         TMA: tl.constexpr):  # fmt: skip
     """Accumulate ``dK_j, dV_j`` over Q blocks ``lo <= i < hi`` (block indices).
 
     ``S_T``: compute ``S_ij`` transposed (``K_j Q_i^T``, BLOCK_N x BLOCK_M), so that
@@ -532,11 +534,17 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
         offs_m = start_m + offs_m0
         n_q = tl.minimum(N_Q - start_m, BLOCK_M)
         # -- load Q_i, dO_i, LSE_i, D_i --
-        q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
-                       offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
+        if TMA:  # Q and dO are tensor descriptors: the copy engine, zeros past edges
+            q = Q.load([start_m, 0])
+        else:
+            q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
+                           offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
         tr = rec(tr, TC, step.LOAD_Q, i, 0, q, n_q * (HEAD_DIM * ELEM))
-        do = _load_tile(DO + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
-                        offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
+        if TMA:
+            do = DO.load([start_m, 0])
+        else:
+            do = _load_tile(DO + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
+                            offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
         tr = rec(tr, TC, step.LOAD_DO, i, 0, do, n_q * (HEAD_DIM * ELEM))
         if EVEN_M:
             lse = tl.load(LSE + offs_m)
@@ -626,7 +634,7 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
                    VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
                    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
                    HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr,
-                   S_T: tl.constexpr):  # fmt: skip
+                   S_T: tl.constexpr, TMA: tl.constexpr = False):  # fmt: skip
     """One program: K/V block ``start_n`` of a batch-head; writes ``dK_j, dV_j``.
 
     ``DK`` and ``DV`` share the strides ``stride_g*`` (both allocated here). With
@@ -678,16 +686,21 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
         i_me = 0
     if not EVEN_N:
         i_me = tl.where(start_n + BLOCK_N > N_K, T_R, i_me)
+    if TMA:  # the streamed Q and dO blocks through tensor descriptors
+        Q = tl.make_tensor_descriptor(Q, shape=[N_Q, HEAD_DIM], strides=[stride_qm, 1],
+                                      block_shape=[BLOCK_M, BLOCK_D])  # fmt: skip
+        DO = tl.make_tensor_descriptor(DO, shape=[N_Q, HEAD_DIM], strides=[stride_dm, 1],
+                                       block_shape=[BLOCK_M, BLOCK_D])  # fmt: skip
     dk, dv, tr = _attn_bwd_dkdv_inner(
         dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk, stride_dm, stride_dk,
         start_n, sm_scale, qk_scale, i_lo, i_me, offs_n, offs_m0, offs_d, N_Q, N_K,
         tr, TC, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, EVEN_M, ELEM,
-        DOT_PREC, Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL, S_T)  # fmt: skip
+        DOT_PREC, Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL, S_T, TMA)  # fmt: skip
     dk, dv, tr = _attn_bwd_dkdv_inner(
         dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk, stride_dm, stride_dk,
         start_n, sm_scale, qk_scale, i_me, T_R, offs_n, offs_m0, offs_d, N_Q, N_K,
         tr, TC, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, EVEN_M, ELEM,
-        DOT_PREC, Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL, S_T)  # fmt: skip
+        DOT_PREC, Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL, S_T, TMA)  # fmt: skip
 
     # -- write dK_j = scale * sum dS^T Q, dV_j --
     dk = dk * sm_scale
@@ -711,7 +724,7 @@ def _attn_bwd_dq_inner(dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn
                        MASK: tl.constexpr, CAUSAL: tl.constexpr, ELEM: tl.constexpr,
                        DOT_PREC: tl.constexpr,
                        Bias, stride_bm, stride_bn, N_Q, HAS_BIAS: tl.constexpr,
-                       BIAS_BOOL: tl.constexpr):  # fmt: skip
+                       BIAS_BOOL: tl.constexpr, TMA: tl.constexpr):  # fmt: skip
     """Accumulate ``dQ_i`` over K/V blocks ``lo <= j < hi`` (block indices)."""
     lse2 = lse * RCP_LN2
     for start_n in range(lo * BLOCK_N, hi * BLOCK_N, BLOCK_N):
@@ -721,11 +734,17 @@ def _attn_bwd_dq_inner(dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn
         offs_kn = start_n + offs_n
         nb = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
         # -- load K_j, V_j --
-        k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
-                       offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
+        if TMA:  # K and V are tensor descriptors: the copy engine, zeros past edges
+            k = K.load([start_n, 0])
+        else:
+            k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
+                           offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
         tr = rec(tr, TC, step.LOAD_K, j, 0, k, nb)
-        v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
-                       offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
+        if TMA:
+            v = V.load([start_n, 0])
+        else:
+            v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
+                           offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
         tr = rec(tr, TC, step.LOAD_V, j, 0, v, nb)
         # -- S_ij, P_ij = exp(S_ij - LSE_i) --
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
@@ -769,7 +788,8 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
                  DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                  VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
                  MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
-                 HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr):  # fmt: skip
+                 HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr,
+                 TMA: tl.constexpr = False):  # fmt: skip
     """One program: Q block ``start_m`` of a batch-head; writes ``dQ_i`` (with
     ``HAS_BIAS``, the forward's bias applied again when ``P`` is recomputed)."""
     prog = tl.program_id(0)
@@ -813,16 +833,21 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
     qk_scale = sm_scale * RCP_LN2
 
     n_nomask, n_visit = _causal_span(start_m, N_Q, N_K, BLOCK_M, BLOCK_N, CAUSAL)
+    if TMA:  # the streamed K and V blocks through tensor descriptors
+        K = tl.make_tensor_descriptor(K, shape=[N_K, HEAD_DIM], strides=[stride_kn, 1],
+                                      block_shape=[BLOCK_N, BLOCK_D])  # fmt: skip
+        V = tl.make_tensor_descriptor(V, shape=[N_K, HEAD_DIM], strides=[stride_vn, 1],
+                                      block_shape=[BLOCK_N, BLOCK_D])  # fmt: skip
     dq, tr = _attn_bwd_dq_inner(
         dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn, stride_vk, start_m,
         sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K, tr, TC,
         HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC,
-        Bias, stride_bm, stride_bn, N_Q, HAS_BIAS, BIAS_BOOL)  # fmt: skip
+        Bias, stride_bm, stride_bn, N_Q, HAS_BIAS, BIAS_BOOL, TMA)  # fmt: skip
     dq, tr = _attn_bwd_dq_inner(
         dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn, stride_vk, start_m,
         sm_scale, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d, N_K, tr, TC,
         HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM, DOT_PREC,
-        Bias, stride_bm, stride_bn, N_Q, HAS_BIAS, BIAS_BOOL)  # fmt: skip
+        Bias, stride_bm, stride_bn, N_Q, HAS_BIAS, BIAS_BOOL, TMA)  # fmt: skip
 
     # -- write dQ_i = scale * sum dS K --
     dq = dq * sm_scale
@@ -1031,10 +1056,16 @@ def _dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-#: Load the forward's K and V tiles through tensor descriptors (TMA) where the H100
-#: measurement says it pays: causal, 256-byte rows (16-bit d = 128),
-#: N_k >= 2048 (+7-16 %; elsewhere -2 to -14 %: ``bench/NOTES.md``). Only where
-#: the layout allows. ``FLASHANIM_TMA=0``: never; ``=1``: wherever allowed.
+#: Load the forward's K and V tiles through tensor descriptors (TMA) where it was
+#: measured to pay (``bench/NOTES.md``), and only where the layout allows:
+#:
+#: * causal, 256-byte rows (16-bit d = 128), N_k >= 2048: +7-16 % on an H100
+#:   (session 2; elsewhere there -2 to -14 %, non-causal d = 128 at 16k -7 %);
+#: * where the GPU's own table says so for a plain call
+#:   (:data:`~flashanim.kernels._common.GPU_FWD_TABLE`: on an H200, non-causal
+#:   16-bit d = 64 from 4096 keys and d = 128 from 2048, session 11).
+#:
+#: ``FLASHANIM_TMA=0``: never; ``=1``: wherever the layout allows.
 FWD_TMA: str = os.environ.get("FLASHANIM_TMA", "auto")
 
 
@@ -1043,21 +1074,43 @@ def _tma_alloc(size: int, alignment: int, stream) -> torch.Tensor:
     return torch.empty(size, dtype=torch.int8, device="cuda")
 
 
-def _use_tma(k: torch.Tensor, v: torch.Tensor, attn_mask, causal: bool) -> bool:
-    """Whether the forward loads K/V through tensor descriptors (see ``FWD_TMA``).
-    TMA needs a GPU, unit stride along d and 16-byte aligned rows and heads."""
+def _use_tma(
+    k: torch.Tensor, v: torch.Tensor, attn_mask, causal: bool, planned: bool = False
+) -> bool:
+    """Whether the forward loads K/V through tensor descriptors (see ``FWD_TMA``;
+    ``planned``: the launch plan's GPU table asks for them). TMA needs a GPU, unit
+    stride along d and 16-byte aligned rows and heads."""
     if INTERPRET or FWD_TMA == "0" or attn_mask is not None or not k.is_cuda:
         return False
-    e = k.element_size()
-    if FWD_TMA != "1":
-        if not (causal and head_block(k.shape[3]) * e == 256 and k.shape[2] >= 2048):
+    if FWD_TMA != "1" and not planned:
+        width = head_block(k.shape[3]) * k.element_size()  # bytes of a padded row
+        if not (causal and width == 256 and k.shape[2] >= 2048):
             return False
-    for t in (k, v):
+    return _tma_layout(k, v)
+
+
+def _tma_layout(*tensors: torch.Tensor) -> bool:
+    """Whether tensor descriptors can address these ``(B, H, N, d)`` tensors: unit
+    stride along d, 16-byte aligned base, rows and heads."""
+    for t in tensors:
         if t.stride(3) != 1 or t.data_ptr() % 16:
             return False
-        if any((t.stride(i) * e) % 16 for i in range(3)):
+        if any((t.stride(i) * t.element_size()) % 16 for i in range(3)):
             return False
     return True
+
+
+#: Load the backward's streamed blocks (Q/dO in the dK/dV pass, K/V in the dQ pass)
+#: through tensor descriptors. ``FLASHANIM_BWD_TMA=0``: never; ``=1``: wherever the
+#: layout allows (untraced or traced alike; never with a mask).
+BWD_TMA: str = os.environ.get("FLASHANIM_BWD_TMA", "0")
+
+
+def _use_bwd_tma(q, k, v, do, attn_mask) -> bool:
+    """Whether the backward's streamed loads go through tensor descriptors."""
+    if INTERPRET or BWD_TMA != "1" or attn_mask is not None or not q.is_cuda:
+        return False
+    return _tma_layout(q, k, v, do)
 
 
 def _stage(trace: bool, values: bool) -> bool:
@@ -1098,7 +1151,7 @@ def _launch_opts(
 #: Per-shape launch decisions of untraced launches with default blocks and launch
 #: options (every call of ``flash_attention``): block sizes, the constexprs and
 #: ``num_warps``/``num_stages`` of each kernel, computed once per
-#: ``(pass, N_q, N_k, d, dtype, causal)``: recomputing them cost host time on every
+#: ``(pass, N_q, N_k, d, dtype, causal[, GPU])``: recomputing them cost host time on every
 #: call, which bounds short sequences (``bench/NOTES.md``, "Launch host time").
 _PLANS: dict[tuple, tuple] = {}
 _PLANS_MAX = 4096  # entries kept (emptied when full: a bound, not an LRU)
@@ -1128,25 +1181,32 @@ def _plain(trace, block_m, block_n, num_warps, num_stages) -> bool:
 
 
 def _plan(make, n_q, n_k, d, dtype, causal, block_m, block_n, num_warps, num_stages,
-          trace, values):  # fmt: skip
-    """``make(...)``'s launch plan; cached per shape for the plain call
-    (:func:`_plain`)."""
+          trace, values, *extra):  # fmt: skip
+    """``make(...)``'s launch plan; cached per shape (and ``extra``, such as the
+    GPU's name) for the plain call (:func:`_plain`)."""
     if not _plain(trace, block_m, block_n, num_warps, num_stages):
         return make(n_q, n_k, d, dtype, causal, block_m, block_n, num_warps,
-                    num_stages, trace, values)  # fmt: skip
-    key = (make, n_q, n_k, d, dtype, causal)
+                    num_stages, trace, values, *extra)  # fmt: skip
+    key = (make, n_q, n_k, d, dtype, causal, *extra)
     plan = _PLANS.get(key)
     if plan is None:
         if len(_PLANS) >= _PLANS_MAX:
             _PLANS.clear()
         plan = _PLANS[key] = make(n_q, n_k, d, dtype, causal, None, None, None,
-                                  None, False, False)  # fmt: skip
+                                  None, False, False, *extra)  # fmt: skip
     return plan
 
 
 def _fwd_plan(n_q, n_k, d, dtype, causal, block_m, block_n, num_warps, num_stages,
-              trace, values):  # fmt: skip
-    """``(block_m, block_n, constexprs and launch options)`` of ``_attn_fwd``."""
+              trace, values, gpu=""):  # fmt: skip
+    """``(block_m, block_n, constexprs and launch options, K/V by descriptors
+    wanted)`` of ``_attn_fwd``; a plain call on a GPU with its own table entry
+    (:func:`~flashanim.kernels._common.gpu_fwd_config`) takes that entry."""
+    own = None
+    if _plain(trace, block_m, block_n, num_warps, num_stages):
+        own = gpu_fwd_config(gpu, n_q, n_k, d, dtype, causal)
+    if own is not None:
+        block_m, block_n, num_warps, num_stages = own[:4]
     block_m, block_n = resolve_blocks(block_m, block_n, n_q, n_k, d, dtype,
                                       causal=causal)  # fmt: skip
     bd, elem = head_block(d), elem_bytes(dtype)
@@ -1157,7 +1217,7 @@ def _fwd_plan(n_q, n_k, d, dtype, causal, block_m, block_n, num_warps, num_stage
         **_launch_opts(block_m, block_n, bd, elem, False, num_warps, num_stages,
                        causal, short_config(n_q, n_k, d, dtype, False, causal)),
     )  # fmt: skip
-    return block_m, block_n, consts
+    return block_m, block_n, consts, own is not None and own[4]
 
 
 def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
@@ -1173,8 +1233,8 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
     scale = check_scale(softmax_scale, d)
     causal = bool(causal)
     plan = _plan(_fwd_plan, n_q, n_k, d, q.dtype, causal, block_m, block_n,
-                 num_warps, num_stages, trace, values)  # fmt: skip
-    block_m, block_n, consts = plan
+                 num_warps, num_stages, trace, values, gpu_name(q.device))  # fmt: skip
+    block_m, block_n, consts, planned_tma = plan
     o = torch.empty_like(q, memory_format=torch.contiguous_format)
     lse = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
     t_r = _cdiv(n_q, block_m)
@@ -1185,7 +1245,7 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
         tptr, tflags = trace_args(bufs, q.device, values)
     else:
         tptr, tflags = _untraced_args(q.device)
-    tma = _use_tma(k, v, attn_mask, causal)
+    tma = _use_tma(k, v, attn_mask, causal, planned_tma)
     if tma:  # the descriptors are built on the device, in this scratch
         triton.set_allocator(_tma_alloc)
     _attn_fwd[(t_r * batch * heads,)](
@@ -1276,6 +1336,9 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
     t_pre = _cdiv(n_q, pre_consts["BLOCK_M"])
     t_c = _cdiv(n_k, dkdv_consts["BLOCK_N"])
     t_r = _cdiv(n_q, dq_consts["BLOCK_M"])
+    tma = _use_bwd_tma(q, k, v, do, attn_mask)
+    if tma:  # the descriptors are built on the device, in this scratch
+        triton.set_allocator(_tma_alloc)
     tptr, tflags = buffers("preprocess", t_pre)
     _attn_bwd_preprocess[(t_pre * bh,)](
         o, do, delta, *o.stride(), *do.stride(), heads, n_q, *tptr,
@@ -1286,12 +1349,14 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
         q, k, v, do, dk, dv, lse, delta, scale,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(),
         *bias_args, heads, n_q, n_k, *tptr, **dkdv_consts, **tflags, **bias_flags,
+        TMA=tma,
     )  # fmt: skip
     tptr, tflags = buffers("dq", t_r)
     _attn_bwd_dq[(t_r * bh,)](
         q, k, v, do, dq, lse, delta, scale,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
         *bias_args, heads, n_q, n_k, *tptr, **dq_consts, **tflags, **bias_flags,
+        TMA=tma,
     )  # fmt: skip
     return dq, dk, dv, launches, (block_m, block_n)
 

@@ -582,6 +582,72 @@ def test_backward_passes_with_their_own_blocks(monkeypatch, dkdv, dq):
     assert looked_up == []
 
 
+def test_forward_gpu_table(monkeypatch):
+    """A GPU model's own forward entries (:data:`_common.GPU_FWD_TABLE`) reach only
+    plain calls on that model: blocks, warps, stages and descriptor loads together;
+    another GPU, float32, explicit blocks and traced launches keep the rules. The
+    plan cache tells GPU models apart."""
+    from flashanim.kernels import _common
+
+    monkeypatch.setattr(_common, "GPU_FWD_TABLE", {
+        ("H200", 128, False): ((2048, (128, 128, 8, 3, True)),),
+        ("H200", 64, True): ((1024, (64, 64, 4, 2, False)), (4096, (128, 64, 4, 3, True))),
+    })  # fmt: skip
+    monkeypatch.setattr(_common, "INTERPRET", False)  # as compiled for a GPU
+    monkeypatch.setattr(fa2, "INTERPRET", False)
+    h200, h100 = "NVIDIA H200", "NVIDIA H100 80GB HBM3"
+
+    def plan(n_k, d, causal, gpu, dtype=BF16, blocks=(None, None), trace=False):
+        return fa2._fwd_plan(1000, n_k, d, dtype, causal, *blocks, None, None, trace,
+                             False, gpu)  # fmt: skip
+
+    rules = _common.resolve_blocks(None, None, 1000, 4096, 128, BF16)
+    bm, bn, consts, tma = plan(4096, 128, False, h200)
+    assert (bm, bn, consts["num_warps"], consts["num_stages"], tma) == (
+        128,
+        128,
+        8,
+        3,
+        True,
+    )
+    assert plan(2048, 96, False, h200)[:2] == (128, 128)  # d = 96 pads to 128
+    assert plan(1024, 128, False, h200)[3] is False  # below the row's bound
+    assert plan(4096, 64, True, h200)[3] is True
+    assert plan(2048, 64, True, h200)[:2] == (64, 64)  # the lower row
+    assert (
+        plan(4096, 128, False, h100)[:2] == rules
+        and not plan(4096, 128, False, h100)[3]
+    )
+    assert plan(4096, 128, False, "")[3] is False  # no GPU: the interpreter
+    assert plan(4096, 128, False, h200, dtype=F32)[3] is False
+    assert plan(4096, 128, False, h200, blocks=(64, 64))[:2] == (64, 64)
+    assert plan(4096, 128, False, h200, blocks=(64, 64))[3] is False
+    assert plan(4096, 128, False, h200, trace=True)[:2] == rules
+    # the cache: one entry per GPU model
+    monkeypatch.setattr(fa2, "_PLANS", {})
+    for gpu in (h200, h100):
+        fa2._plan(fa2._fwd_plan, 1000, 4096, 128, BF16, False, None, None, None, None,
+                  False, False, gpu)  # fmt: skip
+    assert fa2._PLANS[(fa2._fwd_plan, 1000, 4096, 128, BF16, False, h200)][3]
+    assert not fa2._PLANS[(fa2._fwd_plan, 1000, 4096, 128, BF16, False, h100)][3]
+
+
+def test_forward_gpu_table_is_well_formed():
+    """Every entry names a GPU model and a padded head dim, its bounds rise, and
+    its launch is one the GPU accepts."""
+    from flashanim.kernels import _common
+
+    for (gpu, bd, causal), rows in _common.GPU_FWD_TABLE.items():
+        assert gpu and bd in (16, 32, 64, 128, 256) and isinstance(causal, bool)
+        bounds = [bound for bound, _ in rows]
+        assert bounds == sorted(bounds)
+        for _, (bm, bn, warps, stages, tma) in rows:
+            for b in (bm, bn):
+                assert 16 <= b <= 256 and b & (b - 1) == 0
+            assert warps in (1, 2, 4, 8, 16) and 1 <= stages <= 8
+            assert isinstance(tma, bool)
+
+
 def test_backward_pass_table_is_well_formed():
     """Every row of the per-pass table names known passes with power-of-two blocks
     the GPU accepts, and its bounds rise, so :func:`bwd_pass_config` picks the last
@@ -615,7 +681,7 @@ def test_cached_launch_plans_change_nothing():
     for causal in (False, True):
         o1, lse1 = fa2.attention_forward(q, k, v, causal)
         o2, lse2 = fa2.attention_forward(q, k, v, causal)  # from the plan cache
-        plan = fa2._PLANS[(fa2._fwd_plan, 24, 24, 16, F32, causal)]
+        plan = fa2._PLANS[(fa2._fwd_plan, 24, 24, 16, F32, causal, "")]  # no GPU
         bm, bn = _common.resolve_blocks(None, None, 24, 24, 16, F32, causal=causal)
         assert plan[:2] == (bm, bn)
         o3, lse3 = fa2.attention_forward(q, k, v, causal, None, bm, bn)  # uncached
@@ -698,7 +764,10 @@ def test_gpu_tma_loads(dt, causal, d, nq, nk, monkeypatch):
     # only where it measured faster): the same outputs as pointer loads, within the
     # reference rule, also with ragged tails and a padded head dimension (d = 96)
     q, k, v = make_qkv(1, 2, nq, nk, d, dt, seed=nq + d)
-    assert fa2._use_tma(k, v, None, causal) == (causal and d > 64)  # "auto": 256-B rows
+    # "auto": causal 256-byte rows from 2048 keys; non-causal from 4096 on an H200
+    h200 = "H200" in torch.cuda.get_device_name(q.device)
+    auto = (d > 64 and nk >= 2048) if causal else (nk >= 4096 and h200)
+    assert fa2._use_tma(k, v, None, causal) == auto
     monkeypatch.setattr(fa2, "FWD_TMA", "1")
     assert fa2._use_tma(k, v, None, causal)
     _check(q, k, v, causal, None, None, None)
@@ -707,6 +776,30 @@ def test_gpu_tma_loads(dt, causal, d, nq, nk, monkeypatch):
     o_ptr, lse_ptr = fa2.attention_forward(q, k, v, causal)
     torch.testing.assert_close(o_tma, o_ptr, rtol=0, atol=4 * torch.finfo(dt).eps)
     torch.testing.assert_close(lse_tma, lse_ptr)
+
+
+@pytest.mark.gpu
+@on_gpu
+@pytest.mark.parametrize("dt, causal, d, nq, nk", [
+    (F16, False, 64, 1000, 1500), (BF16, True, 128, 3000, 3000),
+    (F16, True, 40, 777, 2100), (BF16, False, 128, 1500, 1000),
+])  # fmt: skip
+def test_gpu_bwd_tma_loads(dt, causal, d, nq, nk, monkeypatch):
+    # the backward's streamed blocks through tensor descriptors ("1"): within the
+    # reference rule with ragged tails and a padded head dimension (d = 40), and the
+    # same gradients as pointer loads (the same values loaded, the same products)
+    q, k, v = make_qkv(1, 2, nq, nk, d, dt, seed=nq + d)
+    o, lse = fa2.attention_forward(q, k, v, causal)
+    do = torch.randn_like(q)
+    monkeypatch.setattr(fa2, "BWD_TMA", "1")
+    assert fa2._use_bwd_tma(q, k, v, do, None)
+    _check(q, k, v, causal, None, None, None)
+    g_tma = fa2.attention_backward(q, k, v, o, lse, do, causal)
+    monkeypatch.setattr(fa2, "BWD_TMA", "0")
+    assert not fa2._use_bwd_tma(q, k, v, do, None)
+    g_ptr = fa2.attention_backward(q, k, v, o, lse, do, causal)
+    for name, a, b in zip(("dQ", "dK", "dV"), g_tma, g_ptr, strict=True):
+        assert torch.equal(a, b), name
 
 
 @pytest.mark.gpu

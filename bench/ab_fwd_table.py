@@ -1,0 +1,84 @@
+"""A/B of the forward's per-GPU table (``_common.GPU_FWD_TABLE``): the plain call
+(``fa2.attention_forward`` with default blocks) with the table emptied ("rules")
+and with it ("table"), alternated twice in one process, GPU time (a CUDA graph of 10
+calls, median of 10 replays), SDPA's cuDNN and FLASH backends beside; bf16 and fp16,
+16k tokens, H = 2048/d. Outputs of both compared (within 2 ulp of the output dtype
+per unit of |O|: different blocks sum in a different order). Appends JSON lines to
+argv[1].
+
+    python bench/ab_fwd_table.py OUT.jsonl [d:nc|c:N,...]
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import statistics
+import sys
+
+import flashanim.kernels._common as common
+import flashanim.kernels.fa2 as fa2
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+sys.path.insert(0, "bench")
+from sweep_issue15 import DT, _qkv, graph_time  # noqa: E402
+
+SHAPES = ",".join(
+    f"{d}:nc:{n}" for d in (128, 64) for n in (1024, 2048, 4096, 8192, 16384)
+)
+TABLE = dict(common.GPU_FWD_TABLE)
+
+
+def _run(q, k, v, causal, table):
+    common.GPU_FWD_TABLE = TABLE if table else {}
+    fa2._PLANS.clear()
+    fn = functools.partial(fa2.attention_forward, q, k, v, causal)
+    out = fn()[0]
+    t = graph_time(fn)
+    common.GPU_FWD_TABLE = TABLE
+    fa2._PLANS.clear()
+    return out, t
+
+
+def main() -> int:
+    out = open(sys.argv[1], "a")
+    shapes = sys.argv[2] if len(sys.argv) > 2 else SHAPES
+    for dt in ("bf16", "fp16"):
+        for spec in shapes.split(","):
+            d, c, n = spec.split(":")
+            d, n, causal = int(d), int(n), c == "c"
+            q, k, v, _ = _qkv(dt, d, n)
+            peers = {}
+            for name, be in (("cudnn", SDPBackend.CUDNN_ATTENTION),
+                             ("flash", SDPBackend.FLASH_ATTENTION)):  # fmt: skip
+                with sdpa_kernel(be):
+                    peers[name] = graph_time(
+                        lambda: sdpa(q, k, v, is_causal=causal)  # noqa: B023
+                    )
+            times = {"rules": [], "table": []}
+            outs = {}
+            for _ in range(2):
+                for mode in times:
+                    outs[mode], t = _run(q, k, v, causal, mode == "table")
+                    times[mode].append(t)
+            diff = (outs["rules"].float() - outs["table"].float()).abs().max().item()
+            scale = outs["rules"].float().abs().max().item()
+            close = diff <= 2 * torch.finfo(DT[dt]).eps * max(scale, 1.0)
+            m = {key: statistics.mean(ts) for key, ts in times.items()}
+            row = {"dtype": dt, "d": d, "causal": causal, "n": n, **peers,
+                   "rules_ms": m["rules"], "table_ms": m["table"], "runs": times,
+                   "max_diff": diff, "close": close}  # fmt: skip
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            print(f"{dt} {spec}: rules {m['rules']:.4f} ms, table {m['table']:.4f} ms "
+                  f"({m['rules'] / m['table']:.3f}x); x cuDNN "
+                  f"{peers['cudnn'] / m['rules']:.3f} -> {peers['cudnn'] / m['table']:.3f}"
+                  f"; x FLASH {peers['flash'] / m['table']:.3f}; close {close}",
+                  flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
