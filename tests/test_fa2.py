@@ -728,6 +728,8 @@ GPU_CASES = [  # (dtype, causal, d, N_q, N_k)
     (F16, True, 64, 4096, 3000),
     (BF16, True, 128, 16384, 16384),
     (F16, False, 64, 16384, 16384),
+    (F16, False, 128, 3000, 2100),  # ragged, the H200's forward table (128 x 128)
+    (BF16, False, 64, 1000, 5000),  # ragged, the H200's forward table (descriptors)
     (F32, True, 64, 1000, 1000),
     # the backward's per-pass table (_common.BWD_PASS_TABLE), ragged and padded d
     (BF16, False, 64, 3000, 2500),
@@ -764,10 +766,13 @@ def test_gpu_tma_loads(dt, causal, d, nq, nk, monkeypatch):
     # only where it measured faster): the same outputs as pointer loads, within the
     # reference rule, also with ragged tails and a padded head dimension (d = 96)
     q, k, v = make_qkv(1, 2, nq, nk, d, dt, seed=nq + d)
-    # "auto": causal 256-byte rows from 2048 keys; non-causal from 4096 on an H200
+    # "auto": causal 256-byte rows from 2048 keys, or where the GPU's table plans it
+    # (an H200: non-causal d = 128 from 2048 keys, d = 64 from 4096)
+    assert fa2._use_tma(k, v, None, causal) == (causal and d > 64 and nk >= 2048)
     h200 = "H200" in torch.cuda.get_device_name(q.device)
-    auto = (d > 64 and nk >= 2048) if causal else (nk >= 4096 and h200)
-    assert fa2._use_tma(k, v, None, causal) == auto
+    planned = fa2._fwd_plan(nq, nk, d, dt, causal, None, None, None, None, False, False,
+                            torch.cuda.get_device_name(q.device))[3]  # fmt: skip
+    assert planned == (h200 and not causal and nk >= (2048 if d > 64 else 4096))
     monkeypatch.setattr(fa2, "FWD_TMA", "1")
     assert fa2._use_tma(k, v, None, causal)
     _check(q, k, v, causal, None, None, None)
