@@ -13,8 +13,8 @@ mean identical machine code. Untraced launches only, unless ``--traced`` (then t
 traced launches, events only and with values, are written as well). ``--pdl``:
 as on a Hopper GPU, the decoding reduce is a programmatic dependent launch (the
 split and reduce kernels' ``PDL``; their PTX holds ``griddepcontrol``). ``--tma``:
-the FA2 forward and backward load their streamed blocks through tensor descriptors
-wherever the layout allows (``fa2._use_tma``, ``fa2._use_bwd_tma``).
+the FA2 forward loads K/V through tensor descriptors wherever the layout allows
+(``fa2._use_tma``).
 """
 
 from __future__ import annotations
@@ -127,7 +127,6 @@ def main() -> int:
         decode.pdl_capable = lambda device: True
     if "--tma" in sys.argv:
         fa2._use_tma = lambda *args: True
-        fa2._use_bwd_tma = lambda *args: True
     launches("--traced" in sys.argv)
     seen: dict[str, int] = {}
     for fn, args, opts in CAPTURED:

@@ -515,8 +515,7 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
                          EVEN_M: tl.constexpr, ELEM: tl.constexpr,
                          DOT_PREC: tl.constexpr,
                          Bias, stride_bm, stride_bn, HAS_BIAS: tl.constexpr,
-                         BIAS_BOOL: tl.constexpr, S_T: tl.constexpr,
-                         TMA: tl.constexpr):  # fmt: skip
+                         BIAS_BOOL: tl.constexpr, S_T: tl.constexpr):  # fmt: skip
     """Accumulate ``dK_j, dV_j`` over Q blocks ``lo <= i < hi`` (block indices).
 
     ``S_T``: compute ``S_ij`` transposed (``K_j Q_i^T``, BLOCK_N x BLOCK_M), so that
@@ -534,17 +533,11 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk,
         offs_m = start_m + offs_m0
         n_q = tl.minimum(N_Q - start_m, BLOCK_M)
         # -- load Q_i, dO_i, LSE_i, D_i --
-        if TMA:  # Q and dO are tensor descriptors: the copy engine, zeros past edges
-            q = Q.load([start_m, 0])
-        else:
-            q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
-                           offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
+        q = _load_tile(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qk,
+                       offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
         tr = rec(tr, TC, step.LOAD_Q, i, 0, q, n_q * (HEAD_DIM * ELEM))
-        if TMA:
-            do = DO.load([start_m, 0])
-        else:
-            do = _load_tile(DO + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
-                            offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
+        do = _load_tile(DO + offs_m[:, None] * stride_dm + offs_d[None, :] * stride_dk,
+                        offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D, not EVEN_M)  # fmt: skip
         tr = rec(tr, TC, step.LOAD_DO, i, 0, do, n_q * (HEAD_DIM * ELEM))
         if EVEN_M:
             lse = tl.load(LSE + offs_m)
@@ -634,7 +627,7 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
                    VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
                    MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
                    HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr,
-                   S_T: tl.constexpr, TMA: tl.constexpr = False):  # fmt: skip
+                   S_T: tl.constexpr):  # fmt: skip
     """One program: K/V block ``start_n`` of a batch-head; writes ``dK_j, dV_j``.
 
     ``DK`` and ``DV`` share the strides ``stride_g*`` (both allocated here). With
@@ -686,21 +679,16 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, Delta, sm_scale,
         i_me = 0
     if not EVEN_N:
         i_me = tl.where(start_n + BLOCK_N > N_K, T_R, i_me)
-    if TMA:  # the streamed Q and dO blocks through tensor descriptors
-        Q = tl.make_tensor_descriptor(Q, shape=[N_Q, HEAD_DIM], strides=[stride_qm, 1],
-                                      block_shape=[BLOCK_M, BLOCK_D])  # fmt: skip
-        DO = tl.make_tensor_descriptor(DO, shape=[N_Q, HEAD_DIM], strides=[stride_dm, 1],
-                                       block_shape=[BLOCK_M, BLOCK_D])  # fmt: skip
     dk, dv, tr = _attn_bwd_dkdv_inner(
         dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk, stride_dm, stride_dk,
         start_n, sm_scale, qk_scale, i_lo, i_me, offs_n, offs_m0, offs_d, N_Q, N_K,
         tr, TC, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, EVEN_M, ELEM,
-        DOT_PREC, Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL, S_T, TMA)  # fmt: skip
+        DOT_PREC, Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL, S_T)  # fmt: skip
     dk, dv, tr = _attn_bwd_dkdv_inner(
         dk, dv, k, v, Q, DO, LSE, Delta, stride_qm, stride_qk, stride_dm, stride_dk,
         start_n, sm_scale, qk_scale, i_me, T_R, offs_n, offs_m0, offs_d, N_Q, N_K,
         tr, TC, HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, EVEN_M, ELEM,
-        DOT_PREC, Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL, S_T, TMA)  # fmt: skip
+        DOT_PREC, Bias, stride_bm, stride_bn, HAS_BIAS, BIAS_BOOL, S_T)  # fmt: skip
 
     # -- write dK_j = scale * sum dS^T Q, dV_j --
     dk = dk * sm_scale
@@ -724,7 +712,7 @@ def _attn_bwd_dq_inner(dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn
                        MASK: tl.constexpr, CAUSAL: tl.constexpr, ELEM: tl.constexpr,
                        DOT_PREC: tl.constexpr,
                        Bias, stride_bm, stride_bn, N_Q, HAS_BIAS: tl.constexpr,
-                       BIAS_BOOL: tl.constexpr, TMA: tl.constexpr):  # fmt: skip
+                       BIAS_BOOL: tl.constexpr):  # fmt: skip
     """Accumulate ``dQ_i`` over K/V blocks ``lo <= j < hi`` (block indices)."""
     lse2 = lse * RCP_LN2
     for start_n in range(lo * BLOCK_N, hi * BLOCK_N, BLOCK_N):
@@ -734,17 +722,11 @@ def _attn_bwd_dq_inner(dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn
         offs_kn = start_n + offs_n
         nb = tl.minimum(N_K - start_n, BLOCK_N) * (HEAD_DIM * ELEM)
         # -- load K_j, V_j --
-        if TMA:  # K and V are tensor descriptors: the copy engine, zeros past edges
-            k = K.load([start_n, 0])
-        else:
-            k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
-                           offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
+        k = _load_tile(K + offs_kn[:, None] * stride_kn + offs_d[None, :] * stride_kk,
+                       offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
         tr = rec(tr, TC, step.LOAD_K, j, 0, k, nb)
-        if TMA:
-            v = V.load([start_n, 0])
-        else:
-            v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
-                           offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
+        v = _load_tile(V + offs_kn[:, None] * stride_vn + offs_d[None, :] * stride_vk,
+                       offs_kn, N_K, offs_d, HEAD_DIM, BLOCK_D, MASK)  # fmt: skip
         tr = rec(tr, TC, step.LOAD_V, j, 0, v, nb)
         # -- S_ij, P_ij = exp(S_ij - LSE_i) --
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
@@ -788,8 +770,7 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
                  DOT_PREC: tl.constexpr, TRACE: tl.constexpr,
                  VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr,
                  MAX_EV: tl.constexpr, MAX_VAL: tl.constexpr, STAGE: tl.constexpr,
-                 HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr,
-                 TMA: tl.constexpr = False):  # fmt: skip
+                 HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr):  # fmt: skip
     """One program: Q block ``start_m`` of a batch-head; writes ``dQ_i`` (with
     ``HAS_BIAS``, the forward's bias applied again when ``P`` is recomputed)."""
     prog = tl.program_id(0)
@@ -833,21 +814,16 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, Delta, sm_scale,
     qk_scale = sm_scale * RCP_LN2
 
     n_nomask, n_visit = _causal_span(start_m, N_Q, N_K, BLOCK_M, BLOCK_N, CAUSAL)
-    if TMA:  # the streamed K and V blocks through tensor descriptors
-        K = tl.make_tensor_descriptor(K, shape=[N_K, HEAD_DIM], strides=[stride_kn, 1],
-                                      block_shape=[BLOCK_N, BLOCK_D])  # fmt: skip
-        V = tl.make_tensor_descriptor(V, shape=[N_K, HEAD_DIM], strides=[stride_vn, 1],
-                                      block_shape=[BLOCK_N, BLOCK_D])  # fmt: skip
     dq, tr = _attn_bwd_dq_inner(
         dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn, stride_vk, start_m,
         sm_scale, qk_scale, 0, n_nomask, offs_m, offs_n, offs_d, N_K, tr, TC,
         HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, False, CAUSAL, ELEM, DOT_PREC,
-        Bias, stride_bm, stride_bn, N_Q, HAS_BIAS, BIAS_BOOL, TMA)  # fmt: skip
+        Bias, stride_bm, stride_bn, N_Q, HAS_BIAS, BIAS_BOOL)  # fmt: skip
     dq, tr = _attn_bwd_dq_inner(
         dq, q, do, lse, Di, K, V, stride_kn, stride_kk, stride_vn, stride_vk, start_m,
         sm_scale, qk_scale, n_nomask, n_visit, offs_m, offs_n, offs_d, N_K, tr, TC,
         HEAD_DIM, BLOCK_M, BLOCK_N, BLOCK_D, True, CAUSAL, ELEM, DOT_PREC,
-        Bias, stride_bm, stride_bn, N_Q, HAS_BIAS, BIAS_BOOL, TMA)  # fmt: skip
+        Bias, stride_bm, stride_bn, N_Q, HAS_BIAS, BIAS_BOOL)  # fmt: skip
 
     # -- write dQ_i = scale * sum dS K --
     dq = dq * sm_scale
@@ -1100,19 +1076,6 @@ def _tma_layout(*tensors: torch.Tensor) -> bool:
     return True
 
 
-#: Load the backward's streamed blocks (Q/dO in the dK/dV pass, K/V in the dQ pass)
-#: through tensor descriptors. ``FLASHANIM_BWD_TMA=0``: never; ``=1``: wherever the
-#: layout allows (untraced or traced alike; never with a mask).
-BWD_TMA: str = os.environ.get("FLASHANIM_BWD_TMA", "0")
-
-
-def _use_bwd_tma(q, k, v, do, attn_mask) -> bool:
-    """Whether the backward's streamed loads go through tensor descriptors."""
-    if INTERPRET or BWD_TMA != "1" or attn_mask is not None or not q.is_cuda:
-        return False
-    return _tma_layout(q, k, v, do)
-
-
 def _stage(trace: bool, values: bool) -> bool:
     """Stage an iteration's events into one store: events-only traces without
     per-event clocks (module variable ``TRACE_STAGE``, from
@@ -1336,9 +1299,6 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
     t_pre = _cdiv(n_q, pre_consts["BLOCK_M"])
     t_c = _cdiv(n_k, dkdv_consts["BLOCK_N"])
     t_r = _cdiv(n_q, dq_consts["BLOCK_M"])
-    tma = _use_bwd_tma(q, k, v, do, attn_mask)
-    if tma:  # the descriptors are built on the device, in this scratch
-        triton.set_allocator(_tma_alloc)
     tptr, tflags = buffers("preprocess", t_pre)
     _attn_bwd_preprocess[(t_pre * bh,)](
         o, do, delta, *o.stride(), *do.stride(), heads, n_q, *tptr,
@@ -1349,14 +1309,12 @@ def _backward(q, k, v, o, lse, do, causal, softmax_scale, block_m, block_n, trac
         q, k, v, do, dk, dv, lse, delta, scale,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(),
         *bias_args, heads, n_q, n_k, *tptr, **dkdv_consts, **tflags, **bias_flags,
-        TMA=tma,
     )  # fmt: skip
     tptr, tflags = buffers("dq", t_r)
     _attn_bwd_dq[(t_r * bh,)](
         q, k, v, do, dq, lse, delta, scale,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
         *bias_args, heads, n_q, n_k, *tptr, **dq_consts, **tflags, **bias_flags,
-        TMA=tma,
     )  # fmt: skip
     return dq, dk, dv, launches, (block_m, block_n)
 

@@ -785,30 +785,6 @@ def test_gpu_tma_loads(dt, causal, d, nq, nk, monkeypatch):
 
 @pytest.mark.gpu
 @on_gpu
-@pytest.mark.parametrize("dt, causal, d, nq, nk", [
-    (F16, False, 64, 1000, 1500), (BF16, True, 128, 3000, 3000),
-    (F16, True, 40, 777, 2100), (BF16, False, 128, 1500, 1000),
-])  # fmt: skip
-def test_gpu_bwd_tma_loads(dt, causal, d, nq, nk, monkeypatch):
-    # the backward's streamed blocks through tensor descriptors ("1"): within the
-    # reference rule with ragged tails and a padded head dimension (d = 40), and the
-    # same gradients as pointer loads (the same values loaded, the same products)
-    q, k, v = make_qkv(1, 2, nq, nk, d, dt, seed=nq + d)
-    o, lse = fa2.attention_forward(q, k, v, causal)
-    do = torch.randn_like(q)
-    monkeypatch.setattr(fa2, "BWD_TMA", "1")
-    assert fa2._use_bwd_tma(q, k, v, do, None)
-    _check(q, k, v, causal, None, None, None)
-    g_tma = fa2.attention_backward(q, k, v, o, lse, do, causal)
-    monkeypatch.setattr(fa2, "BWD_TMA", "0")
-    assert not fa2._use_bwd_tma(q, k, v, do, None)
-    g_ptr = fa2.attention_backward(q, k, v, o, lse, do, causal)
-    for name, a, b in zip(("dQ", "dK", "dV"), g_tma, g_ptr, strict=True):
-        assert torch.equal(a, b), name
-
-
-@pytest.mark.gpu
-@on_gpu
 @pytest.mark.parametrize("dt", [F16, BF16])
 def test_gpu_trace_does_not_change_the_outputs(dt):
     q, k, v = make_qkv(2, 2, 200, 333, 64, dt, seed=11)
