@@ -400,6 +400,10 @@ def default_blocks(
     ``bench/NOTES.md``): forward 128 x 64 (128 x 128 for causal 16-bit ``d = 128``
     past 1k keys), 64 x 64 for short sequences (``N_k <= 1024``), smaller for wide
     float32 rows (shared memory); backward 64 x 64 (128 x 64 for causal ``d <= 64``).
+    Short sequences take :data:`SHORT_TABLE`'s blocks where it has an entry. The
+    launchers' plain calls (untraced, default blocks and launch options) may take
+    others: each backward pass from :data:`BWD_PASS_TABLE`, and the forward on a
+    GPU named in :data:`GPU_FWD_TABLE` from there.
     In the interpreter every block is one NumPy operation, so larger blocks run
     faster: 32 x 32. Blocks are not made larger than the (power-of-two-padded)
     sequence needs, within :data:`BLOCK_RANGE`.
