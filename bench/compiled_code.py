@@ -4,10 +4,12 @@
 
 Every launch the package makes (FA2 forward and backward, causal and not, d = 64 and
 128, a tail block; FA1; standard attention; split-K/V decoding) is captured as its
-arguments (the launch itself is never made), compiled with
-:func:`triton.compile` for ``cuda:90``, and the PTX written to ``OUT_DIR`` (one
-file per launch, line-number comments and debug sections removed, so that two
-source trees' files can be compared). Run it once from each tree (or with another
+arguments (the launch itself is never made), specialized as Triton's JIT does on a
+GPU (an int argument equal to 1 becomes a constant, a multiple of 16 is marked
+divisible: without that, unit strides are unknown and no load is vectorized or
+pipelined), compiled with :func:`triton.compile` for ``cuda:90``, and the PTX
+written to ``OUT_DIR`` (one file per launch, line-number comments and debug
+sections removed, so that two source trees' files can be compared). Run it once from each tree (or with another
 Triton on ``PYTHONPATH``) and compare the folders with ``diff -r``: identical files
 mean identical machine code. Untraced launches only, unless ``--traced`` (then the
 traced launches, events only and with values, are written as well). ``--pdl``:
@@ -35,7 +37,8 @@ torch.cuda.is_available = lambda: True
 
 import flashanim.kernels._device as device  # noqa: E402
 import triton  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton._C.libtriton import native_specialize_impl  # noqa: E402
+from triton.backends.compiler import BaseBackend, GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
 
@@ -60,6 +63,11 @@ JITFunction.run = _capture
 
 
 def compile_ptx(fn: JITFunction, args: dict, opts: dict) -> str:
+    return normalise(compile_kernel(fn, args, opts).asm["ptx"])
+
+
+def compile_kernel(fn: JITFunction, args: dict, opts: dict):
+    """One captured launch compiled for ``cuda:90`` (Triton's compiled kernel)."""
     sig, consts, attrs = {}, {}, {}
     for i, p in enumerate(fn.params):
         v = args[p.name]
@@ -72,12 +80,23 @@ def compile_ptx(fn: JITFunction, args: dict, opts: dict) -> str:
         elif isinstance(v, bool):
             sig[p.name] = "i1"
         elif isinstance(v, int):
-            sig[p.name] = "i32" if -(2**31) <= v < 2**31 else "i64"
+            # as the JIT specializes an int launch argument on a GPU: 1 becomes a
+            # constant, a multiple of 16 is marked so (unit strides then give
+            # contiguous, vectorized and pipelined loads, as in the real launch)
+            ty, spec = native_specialize_impl(
+                BaseBackend, v, False, not p.do_not_specialize,
+                not p.do_not_specialize_on_alignment,
+            )  # fmt: skip
+            if ty == "constexpr":
+                sig[p.name], consts[p.name] = "constexpr", v
+            else:
+                sig[p.name] = ty
+                if "D" in spec:
+                    attrs[(i,)] = [["tt.divisibility", 16]]
         else:
             sig[p.name] = "fp32"
     src = ASTSource(fn, sig, constexprs=consts, attrs=attrs)
-    k = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=opts)
-    return normalise(k.asm["ptx"])
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=opts)
 
 
 def normalise(ptx: str) -> str:

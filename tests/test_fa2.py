@@ -842,3 +842,34 @@ def test_dkdv_pass_computes_s_transposed_unless_the_q_block_is_taller(bm, bn):
                 want = do[list(rows)] @ vd[list(cols)].T
                 torch.testing.assert_close(tile, want, rtol=1e-5, atol=1e-5)
     assert seen > 0
+
+
+def test_kernel_resources_reports_a_compiled_launch():
+    """``bench/kernel_resources.py`` compiles one launch for a Hopper GPU without
+    one and reports its registers, spills and shared memory: the dQ pass at
+    d = 64, 64 x 64 blocks, 2 stages double-buffers its K and V blocks in shared
+    memory (2 x 2 x 64 x 64 x 2 bytes at least); a malformed configuration is
+    refused with what is wanted."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    cmd = [sys.executable, "bench/kernel_resources.py", "--pass", "dq", "--d", "64",
+           "--n", "256", "--configs"]  # fmt: skip
+    done = subprocess.run(cmd + ["64x64x4x2"], capture_output=True, text=True,
+                          env=env, cwd=root, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = re.search(r"^64x64x4x2\s+(\d+)\s+(\d+)/(\d+)\s+(\d+)\s+(\d+) / (\d+)\s*$",
+                    done.stdout, re.M)  # fmt: skip
+    assert row, done.stdout
+    regs, _, _, smem, in_loops, local = map(int, row.groups())
+    assert 1 <= regs <= 255 and 0 <= in_loops <= local
+    assert smem >= 2 * 2 * 64 * 64 * 2
+    bad = subprocess.run(cmd + ["64x64x4"], capture_output=True, text=True, env=env,
+                         cwd=root, timeout=300)  # fmt: skip
+    assert bad.returncode != 0 and "BLOCK_MxBLOCK_NxWARPSxSTAGES" in bad.stderr
