@@ -56,6 +56,9 @@ CONFIGS = [
     (32, 128, 4, 3, 1, 0), (64, 128, 4, 2, 1, 0), (64, 128, 8, 2, 1, 0),
     (64, 64, 4, 3, 1, 0), (128, 64, 8, 2, 1, 0),
     (64, 128, 8, 2, 1, 1), (32, 128, 4, 3, 1, 1),
+    # spill-free at d = 128 with 131 KB of shared memory (bench/kernel_resources.py,
+    # Triton 3.6; bench/NOTES.md session 11): not timed yet
+    (64, 64, 8, 2, 0, 0), (64, 64, 8, 3, 0, 0),
 ]  # fmt: skip
 SWEEP_NS = (1024, 4096, 16384)
 #: ``diag``: what the dQ adds cost (N = 4096, bf16): the best configurations of the
