@@ -352,7 +352,7 @@ def bwd_pass_config(
 
 
 #: Forward launches measured on one GPU model (16-bit inputs, untraced launches with
-#: default blocks and launch options): by (a substring of the device name, padded
+#: default blocks and launch options, no mask): by (a substring of the device name, padded
 #: head dim, causal), rows ``(smallest N_k, (BLOCK_M, BLOCK_N, num_warps,
 #: num_stages, K/V by tensor descriptors))``; the last row whose bound N_k reaches
 #: applies. Source: ``bench/fwd_tma_sweep.py`` (36 configurations, pointer and
@@ -362,10 +362,10 @@ def bwd_pass_config(
 GPU_FWD_TABLE: dict[
     tuple[str, int, bool], tuple[tuple[int, tuple[int, int, int, int, bool]], ...]
 ] = {
-    # 128 x 128, 8 warps, 3 stages, descriptors: 1.09 / 1.06 / 1.09x the speed of
-    # the default (128 x 64, 8 warps, 3 stages) at 2k / 4k / 16k keys
+    # 128 x 128, 8 warps, 3 stages, descriptors: 1.09-1.13x the speed of the rules
+    # (128 x 64, 8 warps, 3 stages, pointer loads) from 2k to 16k keys, both dtypes
     ("H200", 128, False): ((2048, (128, 128, 8, 3, True)),),
-    # the default blocks with descriptors: 1.01-1.05x pointer loads at 4k and 16k
+    # the rules' blocks with descriptors: 1.03-1.05x from 4k to 16k keys
     ("H200", 64, False): ((4096, (128, 64, 4, 3, True)),),
 }
 

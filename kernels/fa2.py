@@ -1195,8 +1195,10 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
         bias_args, bias_flags = _bias_args(attn_mask, shapes, q, trace)
     scale = check_scale(softmax_scale, d)
     causal = bool(causal)
+    # the GPU's table was measured without masks: masked calls keep the rules
+    gpu = gpu_name(q.device) if attn_mask is None else ""
     plan = _plan(_fwd_plan, n_q, n_k, d, q.dtype, causal, block_m, block_n,
-                 num_warps, num_stages, trace, values, gpu_name(q.device))  # fmt: skip
+                 num_warps, num_stages, trace, values, gpu)  # fmt: skip
     block_m, block_n, consts, planned_tma = plan
     o = torch.empty_like(q, memory_format=torch.contiguous_format)
     lse = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)

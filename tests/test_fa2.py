@@ -632,6 +632,26 @@ def test_forward_gpu_table(monkeypatch):
     assert not fa2._PLANS[(fa2._fwd_plan, 1000, 4096, 128, BF16, False, h100)][3]
 
 
+def test_forward_gpu_table_skips_masked_calls(monkeypatch):
+    """The GPU's forward table was measured without masks: a masked plain call
+    plans with the rules (looked up as no GPU), an unmasked one with the GPU's
+    name."""
+    asked = []
+
+    def table(gpu, *args):
+        asked.append(gpu)
+        return None
+
+    monkeypatch.setattr(fa2, "gpu_name", lambda device: "NVIDIA H200")
+    monkeypatch.setattr(fa2, "gpu_fwd_config", table)
+    monkeypatch.setattr(fa2, "_PLANS", {})
+    q, k, v = make_qkv(1, 2, 24, 40, 16, F32, seed=2)
+    mask = torch.ones(24, 40, dtype=torch.bool, device=DEVICE).tril(16)
+    fa2.attention_forward(q, k, v)
+    fa2.attention_forward(q, k, v, attn_mask=mask)
+    assert asked == ["NVIDIA H200", ""]
+
+
 def test_forward_gpu_table_is_well_formed():
     """Every entry names a GPU model and a padded head dim, its bounds rise, and
     its launch is one the GPU accepts."""
