@@ -343,11 +343,17 @@ def bwd_pass_config(
     """The :data:`BWD_PASS_TABLE` entry for this backward on the GPU, or ``None``."""
     if INTERPRET or dtype == torch.float32:
         return None
-    n = max(n_q, n_k)
+    return _last_reached(BWD_PASS_TABLE.get((head_block(d), bool(causal)), ()),
+                         max(n_q, n_k))  # fmt: skip
+
+
+def _last_reached(rows, n: int):
+    """The entry of the last row ``(bound, entry)`` whose bound ``n`` reaches (rows
+    in rising order), or ``None``."""
     found = None
-    for bound, cfg in BWD_PASS_TABLE.get((head_block(d), bool(causal)), ()):
+    for bound, entry in rows:
         if n >= bound:
-            found = cfg
+            found = entry
     return found
 
 
@@ -377,13 +383,10 @@ def gpu_fwd_config(
     (``torch.cuda.get_device_name``), or ``None``."""
     if INTERPRET or dtype == torch.float32 or not gpu:
         return None
-    found = None
     for (model, bd, c), rows in GPU_FWD_TABLE.items():
         if model in gpu and bd == head_block(d) and c == bool(causal):
-            for bound, cfg in rows:
-                if n_k >= bound:
-                    found = cfg
-    return found
+            return _last_reached(rows, n_k)
+    return None
 
 
 def default_blocks(

@@ -18,7 +18,8 @@ import sys
 import torch
 
 __all__ = [
-    "BACKEND", "INTERPRET", "check_device", "default_device", "gpu_name", "pdl_capable",
+    "BACKEND", "INTERPRET", "check_device", "cuda_index", "default_device", "gpu_name",
+    "pdl_capable",
 ]  # fmt: skip
 
 
@@ -71,6 +72,11 @@ def check_device(*tensors: torch.Tensor) -> torch.device:
     return dev
 
 
+def cuda_index(device: torch.device) -> int:
+    """The CUDA device's index (``torch.device("cuda")``: the current device)."""
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
 @functools.lru_cache(maxsize=8)
 def _capability(index: int) -> tuple[int, int]:
     return torch.cuda.get_device_capability(index)
@@ -82,7 +88,7 @@ def pdl_capable(device: torch.device) -> bool:
     compute capability 9.0 (Hopper) or later; never in the interpreter."""
     if INTERPRET or device.type != "cuda":
         return False
-    return _capability(device.index if device.index is not None else 0) >= (9, 0)
+    return _capability(cuda_index(device)) >= (9, 0)
 
 
 @functools.lru_cache(maxsize=8)
@@ -95,6 +101,4 @@ def gpu_name(device: torch.device) -> str:
     model; ``""`` in the interpreter or off CUDA."""
     if INTERPRET or device.type != "cuda":
         return ""
-    return _name(
-        device.index if device.index is not None else torch.cuda.current_device()
-    )
+    return _name(cuda_index(device))

@@ -82,7 +82,7 @@ from ._common import (
     head_block,
     next_pow2,
 )
-from ._device import INTERPRET, check_device, pdl_capable
+from ._device import INTERPRET, check_device, cuda_index, pdl_capable
 from ._trace import (
     iter_close,
     iter_open,
@@ -381,7 +381,7 @@ def sm_count(device: torch.device) -> int:
     """SMs of the device (:data:`INTERPRETER_SMS` in Triton's interpreter)."""
     if INTERPRET or device.type != "cuda":
         return INTERPRETER_SMS
-    return _sm_count(device.index if device.index is not None else 0)
+    return _sm_count(cuda_index(device))
 
 
 def use_pdl(device: torch.device) -> bool:
