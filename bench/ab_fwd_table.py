@@ -12,9 +12,9 @@ argv[1].
 from __future__ import annotations
 
 import functools
-import json
 import statistics
 import sys
+from pathlib import Path
 
 import flashanim.kernels._common as common
 import flashanim.kernels.fa2 as fa2
@@ -23,7 +23,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
 sys.path.insert(0, "bench")
-from sweep_issue15 import DT, _qkv, graph_time  # noqa: E402
+from sweep_issue15 import DT, Log, _qkv, graph_time  # noqa: E402
 
 SHAPES = ",".join(
     f"{d}:nc:{n}" for d in (128, 64) for n in (1024, 2048, 4096, 8192, 16384)
@@ -43,7 +43,7 @@ def _run(q, k, v, causal, table):
 
 
 def main() -> int:
-    out = open(sys.argv[1], "a")
+    log = Log(Path(sys.argv[1]))
     shapes = sys.argv[2] if len(sys.argv) > 2 else SHAPES
     for dt in ("bf16", "fp16"):
         for spec in shapes.split(","):
@@ -70,8 +70,7 @@ def main() -> int:
             row = {"dtype": dt, "d": d, "causal": causal, "n": n, **peers,
                    "rules_ms": m["rules"], "table_ms": m["table"], "runs": times,
                    "max_diff": diff, "close": close}  # fmt: skip
-            out.write(json.dumps(row) + "\n")
-            out.flush()
+            log(**row)
             print(f"{dt} {spec}: rules {m['rules']:.4f} ms, table {m['table']:.4f} ms "
                   f"({m['rules'] / m['table']:.3f}x); x cuDNN "
                   f"{peers['cudnn'] / m['rules']:.3f} -> {peers['cudnn'] / m['table']:.3f}"

@@ -9,9 +9,9 @@ cuDNN beside; 16k tokens, H = 2048/d. Appends JSON lines to argv[1].
 from __future__ import annotations
 
 import functools
-import json
 import statistics
 import sys
+from pathlib import Path
 
 import flashanim.kernels.fa2 as fa2
 import torch
@@ -19,11 +19,11 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
 sys.path.insert(0, "bench")
-from sweep_issue15 import DT, _qkv, graph_time  # noqa: E402
+from sweep_issue15 import DT, Log, _qkv, graph_time  # noqa: E402
 
 
 def main() -> int:
-    out = open(sys.argv[1], "a")
+    log = Log(Path(sys.argv[1]))
     for dt in ("bf16", "fp16"):
         for d in (128, 64):
             for n in (4096, 16384):
@@ -47,8 +47,7 @@ def main() -> int:
                        "tma_ms": statistics.mean(times["1"]), "runs": times,
                        "same_bits": torch.equal(outs["auto"], outs["1"])}  # fmt: skip
                 row["tma_speedup"] = row["ptr_ms"] / row["tma_ms"]
-                out.write(json.dumps(row) + "\n")
-                out.flush()
+                log(**row)
                 print(f"{dt} d={d} N={n}: pointer {row['ptr_ms']:.4f} ms, TMA "
                       f"{row['tma_ms']:.4f} ms ({row['tma_speedup']:.3f}x), x cuDNN "
                       f"{cu / row['ptr_ms']:.3f} -> {cu / row['tma_ms']:.3f}, "

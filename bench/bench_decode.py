@@ -59,7 +59,6 @@ PEERS = {
     "default": None,
 }
 ROTATE_BYTES = 256 << 20
-PDL_SITES = False  # --pdl-sites
 
 
 def graph_ms(fns, reps: int = 30) -> float:
@@ -133,7 +132,7 @@ def _sdpa_fn(backend, q, k, v, gqa: bool):
     return run
 
 
-def point(b: int, n_k: int, n_q: int, copy: float) -> dict:
+def point(b: int, n_k: int, n_q: int, copy: float, pdl_sites: bool = False) -> dict:
     sets = _sets(b, n_q, n_k, H_KV, seed=b * 7 + n_k + n_q)
     kv_bytes = 2 * b * H_KV * n_k * D * 2
     row = {"b": b, "n_k": n_k, "n_q": n_q, "h": H, "h_kv": H_KV, "d": D,
@@ -145,7 +144,7 @@ def point(b: int, n_k: int, n_q: int, copy: float) -> dict:
     # a plain launch after the split (decode.PDL = False), with --pdl-sites also
     # let go at the split's start and after its K/V loop; alternated twice
     variants = {"ours_ms": {}, "ours_nopdl_ms": {"PDL": False}}
-    if PDL_SITES:
+    if pdl_sites:
         variants["ours_pdl_start_ms"] = {"PDL_AT": "start"}
         variants["ours_pdl_loop_end_ms"] = {"PDL_AT": "loop_end"}
     times = {name: [] for name in variants}
@@ -242,7 +241,7 @@ def table(rows: list[dict], copy: float) -> list[str]:
     return lines
 
 
-def run() -> dict:
+def run(pdl_sites: bool = False) -> dict:
     copies = copy_tbps()
     copy = copies["ceiling"]
     out = {"copy_tbps": copies, "timer": "CUDA graph of R calls on R input "
@@ -253,7 +252,7 @@ def run() -> dict:
                      "min_split_keys": decode.MIN_SPLIT_KEYS}  # fmt: skip
     print("decode config:", out["config"], flush=True)
     for b, n_k, n_q in itertools.product(BATCHES, CACHES, NQS):
-        row = point(b, n_k, n_q, copy)
+        row = point(b, n_k, n_q, copy, pdl_sites)
         out["points"].append(row)
         print(json.dumps({k: v for k, v in row.items() if "error" not in k}),
               flush=True)  # fmt: skip
@@ -270,8 +269,6 @@ def main(argv=None) -> int:
                     help="also time the reduce let go at the split's start and "
                     "after its K/V loop (decode.PDL_AT)")  # fmt: skip
     args = ap.parse_args(argv)
-    global PDL_SITES
-    PDL_SITES = args.pdl_sites
     if not torch.cuda.is_available():
         print("bench_decode: needs a CUDA GPU (none found)", file=sys.stderr)
         return 2
@@ -283,7 +280,7 @@ def main(argv=None) -> int:
                                     num_splits=1)  # fmt: skip
         torch.cuda.synchronize()
         return 0
-    res = run()
+    res = run(args.pdl_sites)
     gpu = torch.cuda.get_device_name(0).replace(" ", "_")
     path = Path(args.out) / f"decode_{gpu}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
-import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import flashanim.kernels.fa2 as fa2
 import torch
@@ -27,7 +27,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
 sys.path.insert(0, "bench")
-from sweep_issue15 import _qkv, graph_time  # noqa: E402
+from sweep_issue15 import Log, _qkv, graph_time  # noqa: E402
 
 BLOCKS = [(128, 64), (128, 128), (64, 128)]
 WARPS = [4, 8]
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     ap.add_argument("--shapes", default=SHAPES)
     args = ap.parse_args(argv)
     t0 = time.time()
-    out = open(args.out, "a")
+    log = Log(Path(args.out))
     for spec in args.shapes.split(","):
         d, c, n = spec.split(":")
         d, n, causal = int(d), int(n), c == "c"
@@ -93,8 +93,7 @@ def main(argv=None) -> int:
                "best": best, "best_ptr": best_ptr,
                "sweep": {":".join(map(str, k)): t for k, t in sweep.items()},
                "alt": alt}  # fmt: skip
-        out.write(json.dumps(row) + "\n")
-        out.flush()
+        log(**row)
         m = {key: statistics.mean(ts) for key, ts in alt.items() if ts}
         print(f"{args.dtype} d={d} {'causal' if causal else 'non-causal'} N={n}: "
               f"default {m['default']:.4f} ms (x cuDNN {cu / m['default']:.3f}); "
