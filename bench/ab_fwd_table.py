@@ -6,7 +6,10 @@ calls, median of 10 replays), SDPA's cuDNN and FLASH backends beside; bf16 and f
 per unit of |O|: different blocks sum in a different order). Appends JSON lines to
 argv[1].
 
-    python bench/ab_fwd_table.py OUT.jsonl [d:nc|c:N,...]
+    python bench/ab_fwd_table.py OUT.jsonl [d:nc|c:N,... [ENTRIES]]
+
+``ENTRIES`` (``d:nc|c:N_MIN:BMxBNxWxSxTMA,...``): candidate rows added to the GPU's
+table for the "table" column (one row per (d, causal)).
 """
 
 from __future__ import annotations
@@ -45,6 +48,17 @@ def _run(q, k, v, causal, table):
 def main() -> int:
     log = Log(Path(sys.argv[1]))
     shapes = sys.argv[2] if len(sys.argv) > 2 else SHAPES
+    if len(sys.argv) > 3:
+        model = next(
+            m for m in common.GPU_FWD_TABLE if m[0] in torch.cuda.get_device_name()
+        )[0]
+        for e in sys.argv[3].split(","):
+            d, c, n_min, cfg = e.split(":")
+            bm, bn, w, st, tma = (int(x) for x in cfg.split("x"))
+            TABLE[(model, int(d), c == "c")] = (
+                (int(n_min), (bm, bn, w, st, bool(tma))),
+            )
+        print(f"table: {TABLE}", flush=True)
     for dt in ("bf16", "fp16"):
         for spec in shapes.split(","):
             d, c, n = spec.split(":")

@@ -61,6 +61,7 @@ CONFIGS = [
     (64, 64, 8, 2, 0, 0), (64, 64, 8, 3, 0, 0),
 ]  # fmt: skip
 SWEEP_NS = (1024, 4096, 16384)
+SWEEP_DS = (64, 128)  # (--ds)
 #: ``diag``: what the dQ adds cost (N = 4096, bf16): the best configurations of the
 #: first sweep with dQ added by pointer atomics, by TMA reduce, written by plain
 #: stores (racy: wrong dQ) and not written at all (the shares summed in registers:
@@ -201,7 +202,7 @@ def sweep(out: Path) -> dict:
     from flashanim.kernels import fa2
 
     rel: dict[tuple, dict[tuple, list[float]]] = {}
-    for d, causal in itertools.product((64, 128), (False, True)):
+    for d, causal in itertools.product(SWEEP_DS, (False, True)):
         for n in SWEEP_NS:
             t = _qkv("bf16", d, n)
             q, k, v, do = t
@@ -353,9 +354,16 @@ def main(argv=None) -> int:
     ap.add_argument("--table", action="store_true",
                     help="table without a sweep: the fused configurations of "
                     "fused_bwd.fallback_config (the first run's best)")  # fmt: skip
+    ap.add_argument("--configs", help="sweep only these: BMxBNxWxSxDQTMAxTMA,...")
+    ap.add_argument("--ds", help="sweep only these head dims: 64,128")
     ap.add_argument("--dump")
     ap.add_argument("--compare")
     args = ap.parse_args(argv)
+    global CONFIGS, SWEEP_DS
+    if args.configs:
+        CONFIGS = [tuple(int(x) for x in c.split("x")) for c in args.configs.split(",")]
+    if args.ds:
+        SWEEP_DS = tuple(int(x) for x in args.ds.split(","))
     if args.what == "warm":
         warm(args.shard, args.parts == "diag")
         return 0

@@ -57,6 +57,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="bf16")
     ap.add_argument("--deadline", type=float, default=420.0)
     ap.add_argument("--shapes", default=SHAPES)
+    ap.add_argument("--configs", help="only these launches, both load paths: "
+                    "BMxBNxWxS,... (the spill-free ones: bench/kernel_resources.py)")  # fmt: skip
     args = ap.parse_args(argv)
     t0 = time.time()
     log = Log(Path(args.out))
@@ -67,7 +69,12 @@ def main(argv=None) -> int:
         with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
             cu = graph_time(lambda: sdpa(q, k, v, is_causal=causal))  # noqa: B023
         sweep = {}
-        for tma, (bm, bn), w, st in itertools.product((0, 1), BLOCKS, WARPS, STAGES):
+        launches = [(bm, bn, w, st) for (bm, bn), w, st in
+                    itertools.product(BLOCKS, WARPS, STAGES)]  # fmt: skip
+        if args.configs:
+            launches = [tuple(int(x) for x in c.split("x"))
+                        for c in args.configs.split(",")]  # fmt: skip
+        for tma, (bm, bn, w, st) in itertools.product((0, 1), launches):
             if time.time() - t0 > args.deadline:
                 break
             try:
