@@ -366,16 +366,21 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
               VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr, MAX_EV: tl.constexpr,
               MAX_VAL: tl.constexpr, STAGE: tl.constexpr, HAS_BIAS: tl.constexpr,
               TMA: tl.constexpr,
-              BIAS_BOOL: tl.constexpr):  # fmt: skip
+              BIAS_BOOL: tl.constexpr, HEAVY_FIRST: tl.constexpr = False):  # fmt: skip
     """One program: Q block ``start_m`` of batch-head ``off_hz``; writes O and LSE.
 
     With ``HAS_BIAS`` (never traced), ``Bias`` (strides ``stride_b*``, 0 for
     broadcast dimensions) is added to ``S`` (``BIAS_BOOL``: a keep-mask, False ->
-    ``-inf``); rows that see no key get ``O = 0`` and ``LSE = +inf``."""
+    ``-inf``); rows that see no key get ``O = 0`` and ``LSE = +inf``.
+    ``HEAVY_FIRST`` (untraced causal launches, ``fa2.CAUSAL_ORDER``): each
+    batch-head's Q blocks from the last, which visits the most K/V blocks, so the
+    programs that start last are short ones."""
     prog = tl.program_id(0)
     T_R = tl.cdiv(N_Q, BLOCK_M)
     start_m = prog % T_R
     off_hz = prog // T_R
+    if HEAVY_FIRST:
+        start_m = T_R - 1 - start_m
     off_z = (off_hz // H).to(tl.int64)
     off_h = (off_hz % H).to(tl.int64)
     Q += off_z * stride_qz + off_h * stride_qh
@@ -1045,6 +1050,24 @@ def _dot_precision(dtype: torch.dtype) -> str:
 FWD_TMA: str = os.environ.get("FLASHANIM_TMA", "auto")
 
 
+#: Program order of the causal forward (``_attn_fwd``'s ``HEAVY_FIRST``): ``auto``
+#: (untraced launches with a padded head dimension of 128 or more run each
+#: batch-head's Q blocks from the last, the one that visits the most K/V blocks:
+#: 1.01-1.07x at d = 128 from 1k to 16k keys on an H200, geomean 1.03; at d = 64 no
+#: faster; traced launches keep the index order their recorded traces and the
+#: scenes show: ``bench/NOTES.md``, session 12), ``0`` (index
+#: order always), ``1`` (last block first wherever causal, traced launches too).
+#: ``FLASHANIM_CAUSAL_ORDER`` in the environment.
+CAUSAL_ORDER: str = os.environ.get("FLASHANIM_CAUSAL_ORDER", "auto")
+
+
+def _heavy_first(causal: bool, trace, d: int) -> bool:
+    """Whether a causal forward runs its Q blocks from the last (``CAUSAL_ORDER``)."""
+    if not causal or CAUSAL_ORDER == "0":
+        return False
+    return CAUSAL_ORDER == "1" or (not trace and head_block(d) >= 128)
+
+
 def _tma_alloc(size: int, alignment: int, stream) -> torch.Tensor:
     """Global scratch for device-side tensor descriptors (``triton.set_allocator``)."""
     return torch.empty(size, dtype=torch.int8, device="cuda")
@@ -1217,6 +1240,7 @@ def _forward(q, k, v, causal, softmax_scale, block_m, block_n, trace, values,
         q, k, v, o, lse, scale,
         *q.stride(), *k.stride(), *v.stride(), *o.stride(), *bias_args,
         heads, n_q, n_k, *tptr, **consts, **tflags, **bias_flags, TMA=tma,
+        HEAVY_FIRST=_heavy_first(causal, trace, d),
     )  # fmt: skip
     return o, lse, bufs, (block_m, block_n)
 

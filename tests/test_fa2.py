@@ -582,6 +582,34 @@ def test_backward_passes_with_their_own_blocks(monkeypatch, dkdv, dq):
     assert looked_up == []
 
 
+def test_causal_forward_order(monkeypatch):
+    """Untraced causal forwards with a padded d of 128 or more run each batch-head's
+    Q blocks from the last, the heaviest (``fa2.CAUSAL_ORDER``; measured on an H200,
+    bench/NOTES.md session 12); d = 64, non-causal and traced launches keep the
+    index order. Either order gives the same bits, and a trace records the order
+    its programs ran in."""
+    assert fa2._heavy_first(True, False, 128) and fa2._heavy_first(True, False, 96)
+    assert not fa2._heavy_first(True, False, 64)
+    assert not fa2._heavy_first(False, False, 128)
+    assert not fa2._heavy_first(True, True, 128)
+    q, k, v = make_qkv(2, 1, 70, 70, 128, F32, seed=5)
+    o, lse = fa2.attention_forward(q, k, v, True, None, 32, 32)  # last block first
+    monkeypatch.setattr(fa2, "CAUSAL_ORDER", "0")
+    o0, lse0 = fa2.attention_forward(q, k, v, True, None, 32, 32)
+    assert torch.equal(o, o0) and torch.equal(lse, lse0)
+    monkeypatch.setattr(fa2, "CAUSAL_ORDER", "1")  # traced launches too
+    rt = fa2.record_forward(q, k, v, causal=True, block_m=32, block_n=32)
+    hdr = rt.launches[0].header.cpu()
+    t_r = 3  # Q blocks per batch-head
+    assert hdr[:, 2].tolist() == [p // t_r for p in range(2 * t_r)]  # batch-head
+    assert hdr[:, 3].tolist() == [t_r - 1 - p % t_r for p in range(2 * t_r)]  # block
+    assert torch.equal(rt.outputs["O"], o) and torch.equal(rt.outputs["LSE"], lse)
+    monkeypatch.setattr(fa2, "CAUSAL_ORDER", "auto")
+    hdr = fa2.record_forward(q, k, v, causal=True, block_m=32,
+                             block_n=32).launches[0].header.cpu()  # fmt: skip
+    assert hdr[:, 3].tolist() == [p % t_r for p in range(2 * t_r)]
+
+
 def test_forward_gpu_table(monkeypatch):
     """A GPU model's own forward entries (:data:`_common.GPU_FWD_TABLE`) reach only
     plain calls on that model: blocks, warps, stages and descriptor loads together;
@@ -799,9 +827,10 @@ def test_gpu_tma_loads(dt, causal, d, nq, nk, monkeypatch):
 
 @pytest.mark.gpu
 @on_gpu
-@pytest.mark.parametrize("dt", [F16, BF16])
-def test_gpu_trace_does_not_change_the_outputs(dt):
-    q, k, v = make_qkv(2, 2, 200, 333, 64, dt, seed=11)
+@pytest.mark.parametrize("dt, d", [(F16, 64), (BF16, 64), (BF16, 128)])
+def test_gpu_trace_does_not_change_the_outputs(dt, d):
+    # (d = 128: the untraced causal forward runs its Q blocks from the last)
+    q, k, v = make_qkv(2, 2, 200, 333, d, dt, seed=11)
     o, lse = fa2.attention_forward(q, k, v, True, None, 64, 32)
     rt = fa2.record_forward(q, k, v, causal=True, block_m=64, block_n=32, values=True)
     assert torch.equal(rt.outputs["O"], o) and torch.equal(rt.outputs["LSE"], lse)
