@@ -26,7 +26,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
 sys.path.insert(0, "bench")
-from sweep_issue15 import DT, Log, _qkv, graph_time  # noqa: E402
+from sweep_issue15 import DT, Log, _qkv, ab_line, graph_time  # noqa: E402
 
 SHAPES = ",".join(
     f"{d}:nc:{n}" for d in (128, 64) for n in (1024, 2048, 4096, 8192, 16384)
@@ -85,11 +85,9 @@ def main() -> int:
                    "rules_ms": m["rules"], "table_ms": m["table"], "runs": times,
                    "max_diff": diff, "close": close}  # fmt: skip
             log(**row)
-            print(f"{dt} {spec}: rules {m['rules']:.4f} ms, table {m['table']:.4f} ms "
-                  f"({m['rules'] / m['table']:.3f}x); x cuDNN "
-                  f"{peers['cudnn'] / m['rules']:.3f} -> {peers['cudnn'] / m['table']:.3f}"
-                  f"; x FLASH {peers['flash'] / m['table']:.3f}; close {close}",
-                  flush=True)  # fmt: skip
+            print(ab_line(f"{dt} {spec}", "rules", m["rules"], "table", m["table"],
+                          peers["cudnn"]) + f"; x FLASH {peers['flash'] / m['table']:.3f}"
+                  f"; close {close}", flush=True)  # fmt: skip
     return 0
 
 

@@ -26,7 +26,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
 sys.path.insert(0, "bench")
-from sweep_issue15 import Log, _qkv, graph_time  # noqa: E402
+from sweep_issue15 import Log, _qkv, ab_line, graph_time  # noqa: E402
 
 SHAPES = ",".join(
     f"{d}:{n}" for d in (64, 128) for n in (1024, 2048, 4096, 8192, 16384)
@@ -63,10 +63,8 @@ def main() -> int:
             m = {key: statistics.mean(ts) for key, ts in times.items()}
             log(dtype=dt, d=d, causal=True, n=n, cudnn_ms=cu, ms=m, runs=times,
                 same_bits=same)  # fmt: skip
-            print(f"{dt} d={d} N={n}: index order {m['0']:.4f} ms, heaviest first "
-                  f"{m['1']:.4f} ms ({m['0'] / m['1']:.3f}x); x cuDNN "
-                  f"{cu / m['0']:.3f} -> {cu / m['1']:.3f}; runs {times}; same bits "
-                  f"{same}", flush=True)  # fmt: skip
+            print(ab_line(f"{dt} d={d} N={n}", "index order", m["0"], "heaviest first",
+                          m["1"], cu) + f"; runs {times}; same bits {same}", flush=True)  # fmt: skip
     return 0
 
 

@@ -19,7 +19,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
 sys.path.insert(0, "bench")
-from sweep_issue15 import DT, Log, _qkv, graph_time  # noqa: E402
+from sweep_issue15 import DT, Log, _qkv, ab_line, graph_time  # noqa: E402
 
 
 def main() -> int:
@@ -48,10 +48,9 @@ def main() -> int:
                        "same_bits": torch.equal(outs["auto"], outs["1"])}  # fmt: skip
                 row["tma_speedup"] = row["ptr_ms"] / row["tma_ms"]
                 log(**row)
-                print(f"{dt} d={d} N={n}: pointer {row['ptr_ms']:.4f} ms, TMA "
-                      f"{row['tma_ms']:.4f} ms ({row['tma_speedup']:.3f}x), x cuDNN "
-                      f"{cu / row['ptr_ms']:.3f} -> {cu / row['tma_ms']:.3f}, "
-                      f"same bits {row['same_bits']}", flush=True)  # fmt: skip
+                print(ab_line(f"{dt} d={d} N={n}", "pointer", row["ptr_ms"], "TMA",
+                              row["tma_ms"], cu) + f"; same bits {row['same_bits']}",
+                      flush=True)  # fmt: skip
     return 0
 
 

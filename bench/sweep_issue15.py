@@ -212,6 +212,16 @@ def do_bench_ms(fn) -> float:
                                          return_mode="median"))  # fmt: skip
 
 
+def ab_line(head: str, a: str, ms_a: float, b: str, ms_b: float,
+            cudnn_ms: float | None = None) -> str:  # fmt: skip
+    """One A/B result for the log: both times, B's speed-up over A, and both
+    against cuDNN's time (when given)."""
+    line = f"{head}: {a} {ms_a:.4f} ms, {b} {ms_b:.4f} ms ({ms_a / ms_b:.3f}x)"
+    if cudnn_ms:
+        line += f"; x cuDNN {cudnn_ms / ms_a:.3f} -> {cudnn_ms / ms_b:.3f}"
+    return line
+
+
 class Log:
     def __init__(self, path: Path):
         self.f = path.open("a")
