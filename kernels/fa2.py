@@ -372,9 +372,9 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
     With ``HAS_BIAS`` (never traced), ``Bias`` (strides ``stride_b*``, 0 for
     broadcast dimensions) is added to ``S`` (``BIAS_BOOL``: a keep-mask, False ->
     ``-inf``); rows that see no key get ``O = 0`` and ``LSE = +inf``.
-    ``HEAVY_FIRST`` (untraced causal launches, ``fa2.CAUSAL_ORDER``): each
-    batch-head's Q blocks from the last, which visits the most K/V blocks, so the
-    programs that start last are short ones."""
+    ``HEAVY_FIRST`` (untraced causal launches with d >= 128, ``fa2.CAUSAL_ORDER``):
+    each batch-head's Q blocks from the last, which visits the most K/V blocks, so
+    the programs that start last are short ones."""
     prog = tl.program_id(0)
     T_R = tl.cdiv(N_Q, BLOCK_M)
     start_m = prog % T_R
@@ -1055,8 +1055,8 @@ FWD_TMA: str = os.environ.get("FLASHANIM_TMA", "auto")
 #: batch-head's Q blocks from the last, the one that visits the most K/V blocks:
 #: 1.01-1.07x at d = 128 from 1k to 16k keys on an H200, geomean 1.03; at d = 64 no
 #: faster; traced launches keep the index order their recorded traces and the
-#: scenes show: ``bench/NOTES.md``, session 12), ``0`` (index
-#: order always), ``1`` (last block first wherever causal, traced launches too).
+#: scenes show: ``bench/NOTES.md``, session 12), ``0`` (index order always), ``1``
+#: (last block first wherever causal, traced launches too).
 #: ``FLASHANIM_CAUSAL_ORDER`` in the environment.
 CAUSAL_ORDER: str = os.environ.get("FLASHANIM_CAUSAL_ORDER", "auto")
 
