@@ -22,11 +22,9 @@ from pathlib import Path
 import flashanim.kernels._common as common
 import flashanim.kernels.fa2 as fa2
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.nn.functional import scaled_dot_product_attention as sdpa
 
 sys.path.insert(0, "bench")
-from sweep_issue15 import DT, Log, _qkv, ab_line, graph_time  # noqa: E402
+from sweep_issue15 import DT, Log, _peer_fwd, _qkv, ab_line, graph_time  # noqa: E402
 
 SHAPES = ",".join(
     f"{d}:nc:{n}" for d in (128, 64) for n in (1024, 2048, 4096, 8192, 16384)
@@ -64,13 +62,8 @@ def main() -> int:
             d, c, n = spec.split(":")
             d, n, causal = int(d), int(n), c == "c"
             q, k, v, _ = _qkv(dt, d, n)
-            peers = {}
-            for name, be in (("cudnn", SDPBackend.CUDNN_ATTENTION),
-                             ("flash", SDPBackend.FLASH_ATTENTION)):  # fmt: skip
-                with sdpa_kernel(be):
-                    peers[name] = graph_time(
-                        lambda: sdpa(q, k, v, is_causal=causal)  # noqa: B023
-                    )
+            peers = {name: graph_time(_peer_fwd(name, q, k, v, causal))
+                     for name in ("cudnn", "flash")}  # fmt: skip
             times = {"rules": [], "table": []}
             outs = {}
             for _ in range(2):
