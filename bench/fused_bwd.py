@@ -275,18 +275,6 @@ def fallback_config(d: int, dtype: torch.dtype) -> tuple:
     return (32, 32, 4, 2, False, False)
 
 
-def _tma_layout_ok(*ts: torch.Tensor) -> bool:
-    """Unit stride along d, 16-byte aligned base and strides: what a tensor
-    descriptor needs."""
-    for t in ts:
-        e = t.element_size()
-        if not t.is_cuda or t.stride(3) != 1 or t.data_ptr() % 16:
-            return False
-        if any((t.stride(i) * e) % 16 for i in range(3)):
-            return False
-    return True
-
-
 def fused_backward(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -341,7 +329,10 @@ def fused_backward(
                 "num_stages": cfg[3] if num_stages is None else num_stages}  # fmt: skip
     dq_tma = bool(cfg[4] if dq_tma is None else dq_tma) and not INTERPRET
     tma = (
-        bool(cfg[5] if tma is None else tma) and not INTERPRET and _tma_layout_ok(q, do)
+        bool(cfg[5] if tma is None else tma)
+        and not INTERPRET
+        and q.is_cuda
+        and fa2._tma_layout(q, do)
     )
     even_m = n_q % block_m == 0
     small = dict(HEAD_DIM=d, BLOCK_M=block_m, BLOCK_D=bd, EVEN_M=even_m)
