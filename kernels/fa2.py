@@ -366,7 +366,7 @@ def _attn_fwd(Q, K, V, O, LSE, sm_scale,  # noqa: E741
               VALUES: tl.constexpr, GPU_CLOCK: tl.constexpr, MAX_EV: tl.constexpr,
               MAX_VAL: tl.constexpr, STAGE: tl.constexpr, HAS_BIAS: tl.constexpr,
               TMA: tl.constexpr,
-              BIAS_BOOL: tl.constexpr, HEAVY_FIRST: tl.constexpr = False):  # fmt: skip
+              BIAS_BOOL: tl.constexpr, HEAVY_FIRST: tl.constexpr):  # fmt: skip
     """One program: Q block ``start_m`` of batch-head ``off_hz``; writes O and LSE.
 
     With ``HAS_BIAS`` (never traced), ``Bias`` (strides ``stride_b*``, 0 for
