@@ -5,7 +5,10 @@ overlap by hand), against the package's plain call and SDPA's cuDNN and FLASH
 backends. Q/K/V through host tensor descriptors over the flattened (B*H*N, d)
 tensors (``HOST``) or in-kernel descriptors per head. Appends JSON lines to argv[1].
 
-    python bench/ws_probe.py OUT.jsonl [dt:d:N,...] [BMxBNxWxSxHOSTxWS[xPIPE],...]
+    python bench/fwd_probe.py OUT.jsonl [dt:d:N,...] [BMxBNxWxSxHOSTxWS[xPIPE],...]
+
+``PBMxBNxWxSxPER_SMxFLATTEN``: a persistent kernel instead (``PER_SM`` programs per
+SM, host descriptors; ``FLATTEN``: the tile loop fused with the K/V loop).
 
 What it showed (Triton 3.6, NVIDIA H200; ``bench/NOTES.md``, session 13): with 8
 warps ``warp_specialize=True`` compiles to the same PTX as without; with 4 warps and
@@ -13,7 +16,8 @@ every tile loaded by a descriptor it becomes a producer warp group and two consu
 groups (12 warps, ``setmaxnreg``), and then host descriptors hung the GPU (no
 progress in 75 s: run WS launches under ``timeout``) and in-kernel descriptors gave
 wrong outputs. ``PIPE``: Triton waits for each ``Q K^T`` (``wgmma.wait_group 0``)
-before the next instruction, so nothing overlaps.
+before the next instruction, so nothing overlaps. The persistent kernel: correct but
+slower without ``FLATTEN``; with it, wrong outputs.
 """
 
 from __future__ import annotations
@@ -99,6 +103,61 @@ def _fwd(Q, K, V, O, LSE,  # noqa: E741
              (m_i + tl.math.log2(l_i)) * 0.6931471805599453)  # fmt: skip
 
 
+@triton.jit
+def _fwd_persistent(Q, K, V, O, LSE,  # noqa: E741
+                    sm_scale, N, BH, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                    BLOCK_N: tl.constexpr, FLATTEN: tl.constexpr):  # fmt: skip
+    """Persistent: program ``p`` takes tiles ``p, p + P, ...`` (K/V through host
+    descriptors, Q by pointers: with a descriptor the flattened loop fails in
+    Triton 3.6's TMA lowering);
+    ``FLATTEN``: Triton fuses the tile loop with the K/V loop, so that the next
+    tile's first K/V copies are issued during this tile's epilogue."""
+    pid = tl.program_id(0)
+    nprog = tl.num_programs(0)
+    t_r = N // BLOCK_M
+    qk_scale = sm_scale * 1.4426950408889634
+    offs_d = tl.arange(0, HEAD_DIM)
+    for tile in tl.range(pid, t_r * BH, nprog, flatten=FLATTEN):
+        start_m = tile % t_r
+        off_hz = tile // t_r
+        row0 = off_hz * N
+        offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        q = tl.load(
+            Q + (row0 + offs_m).to(tl.int64)[:, None] * HEAD_DIM + offs_d[None, :]
+        )
+        m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+        for start_n in tl.range(0, N, BLOCK_N):
+            k = K.load([row0 + start_n, 0])
+            v = V.load([row0 + start_n, 0])
+            qk = tl.dot(q, tl.trans(k))
+            acc, l_i, m_i = _softmax_pv(acc, l_i, m_i, qk, v, qk_scale)
+        acc = acc / l_i[:, None]
+        o_ptr = O + off_hz.to(tl.int64) * N * HEAD_DIM
+        tl.store(o_ptr + offs_m[:, None] * HEAD_DIM + offs_d[None, :],
+                 acc.to(O.dtype.element_ty))  # fmt: skip
+        tl.store(LSE + off_hz.to(tl.int64) * N + offs_m,
+                 (m_i + tl.math.log2(l_i)) * 0.6931471805599453)  # fmt: skip
+
+
+def persistent_fn(q, k, v, bm, bn, w, st, per_sm, flatten):
+    b, h, n, d = q.shape
+    o = torch.empty_like(q)
+    lse = torch.empty((b, h, n), device=q.device, dtype=torch.float32)
+    args = [q] + [TensorDescriptor.from_tensor(t.view(b * h * n, d), [bn, d])
+                  for t in (k, v)]  # fmt: skip
+    sms = torch.cuda.get_device_properties(q.device).multi_processor_count
+    grid = (min(sms * per_sm, (n // bm) * b * h),)
+
+    def run():
+        _fwd_persistent[grid](*args, o, lse, d**-0.5, n, b * h, d, bm, bn, flatten,
+                              num_warps=w, num_stages=st)  # fmt: skip
+        return o
+
+    return run
+
+
 def _alloc(size, alignment, stream):
     return torch.empty(size, dtype=torch.int8, device="cuda")
 
@@ -147,9 +206,15 @@ def main() -> int:
         print(f"{dt} d{d} {n}: plain {t_plain:.4f} ms (x cuDNN "
               f"{peers['cudnn'] / t_plain:.3f})", flush=True)  # fmt: skip
         for c in cfgs.split(","):
-            bm, bn, w, st, host, ws, pipe = (int(x) for x in (c + "x0").split("x")[:7])
             try:
-                fn = probe_fn(q, k, v, bm, bn, w, st, host, ws, pipe)
+                if c.startswith("P"):  # PBMxBNxWxSxPER_SMxFLATTEN: persistent
+                    bm, bn, w, st, per_sm, flat = (int(x) for x in c[1:].split("x"))
+                    fn = persistent_fn(q, k, v, bm, bn, w, st, per_sm, flat)
+                else:
+                    bm, bn, w, st, host, ws, pipe = (
+                        int(x) for x in (c + "x0").split("x")[:7]
+                    )
+                    fn = probe_fn(q, k, v, bm, bn, w, st, host, ws, pipe)
                 o = fn()
                 torch.cuda.synchronize()
                 diff = (o.float() - ref).abs().max().item()
