@@ -35,6 +35,8 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 sys.path.insert(0, "bench")
 from sweep_issue15 import Log, _peer_fwd, _qkv, graph_time  # noqa: E402
 
+LN2, RCP_LN2 = fa2.LN2, fa2.RCP_LN2
+
 
 @triton.jit
 def _softmax_pv(acc, l_i, m_i, qk, v, qk_scale):
@@ -46,6 +48,16 @@ def _softmax_pv(acc, l_i, m_i, qk, v, qk_scale):
     acc = acc * alpha[:, None]
     acc = tl.dot(p.to(v.dtype), v, acc)
     return acc, l_i, m_ij
+
+
+@triton.jit
+def _store_o_lse(acc, l_i, m_i, O, LSE, off_hz, offs_m, offs_d, N,  # noqa: E741
+                 HEAD_DIM: tl.constexpr):  # fmt: skip
+    """Store one Q block's ``O`` (``acc``, normalized) and ``LSE = m + log l``."""
+    o_ptr = O + off_hz.to(tl.int64) * N * HEAD_DIM
+    tl.store(o_ptr + offs_m[:, None] * HEAD_DIM + offs_d[None, :],
+             acc.to(O.dtype.element_ty))  # fmt: skip
+    tl.store(LSE + off_hz.to(tl.int64) * N + offs_m, (m_i + tl.math.log2(l_i)) * LN2)
 
 
 @triton.jit
@@ -75,7 +87,7 @@ def _fwd(Q, K, V, O, LSE,  # noqa: E741
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    qk_scale = sm_scale * 1.4426950408889634
+    qk_scale = sm_scale * RCP_LN2
     if PIPE:  # S_{j+1} = Q K_{j+1}^T issued before the softmax of S_j
         k = Kd.load([row0, 0])
         qk = tl.dot(q, tl.trans(k))
@@ -96,11 +108,7 @@ def _fwd(Q, K, V, O, LSE,  # noqa: E741
     acc = acc / l_i[:, None]
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
-    o_ptr = O + off_hz.to(tl.int64) * N * HEAD_DIM
-    tl.store(o_ptr + offs_m[:, None] * HEAD_DIM + offs_d[None, :],
-             acc.to(O.dtype.element_ty))  # fmt: skip
-    tl.store(LSE + off_hz.to(tl.int64) * N + offs_m,
-             (m_i + tl.math.log2(l_i)) * 0.6931471805599453)  # fmt: skip
+    _store_o_lse(acc, l_i, m_i, O, LSE, off_hz, offs_m, offs_d, N, HEAD_DIM)
 
 
 @triton.jit
@@ -115,7 +123,7 @@ def _fwd_persistent(Q, K, V, O, LSE,  # noqa: E741
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
     t_r = N // BLOCK_M
-    qk_scale = sm_scale * 1.4426950408889634
+    qk_scale = sm_scale * RCP_LN2
     offs_d = tl.arange(0, HEAD_DIM)
     for tile in tl.range(pid, t_r * BH, nprog, flatten=FLATTEN):
         start_m = tile % t_r
@@ -134,19 +142,26 @@ def _fwd_persistent(Q, K, V, O, LSE,  # noqa: E741
             qk = tl.dot(q, tl.trans(k))
             acc, l_i, m_i = _softmax_pv(acc, l_i, m_i, qk, v, qk_scale)
         acc = acc / l_i[:, None]
-        o_ptr = O + off_hz.to(tl.int64) * N * HEAD_DIM
-        tl.store(o_ptr + offs_m[:, None] * HEAD_DIM + offs_d[None, :],
-                 acc.to(O.dtype.element_ty))  # fmt: skip
-        tl.store(LSE + off_hz.to(tl.int64) * N + offs_m,
-                 (m_i + tl.math.log2(l_i)) * 0.6931471805599453)  # fmt: skip
+        _store_o_lse(acc, l_i, m_i, O, LSE, off_hz, offs_m, offs_d, N, HEAD_DIM)
+
+
+def _outputs(q):
+    """``O`` and ``LSE`` for a ``(B, H, N, d)`` query."""
+    b, h, n, _ = q.shape
+    return torch.empty_like(q), torch.empty((b, h, n), device=q.device,
+                                            dtype=torch.float32)  # fmt: skip
+
+
+def _host_desc(t, rows):
+    """A host descriptor over ``t`` flattened to ``(B*H*N, d)``, ``rows`` x d tiles."""
+    d = t.shape[-1]
+    return TensorDescriptor.from_tensor(t.view(-1, d), [rows, d])
 
 
 def persistent_fn(q, k, v, bm, bn, w, st, per_sm, flatten):
     b, h, n, d = q.shape
-    o = torch.empty_like(q)
-    lse = torch.empty((b, h, n), device=q.device, dtype=torch.float32)
-    args = [q] + [TensorDescriptor.from_tensor(t.view(b * h * n, d), [bn, d])
-                  for t in (k, v)]  # fmt: skip
+    o, lse = _outputs(q)
+    args = [q, _host_desc(k, bn), _host_desc(v, bn)]
     sms = torch.cuda.get_device_properties(q.device).multi_processor_count
     grid = (min(sms * per_sm, (n // bm) * b * h),)
 
@@ -158,19 +173,13 @@ def persistent_fn(q, k, v, bm, bn, w, st, per_sm, flatten):
     return run
 
 
-def _alloc(size, alignment, stream):
-    return torch.empty(size, dtype=torch.int8, device="cuda")
-
-
 def probe_fn(q, k, v, bm, bn, w, st, host, ws, pipe=0):
     b, h, n, d = q.shape
-    o = torch.empty_like(q)
-    lse = torch.empty((b, h, n), device=q.device, dtype=torch.float32)
+    o, lse = _outputs(q)
     if host:
-        args = [TensorDescriptor.from_tensor(t.view(b * h * n, d), [blk, d])
-                for t, blk in ((q, bm), (k, bn), (v, bn))]  # fmt: skip
-    else:
-        triton.set_allocator(_alloc)
+        args = [_host_desc(q, bm), _host_desc(k, bn), _host_desc(v, bn)]
+    else:  # the descriptors are built on the device, in the package's scratch
+        triton.set_allocator(fa2._tma_alloc)
         args = [q, k, v]
     grid = (n // bm, b * h)
 
